@@ -1,0 +1,1 @@
+//! Example clients; see the [[example]] entries.

@@ -1,0 +1,1 @@
+//! Integration tests of phase-node; see the files under tests/.
