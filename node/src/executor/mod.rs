@@ -1,0 +1,660 @@
+//! The sandbox: runs untrusted WebAssembly under hard limits.
+//!
+//! - One [`wasmtime::Engine`] per [`Executor`], with fuel, epoch interruption
+//!   and NaN canonicalisation always on, and wasm threads compiled out, so
+//!   every run can be deterministic and one compiled module serves every mode.
+//! - Compiled modules are cached by CID: in memory (ready-linked
+//!   `InstancePre`s, bounded LRU) and on disk under the data dir, in a folder
+//!   named by the engine's compatibility hash, so a second process skips
+//!   compilation.
+//! - Each run gets a fresh `Store`: WASI with nothing but the run's args, env,
+//!   stdin and the `/input` (read-only) and `/output` preopens; a limiter on
+//!   memory and tables; a fuel budget; an epoch deadline from one shared
+//!   ticker thread; stdout and stderr captured up to a cap.
+//! - Runs happen on tokio's blocking pool ([`Executor::run`]) or the caller's
+//!   thread ([`Executor::run_blocking`]); the async runtime never blocks.
+
+mod cache;
+mod determinism;
+mod inspect;
+mod io;
+mod limits;
+mod outcome;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tracing::{debug, warn};
+use wasmtime::component::{Component, ResourceTable};
+use wasmtime::{Config, Engine, InstancePre, Linker, Module, Store, Trap};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::bindings::sync::CommandPre;
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use phase_protocol::job::DEFAULT_TABLE_ELEMENTS;
+use phase_protocol::job::LimitError;
+use phase_protocol::{Cid, Limits, Status, unixfs};
+
+use self::cache::ModuleCache;
+pub use self::inspect::{ExportInfo, ImportInfo, ModuleInfo, ModuleKind, inspect};
+use self::io::{CappedPipe, OutputLimitHit};
+pub use self::limits::EPOCH_TICK;
+use self::limits::{EpochTicker, JobLimiter, epoch_ticks};
+pub use self::outcome::Outcome;
+
+/// Wasm stack a guest may use before it traps with a stack overflow.
+pub const MAX_WASM_STACK: usize = 1 << 20;
+/// Compiled modules kept ready in memory.
+pub const DEFAULT_MEMORY_CACHE_ENTRIES: usize = 64;
+/// Extra time the async wrapper waits past a run's timeout before it gives
+/// up on a guest stuck in a host call (a `sleep`), which epochs cannot
+/// interrupt.
+const HOST_CALL_GRACE: Duration = Duration::from_millis(500);
+
+/// A wasmtime error as a `std::error::Error` (wasmtime 48's own error type
+/// is not one), keeping its chain of causes.
+pub struct EngineError(wasmtime::Error);
+
+impl fmt::Debug for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for EngineError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        AsRef::<dyn std::error::Error>::as_ref(&self.0).source()
+    }
+}
+
+/// Why a module could not be loaded or run. A guest that misbehaves is not
+/// an error: it is an [`Outcome`] with a [`Status`].
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// Neither a core module nor a component.
+    #[error("not a WebAssembly module or component")]
+    NotWasm,
+    /// Has the wasm header but does not parse.
+    #[error("malformed WebAssembly")]
+    Malformed(#[source] wasmparser::BinaryReaderError),
+    /// Does not validate or compile.
+    #[error("invalid WebAssembly")]
+    Invalid(#[source] EngineError),
+    /// A core module without `_start`.
+    #[error("core module has no `_start` function: it is a library, not a WASI command")]
+    NoStart,
+    /// A component without `wasi:cli/run`.
+    #[error("component does not export `wasi:cli/run`: it is a library, not a WASI command")]
+    NotACommand(#[source] EngineError),
+    /// Imports something the sandbox does not provide.
+    #[error("module imports something the sandbox does not provide")]
+    Link(#[source] EngineError),
+    /// A limit out of range.
+    #[error("invalid limits")]
+    Limits(#[from] LimitError),
+    /// A host directory to preopen could not be opened.
+    #[error("cannot open directory {path} for the guest")]
+    Preopen {
+        /// The host path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: EngineError,
+    },
+    /// The engine could not be set up.
+    #[error("cannot set up the WebAssembly engine")]
+    Engine(#[source] EngineError),
+    /// The epoch ticker thread could not start.
+    #[error("cannot start the epoch ticker thread")]
+    Ticker(#[source] std::io::Error),
+    /// Instantiation failed for a reason other than a guest fault.
+    #[error("cannot instantiate the module")]
+    Instantiate(#[source] EngineError),
+    /// The blocking task running the guest panicked or was cancelled.
+    #[error("execution task failed")]
+    Join(#[source] tokio::task::JoinError),
+}
+
+/// Settings of an [`Executor`].
+#[derive(Clone, Debug)]
+pub struct ExecutorConfig {
+    /// Where compiled modules are kept between processes; `None` keeps them in
+    /// memory only.
+    pub cache_dir: Option<PathBuf>,
+    /// Compiled modules kept ready in memory.
+    pub memory_cache_entries: usize,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        Self {
+            cache_dir: None,
+            memory_cache_entries: DEFAULT_MEMORY_CACHE_ENTRIES,
+        }
+    }
+}
+
+/// A host directory the guest sees at `guest` (like `wasmtime run --dir`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Preopen {
+    /// Directory on the host.
+    pub host: PathBuf,
+    /// Absolute path the guest sees.
+    pub guest: String,
+    /// Whether the guest may create, write and delete files there.
+    pub writable: bool,
+}
+
+/// Everything a run gets from outside. Nothing else of the host is visible.
+#[derive(Clone, Debug, Default)]
+pub struct RunSpec {
+    /// `argv[0]` as the guest sees it.
+    pub program_name: String,
+    /// Arguments after `argv[0]`.
+    pub args: Vec<String>,
+    /// Environment variables, in order.
+    pub env: Vec<(String, String)>,
+    /// All of stdin.
+    pub stdin: Bytes,
+    /// Host directory mounted read-only at `/input`.
+    pub input_dir: Option<PathBuf>,
+    /// Host directory mounted writable at `/output`; its size after the run
+    /// counts against the output limit.
+    pub output_dir: Option<PathBuf>,
+    /// Further directories, as `phase-node run --dir` gives them.
+    pub preopens: Vec<Preopen>,
+    /// What the run may consume.
+    pub limits: Limits,
+    /// `Some(seed)` runs deterministically: virtual clocks, randomness from
+    /// the seed.
+    pub deterministic: Option<[u8; 32]>,
+}
+
+/// A compiled, linked module ready to run. Cheap to clone.
+#[derive(Clone)]
+pub struct LoadedModule {
+    cid: Cid,
+    kind: ModuleKind,
+    compiled: Arc<Compiled>,
+    source: CacheSource,
+}
+
+impl fmt::Debug for LoadedModule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadedModule")
+            .field("cid", &self.cid)
+            .field("kind", &self.kind)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoadedModule {
+    /// CID of the module's bytes (as a UnixFS file).
+    #[must_use]
+    pub fn cid(&self) -> Cid {
+        self.cid
+    }
+
+    /// Module or component.
+    #[must_use]
+    pub fn kind(&self) -> ModuleKind {
+        self.kind
+    }
+
+    /// Where the compiled code came from.
+    #[must_use]
+    pub fn source(&self) -> CacheSource {
+        self.source
+    }
+}
+
+/// Where [`Executor::load`] found the compiled code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheSource {
+    /// Already in this process.
+    Memory,
+    /// Deserialized from the on-disk cache.
+    Disk,
+    /// Compiled now.
+    Compiled,
+}
+
+enum Compiled {
+    Core(InstancePre<P1Host>),
+    Component(CommandPre<P2Host>),
+}
+
+struct P1Host {
+    wasi: WasiP1Ctx,
+    limiter: JobLimiter,
+}
+
+struct P2Host {
+    ctx: WasiCtx,
+    table: ResourceTable,
+    limiter: JobLimiter,
+}
+
+impl WasiView for P2Host {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.ctx,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The process's WebAssembly sandbox. Cheap to clone; all clones share one
+/// engine, one module cache and one epoch ticker.
+#[derive(Clone)]
+pub struct Executor {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Executor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Executor")
+            .field("cache", &self.inner.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    engine: Engine,
+    core_linker: Linker<P1Host>,
+    component_linker: wasmtime::component::Linker<P2Host>,
+    cache: ModuleCache<Compiled>,
+    _ticker: EpochTicker,
+}
+
+impl Executor {
+    /// Sets up the engine, the WASI linkers, the cache and the epoch ticker.
+    ///
+    /// # Errors
+    /// When the engine cannot be configured or the ticker thread not started.
+    pub fn new(config: ExecutorConfig) -> Result<Self, ExecError> {
+        let engine =
+            Engine::new(&engine_config()).map_err(|e| ExecError::Engine(EngineError(e)))?;
+
+        let mut core_linker = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut core_linker, |h: &mut P1Host| &mut h.wasi)
+            .map_err(|e| ExecError::Engine(EngineError(e)))?;
+
+        let mut component_linker = wasmtime::component::Linker::new(&engine);
+        // `wasi:cli/exit.exit-with-code` is stable since WASI 0.2.12 and linked
+        // by default, so a component's `exit(3)` arrives as 3.
+        wasmtime_wasi::p2::add_to_linker_sync(&mut component_linker)
+            .map_err(|e| ExecError::Engine(EngineError(e)))?;
+
+        let cache = ModuleCache::new(&engine, config.cache_dir, config.memory_cache_entries);
+        let ticker = EpochTicker::start(&engine).map_err(ExecError::Ticker)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                engine,
+                core_linker,
+                component_linker,
+                cache,
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// Compiles (or finds in the cache) and links a module, on the blocking pool.
+    ///
+    /// # Errors
+    /// When the bytes are not a runnable WASI command; see [`ExecError`].
+    pub async fn load(&self, bytes: Bytes) -> Result<LoadedModule, ExecError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.load_blocking(&bytes))
+            .await
+            .map_err(ExecError::Join)?
+    }
+
+    /// [`Executor::load`] on the caller's thread.
+    ///
+    /// # Errors
+    /// See [`Executor::load`].
+    pub fn load_blocking(&self, bytes: &[u8]) -> Result<LoadedModule, ExecError> {
+        let cid = unixfs::file_cid(bytes);
+        self.load_cid_blocking(cid, bytes)
+    }
+
+    /// Loads `bytes` under a CID the caller has already verified.
+    fn load_cid_blocking(&self, cid: Cid, bytes: &[u8]) -> Result<LoadedModule, ExecError> {
+        let kind = ModuleKind::detect(bytes)?;
+        if let Some(compiled) = self.inner.cache.get_memory(&cid) {
+            return Ok(LoadedModule {
+                cid,
+                kind,
+                compiled,
+                source: CacheSource::Memory,
+            });
+        }
+        let (compiled, source) = match kind {
+            ModuleKind::CoreModule => {
+                let (module, source) =
+                    self.inner
+                        .cache
+                        .core_module(&self.inner.engine, &cid, bytes)?;
+                (Compiled::Core(self.link_core(&module)?), source)
+            }
+            ModuleKind::Component => {
+                let (component, source) =
+                    self.inner
+                        .cache
+                        .component(&self.inner.engine, &cid, bytes)?;
+                (
+                    Compiled::Component(self.link_component(&component)?),
+                    source,
+                )
+            }
+        };
+        let compiled = self.inner.cache.insert_memory(cid, compiled);
+        debug!(%cid, ?kind, ?source, "module loaded");
+        Ok(LoadedModule {
+            cid,
+            kind,
+            compiled,
+            source,
+        })
+    }
+
+    fn link_core(&self, module: &Module) -> Result<InstancePre<P1Host>, ExecError> {
+        if !matches!(
+            module.get_export("_start"),
+            Some(wasmtime::ExternType::Func(_))
+        ) {
+            return Err(ExecError::NoStart);
+        }
+        self.inner
+            .core_linker
+            .instantiate_pre(module)
+            .map_err(|e| ExecError::Link(EngineError(e)))
+    }
+
+    fn link_component(&self, component: &Component) -> Result<CommandPre<P2Host>, ExecError> {
+        let pre = self
+            .inner
+            .component_linker
+            .instantiate_pre(component)
+            .map_err(|e| ExecError::Link(EngineError(e)))?;
+        CommandPre::new(pre).map_err(|e| ExecError::NotACommand(EngineError(e)))
+    }
+
+    /// Runs a loaded module on tokio's blocking pool.
+    ///
+    /// A guest stuck in a host call (a long `sleep`) past its timeout plus a
+    /// short grace is reported as timed out; its thread finishes in the
+    /// background and is stopped by the epoch deadline as soon as it runs wasm
+    /// again.
+    ///
+    /// # Errors
+    /// Only for host-side failures (bad limits, a preopen that cannot be
+    /// opened); everything the guest does is an [`Outcome`].
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the result; the run itself ends by its
+    /// own limits.
+    pub async fn run(&self, module: &LoadedModule, spec: RunSpec) -> Result<Outcome, ExecError> {
+        spec.limits.validate()?;
+        let deadline = spec.limits.timeout + HOST_CALL_GRACE;
+        let pipes = Pipes::new(&spec.limits);
+        let started = Instant::now();
+        let task = tokio::task::spawn_blocking({
+            let this = self.clone();
+            let module = module.clone();
+            let pipes = pipes.clone();
+            move || this.run_with(&module, spec, pipes)
+        });
+        match tokio::time::timeout(deadline, task).await {
+            Ok(joined) => joined.map_err(ExecError::Join)?,
+            Err(_) => {
+                warn!(cid = %module.cid, "guest stuck in a host call past its deadline");
+                Ok(Outcome {
+                    status: Status::TimedOut,
+                    stdout: pipes.stdout.contents(),
+                    stderr: pipes.stderr.contents(),
+                    fuel_consumed: 0,
+                    wall_time: started.elapsed(),
+                    peak_memory_bytes: 0,
+                })
+            }
+        }
+    }
+
+    /// Runs a loaded module on the caller's thread, which must not be an
+    /// async runtime's worker (WASI's sync functions would panic there).
+    ///
+    /// # Errors
+    /// See [`Executor::run`].
+    pub fn run_blocking(&self, module: &LoadedModule, spec: RunSpec) -> Result<Outcome, ExecError> {
+        spec.limits.validate()?;
+        let pipes = Pipes::new(&spec.limits);
+        self.run_with(module, spec, pipes)
+    }
+
+    fn run_with(
+        &self,
+        module: &LoadedModule,
+        spec: RunSpec,
+        pipes: Pipes,
+    ) -> Result<Outcome, ExecError> {
+        let wasi = wasi_builder(&spec, &pipes)?;
+        let limiter = JobLimiter::new(spec.limits.memory.0, DEFAULT_TABLE_ELEMENTS);
+        let started = Instant::now();
+        let (result, fuel_left, limiter) = match module.compiled.as_ref() {
+            Compiled::Core(pre) => {
+                let mut wasi = wasi;
+                let host = P1Host {
+                    wasi: wasi.build_p1(),
+                    limiter,
+                };
+                let mut store = self.new_store(host, &spec.limits, |h| &mut h.limiter);
+                let result = pre.instantiate(&mut store).and_then(|instance| {
+                    let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+                    start.call(&mut store, ())
+                });
+                (
+                    result.map(|()| 0),
+                    store.get_fuel(),
+                    store.into_data().limiter,
+                )
+            }
+            Compiled::Component(pre) => {
+                let mut wasi = wasi;
+                let host = P2Host {
+                    ctx: wasi.build(),
+                    table: ResourceTable::new(),
+                    limiter,
+                };
+                let mut store = self.new_store(host, &spec.limits, |h| &mut h.limiter);
+                let result = pre
+                    .instantiate(&mut store)
+                    .and_then(|command| command.wasi_cli_run().call_run(&mut store));
+                let code = result.map(|r| i32::from(r.is_err()));
+                (code, store.get_fuel(), store.into_data().limiter)
+            }
+        };
+        let wall_time = started.elapsed();
+        let fuel_consumed = spec.limits.fuel.saturating_sub(fuel_left.unwrap_or(0));
+        let output_over = spec
+            .output_dir
+            .as_deref()
+            .is_some_and(|dir| dir_size(dir) > spec.limits.max_output.0);
+        let status = classify(result, &pipes, &limiter, output_over);
+        Ok(Outcome {
+            status,
+            stdout: pipes.stdout.contents(),
+            stderr: pipes.stderr.contents(),
+            fuel_consumed,
+            wall_time,
+            peak_memory_bytes: limiter.peak_memory as u64,
+        })
+    }
+
+    fn new_store<T: 'static>(
+        &self,
+        host: T,
+        limits: &Limits,
+        limiter: impl (FnMut(&mut T) -> &mut JobLimiter) + Send + Sync + 'static,
+    ) -> Store<T> {
+        let mut store = Store::new(&self.inner.engine, host);
+        let mut limiter = limiter;
+        store.limiter(move |h| limiter(h) as &mut dyn wasmtime::ResourceLimiter);
+        store
+            .set_fuel(limits.fuel)
+            .expect("fuel is enabled in every engine this module builds");
+        store.set_epoch_deadline(epoch_ticks(limits.timeout));
+        store
+    }
+
+    /// Where compiled modules are kept on disk, if anywhere.
+    #[must_use]
+    pub fn cache_dir(&self) -> Option<&Path> {
+        self.inner.cache.dir()
+    }
+}
+
+/// Engine settings shared by every run (and by the on-disk cache's key).
+fn engine_config() -> Config {
+    let mut config = Config::new();
+    config
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .cranelift_nan_canonicalization(true)
+        .relaxed_simd_deterministic(true)
+        .wasm_component_model(true)
+        .max_wasm_stack(MAX_WASM_STACK);
+    config
+}
+
+#[derive(Clone)]
+struct Pipes {
+    stdout: CappedPipe,
+    stderr: CappedPipe,
+}
+
+impl Pipes {
+    fn new(limits: &Limits) -> Self {
+        let cap = usize::try_from(limits.max_output.0).unwrap_or(usize::MAX);
+        Self {
+            stdout: CappedPipe::new(cap),
+            stderr: CappedPipe::new(cap),
+        }
+    }
+}
+
+fn wasi_builder(spec: &RunSpec, pipes: &Pipes) -> Result<WasiCtxBuilder, ExecError> {
+    let mut b = WasiCtxBuilder::new();
+    let mut argv = Vec::with_capacity(spec.args.len() + 1);
+    argv.push(spec.program_name.as_str());
+    argv.extend(spec.args.iter().map(String::as_str));
+    b.args(&argv)
+        .envs(&spec.env)
+        .stdin(MemoryInputPipe::new(spec.stdin.clone()))
+        .stdout(pipes.stdout.clone())
+        .stderr(pipes.stderr.clone());
+    let mut preopen = |host: &Path, guest: &str, writable: bool| {
+        let perms = if writable {
+            FsPerms::ReadWrite
+        } else {
+            FsPerms::ReadOnly
+        };
+        b.preopened_dir(host, guest, perms)
+            .map(|_| ())
+            .map_err(|e| ExecError::Preopen {
+                path: host.to_owned(),
+                source: EngineError(e),
+            })
+    };
+    if let Some(input) = &spec.input_dir {
+        preopen(input, "/input", false)?;
+    }
+    if let Some(output) = &spec.output_dir {
+        preopen(output, "/output", true)?;
+    }
+    for p in &spec.preopens {
+        preopen(&p.host, &p.guest, p.writable)?;
+    }
+    if let Some(seed) = spec.deterministic {
+        determinism::make_deterministic(&mut b, seed);
+    }
+    Ok(b)
+}
+
+/// Turns the raw result of a run into a [`Status`].
+fn classify(
+    result: wasmtime::Result<i32>,
+    pipes: &Pipes,
+    limiter: &JobLimiter,
+    output_over: bool,
+) -> Status {
+    if pipes.stdout.overflowed() || pipes.stderr.overflowed() || output_over {
+        return Status::OutputLimit;
+    }
+    let err = match result {
+        Ok(code) => return Status::Exited { code },
+        Err(err) => err,
+    };
+    if let Some(exit) = err.downcast_ref::<I32Exit>() {
+        return Status::Exited { code: exit.0 };
+    }
+    if err.downcast_ref::<OutputLimitHit>().is_some() {
+        return Status::OutputLimit;
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => return Status::OutOfFuel,
+        Some(Trap::Interrupt) => return Status::TimedOut,
+        _ => {}
+    }
+    if limiter.refused {
+        return Status::MemoryLimit;
+    }
+    if let Some(trap) = err.downcast_ref::<Trap>() {
+        return Status::Trapped {
+            message: trap.to_string(),
+        };
+    }
+    // Not a trap: the guest called an import in a way the host refused
+    // (e.g. an invalid exit code), or instantiation failed.
+    let message = err.to_string();
+    debug!(error = %message, "run ended by a host error");
+    Status::Trapped {
+        message: message.lines().next().unwrap_or_default().to_owned(),
+    }
+}
+
+/// Bytes of the regular files under `dir` (symlinks are not followed).
+fn dir_size(dir: &Path) -> u64 {
+    let mut total = 0u64;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(entry.path()),
+                Ok(t) if t.is_file() => {
+                    total = total.saturating_add(entry.metadata().map_or(0, |m| m.len()));
+                }
+                _ => {}
+            }
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests;

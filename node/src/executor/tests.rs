@@ -1,0 +1,234 @@
+use super::*;
+
+fn executor() -> Executor {
+    Executor::new(ExecutorConfig::default()).unwrap()
+}
+
+fn load(ex: &Executor, wat: &str) -> LoadedModule {
+    ex.load_blocking(&wat::parse_str(wat).unwrap()).unwrap()
+}
+
+fn spec() -> RunSpec {
+    RunSpec {
+        program_name: "test.wasm".into(),
+        ..RunSpec::default()
+    }
+}
+
+const EXIT_WITH_ARGC: &str = r#"(module
+  (import "wasi_snapshot_preview1" "args_sizes_get" (func $sizes (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (drop (call $sizes (i32.const 0) (i32.const 4)))
+    (call $exit (i32.load (i32.const 0)))))"#;
+
+const LOOP: &str = r#"(module (func (export "_start") (loop (br 0))))"#;
+
+#[test]
+fn exit_code_and_args_reach_the_guest() {
+    let ex = executor();
+    let m = load(&ex, EXIT_WITH_ARGC);
+    let mut s = spec();
+    s.args = vec!["a".into(), "b".into()];
+    let out = ex.run_blocking(&m, s).unwrap();
+    assert_eq!(out.status, Status::Exited { code: 3 });
+    assert!(out.fuel_consumed > 0);
+}
+
+#[test]
+fn infinite_loop_times_out() {
+    let ex = executor();
+    let m = load(&ex, LOOP);
+    let mut s = spec();
+    s.limits.timeout = Duration::from_millis(200);
+    let out = ex.run_blocking(&m, s).unwrap();
+    assert_eq!(out.status, Status::TimedOut);
+}
+
+#[test]
+fn infinite_loop_runs_out_of_fuel() {
+    let ex = executor();
+    let m = load(&ex, LOOP);
+    let mut s = spec();
+    s.limits.fuel = 1_000_000;
+    let out = ex.run_blocking(&m, s).unwrap();
+    assert_eq!(out.status, Status::OutOfFuel);
+    assert_eq!(out.fuel_consumed, 1_000_000);
+}
+
+#[test]
+fn memory_growth_past_the_cap_is_a_memory_limit() {
+    let ex = executor();
+    // Grows one page at a time and traps when growth is refused, like a Rust
+    // guest's allocator aborting.
+    let m = load(
+        &ex,
+        r#"(module (memory 1)
+             (func (export "_start")
+               (loop (if (i32.eq (memory.grow (i32.const 1)) (i32.const -1))
+                          (then unreachable))
+                     (br 0))))"#,
+    );
+    let mut s = spec();
+    s.limits.memory = phase_protocol::ByteSize(64 << 20);
+    let out = ex.run_blocking(&m, s).unwrap();
+    assert_eq!(out.status, Status::MemoryLimit);
+    assert_eq!(out.peak_memory_bytes, 64 << 20);
+}
+
+#[test]
+fn a_guest_that_handles_refused_growth_exits_normally() {
+    let ex = executor();
+    let m = load(
+        &ex,
+        r#"(module (memory 1)
+             (func (export "_start") (drop (memory.grow (i32.const 100000)))))"#,
+    );
+    let out = ex.run_blocking(&m, spec()).unwrap();
+    assert_eq!(out.status, Status::Exited { code: 0 });
+    assert_eq!(out.peak_memory_bytes, 65536);
+}
+
+const PRINT_FOREVER: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 32))
+    (loop (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))) (br 0))))"#;
+
+#[test]
+fn printing_forever_hits_the_output_limit() {
+    let ex = executor();
+    let m = load(&ex, PRINT_FOREVER);
+    let mut s = spec();
+    s.limits.max_output = phase_protocol::ByteSize(1 << 20);
+    let out = ex.run_blocking(&m, s).unwrap();
+    assert_eq!(out.status, Status::OutputLimit);
+    assert_eq!(out.stdout.len(), 1 << 20);
+}
+
+#[test]
+fn stack_overflow_is_a_trap() {
+    let ex = executor();
+    let m = load(&ex, r#"(module (func $f (export "_start") (call $f)))"#);
+    let out = ex.run_blocking(&m, spec()).unwrap();
+    match out.status {
+        Status::Trapped { message } => assert!(message.contains("stack"), "{message}"),
+        other => panic!("expected a trap, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_modules_are_refused_with_clear_errors() {
+    let ex = executor();
+    assert!(matches!(
+        ex.load_blocking(b"not wasm at all"),
+        Err(ExecError::NotWasm)
+    ));
+    let lib = wat::parse_str(r#"(module (func (export "add")))"#).unwrap();
+    assert!(matches!(ex.load_blocking(&lib), Err(ExecError::NoStart)));
+    let foreign = wat::parse_str(
+        r#"(module (import "env" "launch_missiles" (func)) (func (export "_start")))"#,
+    )
+    .unwrap();
+    assert!(matches!(
+        ex.load_blocking(&foreign),
+        Err(ExecError::Link(_))
+    ));
+    let truncated = b"\0asm\x01\0\0\0\x01\x05";
+    assert!(matches!(
+        ex.load_blocking(truncated),
+        Err(ExecError::Invalid(_))
+    ));
+}
+
+#[test]
+fn the_host_environment_is_not_inherited() {
+    // environ_sizes_get writes the count of variables; the guest exits with it.
+    let wat = r#"(module
+      (import "wasi_snapshot_preview1" "environ_sizes_get" (func $sizes (param i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+      (memory (export "memory") 1)
+      (func (export "_start")
+        (drop (call $sizes (i32.const 0) (i32.const 4)))
+        (call $exit (i32.load (i32.const 0)))))"#;
+    let ex = executor();
+    let m = load(&ex, wat);
+    assert!(std::env::vars().count() > 0);
+    let out = ex.run_blocking(&m, spec()).unwrap();
+    assert_eq!(out.status, Status::Exited { code: 0 });
+    let mut s = spec();
+    s.env = vec![("ONLY".into(), "this".into())];
+    let out = ex.run_blocking(&m, s).unwrap();
+    assert_eq!(out.status, Status::Exited { code: 1 });
+}
+
+#[test]
+fn disk_cache_skips_compilation_in_a_second_executor() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ExecutorConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..ExecutorConfig::default()
+    };
+    let bytes = wat::parse_str(EXIT_WITH_ARGC).unwrap();
+    let first = Executor::new(config.clone()).unwrap();
+    assert_eq!(
+        first.load_blocking(&bytes).unwrap().source(),
+        CacheSource::Compiled
+    );
+    assert_eq!(
+        first.load_blocking(&bytes).unwrap().source(),
+        CacheSource::Memory
+    );
+    let second = Executor::new(config).unwrap();
+    let m = second.load_blocking(&bytes).unwrap();
+    assert_eq!(m.source(), CacheSource::Disk);
+    assert_eq!(
+        second.run_blocking(&m, spec()).unwrap().status,
+        Status::Exited { code: 1 }
+    );
+}
+
+#[test]
+fn a_corrupt_cache_file_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ExecutorConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..ExecutorConfig::default()
+    };
+    let bytes = wat::parse_str(EXIT_WITH_ARGC).unwrap();
+    let first = Executor::new(config.clone()).unwrap();
+    let cid = first.load_blocking(&bytes).unwrap().cid();
+    let path = first.cache_dir().unwrap().join(format!("{cid}.cwasm"));
+    std::fs::write(&path, b"garbage").unwrap();
+    let second = Executor::new(config).unwrap();
+    assert_eq!(
+        second.load_blocking(&bytes).unwrap().source(),
+        CacheSource::Compiled
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_run_does_not_block_the_runtime() {
+    let ex = executor();
+    let m = ex
+        .load(Bytes::from(wat::parse_str(LOOP).unwrap()))
+        .await
+        .unwrap();
+    let mut s = spec();
+    s.limits.timeout = Duration::from_millis(300);
+    let ticks = tokio::spawn(async {
+        let mut n = 0u32;
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            n += 1;
+        }
+        n
+    });
+    let out = ex.run(&m, s).await.unwrap();
+    assert_eq!(out.status, Status::TimedOut);
+    assert_eq!(ticks.await.unwrap(), 5);
+}
