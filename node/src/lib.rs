@@ -8,5 +8,6 @@
 //! dependencies point one way: scheduler → {network, store, executor} →
 //! `phase-protocol`.
 
+pub mod cli;
 pub mod config;
 pub mod executor;

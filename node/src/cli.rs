@@ -1,0 +1,498 @@
+//! The command line: clap types, and an `execute` per subcommand.
+//!
+//! Results go to stdout, logs (`RUST_LOG`) and diagnostics to stderr;
+//! `--json` prints one machine-readable object.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::str::FromStr;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use phase_protocol::job::DEFAULT_FUEL;
+use phase_protocol::{ByteSize, Limits, Status};
+
+use crate::config::DataDir;
+use crate::executor::{self, Executor, ExecutorConfig, ModuleInfo, Outcome, Preopen, RunSpec};
+
+/// Exit code of `run` when the guest trapped (128 + SIGABRT, as wasmtime).
+pub const EXIT_TRAP: u8 = 134;
+/// Exit code of `run` when the guest ran out of fuel.
+pub const EXIT_OUT_OF_FUEL: u8 = 135;
+/// Exit code of `run` when the guest timed out (as `timeout(1)`).
+pub const EXIT_TIMEOUT: u8 = 124;
+/// Exit code of `run` when the guest hit the memory limit (128 + SIGKILL, as an OOM kill).
+pub const EXIT_MEMORY: u8 = 137;
+/// Exit code of `run` when the guest hit the output limit.
+pub const EXIT_OUTPUT: u8 = 138;
+/// Exit code of `run` when phase-node itself failed (bad module, bad flags).
+pub const EXIT_RUN_ERROR: u8 = 125;
+/// Exit code of other subcommands on failure.
+pub const EXIT_INTERNAL: u8 = 1;
+
+/// Largest stdin `run` passes to a guest: it is held in memory.
+pub const MAX_STDIN: u64 = 256 << 20;
+
+/// phase-node: run WebAssembly jobs on an open peer-to-peer compute network.
+#[derive(Debug, Parser)]
+#[command(name = "phase-node", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every subcommand takes.
+#[derive(Debug, Args)]
+struct GlobalArgs {
+    /// Where the node keeps its data (module cache, blocks, identity).
+    /// Default: the platform's data dir, e.g. ~/.local/share/phase-node.
+    #[arg(long, global = true, env = "PHASE_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Run(RunArgs),
+    Inspect(InspectArgs),
+}
+
+impl Cli {
+    /// The exit code for a failure of phase-node itself in this subcommand.
+    #[must_use]
+    pub fn failure_code(&self) -> u8 {
+        match self.command {
+            Command::Run(_) => EXIT_RUN_ERROR,
+            Command::Inspect(_) => EXIT_INTERNAL,
+        }
+    }
+
+    /// Runs the subcommand.
+    ///
+    /// # Errors
+    /// Whatever keeps the subcommand from doing its work, as one line.
+    pub async fn execute(self) -> anyhow::Result<ExitCode> {
+        match self.command {
+            Command::Run(args) => args.execute(&self.global).await,
+            Command::Inspect(args) => args.execute(),
+        }
+    }
+}
+
+/// Limits of a run; each has a default and a hard maximum.
+#[derive(Debug, Args)]
+struct LimitArgs {
+    /// Fuel: how many wasm instructions (roughly) the guest may execute.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_FUEL)]
+    fuel: u64,
+    /// Linear memory the guest may use, e.g. 64MiB.
+    #[arg(long, value_name = "SIZE", default_value = "256MiB")]
+    memory: String,
+    /// Wall-clock limit, e.g. 1s, 500ms, 2m.
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    timeout: String,
+    /// Cap on stdout and on stderr (each), and on the files under /output.
+    #[arg(long, value_name = "SIZE", default_value = "16MiB")]
+    max_output: String,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> anyhow::Result<Limits> {
+        let size = |flag: &str, v: &str| {
+            ByteSize::from_str(v).with_context(|| format!("invalid --{flag} `{v}`"))
+        };
+        let limits = Limits {
+            fuel: self.fuel,
+            memory: size("memory", &self.memory)?,
+            timeout: humantime::parse_duration(&self.timeout).with_context(|| {
+                format!("invalid --timeout `{}` (use e.g. 1s, 500ms)", self.timeout)
+            })?,
+            max_output: size("max-output", &self.max_output)?,
+        };
+        limits.validate().context("limit out of range")?;
+        Ok(limits)
+    }
+}
+
+/// Run a WebAssembly module or component locally, in the sandbox, offline.
+///
+/// The guest sees only its arguments, the environment variables given with
+/// --env, stdin, /input (read-only, with --input), /output (writable) and
+/// --dir directories. Its stdout and stderr are printed after it ends.
+///
+/// Exit status: the guest's own exit code; 124 timed out; 134 trapped; 135 out
+/// of fuel; 137 memory limit; 138 output limit; 125 phase-node failed (bad
+/// module or flags); 2 bad usage.
+#[derive(Debug, Args)]
+#[command(after_help = "Example: echo -n 'Hello, World' | phase-node run hello.wasm")]
+struct RunArgs {
+    /// The .wasm file: a WASI preview 1 module or a preview 2 component.
+    #[arg(value_name = "MODULE.wasm")]
+    module: PathBuf,
+    /// Give the guest a host directory, writable, at GUEST_DIR (default: the same path).
+    #[arg(long = "dir", value_name = "HOST_DIR[::GUEST_DIR]")]
+    dirs: Vec<DirMapping>,
+    /// Host directory the guest sees read-only at /input.
+    #[arg(long, value_name = "DIR")]
+    input: Option<PathBuf>,
+    /// Host directory the guest sees at /output (created if missing). Without
+    /// it, /output is a temporary directory that is removed after the run.
+    #[arg(long, value_name = "DIR")]
+    output: Option<PathBuf>,
+    /// Set an environment variable for the guest; NAME alone passes the host's value.
+    #[arg(long = "env", value_name = "NAME[=VALUE]")]
+    env: Vec<String>,
+    #[command(flatten)]
+    limits: LimitArgs,
+    /// Run deterministically: virtual clocks, randomness seeded from the
+    /// module's CID, so two runs give identical output and fuel.
+    #[arg(long)]
+    deterministic: bool,
+    /// Print one JSON object with the outcome (stdout and stderr included)
+    /// instead of the guest's output.
+    #[arg(long)]
+    json: bool,
+    /// Arguments for the guest (after `--` if they start with a dash).
+    #[arg(
+        value_name = "ARGS",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    args: Vec<String>,
+}
+
+/// `HOST[::GUEST]` of `--dir`.
+#[derive(Clone, Debug)]
+struct DirMapping {
+    host: PathBuf,
+    guest: String,
+}
+
+impl FromStr for DirMapping {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s.split_once("::") {
+            Some((host, guest)) => Self {
+                host: host.into(),
+                guest: guest.to_owned(),
+            },
+            None => Self {
+                host: s.into(),
+                guest: s.to_owned(),
+            },
+        })
+    }
+}
+
+/// The JSON `run --json` prints.
+#[derive(Debug, Serialize)]
+struct RunReport<'a> {
+    module: String,
+    kind: executor::ModuleKind,
+    exit_code: u8,
+    #[serde(flatten)]
+    outcome: &'a Outcome,
+    output_dir: Option<&'a Path>,
+}
+
+impl RunArgs {
+    async fn execute(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+        let limits = self.limits.limits()?;
+        let env = self
+            .env
+            .iter()
+            .map(|e| parse_env(e))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if let Some(input) = &self.input {
+            if !input.is_dir() {
+                bail!("--input {} is not a directory", input.display());
+            }
+        }
+        for d in &self.dirs {
+            if !d.host.is_dir() {
+                bail!("--dir {} is not a directory", d.host.display());
+            }
+        }
+        let bytes = tokio::fs::read(&self.module)
+            .await
+            .with_context(|| format!("cannot read {}", self.module.display()))?;
+        let data_dir = DataDir::resolve(global.data_dir.as_deref())?;
+        let executor = Executor::new(ExecutorConfig {
+            cache_dir: Some(data_dir.module_cache()),
+            ..ExecutorConfig::default()
+        })?;
+        let module = executor
+            .load(Bytes::from(bytes))
+            .await
+            .with_context(|| format!("cannot load {}", self.module.display()))?;
+        let stdin = read_stdin().await?;
+
+        let temp_output;
+        let output_dir = match &self.output {
+            Some(dir) => {
+                tokio::fs::create_dir_all(dir)
+                    .await
+                    .with_context(|| format!("cannot create --output {}", dir.display()))?;
+                dir.clone()
+            }
+            None => {
+                temp_output = tempfile::tempdir().context("cannot create a temporary /output")?;
+                temp_output.path().to_path_buf()
+            }
+        };
+        let program_name = self
+            .module
+            .file_name()
+            .map_or_else(|| "main.wasm".into(), |n| n.to_string_lossy().into_owned());
+        let spec = RunSpec {
+            program_name,
+            args: self.args,
+            env,
+            stdin,
+            input_dir: self.input,
+            output_dir: Some(output_dir.clone()),
+            preopens: self
+                .dirs
+                .into_iter()
+                .map(|d| Preopen {
+                    host: d.host,
+                    guest: d.guest,
+                    writable: true,
+                })
+                .collect(),
+            limits,
+            deterministic: self
+                .deterministic
+                .then(|| run_seed(&module.cid().to_bytes())),
+        };
+        let outcome = executor.run(&module, spec).await?;
+        let code = exit_code(&outcome.status);
+
+        let mut stdout = std::io::stdout().lock();
+        if self.json {
+            let report = RunReport {
+                module: module.cid().to_string(),
+                kind: module.kind(),
+                exit_code: code,
+                outcome: &outcome,
+                output_dir: self.output.as_deref(),
+            };
+            serde_json::to_writer_pretty(&mut stdout, &report)?;
+            writeln!(stdout)?;
+        } else {
+            stdout.write_all(&outcome.stdout)?;
+            stdout.flush()?;
+            let mut stderr = std::io::stderr().lock();
+            stderr.write_all(&outcome.stderr)?;
+            if let Some(line) = limit_message(&outcome, &limits) {
+                writeln!(stderr, "error: {line}")?;
+            }
+            if self.output.is_none() && dir_has_entries(&output_dir) {
+                writeln!(
+                    stderr,
+                    "note: the guest wrote files to /output; pass --output DIR to keep them"
+                )?;
+            }
+        }
+        Ok(ExitCode::from(code))
+    }
+}
+
+/// The seed of `run --deterministic`: a function of the module alone.
+fn run_seed(module_cid: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"phase-node run seed v1\0");
+    h.update(module_cid);
+    h.finalize().into()
+}
+
+fn parse_env(spec: &str) -> anyhow::Result<(String, String)> {
+    match spec.split_once('=') {
+        Some(("", _)) => bail!("--env `{spec}` has an empty name"),
+        Some((k, v)) => Ok((k.to_owned(), v.to_owned())),
+        None => match std::env::var(spec) {
+            Ok(v) => Ok((spec.to_owned(), v)),
+            Err(_) => {
+                bail!("--env {spec}: no such variable in this environment (use {spec}=VALUE)")
+            }
+        },
+    }
+}
+
+/// All of stdin, unless it is a terminal (then the guest gets none).
+async fn read_stdin() -> anyhow::Result<Bytes> {
+    tokio::task::spawn_blocking(|| {
+        let stdin = std::io::stdin();
+        if stdin.is_terminal() {
+            return Ok(Bytes::new());
+        }
+        let mut buf = Vec::new();
+        stdin
+            .lock()
+            .take(MAX_STDIN + 1)
+            .read_to_end(&mut buf)
+            .context("cannot read stdin")?;
+        if buf.len() as u64 > MAX_STDIN {
+            bail!("stdin is larger than {}", ByteSize(MAX_STDIN));
+        }
+        Ok(Bytes::from(buf))
+    })
+    .await?
+}
+
+fn dir_has_entries(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some())
+}
+
+/// The process exit code for a run's status.
+#[must_use]
+pub fn exit_code(status: &Status) -> u8 {
+    match status {
+        // WASI exit codes are 0..=125 in practice; wrap anything else like a shell.
+        Status::Exited { code } => (*code & 0xff) as u8,
+        Status::Trapped { .. } => EXIT_TRAP,
+        Status::OutOfFuel => EXIT_OUT_OF_FUEL,
+        Status::TimedOut => EXIT_TIMEOUT,
+        Status::MemoryLimit => EXIT_MEMORY,
+        Status::OutputLimit => EXIT_OUTPUT,
+    }
+}
+
+/// The one line that says which limit ended a run, if one did.
+fn limit_message(outcome: &Outcome, limits: &Limits) -> Option<String> {
+    Some(match &outcome.status {
+        Status::Exited { .. } => return None,
+        Status::Trapped { message } => format!("guest trapped: {message}"),
+        Status::OutOfFuel => format!("ran out of fuel after {} instructions", limits.fuel),
+        Status::TimedOut => format!(
+            "timed out after {}",
+            humantime::format_duration(limits.timeout)
+        ),
+        Status::MemoryLimit => format!("memory limit of {} reached", limits.memory),
+        Status::OutputLimit => format!("output limit of {} reached", limits.max_output),
+    })
+}
+
+/// Show what a .wasm file is: kind, WASI version, imports, exports, size, CID.
+#[derive(Debug, Args)]
+struct InspectArgs {
+    /// The .wasm file.
+    #[arg(value_name = "MODULE.wasm")]
+    module: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl InspectArgs {
+    fn execute(self) -> anyhow::Result<ExitCode> {
+        let bytes = std::fs::read(&self.module)
+            .with_context(|| format!("cannot read {}", self.module.display()))?;
+        let info = executor::inspect(&bytes)
+            .with_context(|| format!("cannot inspect {}", self.module.display()))?;
+        let mut out = std::io::stdout().lock();
+        if self.json {
+            serde_json::to_writer_pretty(&mut out, &info)?;
+            writeln!(out)?;
+        } else {
+            write_info(&mut out, &info)?;
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn write_info(out: &mut impl Write, info: &ModuleInfo) -> std::io::Result<()> {
+    let kind = match info.kind {
+        executor::ModuleKind::CoreModule => "core module",
+        executor::ModuleKind::Component => "component",
+    };
+    writeln!(out, "kind:    {kind}")?;
+    writeln!(out, "wasi:    {}", info.wasi.as_deref().unwrap_or("none"))?;
+    writeln!(out, "size:    {} bytes", info.size)?;
+    writeln!(out, "cid:     {}", info.cid)?;
+    writeln!(out, "imports: {}", info.imports.len())?;
+    for i in &info.imports {
+        if i.module.is_empty() {
+            writeln!(out, "  {} ({})", i.name, i.kind)?;
+        } else {
+            writeln!(out, "  {}::{} ({})", i.module, i.name, i.kind)?;
+        }
+    }
+    writeln!(out, "exports: {}", info.exports.len())?;
+    for e in &info.exports {
+        writeln!(out, "  {} ({})", e.name, e.kind)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dir_mapping_splits_on_double_colon() {
+        let d: DirMapping = "/tmp/x::/data".parse().unwrap();
+        assert_eq!(
+            (d.host, d.guest.as_str()),
+            (PathBuf::from("/tmp/x"), "/data")
+        );
+        let d: DirMapping = "/tmp/x".parse().unwrap();
+        assert_eq!(d.guest, "/tmp/x");
+    }
+
+    #[test]
+    fn env_needs_a_name() {
+        assert_eq!(parse_env("A=b=c").unwrap(), ("A".into(), "b=c".into()));
+        assert!(parse_env("=x").is_err());
+        assert!(parse_env("PHASE_SURELY_UNSET_VARIABLE").is_err());
+    }
+
+    #[test]
+    fn exit_codes_are_distinct() {
+        let codes = [
+            exit_code(&Status::Trapped {
+                message: String::new(),
+            }),
+            exit_code(&Status::OutOfFuel),
+            exit_code(&Status::TimedOut),
+            exit_code(&Status::MemoryLimit),
+            exit_code(&Status::OutputLimit),
+            EXIT_RUN_ERROR,
+        ];
+        let unique: std::collections::HashSet<_> = codes.iter().collect();
+        assert_eq!(unique.len(), codes.len());
+        assert_eq!(exit_code(&Status::Exited { code: 3 }), 3);
+    }
+
+    #[test]
+    fn cli_limit_defaults_are_the_protocol_defaults() {
+        let cli = Cli::try_parse_from(["phase-node", "run", "x.wasm"]).unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("parsed as another subcommand")
+        };
+        assert_eq!(run.limits.limits().unwrap(), Limits::default());
+    }
+
+    #[test]
+    fn guest_args_may_follow_the_module() {
+        let cli = Cli::try_parse_from(["phase-node", "run", "--json", "x.wasm", "a", "--b", "-c"])
+            .unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("parsed as another subcommand")
+        };
+        assert!(run.json);
+        assert_eq!(run.args, ["a", "--b", "-c"]);
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,1 @@
+//! Guests that misbehave on purpose; each binary in src/bin is one kind.
