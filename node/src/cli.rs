@@ -209,10 +209,8 @@ impl RunArgs {
             .iter()
             .map(|e| parse_env(e))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        if let Some(input) = &self.input {
-            if !input.is_dir() {
-                bail!("--input {} is not a directory", input.display());
-            }
+        if let Some(input) = self.input.as_ref().filter(|i| !i.is_dir()) {
+            bail!("--input {} is not a directory", input.display());
         }
         for d in &self.dirs {
             if !d.host.is_dir() {

@@ -1,1 +1,2 @@
-//! Integration tests of phase-node; see the files under tests/.
+//! Integration tests of phase-node; the suites are the `[[test]]` targets
+//! under `tests/`. This library is empty on purpose.

