@@ -1,13 +1,35 @@
-//! Job limits: what a run may consume, with defaults and hard upper bounds.
+//! Jobs: the spec a requester submits, its limits, and the messages of
+//! `/phase/job/1.0.0`.
 //!
-//! The job spec itself (module, inputs, args, env) joins this module with the
-//! job protocol; the limits come first because the executor enforces them.
+//! A [`JobSpec`] names everything a run needs by CID (module, stdin, input
+//! directory) plus args, env, limits and flags. Its canonical DAG-CBOR bytes
+//! hash to its [`JobId`], so a job is identified by exactly what it asks for.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
+use crate::cid::{self, Cid};
+use crate::receipt::{SignedReceipt, Status};
 use crate::units::ByteSize;
+use crate::wire::{MAX_JOB_REQUEST, MAX_JOB_RESPONSE, MAX_JOB_SPEC, Message};
+
+/// Protocol id of the job protocol.
+pub const JOB_PROTOCOL: &str = "/phase/job/1.0.0";
+/// Most args a job may pass (plus `argv[0]`).
+pub const MAX_ARGS: usize = 1024;
+/// Most environment variables a job may set.
+pub const MAX_ENV: usize = 1024;
+/// Most bytes of args and env together: what fits comfortably in one request.
+pub const MAX_ARGS_BYTES: usize = 64 * 1024;
+/// Most capabilities a job may require.
+pub const MAX_CAPABILITIES: usize = 16;
+/// Longest capability name.
+pub const MAX_CAPABILITY_LEN: usize = 64;
 
 /// Default fuel: about ten billion wasm instructions, minutes of work.
 pub const DEFAULT_FUEL: u64 = 10_000_000_000;
@@ -32,6 +54,7 @@ pub const DEFAULT_TABLE_ELEMENTS: u32 = 100_000;
 
 /// What one run may consume. Every field has a default and an upper bound.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Fuel: the deterministic instruction budget.
     pub fuel: u64,
@@ -92,6 +115,349 @@ impl Limits {
         }
         Ok(())
     }
+}
+
+/// A capability a worker advertises and a job may require, e.g. `wasi-p1`.
+///
+/// Names are lowercase ASCII letters, digits and `-`, at most
+/// [`MAX_CAPABILITY_LEN`] bytes. Unknown names are valid: a worker that does
+/// not have one rejects the job as unsupported.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Capability(String);
+
+/// A capability name that is not well-formed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("capability `{0}` must be 1 to 64 of a-z, 0-9 and -")]
+pub struct CapabilityError(String);
+
+impl Capability {
+    /// Runs WASI preview 1 core modules.
+    pub const WASI_P1: &str = "wasi-p1";
+    /// Runs WASI preview 2 components.
+    pub const WASI_P2: &str = "wasi-p2";
+    /// Runs jobs deterministically (virtual clocks, seeded randomness).
+    pub const DETERMINISTIC: &str = "deterministic";
+
+    /// The name.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The DHT key a worker provides for this capability:
+    /// sha2-256 of `/phase/cap/<name>`.
+    #[must_use]
+    pub fn dht_key(&self) -> [u8; 32] {
+        Sha256::digest(format!("/phase/cap/{}", self.0)).into()
+    }
+}
+
+impl FromStr for Capability {
+    type Err = CapabilityError;
+    fn from_str(s: &str) -> Result<Self, CapabilityError> {
+        let ok = !s.is_empty()
+            && s.len() <= MAX_CAPABILITY_LEN
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(CapabilityError(s.to_owned()))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Capability {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for Capability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The id of a job: the CID (dag-cbor, sha2-256) of its spec's canonical bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(#[serde(with = "crate::serde_helpers::cid")] pub Cid);
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for JobId {
+    type Err = ::cid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Cid::from_str(s).map(JobId)
+    }
+}
+
+/// Everything a worker needs to run a job; nothing travels inline but small
+/// strings: the module and inputs are blocks fetched by CID.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// The module or component (UnixFS file CID).
+    #[serde(with = "crate::serde_helpers::cid")]
+    pub module: Cid,
+    /// All of stdin (UnixFS file CID).
+    #[serde(with = "crate::serde_helpers::opt_cid")]
+    pub stdin: Option<Cid>,
+    /// A directory mounted read-only at `/input` (UnixFS directory CID).
+    #[serde(with = "crate::serde_helpers::opt_cid")]
+    pub input: Option<Cid>,
+    /// Arguments after `argv[0]` (which is the module CID).
+    #[serde(deserialize_with = "crate::wire::seq::deserialize")]
+    pub args: Vec<String>,
+    /// Environment variables; nothing else is inherited.
+    pub env: BTreeMap<String, String>,
+    /// What the run may consume.
+    pub limits: Limits,
+    /// Whether the run must be deterministic (virtual clocks, randomness
+    /// seeded from the job id), so any worker gets the same result CID.
+    pub deterministic: bool,
+    /// Capabilities a worker must have, besides those implied by the
+    /// module kind and `deterministic`.
+    pub capabilities: BTreeSet<Capability>,
+    /// Makes otherwise identical jobs distinct (a re-run gets a new id).
+    pub nonce: u64,
+}
+
+/// A job spec that is not acceptable.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    /// A limit out of range.
+    #[error("limits: {0}")]
+    Limits(#[from] LimitError),
+    /// Too many args or env vars, or too many bytes of them.
+    #[error("args and env: {0}")]
+    TooMuch(String),
+    /// Too many capabilities.
+    #[error("capabilities: more than {MAX_CAPABILITIES}")]
+    Capabilities,
+    /// An env name that cannot be a variable name.
+    #[error("env: `{0}` is not a valid variable name (empty, or contains `=` or NUL)")]
+    EnvName(String),
+}
+
+impl JobSpec {
+    /// A job running `module` with default limits and nothing else.
+    #[must_use]
+    pub fn new(module: Cid) -> Self {
+        Self {
+            module,
+            stdin: None,
+            input: None,
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            limits: Limits::default(),
+            deterministic: false,
+            capabilities: BTreeSet::new(),
+            nonce: 0,
+        }
+    }
+
+    /// The job id: CID of the canonical encoding.
+    #[must_use]
+    pub fn id(&self) -> JobId {
+        JobId(cid::cid_of(cid::DAG_CBOR, &self.encode()))
+    }
+
+    /// The seed of a deterministic run: a function of the job id only.
+    #[must_use]
+    pub fn seed(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(b"phase-job-seed-v1\0");
+        h.update(self.id().0.to_bytes());
+        h.finalize().into()
+    }
+
+    /// Checks limits, sizes and names.
+    ///
+    /// # Errors
+    /// The first problem found.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        self.limits.validate()?;
+        if self.args.len() > MAX_ARGS {
+            return Err(SpecError::TooMuch(format!("more than {MAX_ARGS} args")));
+        }
+        if self.env.len() > MAX_ENV {
+            return Err(SpecError::TooMuch(format!("more than {MAX_ENV} env vars")));
+        }
+        let bytes: usize = self.args.iter().map(String::len).sum::<usize>()
+            + self
+                .env
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
+        if bytes > MAX_ARGS_BYTES {
+            return Err(SpecError::TooMuch(format!(
+                "{bytes} bytes, more than {MAX_ARGS_BYTES}"
+            )));
+        }
+        if let Some(bad) = self
+            .env
+            .keys()
+            .find(|k| k.is_empty() || k.contains(['=', '\0']))
+        {
+            return Err(SpecError::EnvName(bad.clone()));
+        }
+        if self.capabilities.len() > MAX_CAPABILITIES {
+            return Err(SpecError::Capabilities);
+        }
+        Ok(())
+    }
+}
+
+impl Message for JobSpec {
+    const MAX: usize = MAX_JOB_SPEC;
+}
+
+/// Why a worker refused a job, at once, without running it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Rejection {
+    /// All slots and the queue are full: try another worker or later.
+    Busy,
+    /// A limit is above what this worker allows.
+    LimitsTooHigh {
+        /// Which limit: `fuel`, `memory`, `timeout` or `max_output`.
+        limit: String,
+        /// What the job asked for.
+        requested: u64,
+        /// What this worker allows.
+        max: u64,
+    },
+    /// The job needs a capability this worker does not have.
+    UnsupportedCapability {
+        /// The capability.
+        capability: Capability,
+    },
+    /// The spec is invalid.
+    Malformed {
+        /// What is wrong, one line.
+        message: String,
+    },
+    /// This worker does not take jobs from this requester.
+    Denied,
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rejection::Busy => f.write_str("worker is busy"),
+            Rejection::LimitsTooHigh {
+                limit,
+                requested,
+                max,
+            } => write!(
+                f,
+                "{limit} of {requested} is above this worker's maximum of {max}"
+            ),
+            Rejection::UnsupportedCapability { capability } => {
+                write!(f, "worker does not support `{capability}`")
+            }
+            Rejection::Malformed { message } => write!(f, "malformed job: {message}"),
+            Rejection::Denied => f.write_str("worker does not accept jobs from this requester"),
+        }
+    }
+}
+
+/// Where a job is, as its worker reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum JobState {
+    /// Accepted, waiting for a slot.
+    Queued,
+    /// Fetching the module and inputs.
+    Fetching,
+    /// Running in the sandbox.
+    Running,
+    /// Finished; the receipt is available.
+    Done {
+        /// How the run ended.
+        status: Status,
+        /// CID of the signed receipt.
+        #[serde(with = "crate::serde_helpers::cid")]
+        receipt: Cid,
+    },
+    /// The worker could not run it (inputs not found, worker shutting down).
+    Failed {
+        /// Why, one line.
+        message: String,
+    },
+}
+
+/// What a worker offers, as it answers a capability query.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerInfo {
+    /// Capabilities it has.
+    pub capabilities: BTreeSet<Capability>,
+    /// The highest limits it accepts.
+    pub max_limits: Limits,
+    /// Jobs it runs at once.
+    pub slots: u32,
+    /// Slots free right now.
+    pub free_slots: u32,
+    /// Software and runtime version, e.g. `phase-node/0.1.0 wasmtime/48.0.8`.
+    pub runtime: String,
+}
+
+/// A request on `/phase/job/1.0.0`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobRequest {
+    /// Requester → worker: run this job.
+    Submit(JobSpec),
+    /// Requester → worker: where is this job?
+    Status(JobId),
+    /// Anyone → worker: the signed receipt of this job.
+    Receipt(JobId),
+    /// Requester → worker: what can you run, and how many slots are free?
+    Capabilities,
+    /// Worker → requester: the receipt of a job you submitted.
+    Deliver(SignedReceipt),
+}
+
+impl Message for JobRequest {
+    const MAX: usize = MAX_JOB_REQUEST;
+}
+
+/// A response on `/phase/job/1.0.0`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobResponse {
+    /// The job is accepted; its receipt comes later.
+    Accepted(JobId),
+    /// The job is refused.
+    Rejected(Rejection),
+    /// The job's state.
+    Status {
+        /// Which job.
+        job: JobId,
+        /// Its state.
+        state: JobState,
+    },
+    /// The job's signed receipt.
+    Receipt(SignedReceipt),
+    /// No such job here.
+    NotFound(JobId),
+    /// The answer to a capability query.
+    Capabilities(WorkerInfo),
+    /// A delivered receipt was received.
+    Delivered,
+}
+
+impl Message for JobResponse {
+    const MAX: usize = MAX_JOB_RESPONSE;
 }
 
 mod duration_ms {

@@ -1,0 +1,112 @@
+//! Canonical DAG-CBOR encoding of every message, with a size cap per type
+//! that the decoder checks before it parses anything.
+//!
+//! Length-prefix framing lives in the node's codec; this module sees whole
+//! message bodies. Decoding also rejects non-canonical input, so the bytes
+//! a peer sent are exactly the bytes ids and signatures are computed over.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::DecodeError;
+
+/// Largest `/phase/job/1.0.0` request body. A job spec is CIDs, limits, and
+/// at most [`crate::job::MAX_ARGS_BYTES`] of args and env; a delivered
+/// receipt is under 2 KiB. 256 KiB leaves room for both with margin, and is
+/// small enough that a flood of requests cannot exhaust memory.
+pub const MAX_JOB_REQUEST: usize = 256 * 1024;
+/// Largest `/phase/job/1.0.0` response body: a receipt, a status or a
+/// capability answer, each a few KiB at most.
+pub const MAX_JOB_RESPONSE: usize = 64 * 1024;
+/// Largest `/phase/block/1.0.0` request body: [`crate::block::MAX_WANT`]
+/// CIDs of at most 64 bytes each, plus framing.
+pub const MAX_BLOCK_REQUEST: usize = 32 * 1024;
+/// Largest single block accepted from a peer: 2 MiB, Bitswap's limit, which
+/// any block written by an IPFS tool with default settings fits (chunks are
+/// 256 KiB, Kubo's largest allowed chunk is 1 MiB).
+pub const MAX_BLOCK_SIZE: usize = 2 * 1024 * 1024;
+/// Largest `/phase/block/1.0.0` response body: a batch of blocks whose data
+/// adds up to at most 8 MiB, so a response streams in well under a second
+/// on loopback and a slow peer holds little memory.
+pub const MAX_BLOCK_RESPONSE: usize = 8 * 1024 * 1024 + 64 * 1024;
+/// Largest signed receipt block.
+pub const MAX_RECEIPT: usize = 16 * 1024;
+/// Largest job spec block.
+pub const MAX_JOB_SPEC: usize = 128 * 1024;
+
+/// A type with a canonical DAG-CBOR encoding and a size cap.
+pub trait Message: Serialize + DeserializeOwned {
+    /// Largest encoded size [`Message::decode`] accepts.
+    const MAX: usize;
+
+    /// Canonical DAG-CBOR bytes.
+    fn encode(&self) -> Vec<u8> {
+        to_cbor(self)
+    }
+
+    /// Parses canonical DAG-CBOR of at most [`Message::MAX`] bytes.
+    ///
+    /// # Errors
+    /// Oversized, malformed or non-canonical input.
+    fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        decode_capped(bytes, Self::MAX)
+    }
+}
+
+/// Canonical DAG-CBOR of a value whose types all encode (no non-string map
+/// keys, no floats that DAG-CBOR forbids).
+pub(crate) fn to_cbor<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    serde_ipld_dagcbor::to_vec(value)
+        .expect("protocol types have string map keys and no NaN floats, so they always encode")
+}
+
+/// Decodes `bytes` (at most `max`) and checks they are canonical.
+pub(crate) fn decode_capped<T: Serialize + DeserializeOwned>(
+    bytes: &[u8],
+    max: usize,
+) -> Result<T, DecodeError> {
+    if bytes.len() > max {
+        return Err(DecodeError::TooLarge {
+            len: bytes.len(),
+            max,
+        });
+    }
+    let value: T = serde_ipld_dagcbor::from_slice(bytes).map_err(DecodeError::Cbor)?;
+    if to_cbor(&value) != bytes {
+        return Err(DecodeError::NonCanonical);
+    }
+    Ok(value)
+}
+
+/// Deserializes a `Vec` without trusting the length prefix: serde would
+/// preallocate up to 1 MiB for a claimed 2^32 elements; this grows only with
+/// elements actually present in the (capped) input.
+pub(crate) mod seq {
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    use serde::Deserialize;
+    use serde::de::{Deserializer, SeqAccess, Visitor};
+
+    pub(crate) fn deserialize<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de>,
+    {
+        struct SeqVisitor<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for SeqVisitor<T> {
+            type Value = Vec<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an array")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(items)
+            }
+        }
+        d.deserialize_seq(SeqVisitor(PhantomData))
+    }
+}

@@ -1,0 +1,335 @@
+//! Property tests of every wire type: round trips, arbitrary bytes, size
+//! caps, and the integrity of signed receipts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use phase_protocol::block::{BlockRequest, BlockResponse, WireBlock};
+use phase_protocol::cid::{self, Cid};
+use phase_protocol::job::{JobState, WorkerInfo};
+use phase_protocol::receipt::ReceiptError;
+use phase_protocol::wire::MAX_RECEIPT;
+use phase_protocol::{
+    ByteSize, Capability, DecodeError, JobId, JobRequest, JobResponse, JobSpec, Keypair, Limits,
+    Message, PeerId, Receipt, Rejection, SignedReceipt, Status,
+};
+use proptest::prelude::*;
+
+fn arb_cid() -> impl Strategy<Value = Cid> {
+    (
+        prop::collection::vec(any::<u8>(), 0..16),
+        prop_oneof![Just(cid::RAW), Just(cid::DAG_PB), Just(cid::DAG_CBOR)],
+    )
+        .prop_map(|(bytes, codec)| cid::cid_of(codec, &bytes))
+}
+
+fn arb_key() -> impl Strategy<Value = Keypair> {
+    any::<[u8; 32]>().prop_map(|seed| Keypair::ed25519_from_bytes(seed).unwrap())
+}
+
+fn arb_peer() -> impl Strategy<Value = PeerId> {
+    arb_key().prop_map(|k| k.public().to_peer_id())
+}
+
+fn arb_limits() -> impl Strategy<Value = Limits> {
+    (any::<u64>(), any::<u64>(), any::<u32>(), any::<u64>()).prop_map(|(fuel, memory, ms, out)| {
+        Limits {
+            fuel,
+            memory: ByteSize(memory),
+            timeout: Duration::from_millis(u64::from(ms)),
+            max_output: ByteSize(out),
+        }
+    })
+}
+
+fn arb_capability() -> impl Strategy<Value = Capability> {
+    "[a-z0-9-]{1,64}".prop_map(|s| s.parse().unwrap())
+}
+
+fn arb_spec() -> impl Strategy<Value = JobSpec> {
+    (
+        arb_cid(),
+        prop::option::of(arb_cid()),
+        prop::option::of(arb_cid()),
+        prop::collection::vec(".{0,12}", 0..4),
+        prop::collection::btree_map("[A-Z_]{1,8}", ".{0,8}", 0..4),
+        arb_limits(),
+        any::<bool>(),
+        prop::collection::btree_set(arb_capability(), 0..3),
+        any::<u64>(),
+    )
+        .prop_map(
+            |(module, stdin, input, args, env, limits, deterministic, capabilities, nonce)| {
+                JobSpec {
+                    module,
+                    stdin,
+                    input,
+                    args,
+                    env: env.into_iter().collect::<BTreeMap<_, _>>(),
+                    limits,
+                    deterministic,
+                    capabilities: capabilities.into_iter().collect::<BTreeSet<_>>(),
+                    nonce,
+                }
+            },
+        )
+}
+
+fn arb_status() -> impl Strategy<Value = Status> {
+    prop_oneof![
+        any::<i32>().prop_map(|code| Status::Exited { code }),
+        ".{0,20}".prop_map(|message| Status::Trapped { message }),
+        Just(Status::OutOfFuel),
+        Just(Status::TimedOut),
+        Just(Status::MemoryLimit),
+        Just(Status::OutputLimit),
+    ]
+}
+
+/// A receipt and the key of its worker.
+fn arb_receipt() -> impl Strategy<Value = (Receipt, Keypair)> {
+    (
+        (
+            arb_cid(),
+            arb_cid(),
+            prop::option::of(arb_cid()),
+            prop::option::of(arb_cid()),
+            arb_cid(),
+        ),
+        arb_status(),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+        ),
+        arb_key(),
+        arb_peer(),
+        ".{0,30}",
+    )
+        .prop_map(
+            |(
+                (job, module, stdin, input, result),
+                status,
+                (fuel, wall, peak, start, end),
+                key,
+                requester,
+                runtime,
+            )| {
+                let receipt = Receipt {
+                    job: JobId(job),
+                    module,
+                    stdin,
+                    input,
+                    result,
+                    status,
+                    fuel_consumed: fuel,
+                    wall_time_ms: wall,
+                    peak_memory: peak,
+                    worker: key.public().to_peer_id(),
+                    requester,
+                    started_at_ms: start,
+                    ended_at_ms: end,
+                    runtime,
+                };
+                (receipt, key)
+            },
+        )
+}
+
+fn arb_signed() -> impl Strategy<Value = SignedReceipt> {
+    arb_receipt().prop_map(|(r, k)| SignedReceipt::sign(r, &k).unwrap())
+}
+
+fn arb_rejection() -> impl Strategy<Value = Rejection> {
+    prop_oneof![
+        Just(Rejection::Busy),
+        (".{0,10}", any::<u64>(), any::<u64>()).prop_map(|(limit, requested, max)| {
+            Rejection::LimitsTooHigh {
+                limit,
+                requested,
+                max,
+            }
+        }),
+        arb_capability().prop_map(|capability| Rejection::UnsupportedCapability { capability }),
+        ".{0,20}".prop_map(|message| Rejection::Malformed { message }),
+        Just(Rejection::Denied),
+    ]
+}
+
+fn arb_request() -> impl Strategy<Value = JobRequest> {
+    prop_oneof![
+        arb_spec().prop_map(JobRequest::Submit),
+        arb_cid().prop_map(|c| JobRequest::Status(JobId(c))),
+        arb_cid().prop_map(|c| JobRequest::Receipt(JobId(c))),
+        Just(JobRequest::Capabilities),
+        arb_signed().prop_map(JobRequest::Deliver),
+    ]
+}
+
+fn arb_response() -> impl Strategy<Value = JobResponse> {
+    let state = prop_oneof![
+        Just(JobState::Queued),
+        Just(JobState::Fetching),
+        Just(JobState::Running),
+        (arb_status(), arb_cid()).prop_map(|(status, receipt)| JobState::Done { status, receipt }),
+        ".{0,20}".prop_map(|message| JobState::Failed { message }),
+    ];
+    let info = (
+        prop::collection::btree_set(arb_capability(), 0..3),
+        arb_limits(),
+        any::<u32>(),
+        any::<u32>(),
+        ".{0,20}",
+    )
+        .prop_map(
+            |(capabilities, max_limits, slots, free_slots, runtime)| WorkerInfo {
+                capabilities,
+                max_limits,
+                slots,
+                free_slots,
+                runtime,
+            },
+        );
+    prop_oneof![
+        arb_cid().prop_map(|c| JobResponse::Accepted(JobId(c))),
+        arb_rejection().prop_map(JobResponse::Rejected),
+        (arb_cid(), state).prop_map(|(c, state)| JobResponse::Status {
+            job: JobId(c),
+            state
+        }),
+        arb_signed().prop_map(JobResponse::Receipt),
+        arb_cid().prop_map(|c| JobResponse::NotFound(JobId(c))),
+        info.prop_map(JobResponse::Capabilities),
+        Just(JobResponse::Delivered),
+    ]
+}
+
+fn arb_block_response() -> impl Strategy<Value = BlockResponse> {
+    (
+        prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 0..4),
+        prop::collection::vec(arb_cid(), 0..4),
+    )
+        .prop_map(|(datas, missing)| BlockResponse {
+            blocks: datas
+                .into_iter()
+                .map(|data| WireBlock {
+                    cid: cid::raw_cid(&data),
+                    data,
+                })
+                .collect(),
+            missing,
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn job_spec_round_trips(spec in arb_spec()) {
+        prop_assert_eq!(JobSpec::decode(&spec.encode()).unwrap(), spec);
+    }
+
+    #[test]
+    fn job_request_round_trips(msg in arb_request()) {
+        prop_assert_eq!(JobRequest::decode(&msg.encode()).unwrap(), msg);
+    }
+
+    #[test]
+    fn job_response_round_trips(msg in arb_response()) {
+        prop_assert_eq!(JobResponse::decode(&msg.encode()).unwrap(), msg);
+    }
+
+    #[test]
+    fn block_messages_round_trip(want in prop::collection::vec(arb_cid(), 0..8), resp in arb_block_response()) {
+        let req = BlockRequest { want };
+        prop_assert_eq!(BlockRequest::decode(&req.encode()).unwrap(), req);
+        prop_assert_eq!(BlockResponse::decode(&resp.encode()).unwrap(), resp);
+    }
+
+    #[test]
+    fn signed_receipt_round_trips_in_cbor_and_json(signed in arb_signed()) {
+        prop_assert_eq!(&SignedReceipt::from_cbor(&signed.to_cbor()).unwrap(), &signed);
+        prop_assert_eq!(&SignedReceipt::from_json(&signed.to_json()).unwrap(), &signed);
+        prop_assert!(signed.verify().is_ok());
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        let _ = JobSpec::decode(&bytes);
+        let _ = JobRequest::decode(&bytes);
+        let _ = JobResponse::decode(&bytes);
+        let _ = BlockRequest::decode(&bytes);
+        let _ = BlockResponse::decode(&bytes);
+        let _ = SignedReceipt::from_cbor(&bytes);
+    }
+
+    #[test]
+    fn any_single_bit_flip_breaks_a_signed_receipt(signed in arb_signed(), bit in any::<prop::sample::Index>()) {
+        let mut bytes = signed.to_cbor();
+        let bit = bit.index(bytes.len() * 8);
+        bytes[bit / 8] ^= 1 << (bit % 8);
+        prop_assert!(SignedReceipt::from_cbor(&bytes).is_err());
+    }
+
+    #[test]
+    fn a_receipt_signed_by_a_never_verifies_as_b((receipt, a) in arb_receipt(), b in arb_key()) {
+        let signed = SignedReceipt::sign(receipt.clone(), &a).unwrap();
+        let b_peer = b.public().to_peer_id();
+        prop_assert!(signed.verify_signer(&b_peer).is_err());
+        // B cannot sign a receipt naming A, and A's signature does not
+        // carry over to a receipt naming B.
+        prop_assert!(SignedReceipt::sign(receipt.clone(), &b).is_err());
+        let mut forged = receipt;
+        forged.worker = b_peer;
+        let envelope = serde_ipld_dagcbor::to_vec(&Forged { receipt: &forged, signature: serde_bytes::Bytes::new(signed.signature()) }).unwrap();
+        prop_assert!(matches!(SignedReceipt::from_cbor(&envelope), Err(ReceiptError::Decode(_))));
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Forged<'a> {
+    receipt: &'a Receipt,
+    signature: &'a serde_bytes::Bytes,
+}
+
+#[test]
+fn oversized_input_is_refused_before_parsing() {
+    let big = vec![0u8; JobRequest::MAX + 1];
+    assert!(matches!(
+        JobRequest::decode(&big),
+        Err(DecodeError::TooLarge { .. })
+    ));
+    let big = vec![0u8; MAX_RECEIPT + 1];
+    assert!(matches!(
+        SignedReceipt::from_cbor(&big),
+        Err(ReceiptError::Decode(DecodeError::TooLarge { .. }))
+    ));
+    let big = vec![0u8; BlockRequest::MAX + 1];
+    assert!(matches!(
+        BlockRequest::decode(&big),
+        Err(DecodeError::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn non_canonical_encodings_are_refused() {
+    // The same request with the integer 5 encoded in two bytes instead of one.
+    let canonical = JobRequest::Capabilities.encode();
+    assert_eq!(
+        JobRequest::decode(&canonical).unwrap(),
+        JobRequest::Capabilities
+    );
+    let spec = JobSpec::new(cid::raw_cid(b"m"));
+    let mut bytes = spec.encode();
+    // nonce 0 is encoded as 0x00 after the key "nonce"; make it 0x18 0x00.
+    let key = b"enonce";
+    let at = bytes.windows(key.len()).position(|w| w == key).unwrap() + key.len();
+    assert_eq!(bytes[at], 0x00);
+    bytes.splice(at..=at, [0x18, 0x00]);
+    assert!(matches!(
+        JobSpec::decode(&bytes),
+        Err(DecodeError::Cbor(_) | DecodeError::NonCanonical)
+    ));
+}
