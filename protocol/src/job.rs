@@ -371,8 +371,12 @@ impl fmt::Display for Rejection {
 }
 
 /// Where a job is, as its worker reports it.
+///
+/// Externally tagged (`{"done": {…}}`): serde buffers internally tagged enums
+/// through a human-readable intermediate, which would read the CID inside
+/// `Done` as a string.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum JobState {
     /// Accepted, waiting for a slot.
     Queued,
