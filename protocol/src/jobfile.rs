@@ -426,3 +426,19 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_example_parses() {
+        let file = JobFile::parse(include_str!("../../examples/hello.job.json")).unwrap();
+        assert_eq!(
+            file.module,
+            Source::Path("../wasm-examples/out/hello.wasm".into())
+        );
+        assert_eq!(file.stdin, Some(Source::Text("Hello, World".into())));
+        assert!(file.deterministic);
+    }
+}

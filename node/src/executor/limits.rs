@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::{Engine, ResourceLimiter};
 
@@ -115,9 +115,18 @@ impl EpochTicker {
                 let engine = engine.clone();
                 let stop = Arc::clone(&stop);
                 move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(EPOCH_TICK);
-                        engine.increment_epoch();
+                    // `park_timeout` rather than `sleep`, so that dropping the
+                    // ticker wakes it at once instead of waiting out a tick.
+                    let mut next = Instant::now() + EPOCH_TICK;
+                    while !stop.load(Ordering::Acquire) {
+                        let now = Instant::now();
+                        if now >= next {
+                            engine.increment_epoch();
+                            // After a suspension, resume ticking; do not burst.
+                            next = (next + EPOCH_TICK).max(now);
+                        } else {
+                            std::thread::park_timeout(next - now);
+                        }
                     }
                 }
             })?;
@@ -130,9 +139,9 @@ impl EpochTicker {
 
 impl Drop for EpochTicker {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.store(true, Ordering::Release);
         if let Some(thread) = self.thread.take() {
-            // Joining waits at most one tick.
+            thread.thread().unpark();
             let _ = thread.join();
         }
     }
