@@ -15,7 +15,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use phase_protocol::job::DEFAULT_FUEL;
-use phase_protocol::{ByteSize, Limits, Status};
+use phase_protocol::{ByteSize, Limits, PeerId, Receipt, SignedReceipt, Status};
 
 use crate::config::DataDir;
 use crate::executor::{self, Executor, ExecutorConfig, ModuleInfo, Outcome, Preopen, RunSpec};
@@ -61,6 +61,7 @@ struct GlobalArgs {
 enum Command {
     Run(RunArgs),
     Inspect(InspectArgs),
+    Verify(VerifyArgs),
 }
 
 impl Cli {
@@ -69,7 +70,7 @@ impl Cli {
     pub fn failure_code(&self) -> u8 {
         match self.command {
             Command::Run(_) => EXIT_RUN_ERROR,
-            Command::Inspect(_) => EXIT_INTERNAL,
+            Command::Inspect(_) | Command::Verify(_) => EXIT_INTERNAL,
         }
     }
 
@@ -81,6 +82,7 @@ impl Cli {
         match self.command {
             Command::Run(args) => args.execute(&self.global).await,
             Command::Inspect(args) => args.execute(),
+            Command::Verify(args) => args.execute().await,
         }
     }
 }
@@ -426,6 +428,101 @@ fn write_info(out: &mut impl Write, info: &ModuleInfo) -> std::io::Result<()> {
     for e in &info.exports {
         writeln!(out, "  {} ({})", e.name, e.kind)?;
     }
+    Ok(())
+}
+
+/// Check a signed receipt: that its signature holds, and (optionally) who signed it.
+///
+/// Prints the verified fields and exits 0 only if the signature is valid
+/// (and the signer is the expected worker); otherwise prints one line on
+/// stderr and exits 1.
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    /// A receipt file, in DAG-CBOR (as stored and sent) or JSON (as printed by --json).
+    #[arg(value_name = "RECEIPT")]
+    receipt: PathBuf,
+    /// Also require that this worker signed it.
+    #[arg(long, value_name = "PEERID")]
+    expect_worker: Option<PeerId>,
+    /// Print the verified receipt as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl VerifyArgs {
+    async fn execute(self) -> anyhow::Result<ExitCode> {
+        let name = self.receipt.display().to_string();
+        let bytes = read_capped(&self.receipt, MAX_RECEIPT_FILE)
+            .await
+            .with_context(|| format!("cannot read {name}"))?;
+        let signed = parse_receipt(&bytes)
+            .with_context(|| format!("{name} is not a valid signed receipt"))?;
+        let receipt = match &self.expect_worker {
+            Some(worker) => signed.verify_signer(worker),
+            None => signed.verify(),
+        }
+        .with_context(|| format!("{name} does not verify"))?;
+        let mut out = std::io::stdout().lock();
+        if self.json {
+            writeln!(out, "{}", signed.to_json())?;
+        } else {
+            write_receipt(&mut out, &signed, receipt)?;
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Largest receipt file `verify` reads: the JSON form of the largest CBOR
+/// receipt (hex doubles the signature, strings grow a little).
+const MAX_RECEIPT_FILE: u64 = 4 * phase_protocol::wire::MAX_RECEIPT as u64;
+
+async fn read_capped(path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
+    let len = tokio::fs::metadata(path).await?.len();
+    if len > max {
+        bail!(
+            "file of {} is larger than any receipt ({} at most)",
+            ByteSize(len),
+            ByteSize(max)
+        );
+    }
+    Ok(tokio::fs::read(path).await?)
+}
+
+/// JSON if it looks like JSON, DAG-CBOR otherwise. Both verify as they parse.
+fn parse_receipt(bytes: &[u8]) -> anyhow::Result<SignedReceipt> {
+    let looks_like_json = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    if looks_like_json {
+        let text = std::str::from_utf8(bytes).context("JSON that is not UTF-8")?;
+        Ok(SignedReceipt::from_json(text)?)
+    } else {
+        Ok(SignedReceipt::from_cbor(bytes)?)
+    }
+}
+
+fn write_receipt(out: &mut impl Write, signed: &SignedReceipt, r: &Receipt) -> std::io::Result<()> {
+    let opt = |c: &Option<phase_protocol::Cid>| c.map_or_else(|| "-".to_owned(), |c| c.to_string());
+    let time = |ms: u64| {
+        humantime::format_rfc3339_millis(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
+        )
+        .to_string()
+    };
+    writeln!(out, "signature: valid (ed25519, signed by the worker)")?;
+    writeln!(out, "receipt:   {}", signed.cid())?;
+    writeln!(out, "job:       {}", r.job)?;
+    writeln!(out, "worker:    {}", r.worker)?;
+    writeln!(out, "requester: {}", r.requester)?;
+    writeln!(out, "status:    {}", r.status)?;
+    writeln!(out, "module:    {}", r.module)?;
+    writeln!(out, "stdin:     {}", opt(&r.stdin))?;
+    writeln!(out, "input:     {}", opt(&r.input))?;
+    writeln!(out, "result:    {}", r.result)?;
+    writeln!(out, "fuel:      {}", r.fuel_consumed)?;
+    writeln!(out, "wall time: {} ms", r.wall_time_ms)?;
+    writeln!(out, "memory:    {} bytes peak", r.peak_memory)?;
+    writeln!(out, "started:   {}", time(r.started_at_ms))?;
+    writeln!(out, "ended:     {}", time(r.ended_at_ms))?;
+    writeln!(out, "runtime:   {}", r.runtime)?;
     Ok(())
 }
 

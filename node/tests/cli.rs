@@ -309,3 +309,110 @@ fn bad_input_gets_one_clear_line() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(text(&out.stderr).lines().count(), 1);
 }
+
+mod verify {
+    use super::*;
+    use phase_protocol::cid::raw_cid;
+    use phase_protocol::{JobSpec, Keypair, Receipt, SignedReceipt, Status};
+
+    fn signed(worker: &Keypair) -> SignedReceipt {
+        let spec = JobSpec::new(raw_cid(b"module"));
+        let receipt = Receipt {
+            job: spec.id(),
+            module: spec.module,
+            stdin: None,
+            input: None,
+            result: raw_cid(b"result"),
+            status: Status::OutOfFuel,
+            fuel_consumed: 1_000_000,
+            wall_time_ms: 12,
+            peak_memory: 65536,
+            worker: worker.public().to_peer_id(),
+            requester: Keypair::ed25519_from_bytes([9; 32])
+                .unwrap()
+                .public()
+                .to_peer_id(),
+            started_at_ms: 1_763_683_200_000,
+            ended_at_ms: 1_763_683_200_012,
+            runtime: "phase-node/test".into(),
+        };
+        SignedReceipt::sign(receipt, worker).unwrap()
+    }
+
+    fn verify(file: &Path, extra: &[&str]) -> Output {
+        let mut args = vec!["verify", file.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        phase(&args, b"")
+    }
+
+    #[test]
+    fn a_valid_receipt_verifies_in_cbor_and_json() {
+        let worker = Keypair::ed25519_from_bytes([1; 32]).unwrap();
+        let receipt = signed(&worker);
+        let dir = tempfile::tempdir().unwrap();
+        let cbor = dir.path().join("r.cbor");
+        let json = dir.path().join("r.json");
+        std::fs::write(&cbor, receipt.to_cbor()).unwrap();
+        std::fs::write(&json, receipt.to_json()).unwrap();
+        for file in [&cbor, &json] {
+            let out = verify(
+                file,
+                &["--expect-worker", &worker.public().to_peer_id().to_string()],
+            );
+            assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+            let stdout = text(&out.stdout);
+            assert!(stdout.contains("signature: valid"), "{stdout}");
+            assert!(stdout.contains("status:    ran out of fuel"), "{stdout}");
+            assert!(
+                stdout.contains(&format!("receipt:   {}", receipt.cid())),
+                "{stdout}"
+            );
+        }
+        let out = verify(&cbor, &["--json"]);
+        let value: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            value["receipt"]["worker"],
+            worker.public().to_peer_id().to_string()
+        );
+        assert_eq!(value["receipt"]["status"]["kind"], "out_of_fuel");
+    }
+
+    #[test]
+    fn wrong_signer_tampering_and_garbage_are_refused() {
+        let worker = Keypair::ed25519_from_bytes([1; 32]).unwrap();
+        let other = Keypair::ed25519_from_bytes([2; 32])
+            .unwrap()
+            .public()
+            .to_peer_id();
+        let receipt = signed(&worker);
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.cbor");
+        std::fs::write(&good, receipt.to_cbor()).unwrap();
+        let tampered = dir.path().join("tampered.json");
+        std::fs::write(&tampered, receipt.to_json().replace("1000000", "1000001")).unwrap();
+        let garbage = dir.path().join("garbage.bin");
+        std::fs::write(&garbage, b"\x01\x02 definitely not a receipt").unwrap();
+        let not_receipt = dir.path().join("other.json");
+        std::fs::write(&not_receipt, r#"{"hello": "world"}"#).unwrap();
+
+        let other = other.to_string();
+        let cases: [(&Path, &[&str], &str); 4] = [
+            (
+                &good,
+                &["--expect-worker", &other],
+                "not by the expected worker",
+            ),
+            (&tampered, &[], "signature does not match"),
+            (&garbage, &[], "is not a valid signed receipt"),
+            (&not_receipt, &[], "unknown field `hello`"),
+        ];
+        for (file, extra, expected) in cases {
+            let out = verify(file, extra);
+            assert_eq!(out.status.code(), Some(1), "{}", file.display());
+            let stderr = text(&out.stderr);
+            assert_eq!(stderr.lines().count(), 1, "{stderr}");
+            assert!(stderr.contains(expected), "{}: {stderr}", file.display());
+            assert!(out.stdout.is_empty());
+        }
+    }
+}
