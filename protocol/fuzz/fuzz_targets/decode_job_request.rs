@@ -1,0 +1,11 @@
+#![no_main]
+//! Decoding arbitrary bytes as a `JobRequest` never panics; what decodes re-encodes
+//! to the same bytes (decoding only accepts canonical input).
+use libfuzzer_sys::fuzz_target;
+use phase_protocol::{Message, JobRequest};
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(msg) = JobRequest::decode(data) {
+        assert_eq!(msg.encode(), data);
+    }
+});
