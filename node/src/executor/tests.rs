@@ -138,6 +138,11 @@ fn bad_modules_are_refused_with_clear_errors() {
         ex.load_blocking(&foreign),
         Err(ExecError::Link(_))
     ));
+    let library_component = wat::parse_str("(component)").unwrap();
+    assert!(matches!(
+        ex.load_blocking(&library_component),
+        Err(ExecError::NotACommand(_))
+    ));
     let truncated = b"\0asm\x01\0\0\0\x01\x05";
     assert!(matches!(
         ex.load_blocking(truncated),
