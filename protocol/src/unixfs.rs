@@ -15,6 +15,17 @@ pub const MAX_LINKS: usize = 174;
 /// UnixFS `Data.Type` of a file node.
 const UNIXFS_FILE: u64 = 2;
 
+/// The root of an imported file or directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Root {
+    /// Root CID.
+    pub cid: Cid,
+    /// Bytes of the whole DAG (what a parent directory's link records).
+    pub tsize: u64,
+    /// Bytes of file content (0 for a directory).
+    pub filesize: u64,
+}
+
 /// One content-addressed block: its CID and its bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Block {
@@ -65,8 +76,8 @@ impl FileBuilder {
     }
 
     /// Ends the file: appends the remaining blocks to `out` and returns the
-    /// root CID (a raw CID for files of at most one chunk).
-    pub fn finish(mut self, out: &mut Vec<Block>) -> Cid {
+    /// root (a raw CID for files of at most one chunk).
+    pub fn finish(mut self, out: &mut Vec<Block>) -> Root {
         if !self.chunk.is_empty() || self.levels.is_empty() {
             self.flush_chunk(out);
         }
@@ -81,13 +92,18 @@ impl FileBuilder {
             }
         }
         let mut row = std::mem::take(&mut self.levels[top]);
-        match row.pop() {
-            Some(only) if row.is_empty() => only.cid,
+        let root = match row.pop() {
+            Some(only) if row.is_empty() => only,
             Some(last) => {
                 row.push(last);
-                Self::parent(row, out).cid
+                Self::parent(row, out)
             }
-            None => Self::parent(row, out).cid,
+            None => Self::parent(row, out),
+        };
+        Root {
+            cid: root.cid,
+            tsize: root.tsize,
+            filesize: root.filesize,
         }
     }
 
@@ -157,7 +173,330 @@ pub fn file_cid(bytes: &[u8]) -> Cid {
         builder.write(chunk, &mut sink);
         sink.clear();
     }
-    builder.finish(&mut sink)
+    builder.finish(&mut sink).cid
+}
+
+/// UnixFS `Data.Type` of a directory node.
+const UNIXFS_DIRECTORY: u64 = 1;
+/// UnixFS `Data.Type` of a raw node (data inline in a dag-pb node).
+const UNIXFS_RAW: u64 = 0;
+/// Longest entry name in a directory (as most filesystems).
+pub const MAX_NAME_LEN: usize = 255;
+/// Most entries a directory node may have. A larger directory would be a
+/// HAMT-sharded one in Kubo (its node passes 256 KiB around 4,000 entries);
+/// sharding is not supported, so such directories are refused.
+pub const MAX_DIR_ENTRIES: usize = 4096;
+
+/// Why a block is not a UnixFS node this implementation reads.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UnixfsError {
+    /// Bytes that are not a valid dag-pb node.
+    #[error("invalid dag-pb: {0}")]
+    DagPb(&'static str),
+    /// A dag-pb node whose UnixFS data is invalid.
+    #[error("invalid UnixFS data: {0}")]
+    Data(&'static str),
+    /// A UnixFS kind this implementation does not read.
+    #[error(
+        "unsupported UnixFS node type {0} (symlinks, metadata and HAMT-sharded directories are not supported)"
+    )]
+    Unsupported(u64),
+    /// A block whose codec is neither raw nor dag-pb.
+    #[error("block codec {0:#x} is not raw or dag-pb")]
+    Codec(u64),
+    /// A directory entry name that could escape or break a path.
+    #[error("invalid entry name {0:?}: empty, `.`, `..`, or containing `/` or NUL")]
+    Name(String),
+    /// A directory with two entries of the same name.
+    #[error("duplicate entry name {0:?}")]
+    DuplicateName(String),
+    /// A directory with too many entries.
+    #[error("directory has more than {MAX_DIR_ENTRIES} entries")]
+    TooManyEntries,
+}
+
+/// A link in a dag-pb node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PbLink {
+    /// Target block.
+    pub cid: Cid,
+    /// Name (entry name in a directory; empty in a file).
+    pub name: String,
+    /// Bytes of the target's whole DAG.
+    pub tsize: u64,
+}
+
+/// A decoded UnixFS node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Node {
+    /// A raw block: file bytes.
+    Raw(Vec<u8>),
+    /// A file node: inline bytes (if any), then the children in order, with
+    /// the file bytes each covers.
+    File {
+        /// Bytes stored in the node itself (before the children's).
+        data: Vec<u8>,
+        /// Children and the file bytes each one covers.
+        children: Vec<(Cid, u64)>,
+        /// Total file size the node claims.
+        filesize: u64,
+    },
+    /// A directory: entries sorted by name.
+    Directory(Vec<PbLink>),
+}
+
+/// Checks a directory entry name: non-empty, not `.` or `..`, no `/` or NUL,
+/// at most [`MAX_NAME_LEN`] bytes.
+///
+/// # Errors
+/// [`UnixfsError::Name`].
+pub fn check_name(name: &str) -> Result<(), UnixfsError> {
+    let bad = name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.len() > MAX_NAME_LEN
+        || name.contains(['/', '\0']);
+    if bad {
+        Err(UnixfsError::Name(name.to_owned()))
+    } else {
+        Ok(())
+    }
+}
+
+/// Encodes a UnixFS directory node over `entries` (sorted by name here) and
+/// returns the block and its root.
+///
+/// # Errors
+/// An invalid or duplicate name, or too many entries.
+pub fn directory(mut entries: Vec<(String, Root)>) -> Result<(Block, Root), UnixfsError> {
+    if entries.len() > MAX_DIR_ENTRIES {
+        return Err(UnixfsError::TooManyEntries);
+    }
+    entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    for pair in entries.windows(2) {
+        if pair[0].0 == pair[1].0 {
+            return Err(UnixfsError::DuplicateName(pair[0].0.clone()));
+        }
+    }
+    let mut node = Vec::new();
+    for (name, root) in &entries {
+        check_name(name)?;
+        let mut link = Vec::with_capacity(48 + name.len());
+        put_bytes_field(&mut link, 1, &root.cid.to_bytes());
+        put_bytes_field(&mut link, 2, name.as_bytes());
+        put_varint_field(&mut link, 3, root.tsize);
+        put_bytes_field(&mut node, 2, &link);
+    }
+    let mut unixfs = Vec::new();
+    put_varint_field(&mut unixfs, 1, UNIXFS_DIRECTORY);
+    put_bytes_field(&mut node, 1, &unixfs);
+    let cid = cid::cid_of(cid::DAG_PB, &node);
+    let tsize = node.len() as u64 + entries.iter().map(|(_, r)| r.tsize).sum::<u64>();
+    let root = Root {
+        cid,
+        tsize,
+        filesize: 0,
+    };
+    Ok((Block { cid, data: node }, root))
+}
+
+/// Decodes a raw or dag-pb block into a UnixFS node.
+///
+/// # Errors
+/// Anything but a raw block, a UnixFS file or a plain UnixFS directory.
+pub fn decode(cid: &Cid, bytes: &[u8]) -> Result<Node, UnixfsError> {
+    match cid.codec() {
+        cid::RAW => Ok(Node::Raw(bytes.to_vec())),
+        cid::DAG_PB => {
+            let (links, data) = decode_pb(bytes)?;
+            let data = data.ok_or(UnixfsError::Data("dag-pb node without UnixFS data"))?;
+            let fields = decode_unixfs(&data)?;
+            match fields.kind {
+                UNIXFS_FILE | UNIXFS_RAW => {
+                    if links.len() != fields.blocksizes.len() {
+                        return Err(UnixfsError::Data("blocksizes do not match the links"));
+                    }
+                    let inline = fields.data.len() as u64;
+                    let covered = fields
+                        .blocksizes
+                        .iter()
+                        .try_fold(inline, |a, b| a.checked_add(*b));
+                    let filesize = fields.filesize.unwrap_or(inline);
+                    if covered != Some(filesize) {
+                        return Err(UnixfsError::Data("filesize does not match the blocks"));
+                    }
+                    let children = links
+                        .into_iter()
+                        .map(|l| l.cid)
+                        .zip(fields.blocksizes)
+                        .collect();
+                    Ok(Node::File {
+                        data: fields.data,
+                        children,
+                        filesize,
+                    })
+                }
+                UNIXFS_DIRECTORY => {
+                    if links.len() > MAX_DIR_ENTRIES {
+                        return Err(UnixfsError::TooManyEntries);
+                    }
+                    for l in &links {
+                        check_name(&l.name)?;
+                    }
+                    for pair in links.windows(2) {
+                        if pair[0].name == pair[1].name {
+                            return Err(UnixfsError::DuplicateName(pair[0].name.clone()));
+                        }
+                    }
+                    Ok(Node::Directory(links))
+                }
+                other => Err(UnixfsError::Unsupported(other)),
+            }
+        }
+        other => Err(UnixfsError::Codec(other)),
+    }
+}
+
+/// The CIDs a block links to (dag-pb links; none for raw blocks). For
+/// walking a DAG without interpreting it (export, pinning, garbage collection).
+///
+/// # Errors
+/// A dag-pb block that does not decode.
+pub fn links(cid: &Cid, bytes: &[u8]) -> Result<Vec<Cid>, UnixfsError> {
+    match cid.codec() {
+        cid::DAG_PB => Ok(decode_pb(bytes)?.0.into_iter().map(|l| l.cid).collect()),
+        _ => Ok(Vec::new()),
+    }
+}
+
+struct UnixfsFields {
+    kind: u64,
+    data: Vec<u8>,
+    filesize: Option<u64>,
+    blocksizes: Vec<u64>,
+}
+
+/// Strict dag-pb: fields in canonical order (links, then data), no unknown
+/// fields, every link with a hash.
+fn decode_pb(bytes: &[u8]) -> Result<(Vec<PbLink>, Option<Vec<u8>>), UnixfsError> {
+    let mut r = Reader(bytes);
+    let mut links = Vec::new();
+    let mut data = None;
+    while !r.0.is_empty() {
+        match r.key().map_err(UnixfsError::DagPb)? {
+            (2, 2) if data.is_none() => {
+                let link = r.bytes().map_err(UnixfsError::DagPb)?;
+                links.push(decode_link(link)?);
+            }
+            (1, 2) if data.is_none() => {
+                data = Some(r.bytes().map_err(UnixfsError::DagPb)?.to_vec())
+            }
+            _ => return Err(UnixfsError::DagPb("unexpected or out-of-order field")),
+        }
+    }
+    Ok((links, data))
+}
+
+fn decode_link(bytes: &[u8]) -> Result<PbLink, UnixfsError> {
+    let mut r = Reader(bytes);
+    let mut cid = None;
+    let mut name = None;
+    let mut tsize = None;
+    while !r.0.is_empty() {
+        match r.key().map_err(UnixfsError::DagPb)? {
+            (1, 2) if cid.is_none() && name.is_none() && tsize.is_none() => {
+                let raw = r.bytes().map_err(UnixfsError::DagPb)?;
+                cid = Some(
+                    Cid::try_from(raw).map_err(|_| UnixfsError::DagPb("link hash is not a CID"))?,
+                );
+            }
+            (2, 2) if name.is_none() && tsize.is_none() => {
+                let raw = r.bytes().map_err(UnixfsError::DagPb)?;
+                name = Some(
+                    String::from_utf8(raw.to_vec())
+                        .map_err(|_| UnixfsError::DagPb("link name is not UTF-8"))?,
+                );
+            }
+            (3, 0) if tsize.is_none() => tsize = Some(r.varint().map_err(UnixfsError::DagPb)?),
+            _ => return Err(UnixfsError::DagPb("unexpected or out-of-order link field")),
+        }
+    }
+    Ok(PbLink {
+        cid: cid.ok_or(UnixfsError::DagPb("link without hash"))?,
+        name: name.unwrap_or_default(),
+        tsize: tsize.unwrap_or(0),
+    })
+}
+
+fn decode_unixfs(bytes: &[u8]) -> Result<UnixfsFields, UnixfsError> {
+    let mut r = Reader(bytes);
+    let mut f = UnixfsFields {
+        kind: u64::MAX,
+        data: Vec::new(),
+        filesize: None,
+        blocksizes: Vec::new(),
+    };
+    while !r.0.is_empty() {
+        match r.key().map_err(UnixfsError::Data)? {
+            (1, 0) => f.kind = r.varint().map_err(UnixfsError::Data)?,
+            (2, 2) => f.data = r.bytes().map_err(UnixfsError::Data)?.to_vec(),
+            (3, 0) => f.filesize = Some(r.varint().map_err(UnixfsError::Data)?),
+            (4, 0) => f.blocksizes.push(r.varint().map_err(UnixfsError::Data)?),
+            (4, 2) => {
+                // Packed encoding of blocksizes.
+                let mut packed = Reader(r.bytes().map_err(UnixfsError::Data)?);
+                while !packed.0.is_empty() {
+                    f.blocksizes
+                        .push(packed.varint().map_err(UnixfsError::Data)?);
+                }
+            }
+            // hashType, fanout (HAMT), mode, mtime: read past them.
+            (5 | 6 | 7, 0) => {
+                r.varint().map_err(UnixfsError::Data)?;
+            }
+            (8, 2) => {
+                r.bytes().map_err(UnixfsError::Data)?;
+            }
+            _ => return Err(UnixfsError::Data("unexpected field")),
+        }
+    }
+    if f.kind == u64::MAX {
+        return Err(UnixfsError::Data("missing Type"));
+    }
+    Ok(f)
+}
+
+/// A protobuf reader over a byte slice; every read is bounds-checked.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn varint(&mut self) -> Result<u64, &'static str> {
+        let mut value = 0u64;
+        for i in 0..10 {
+            let (&byte, rest) = self.0.split_first().ok_or("truncated varint")?;
+            self.0 = rest;
+            value |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err("varint longer than 10 bytes")
+    }
+
+    fn key(&mut self) -> Result<(u64, u64), &'static str> {
+        let key = self.varint()?;
+        Ok((key >> 3, key & 7))
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8], &'static str> {
+        let len = usize::try_from(self.varint()?).map_err(|_| "length too large")?;
+        if len > self.0.len() {
+            return Err("truncated field");
+        }
+        let (head, rest) = self.0.split_at(len);
+        self.0 = rest;
+        Ok(head)
+    }
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -188,7 +527,7 @@ mod tests {
         let mut out = Vec::new();
         b.write(bytes, &mut out);
         let root = b.finish(&mut out);
-        (root, out)
+        (root.cid, out)
     }
 
     #[test]
@@ -241,6 +580,138 @@ mod tests {
         for piece in data.chunks(1000) {
             b.write(piece, &mut out);
         }
-        assert_eq!(b.finish(&mut out), file_cid(&data));
+        assert_eq!(b.finish(&mut out).cid, file_cid(&data));
+    }
+}
+
+/// Root CIDs computed with an independent implementation: Helia's
+/// `ipfs-unixfs-importer` 17.1.1 (npm) with Kubo's defaults (CIDv1, raw
+/// leaves, 262144-byte chunks, balanced layout, 174 links per node); the
+/// script is in `scripts/unixfs-vectors.mjs`.
+#[cfg(test)]
+mod vectors {
+    use super::*;
+
+    /// Byte `i` of a vector file: `(i * 31 + seed) % 251`.
+    fn pattern(len: usize, seed: usize) -> Vec<u8> {
+        (0..len).map(|i| ((i * 31 + seed) % 251) as u8).collect()
+    }
+
+    fn file(bytes: &[u8]) -> (Root, Vec<Block>) {
+        let mut b = FileBuilder::new();
+        let mut out = Vec::new();
+        b.write(bytes, &mut out);
+        let root = b.finish(&mut out);
+        (root, out)
+    }
+
+    #[test]
+    fn files_match_the_independent_importer() {
+        let cases = [
+            (
+                0,
+                "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku",
+            ),
+            (
+                CHUNK_SIZE + 1,
+                "bafybeich6cqd6yabw3cku6edwmz4rvwe275nx2l6ootvc2bpbt5bdvarua",
+            ),
+            (
+                1 << 20,
+                "bafybeihui4agg3d5vku5qnjg6luskvvue7twfha5k4uw4mowbowx4i6uke",
+            ),
+            (
+                174 * CHUNK_SIZE + 1,
+                "bafybeibo5yjphmmdq6aigqtgrijost25l5lmv5l37von7hrjv7sagnx4sy",
+            ),
+        ];
+        for (len, expected) in cases {
+            assert_eq!(
+                file(&pattern(len, 7)).0.cid.to_string(),
+                expected,
+                "file of {len} bytes"
+            );
+        }
+    }
+
+    #[test]
+    fn a_nested_directory_matches_the_independent_importer() {
+        let a = file(b"alpha\n").0;
+        let c = file(&pattern(300_000, 3)).0;
+        let e = file(b"").0;
+        let z = file(b"zulu").0;
+        assert_eq!(
+            c.cid.to_string(),
+            "bafybeibfy3gtrm3eccfekgjn7fzgchattlxsethyx5ctm7rnf47mng4ua4"
+        );
+        let (_, d) = directory(vec![("e.txt".into(), e)]).unwrap();
+        assert_eq!(
+            d.cid.to_string(),
+            "bafybeibwauymq45uk4lxgeopsmqe6c2r5mt7zqxv5nsc3ffwi4h25awfba"
+        );
+        let (_, b) = directory(vec![("d".into(), d), ("c.bin".into(), c)]).unwrap();
+        assert_eq!(
+            b.cid.to_string(),
+            "bafybeib7x5clyexp6tcj2hm6izsiyp2bgwqqyrapgx3yhy4v47t5db5zzi"
+        );
+        let (block, root) = directory(vec![
+            ("a.txt".into(), a),
+            ("b".into(), b),
+            ("Z.txt".into(), z),
+        ])
+        .unwrap();
+        assert_eq!(
+            root.cid.to_string(),
+            "bafybeihqi6tba55jgy4e5nuu2btuiayjzpmzm5av76iyhy7mxhfnrmzynq"
+        );
+        // And it reads back: entries sorted by name, bytewise.
+        let Node::Directory(entries) = decode(&root.cid, &block.data).unwrap() else {
+            panic!("not a directory")
+        };
+        let names: Vec<_> = entries.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["Z.txt", "a.txt", "b"]);
+    }
+
+    #[test]
+    fn file_nodes_decode_consistently() {
+        let data = pattern(CHUNK_SIZE * 3 + 5, 1);
+        let (root, blocks) = file(&data);
+        let top = blocks.iter().find(|b| b.cid == root.cid).unwrap();
+        let Node::File {
+            children,
+            filesize,
+            data: inline,
+        } = decode(&root.cid, &top.data).unwrap()
+        else {
+            panic!("not a file node")
+        };
+        assert_eq!(filesize, data.len() as u64);
+        assert!(inline.is_empty());
+        assert_eq!(children.len(), 4);
+        assert_eq!(children[3].1, 5);
+    }
+
+    #[test]
+    fn bad_names_and_bad_nodes_are_refused() {
+        let e = file(b"").0;
+        for name in ["", ".", "..", "a/b", "../x", "nul\0"] {
+            assert!(
+                matches!(directory(vec![(name.into(), e)]), Err(UnixfsError::Name(_))),
+                "{name:?}"
+            );
+        }
+        assert!(matches!(
+            directory(vec![("x".into(), e), ("x".into(), e)]),
+            Err(UnixfsError::DuplicateName(_))
+        ));
+        let pb = cid::cid_of(cid::DAG_PB, b"x");
+        for garbage in [
+            &b"\xff"[..],
+            b"\x0a\x05ab",
+            b"\x12\x02\x08\x01",
+            b"\x1a\x00",
+        ] {
+            assert!(decode(&pb, garbage).is_err(), "{garbage:?}");
+        }
     }
 }
