@@ -420,7 +420,7 @@ pub struct WorkerInfo {
 #[serde(rename_all = "snake_case")]
 pub enum JobRequest {
     /// Requester → worker: run this job.
-    Submit(JobSpec),
+    Submit(Box<JobSpec>),
     /// Requester → worker: where is this job?
     Status(JobId),
     /// Anyone → worker: the signed receipt of this job.
@@ -428,7 +428,7 @@ pub enum JobRequest {
     /// Requester → worker: what can you run, and how many slots are free?
     Capabilities,
     /// Worker → requester: the receipt of a job you submitted.
-    Deliver(SignedReceipt),
+    Deliver(Box<SignedReceipt>),
 }
 
 impl Message for JobRequest {
@@ -451,7 +451,7 @@ pub enum JobResponse {
         state: JobState,
     },
     /// The job's signed receipt.
-    Receipt(SignedReceipt),
+    Receipt(Box<SignedReceipt>),
     /// No such job here.
     NotFound(JobId),
     /// The answer to a capability query.

@@ -233,10 +233,10 @@ impl JobFile {
         .into_iter()
         .flatten()
         {
-            if let Source::Path(p) = source {
-                if p.is_relative() {
-                    *p = base.join(&*p);
-                }
+            if let Source::Path(p) = source
+                && p.is_relative()
+            {
+                *p = base.join(&*p);
             }
         }
         self

@@ -451,7 +451,7 @@ fn decode_unixfs(bytes: &[u8]) -> Result<UnixfsFields, UnixfsError> {
                 }
             }
             // hashType, fanout (HAMT), mode, mtime: read past them.
-            (5 | 6 | 7, 0) => {
+            (5..=7, 0) => {
                 r.varint().map_err(UnixfsError::Data)?;
             }
             (8, 2) => {

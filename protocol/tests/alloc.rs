@@ -55,6 +55,9 @@ fn hostile(key: &str, header: &[u8]) -> Vec<u8> {
     v
 }
 
+/// A decoder under test: its name, its cap, and a call of it.
+type Check = (&'static str, usize, fn(&[u8]));
+
 #[test]
 fn hostile_length_prefixes_do_not_allocate_beyond_the_cap() {
     let headers: [&[u8]; 6] = [
@@ -71,40 +74,26 @@ fn hostile_length_prefixes_do_not_allocate_beyond_the_cap() {
     for header in headers {
         for key in keys {
             let bytes = hostile(key, header);
-            let checks: [(&str, usize, Box<dyn Fn()>); 6] = [
-                (
-                    "JobRequest",
-                    JobRequest::MAX,
-                    Box::new(|| drop(JobRequest::decode(&bytes))),
-                ),
-                (
-                    "JobResponse",
-                    JobResponse::MAX,
-                    Box::new(|| drop(JobResponse::decode(&bytes))),
-                ),
-                (
-                    "JobSpec",
-                    JobSpec::MAX,
-                    Box::new(|| drop(JobSpec::decode(&bytes))),
-                ),
-                (
-                    "BlockRequest",
-                    BlockRequest::MAX,
-                    Box::new(|| drop(BlockRequest::decode(&bytes))),
-                ),
-                (
-                    "BlockResponse",
-                    BlockResponse::MAX,
-                    Box::new(|| drop(BlockResponse::decode(&bytes))),
-                ),
-                (
-                    "SignedReceipt",
-                    64 * 1024,
-                    Box::new(|| drop(SignedReceipt::from_cbor(&bytes))),
-                ),
+            let checks: [Check; 6] = [
+                ("JobRequest", JobRequest::MAX, |b| {
+                    drop(JobRequest::decode(b))
+                }),
+                ("JobResponse", JobResponse::MAX, |b| {
+                    drop(JobResponse::decode(b))
+                }),
+                ("JobSpec", JobSpec::MAX, |b| drop(JobSpec::decode(b))),
+                ("BlockRequest", BlockRequest::MAX, |b| {
+                    drop(BlockRequest::decode(b))
+                }),
+                ("BlockResponse", BlockResponse::MAX, |b| {
+                    drop(BlockResponse::decode(b))
+                }),
+                ("SignedReceipt", 64 * 1024, |b| {
+                    drop(SignedReceipt::from_cbor(b))
+                }),
             ];
             for (name, cap, check) in checks {
-                let peak = peak_during(check);
+                let peak = peak_during(|| check(&bytes));
                 assert!(
                     peak <= cap,
                     "{name} with {key}: {header:02x?} allocated {peak} bytes (cap {cap})"

@@ -160,11 +160,11 @@ fn arb_rejection() -> impl Strategy<Value = Rejection> {
 
 fn arb_request() -> impl Strategy<Value = JobRequest> {
     prop_oneof![
-        arb_spec().prop_map(JobRequest::Submit),
+        arb_spec().prop_map(|s| JobRequest::Submit(Box::new(s))),
         arb_cid().prop_map(|c| JobRequest::Status(JobId(c))),
         arb_cid().prop_map(|c| JobRequest::Receipt(JobId(c))),
         Just(JobRequest::Capabilities),
-        arb_signed().prop_map(JobRequest::Deliver),
+        arb_signed().prop_map(|r| JobRequest::Deliver(Box::new(r))),
     ]
 }
 
@@ -199,7 +199,7 @@ fn arb_response() -> impl Strategy<Value = JobResponse> {
             job: JobId(c),
             state
         }),
-        arb_signed().prop_map(JobResponse::Receipt),
+        arb_signed().prop_map(|r| JobResponse::Receipt(Box::new(r))),
         arb_cid().prop_map(|c| JobResponse::NotFound(JobId(c))),
         info.prop_map(JobResponse::Capabilities),
         Just(JobResponse::Delivered),
