@@ -1,0 +1,359 @@
+//! Files and directories as UnixFS DAGs in a [`BlockStore`].
+//!
+//! Import streams: a file is read 256 KiB at a time, each chunk becomes a
+//! block as soon as it is full, and only one chunk plus one pending row of
+//! links per tree level is ever held, whatever the file's size. Export streams
+//! the same way, checking every node's size claims against the blocks it
+//! reads. Entry names are checked on the way in and on the way out, so
+//! nothing is ever written outside the target folder.
+//!
+//! The cores are blocking (`std::io`); the async functions run them on
+//! tokio's blocking pool.
+
+use std::fs::File;
+use std::io::{BufWriter, ErrorKind, Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use phase_protocol::Cid;
+use phase_protocol::unixfs::{self, Block, CHUNK_SIZE, FileBuilder, Node, Root};
+
+use super::{BlockStore, MAX_DEPTH, StoreError};
+
+/// Why a file or directory could not be imported or exported.
+#[derive(Debug, thiserror::Error)]
+pub enum FilesError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Reading or writing a local path failed.
+    #[error("{path}")]
+    Io {
+        /// The local path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A directory given without `-r`.
+    #[error("{0} is a directory (add it with -r)")]
+    IsADirectory(PathBuf),
+    /// `cat` of a directory.
+    #[error("{0} is a directory, not a file (use get)")]
+    CidIsADirectory(Cid),
+    /// Symlinks and special files are not imported.
+    #[error("{0} is a symlink or special file; only regular files and directories are added")]
+    NotRegular(PathBuf),
+    /// A local name that is not valid UTF-8 or not a valid entry name.
+    #[error("{0} has a name that cannot be a directory entry")]
+    BadName(PathBuf),
+    /// A folder that cannot be a UnixFS directory (too many entries).
+    #[error("cannot add directory {path}")]
+    Directory {
+        /// The local folder.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: unixfs::UnixfsError,
+    },
+    /// `get` into a path that exists.
+    #[error("{0} already exists")]
+    Exists(PathBuf),
+    /// A task running the import or export panicked.
+    #[error("import or export task failed")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FilesError + '_ {
+    move |source| FilesError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// One file or directory of an import, for `add --json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Added {
+    /// Path relative to the folder that was added ("" for the root).
+    pub path: String,
+    /// Its CID.
+    #[serde(serialize_with = "display")]
+    pub cid: Cid,
+    /// File bytes (0 for a directory).
+    pub size: u64,
+}
+
+fn display<S: serde::Serializer>(v: &impl std::fmt::Display, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+fn put_all(store: &BlockStore, blocks: &mut Vec<Block>) -> Result<(), StoreError> {
+    for block in blocks.drain(..) {
+        store.put_hashed_blocking(&block.cid, &block.data)?;
+    }
+    Ok(())
+}
+
+/// Imports everything `reader` yields as one UnixFS file.
+///
+/// # Errors
+/// Reading fails, or the store does.
+pub fn add_reader_blocking(
+    store: &BlockStore,
+    mut reader: impl Read,
+    name: &Path,
+) -> Result<Root, FilesError> {
+    let mut builder = FileBuilder::new();
+    let mut chunk = vec![0u8; CHUNK_SIZE];
+    let mut blocks = Vec::new();
+    loop {
+        let n = read_full(&mut reader, &mut chunk).map_err(io(name))?;
+        builder.write(&chunk[..n], &mut blocks);
+        put_all(store, &mut blocks)?;
+        if n < chunk.len() {
+            break;
+        }
+    }
+    let root = builder.finish(&mut blocks);
+    put_all(store, &mut blocks)?;
+    Ok(root)
+}
+
+/// Reads until `buf` is full or the reader ends; returns the bytes read.
+fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Imports a file, or with `recursive` a directory tree, from the local disk.
+/// Returns the root and every entry imported (root first).
+///
+/// # Errors
+/// A directory without `recursive`, a symlink or special file, an
+/// unrepresentable name, or I/O.
+pub fn add_path_blocking(
+    store: &BlockStore,
+    path: &Path,
+    recursive: bool,
+) -> Result<(Root, Vec<Added>), FilesError> {
+    let mut added = Vec::new();
+    let root = add_entry(store, path, "", recursive, 0, &mut added)?;
+    added.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok((root, added))
+}
+
+fn add_entry(
+    store: &BlockStore,
+    path: &Path,
+    rel: &str,
+    recursive: bool,
+    depth: usize,
+    added: &mut Vec<Added>,
+) -> Result<Root, FilesError> {
+    if depth > MAX_DEPTH {
+        return Err(StoreError::TooDeep.into());
+    }
+    let meta = std::fs::symlink_metadata(path).map_err(io(path))?;
+    let root = if meta.is_file() {
+        let file = File::open(path).map_err(io(path))?;
+        add_reader_blocking(store, file, path)?
+    } else if meta.is_dir() {
+        if !recursive {
+            return Err(FilesError::IsADirectory(path.to_owned()));
+        }
+        let mut entries = Vec::new();
+        for entry in std::fs::read_dir(path).map_err(io(path))? {
+            let entry = entry.map_err(io(path))?;
+            let child = entry.path();
+            let name = entry
+                .file_name()
+                .into_string()
+                .map_err(|_| FilesError::BadName(child.clone()))?;
+            unixfs::check_name(&name).map_err(|_| FilesError::BadName(child.clone()))?;
+            let child_rel = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
+            let child_root = add_entry(store, &child, &child_rel, true, depth + 1, added)?;
+            entries.push((name, child_root));
+        }
+        let (block, root) = unixfs::directory(entries).map_err(|source| FilesError::Directory {
+            path: path.to_owned(),
+            source,
+        })?;
+        store.put_hashed_blocking(&block.cid, &block.data)?;
+        root
+    } else {
+        return Err(FilesError::NotRegular(path.to_owned()));
+    };
+    added.push(Added {
+        path: rel.to_owned(),
+        cid: root.cid,
+        size: root.filesize,
+    });
+    Ok(root)
+}
+
+fn decode(store: &BlockStore, cid: &Cid) -> Result<Node, StoreError> {
+    let data = store.require_blocking(cid)?;
+    unixfs::decode(cid, &data).map_err(|source| StoreError::Unixfs {
+        cid: *cid,
+        source: Box::new(source),
+    })
+}
+
+/// Writes the file `cid` to `out`; returns its size. Checks every node's
+/// size claims against what its blocks hold.
+///
+/// # Errors
+/// A missing, corrupt or inconsistent block, a directory, or a write error.
+pub fn cat_blocking(
+    store: &BlockStore,
+    cid: &Cid,
+    out: &mut impl Write,
+) -> Result<u64, FilesError> {
+    // (block, the file bytes its parent says it covers, depth)
+    let mut stack: Vec<(Cid, Option<u64>, usize)> = vec![(*cid, None, 0)];
+    let mut written = 0u64;
+    let stdout = Path::new("output");
+    while let Some((cid, expected, depth)) = stack.pop() {
+        if depth > MAX_DEPTH {
+            return Err(StoreError::TooDeep.into());
+        }
+        let (bytes, covered) = match decode(store, &cid)? {
+            Node::Raw(data) => {
+                let len = data.len() as u64;
+                (data, len)
+            }
+            Node::File {
+                data,
+                children,
+                filesize,
+            } => {
+                for (child, size) in children.into_iter().rev() {
+                    stack.push((child, Some(size), depth + 1));
+                }
+                (data, filesize)
+            }
+            Node::Directory(_) if depth == 0 => return Err(FilesError::CidIsADirectory(cid)),
+            Node::Directory(_) => {
+                return Err(StoreError::Inconsistent {
+                    cid,
+                    reason: "a file links to a directory",
+                }
+                .into());
+            }
+        };
+        if expected.is_some_and(|e| e != covered) {
+            return Err(StoreError::Inconsistent {
+                cid,
+                reason: "block size differs from its parent's blocksizes",
+            }
+            .into());
+        }
+        out.write_all(&bytes).map_err(io(stdout))?;
+        written += bytes.len() as u64;
+    }
+    out.flush().map_err(io(stdout))?;
+    Ok(written)
+}
+
+/// Writes the file or directory `cid` to the new path `target`.
+///
+/// # Errors
+/// `target` exists, a block is missing, corrupt or inconsistent, or I/O.
+pub fn get_blocking(store: &BlockStore, cid: &Cid, target: &Path) -> Result<(), FilesError> {
+    if target.symlink_metadata().is_ok() {
+        return Err(FilesError::Exists(target.to_owned()));
+    }
+    get_entry(store, cid, target, 0)
+}
+
+fn get_entry(store: &BlockStore, cid: &Cid, target: &Path, depth: usize) -> Result<(), FilesError> {
+    if depth > MAX_DEPTH {
+        return Err(StoreError::TooDeep.into());
+    }
+    match decode(store, cid)? {
+        Node::Directory(entries) => {
+            std::fs::create_dir(target).map_err(io(target))?;
+            for entry in entries {
+                // `decode` checked the name: no `/`, `..` or NUL can reach here.
+                get_entry(store, &entry.cid, &target.join(&entry.name), depth + 1)?;
+            }
+            Ok(())
+        }
+        Node::Raw(_) | Node::File { .. } => {
+            let file = File::options()
+                .write(true)
+                .create_new(true)
+                .open(target)
+                .map_err(io(target))?;
+            let mut out = BufWriter::with_capacity(CHUNK_SIZE, file);
+            cat_blocking(store, cid, &mut out)?;
+            out.into_inner()
+                .map_err(|e| io(target)(e.into_error()))?
+                .sync_all()
+                .map_err(io(target))?;
+            Ok(())
+        }
+    }
+}
+
+/// [`add_path_blocking`] on the blocking pool.
+///
+/// # Errors
+/// As `add_path_blocking`.
+pub async fn add_path(
+    store: &BlockStore,
+    path: PathBuf,
+    recursive: bool,
+) -> Result<(Root, Vec<Added>), FilesError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || add_path_blocking(&store, &path, recursive)).await?
+}
+
+/// [`add_reader_blocking`] of bytes in memory, on the blocking pool.
+///
+/// # Errors
+/// As `add_reader_blocking`.
+pub async fn add_bytes(store: &BlockStore, bytes: bytes::Bytes) -> Result<Root, FilesError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || {
+        add_reader_blocking(&store, &bytes[..], Path::new("<bytes>"))
+    })
+    .await?
+}
+
+/// [`get_blocking`] on the blocking pool.
+///
+/// # Errors
+/// As `get_blocking`.
+pub async fn get(store: &BlockStore, cid: Cid, target: PathBuf) -> Result<(), FilesError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || get_blocking(&store, &cid, &target)).await?
+}
+
+/// The whole file `cid` in memory, on the blocking pool (for small files:
+/// receipts' results, job stdin).
+///
+/// # Errors
+/// As `cat_blocking`.
+pub async fn cat_to_vec(store: &BlockStore, cid: Cid) -> Result<Vec<u8>, FilesError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        cat_blocking(&store, &cid, &mut out)?;
+        Ok(out)
+    })
+    .await?
+}

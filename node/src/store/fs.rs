@@ -1,0 +1,156 @@
+//! The filesystem backend: one file per block.
+//!
+//! Layout under the root (`<data-dir>/blocks`):
+//! - `blocks/<XY>/<cid>`: the block, where `XY` are the next-to-last two
+//!   characters of the CID's base32 form (Kubo's flatfs `next-to-last/2`
+//!   sharding, so no folder grows past ~1,000 entries per million blocks);
+//! - `tmp/`: blocks being written;
+//! - `pins/<cid>`: one empty file per pinned root.
+//!
+//! A block is written to `tmp/`, fsynced, then renamed into place: a crash at
+//! any point leaves either no block or a whole one, never a torn one (and a
+//! stray temp file, removed on the next open).
+
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use bytes::Bytes;
+
+use phase_protocol::Cid;
+
+use super::StoreError;
+
+/// Blocks as files under a root folder.
+#[derive(Debug)]
+pub struct FsStore {
+    blocks: PathBuf,
+    tmp: PathBuf,
+    pins: PathBuf,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl FsStore {
+    pub(super) fn open(root: PathBuf) -> Result<Self, StoreError> {
+        let store = Self {
+            blocks: root.join("blocks"),
+            tmp: root.join("tmp"),
+            pins: root.join("pins"),
+        };
+        for dir in [&store.blocks, &store.tmp, &store.pins] {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+        }
+        // Temp files left by a crash are never part of the store.
+        if let Ok(entries) = std::fs::read_dir(&store.tmp) {
+            for entry in entries.flatten() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(store)
+    }
+
+    fn path(&self, cid: &Cid) -> PathBuf {
+        let name = cid.to_string();
+        let shard = &name[name.len() - 3..name.len() - 1];
+        self.blocks.join(shard).join(name)
+    }
+
+    pub(super) fn put(&self, cid: &Cid, data: &[u8]) -> Result<(), StoreError> {
+        let path = self.path(cid);
+        if path.exists() {
+            return Ok(());
+        }
+        let dir = path.parent().expect("block paths are blocks/<shard>/<cid>");
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.tmp).map_err(io(&self.tmp))?;
+        tmp.write_all(data).map_err(io(tmp.path()))?;
+        tmp.as_file().sync_data().map_err(io(&path))?;
+        tmp.persist(&path).map_err(|e| StoreError::Io {
+            path: path.clone(),
+            source: e.error,
+        })?;
+        Ok(())
+    }
+
+    pub(super) fn get(&self, cid: &Cid) -> Result<Option<Bytes>, StoreError> {
+        let path = self.path(cid);
+        match std::fs::read(&path) {
+            Ok(data) => Ok(Some(Bytes::from(data))),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    pub(super) fn has(&self, cid: &Cid) -> bool {
+        self.path(cid).exists()
+    }
+
+    pub(super) fn delete(&self, cid: &Cid) -> Result<bool, StoreError> {
+        let path = self.path(cid);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    pub(super) fn cids(&self) -> Result<Vec<Cid>, StoreError> {
+        let mut cids = Vec::new();
+        for shard in std::fs::read_dir(&self.blocks).map_err(io(&self.blocks))? {
+            let shard = shard.map_err(io(&self.blocks))?.path();
+            for entry in std::fs::read_dir(&shard).map_err(io(&shard))? {
+                let entry = entry.map_err(io(&shard))?;
+                if let Some(cid) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| Cid::from_str(n).ok())
+                {
+                    cids.push(cid);
+                }
+            }
+        }
+        Ok(cids)
+    }
+
+    pub(super) fn pin(&self, cid: &Cid) -> Result<(), StoreError> {
+        let path = self.pins.join(cid.to_string());
+        std::fs::write(&path, b"").map_err(io(&path))
+    }
+
+    pub(super) fn unpin(&self, cid: &Cid) -> Result<bool, StoreError> {
+        let path = self.pins.join(cid.to_string());
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    pub(super) fn pins(&self) -> Result<Vec<Cid>, StoreError> {
+        let mut pins = Vec::new();
+        for entry in std::fs::read_dir(&self.pins).map_err(io(&self.pins))? {
+            let entry = entry.map_err(io(&self.pins))?;
+            if let Some(cid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| Cid::from_str(n).ok())
+            {
+                pins.push(cid);
+            }
+        }
+        pins.sort();
+        Ok(pins)
+    }
+
+    /// Overwrites a block's bytes in place (tests of corruption).
+    #[cfg(test)]
+    pub(super) fn corrupt(&self, cid: &Cid, data: &[u8]) {
+        std::fs::write(self.path(cid), data).unwrap();
+    }
+}

@@ -1,0 +1,366 @@
+//! The content-addressed block store, and files and directories on top of it.
+//!
+//! - [`BlockStore`] is a cheap-to-clone handle over a backend: [`fs`] (one
+//!   file per block under the data dir, sharded, written temp file + fsync +
+//!   rename) or [`mem`] (for tests). Both check on `put` that the bytes hash
+//!   to the CID, and re-hash on `get`: a corrupt block is reported, never
+//!   returned.
+//! - [`files`] imports files and directories as UnixFS DAGs (streaming, in
+//!   bounded memory) and reads them back.
+//! - Pins name the roots to keep; [`BlockStore::gc`] deletes every block not
+//!   reachable from a pin.
+
+pub mod car;
+pub mod files;
+pub mod fs;
+pub mod mem;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tracing::warn;
+
+use phase_protocol::cid::{self, Cid, SHA2_256};
+use phase_protocol::unixfs::{self, UnixfsError};
+use phase_protocol::wire::MAX_BLOCK_SIZE;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A stored block no longer hashes to its CID (disk corruption or tampering).
+    #[error("block {cid} is corrupt: its bytes do not hash to its CID")]
+    Corrupt {
+        /// The block.
+        cid: Cid,
+    },
+    /// Bytes offered for a CID do not hash to it.
+    #[error("bytes do not hash to {cid}")]
+    HashMismatch {
+        /// The CID claimed.
+        cid: Cid,
+    },
+    /// A CID whose hash is not sha2-256.
+    #[error("{cid} does not use sha2-256, the only hash this store accepts")]
+    UnsupportedHash {
+        /// The CID.
+        cid: Cid,
+    },
+    /// A block over [`MAX_BLOCK_SIZE`].
+    #[error("block {cid} of {len} bytes is larger than the maximum of {MAX_BLOCK_SIZE}")]
+    TooLarge {
+        /// The block.
+        cid: Cid,
+        /// Its size.
+        len: usize,
+    },
+    /// A block that is needed is not in the store.
+    #[error("block {cid} not found in the local store")]
+    NotFound {
+        /// The block.
+        cid: Cid,
+    },
+    /// A block that is not valid UnixFS where UnixFS was expected.
+    #[error("block {cid} is not readable UnixFS")]
+    Unixfs {
+        /// The block.
+        cid: Cid,
+        /// Why (boxed: keeps every `Result` of the store small).
+        #[source]
+        source: Box<UnixfsError>,
+    },
+    /// A DAG nested deeper than [`MAX_DEPTH`].
+    #[error("DAG is nested deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+    /// A file DAG whose blocks disagree with the sizes its nodes claim.
+    #[error("file DAG under {cid} is inconsistent: {reason}")]
+    Inconsistent {
+        /// The node whose claim failed.
+        cid: Cid,
+        /// What did not match.
+        reason: &'static str,
+    },
+    /// Filesystem I/O failed.
+    #[error("block store I/O on {path}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A blocking task panicked.
+    #[error("block store task failed")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// Deepest DAG walked: a balanced file tree of 174-link nodes is 5 levels deep
+/// at 1 PiB; directories nest as deep as a path can. Deeper input is refused
+/// rather than walked (a crafted chain of 10,000 nodes, say).
+pub const MAX_DEPTH: usize = 256;
+
+/// Checks that `data` is an acceptable block for `cid`.
+fn check_block(cid: &Cid, data: &[u8]) -> Result<(), StoreError> {
+    if cid.hash().code() != SHA2_256 {
+        return Err(StoreError::UnsupportedHash { cid: *cid });
+    }
+    if data.len() > MAX_BLOCK_SIZE {
+        return Err(StoreError::TooLarge {
+            cid: *cid,
+            len: data.len(),
+        });
+    }
+    if !cid::matches(cid, data) {
+        return Err(StoreError::HashMismatch { cid: *cid });
+    }
+    Ok(())
+}
+
+#[derive(Debug)]
+enum Backend {
+    Mem(mem::MemStore),
+    Fs(fs::FsStore),
+}
+
+/// Handle to the node's block store. Cheap to clone; all clones share one store.
+///
+/// The async methods run filesystem work on tokio's blocking pool; the
+/// `*_blocking` ones are for code already on a blocking thread (importers,
+/// exporters).
+#[derive(Clone, Debug)]
+pub struct BlockStore {
+    backend: Arc<Backend>,
+}
+
+impl BlockStore {
+    /// A store in memory, for tests and short-lived tools.
+    #[must_use]
+    pub fn memory() -> Self {
+        Self {
+            backend: Arc::new(Backend::Mem(mem::MemStore::default())),
+        }
+    }
+
+    /// Opens (creating if needed) the store under `root`, usually
+    /// `<data-dir>/blocks`.
+    ///
+    /// # Errors
+    /// When the folders cannot be created.
+    pub async fn open(root: PathBuf) -> Result<Self, StoreError> {
+        let store = tokio::task::spawn_blocking(move || fs::FsStore::open(root)).await??;
+        Ok(Self {
+            backend: Arc::new(Backend::Fs(store)),
+        })
+    }
+
+    /// Runs a blocking operation on the blocking pool.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Self) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || op(&this)).await?
+    }
+
+    /// Stores a block after checking that `data` hashes to `cid`.
+    ///
+    /// # Errors
+    /// A hash mismatch, an oversized block, or I/O.
+    pub async fn put(&self, cid: Cid, data: Bytes) -> Result<(), StoreError> {
+        self.blocking(move |s| s.put_blocking(&cid, &data)).await
+    }
+
+    /// [`BlockStore::put`] on the caller's (blocking) thread.
+    ///
+    /// # Errors
+    /// As `put`.
+    pub fn put_blocking(&self, cid: &Cid, data: &[u8]) -> Result<(), StoreError> {
+        check_block(cid, data)?;
+        self.put_hashed_blocking(cid, data)
+    }
+
+    /// Stores a block whose CID the caller has just computed from `data`
+    /// (an importer's own output): skips hashing it a second time.
+    fn put_hashed_blocking(&self, cid: &Cid, data: &[u8]) -> Result<(), StoreError> {
+        match self.backend.as_ref() {
+            Backend::Mem(m) => {
+                m.put(*cid, Bytes::copy_from_slice(data));
+                Ok(())
+            }
+            Backend::Fs(f) => f.put(cid, data),
+        }
+    }
+
+    /// The block's bytes, re-hashed; `None` if absent.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] when the stored bytes no longer match, or I/O.
+    pub async fn get(&self, cid: &Cid) -> Result<Option<Bytes>, StoreError> {
+        let cid = *cid;
+        self.blocking(move |s| s.get_blocking(&cid)).await
+    }
+
+    /// [`BlockStore::get`] on the caller's (blocking) thread.
+    ///
+    /// # Errors
+    /// As `get`.
+    pub fn get_blocking(&self, cid: &Cid) -> Result<Option<Bytes>, StoreError> {
+        let data = match self.backend.as_ref() {
+            Backend::Mem(m) => m.get(cid),
+            Backend::Fs(f) => f.get(cid)?,
+        };
+        match data {
+            Some(data) if !cid::matches(cid, &data) => {
+                warn!(%cid, "corrupt block in the store");
+                Err(StoreError::Corrupt { cid: *cid })
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// [`BlockStore::get_blocking`], with absence as an error.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`], or as `get`.
+    pub fn require_blocking(&self, cid: &Cid) -> Result<Bytes, StoreError> {
+        self.get_blocking(cid)?
+            .ok_or(StoreError::NotFound { cid: *cid })
+    }
+
+    /// Whether the block is present (not re-hashed).
+    ///
+    /// # Errors
+    /// I/O.
+    pub async fn has(&self, cid: &Cid) -> Result<bool, StoreError> {
+        let cid = *cid;
+        self.blocking(move |s| {
+            Ok(match s.backend.as_ref() {
+                Backend::Mem(m) => m.has(&cid),
+                Backend::Fs(f) => f.has(&cid),
+            })
+        })
+        .await
+    }
+
+    /// Removes a block; returns whether it was there.
+    ///
+    /// # Errors
+    /// I/O.
+    pub async fn delete(&self, cid: &Cid) -> Result<bool, StoreError> {
+        let cid = *cid;
+        self.blocking(move |s| match s.backend.as_ref() {
+            Backend::Mem(m) => Ok(m.delete(&cid)),
+            Backend::Fs(f) => f.delete(&cid),
+        })
+        .await
+    }
+
+    /// Every block's CID.
+    ///
+    /// # Errors
+    /// I/O.
+    pub async fn cids(&self) -> Result<Vec<Cid>, StoreError> {
+        self.blocking(|s| match s.backend.as_ref() {
+            Backend::Mem(m) => Ok(m.cids()),
+            Backend::Fs(f) => f.cids(),
+        })
+        .await
+    }
+
+    /// Pins a root: it and everything it links to survive [`BlockStore::gc`].
+    ///
+    /// # Errors
+    /// I/O.
+    pub async fn pin(&self, cid: &Cid) -> Result<(), StoreError> {
+        let cid = *cid;
+        self.blocking(move |s| match s.backend.as_ref() {
+            Backend::Mem(m) => {
+                m.pin(cid);
+                Ok(())
+            }
+            Backend::Fs(f) => f.pin(&cid),
+        })
+        .await
+    }
+
+    /// Unpins a root; returns whether it was pinned.
+    ///
+    /// # Errors
+    /// I/O.
+    pub async fn unpin(&self, cid: &Cid) -> Result<bool, StoreError> {
+        let cid = *cid;
+        self.blocking(move |s| match s.backend.as_ref() {
+            Backend::Mem(m) => Ok(m.unpin(&cid)),
+            Backend::Fs(f) => f.unpin(&cid),
+        })
+        .await
+    }
+
+    /// The pinned roots.
+    ///
+    /// # Errors
+    /// I/O.
+    pub async fn pins(&self) -> Result<Vec<Cid>, StoreError> {
+        self.blocking(|s| match s.backend.as_ref() {
+            Backend::Mem(m) => Ok(m.pins()),
+            Backend::Fs(f) => f.pins(),
+        })
+        .await
+    }
+
+    /// Deletes every block not reachable from a pin; returns how many.
+    ///
+    /// A pinned DAG with a missing or corrupt block is kept as far as it can
+    /// be walked, and the rest of the store is still collected.
+    ///
+    /// # Errors
+    /// I/O.
+    pub async fn gc(&self) -> Result<usize, StoreError> {
+        let pins = self.pins().await?;
+        self.blocking(move |s| {
+            let mut live = HashSet::new();
+            let mut stack: Vec<(Cid, usize)> = pins.into_iter().map(|c| (c, 0)).collect();
+            while let Some((cid, depth)) = stack.pop() {
+                if depth > MAX_DEPTH || !live.insert(cid) {
+                    continue;
+                }
+                let data = match s.get_blocking(&cid) {
+                    Ok(Some(data)) => data,
+                    Ok(None) | Err(StoreError::Corrupt { .. }) => continue,
+                    Err(e) => return Err(e),
+                };
+                match unixfs::links(&cid, &data) {
+                    Ok(links) => stack.extend(links.into_iter().map(|c| (c, depth + 1))),
+                    Err(e) => warn!(%cid, error = %e, "pinned block does not decode; not following its links"),
+                }
+            }
+            let all = match s.backend.as_ref() {
+                Backend::Mem(m) => m.cids(),
+                Backend::Fs(f) => f.cids()?,
+            };
+            let mut removed = 0;
+            for cid in all.into_iter().filter(|c| !live.contains(c)) {
+                let gone = match s.backend.as_ref() {
+                    Backend::Mem(m) => m.delete(&cid),
+                    Backend::Fs(f) => f.delete(&cid)?,
+                };
+                removed += usize::from(gone);
+            }
+            Ok(removed)
+        })
+        .await
+    }
+
+    /// Overwrites a stored block without any check (tests of corruption).
+    #[cfg(test)]
+    pub(crate) fn corrupt_for_test(&self, cid: &Cid, data: &[u8]) {
+        match self.backend.as_ref() {
+            Backend::Mem(m) => m.corrupt(cid, Bytes::copy_from_slice(data)),
+            Backend::Fs(f) => f.corrupt(cid, data),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,253 @@
+use std::path::Path;
+
+use bytes::Bytes;
+use phase_protocol::cid::{self, Cid};
+use phase_protocol::unixfs::{self, CHUNK_SIZE};
+
+use super::files::{self, FilesError};
+use super::{BlockStore, StoreError, car};
+
+/// Runs one test body against the memory and the filesystem backend.
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod mem_backend {
+            $(#[tokio::test] async fn $name() { super::$name(super::BlockStore::memory()).await; })*
+        }
+        mod fs_backend {
+            $(#[tokio::test] async fn $name() {
+                let dir = tempfile::tempdir().unwrap();
+                let store = super::BlockStore::open(dir.path().join("store")).await.unwrap();
+                super::$name(store).await;
+            })*
+        }
+    };
+}
+
+both_backends!(
+    blocks_are_checked_on_put_and_get,
+    files_round_trip_with_kubo_cids,
+    directories_round_trip,
+    gc_keeps_exactly_the_pinned_dags,
+    car_round_trips_and_refuses_damage,
+    hostile_dags_are_refused,
+);
+
+fn pattern(len: usize, seed: usize) -> Vec<u8> {
+    (0..len).map(|i| ((i * 31 + seed) % 251) as u8).collect()
+}
+
+async fn blocks_are_checked_on_put_and_get(store: BlockStore) {
+    let data = Bytes::from_static(b"block");
+    let cid = cid::raw_cid(&data);
+    store.put(cid, data.clone()).await.unwrap();
+    assert_eq!(store.get(&cid).await.unwrap(), Some(data));
+    assert!(store.has(&cid).await.unwrap());
+    let wrong = cid::raw_cid(b"other");
+    assert!(matches!(
+        store.put(wrong, Bytes::from_static(b"block")).await,
+        Err(StoreError::HashMismatch { .. })
+    ));
+    assert!(!store.has(&wrong).await.unwrap());
+    store.corrupt_for_test(&cid, b"blocc");
+    assert!(matches!(
+        store.get(&cid).await,
+        Err(StoreError::Corrupt { .. })
+    ));
+    assert!(store.delete(&cid).await.unwrap());
+    assert_eq!(store.get(&cid).await.unwrap(), None);
+}
+
+async fn files_round_trip_with_kubo_cids(store: BlockStore) {
+    for len in [0, 1, CHUNK_SIZE, CHUNK_SIZE + 1, 3 * CHUNK_SIZE + 17] {
+        let data = pattern(len, len);
+        let root = files::add_bytes(&store, Bytes::from(data.clone()))
+            .await
+            .unwrap();
+        assert_eq!(root.cid, unixfs::file_cid(&data), "{len} bytes");
+        assert_eq!(root.filesize, len as u64);
+        assert_eq!(
+            files::cat_to_vec(&store, root.cid).await.unwrap(),
+            data,
+            "{len} bytes"
+        );
+    }
+}
+
+fn write_tree(root: &Path) {
+    std::fs::create_dir_all(root.join("b/d")).unwrap();
+    std::fs::write(root.join("a.txt"), "alpha\n").unwrap();
+    std::fs::write(root.join("b/c.bin"), pattern(300_000, 3)).unwrap();
+    std::fs::write(root.join("b/d/e.txt"), "").unwrap();
+    std::fs::write(root.join("Z.txt"), "zulu").unwrap();
+}
+
+async fn directories_round_trip(store: BlockStore) {
+    let src = tempfile::tempdir().unwrap();
+    write_tree(&src.path().join("root"));
+    let (root, added) = files::add_path(&store, src.path().join("root"), true)
+        .await
+        .unwrap();
+    // The independent importer's CID for this tree (protocol/src/unixfs.rs).
+    assert_eq!(
+        root.cid.to_string(),
+        "bafybeihqi6tba55jgy4e5nuu2btuiayjzpmzm5av76iyhy7mxhfnrmzynq"
+    );
+    let paths: Vec<_> = added.iter().map(|a| a.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["", "Z.txt", "a.txt", "b", "b/c.bin", "b/d", "b/d/e.txt"]
+    );
+
+    let out = tempfile::tempdir().unwrap();
+    let target = out.path().join("copy");
+    files::get(&store, root.cid, target.clone()).await.unwrap();
+    assert_eq!(
+        std::fs::read(target.join("b/c.bin")).unwrap(),
+        pattern(300_000, 3)
+    );
+    assert_eq!(
+        std::fs::read_to_string(target.join("a.txt")).unwrap(),
+        "alpha\n"
+    );
+    assert!(target.join("b/d/e.txt").is_file());
+    assert!(matches!(
+        files::get(&store, root.cid, target).await,
+        Err(FilesError::Exists(_))
+    ));
+    assert!(matches!(
+        files::cat_to_vec(&store, root.cid).await,
+        Err(FilesError::CidIsADirectory(_))
+    ));
+    assert!(matches!(
+        files::add_path(&store, src.path().join("root"), false).await,
+        Err(FilesError::IsADirectory(_))
+    ));
+}
+
+async fn gc_keeps_exactly_the_pinned_dags(store: BlockStore) {
+    let kept = files::add_bytes(&store, Bytes::from(pattern(2 * CHUNK_SIZE + 1, 1)))
+        .await
+        .unwrap();
+    let dropped = files::add_bytes(&store, Bytes::from(pattern(2 * CHUNK_SIZE + 1, 2)))
+        .await
+        .unwrap();
+    store.pin(&kept.cid).await.unwrap();
+    assert_eq!(store.pins().await.unwrap(), [kept.cid]);
+    assert_eq!(store.gc().await.unwrap(), 4); // 3 leaves and a root
+    assert_eq!(
+        files::cat_to_vec(&store, kept.cid).await.unwrap(),
+        pattern(2 * CHUNK_SIZE + 1, 1)
+    );
+    assert!(!store.has(&dropped.cid).await.unwrap());
+    assert!(store.unpin(&kept.cid).await.unwrap());
+    assert_eq!(store.gc().await.unwrap(), 4);
+    assert!(store.cids().await.unwrap().is_empty());
+}
+
+async fn car_round_trips_and_refuses_damage(store: BlockStore) {
+    let data = pattern(3 * CHUNK_SIZE + 5, 9);
+    let root = files::add_bytes(&store, Bytes::from(data.clone()))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.car");
+    assert_eq!(
+        car::export(&store, root.cid, path.clone()).await.unwrap(),
+        5
+    );
+
+    let other = BlockStore::memory();
+    let (roots, n) = car::import(&other, path.clone()).await.unwrap();
+    assert_eq!((roots, n), (vec![root.cid], 5));
+    assert_eq!(files::cat_to_vec(&other, root.cid).await.unwrap(), data);
+
+    let bytes = std::fs::read(&path).unwrap();
+    let truncated = dir.path().join("truncated.car");
+    std::fs::write(&truncated, &bytes[..bytes.len() - 1000]).unwrap();
+    let fresh = BlockStore::memory();
+    let err = car::import(&fresh, truncated).await.unwrap_err();
+    assert!(err.to_string().contains("truncated"), "{err}");
+    // What was stored before the damage is whole and valid.
+    for cid in fresh.cids().await.unwrap() {
+        fresh.get(&cid).await.unwrap().unwrap();
+    }
+    let mut corrupted = bytes.clone();
+    let last = corrupted.len() - 10;
+    corrupted[last] ^= 0xff;
+    let corrupted_path = dir.path().join("corrupted.car");
+    std::fs::write(&corrupted_path, corrupted).unwrap();
+    assert!(matches!(
+        car::import(&BlockStore::memory(), corrupted_path).await,
+        Err(car::CarError::Store(StoreError::HashMismatch { .. }))
+    ));
+    let garbage = dir.path().join("garbage.car");
+    std::fs::write(&garbage, b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff").unwrap();
+    assert!(matches!(
+        car::import(&BlockStore::memory(), garbage).await,
+        Err(car::CarError::Invalid { .. })
+    ));
+}
+
+/// A dag-pb node by hand: links of (cid, name), then UnixFS data.
+fn pb_node(links: &[(Cid, &str)], unixfs_data: &[u8]) -> Vec<u8> {
+    fn field(out: &mut Vec<u8>, key: u8, bytes: &[u8]) {
+        out.push(key);
+        let mut n = bytes.len();
+        while n >= 0x80 {
+            out.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+        out.extend_from_slice(bytes);
+    }
+    let mut node = Vec::new();
+    for (cid, name) in links {
+        let mut link = Vec::new();
+        field(&mut link, 0x0a, &cid.to_bytes());
+        field(&mut link, 0x12, name.as_bytes());
+        field(&mut node, 0x12, &link);
+    }
+    field(&mut node, 0x0a, unixfs_data);
+    node
+}
+
+async fn hostile_dags_are_refused(store: BlockStore) {
+    let leaf = files::add_bytes(&store, Bytes::from_static(b"secret"))
+        .await
+        .unwrap();
+    // A directory whose entry tries to climb out of the target.
+    for name in ["../x", "a/b", ".."] {
+        let node = pb_node(&[(leaf.cid, name)], &[0x08, 0x01]);
+        let cid = cid::cid_of(cid::DAG_PB, &node);
+        store.put(cid, Bytes::from(node)).await.unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let err = files::get(&store, cid, out.path().join("t"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, FilesError::Store(StoreError::Unixfs { .. })),
+            "{name}: {err}"
+        );
+        assert!(!out.path().join("x").exists());
+        assert!(!out.path().parent().unwrap().join("x").exists());
+    }
+    // A chain of 10,000 file nodes, each covering 6 bytes through one child.
+    let mut top = leaf.cid;
+    for _ in 0..10_000 {
+        let node = pb_node(&[(top, "")], &[0x08, 0x02, 0x18, 0x06, 0x20, 0x06]);
+        top = cid::cid_of(cid::DAG_PB, &node);
+        store.put(top, Bytes::from(node)).await.unwrap();
+    }
+    assert!(matches!(
+        files::cat_to_vec(&store, top).await,
+        Err(FilesError::Store(StoreError::TooDeep))
+    ));
+    // A node that lies about its size.
+    let liar = pb_node(&[(leaf.cid, "")], &[0x08, 0x02, 0x18, 0x07, 0x20, 0x07]);
+    let liar_cid = cid::cid_of(cid::DAG_PB, &liar);
+    store.put(liar_cid, Bytes::from(liar)).await.unwrap();
+    assert!(matches!(
+        files::cat_to_vec(&store, liar_cid).await,
+        Err(FilesError::Store(StoreError::Inconsistent { .. }))
+    ));
+}
