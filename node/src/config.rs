@@ -40,6 +40,12 @@ impl DataDir {
         &self.root
     }
 
+    /// Where the block store lives.
+    #[must_use]
+    pub fn store(&self) -> PathBuf {
+        self.root.join("store")
+    }
+
     /// Where compiled modules are cached.
     #[must_use]
     pub fn module_cache(&self) -> PathBuf {

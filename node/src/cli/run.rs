@@ -1,7 +1,4 @@
-//! The command line: clap types, and an `execute` per subcommand.
-//!
-//! Results go to stdout, logs (`RUST_LOG`) and diagnostics to stderr;
-//! `--json` prints one machine-readable object.
+//! `phase-node run` and `phase-node inspect`.
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -10,13 +7,14 @@ use std::str::FromStr;
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use clap::{Args, Parser, Subcommand};
+use clap::Args;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use phase_protocol::job::DEFAULT_FUEL;
-use phase_protocol::{ByteSize, Limits, PeerId, Receipt, SignedReceipt, Status};
+use phase_protocol::{ByteSize, Limits, Status};
 
+use super::GlobalArgs;
 use crate::config::DataDir;
 use crate::executor::{self, Executor, ExecutorConfig, ModuleInfo, Outcome, Preopen, RunSpec};
 
@@ -32,64 +30,13 @@ pub const EXIT_MEMORY: u8 = 137;
 pub const EXIT_OUTPUT: u8 = 138;
 /// Exit code of `run` when phase-node itself failed (bad module, bad flags).
 pub const EXIT_RUN_ERROR: u8 = 125;
-/// Exit code of other subcommands on failure.
-pub const EXIT_INTERNAL: u8 = 1;
 
 /// Largest stdin `run` passes to a guest: it is held in memory.
 pub const MAX_STDIN: u64 = 256 << 20;
 
-/// phase-node: run WebAssembly jobs on an open peer-to-peer compute network.
-#[derive(Debug, Parser)]
-#[command(name = "phase-node", version, propagate_version = true)]
-pub struct Cli {
-    #[command(flatten)]
-    global: GlobalArgs,
-    #[command(subcommand)]
-    command: Command,
-}
-
-/// Options every subcommand takes.
-#[derive(Debug, Args)]
-struct GlobalArgs {
-    /// Where the node keeps its data (module cache, blocks, identity).
-    /// Default: the platform's data dir, e.g. ~/.local/share/phase-node.
-    #[arg(long, global = true, env = "PHASE_DATA_DIR", value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    Run(RunArgs),
-    Inspect(InspectArgs),
-    Verify(VerifyArgs),
-}
-
-impl Cli {
-    /// The exit code for a failure of phase-node itself in this subcommand.
-    #[must_use]
-    pub fn failure_code(&self) -> u8 {
-        match self.command {
-            Command::Run(_) => EXIT_RUN_ERROR,
-            Command::Inspect(_) | Command::Verify(_) => EXIT_INTERNAL,
-        }
-    }
-
-    /// Runs the subcommand.
-    ///
-    /// # Errors
-    /// Whatever keeps the subcommand from doing its work, as one line.
-    pub async fn execute(self) -> anyhow::Result<ExitCode> {
-        match self.command {
-            Command::Run(args) => args.execute(&self.global).await,
-            Command::Inspect(args) => args.execute(),
-            Command::Verify(args) => args.execute().await,
-        }
-    }
-}
-
 /// Limits of a run; each has a default and a hard maximum.
 #[derive(Debug, Args)]
-struct LimitArgs {
+pub(super) struct LimitArgs {
     /// Fuel: how many wasm instructions (roughly) the guest may execute.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_FUEL)]
     fuel: u64,
@@ -105,7 +52,7 @@ struct LimitArgs {
 }
 
 impl LimitArgs {
-    fn limits(&self) -> anyhow::Result<Limits> {
+    pub(super) fn limits(&self) -> anyhow::Result<Limits> {
         let size = |flag: &str, v: &str| {
             ByteSize::from_str(v).with_context(|| format!("invalid --{flag} `{v}`"))
         };
@@ -133,7 +80,7 @@ impl LimitArgs {
 /// module or flags); 2 bad usage.
 #[derive(Debug, Args)]
 #[command(after_help = "Example: echo -n 'Hello, World' | phase-node run hello.wasm")]
-struct RunArgs {
+pub(super) struct RunArgs {
     /// The .wasm file: a WASI preview 1 module or a preview 2 component.
     #[arg(value_name = "MODULE.wasm")]
     module: PathBuf,
@@ -204,7 +151,7 @@ struct RunReport<'a> {
 }
 
 impl RunArgs {
-    async fn execute(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    pub(super) async fn execute(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         let limits = self.limits.limits()?;
         let env = self
             .env
@@ -381,7 +328,7 @@ fn limit_message(outcome: &Outcome, limits: &Limits) -> Option<String> {
 
 /// Show what a .wasm file is: kind, WASI version, imports, exports, size, CID.
 #[derive(Debug, Args)]
-struct InspectArgs {
+pub(super) struct InspectArgs {
     /// The .wasm file.
     #[arg(value_name = "MODULE.wasm")]
     module: PathBuf,
@@ -391,7 +338,7 @@ struct InspectArgs {
 }
 
 impl InspectArgs {
-    fn execute(self) -> anyhow::Result<ExitCode> {
+    pub(super) fn execute(self) -> anyhow::Result<ExitCode> {
         let bytes = std::fs::read(&self.module)
             .with_context(|| format!("cannot read {}", self.module.display()))?;
         let info = executor::inspect(&bytes)
@@ -431,104 +378,11 @@ fn write_info(out: &mut impl Write, info: &ModuleInfo) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Check a signed receipt: that its signature holds, and (optionally) who signed it.
-///
-/// Prints the verified fields and exits 0 only if the signature is valid
-/// (and the signer is the expected worker); otherwise prints one line on
-/// stderr and exits 1.
-#[derive(Debug, Args)]
-struct VerifyArgs {
-    /// A receipt file, in DAG-CBOR (as stored and sent) or JSON (as printed by --json).
-    #[arg(value_name = "RECEIPT")]
-    receipt: PathBuf,
-    /// Also require that this worker signed it.
-    #[arg(long, value_name = "PEERID")]
-    expect_worker: Option<PeerId>,
-    /// Print the verified receipt as JSON.
-    #[arg(long)]
-    json: bool,
-}
-
-impl VerifyArgs {
-    async fn execute(self) -> anyhow::Result<ExitCode> {
-        let name = self.receipt.display().to_string();
-        let bytes = read_capped(&self.receipt, MAX_RECEIPT_FILE)
-            .await
-            .with_context(|| format!("cannot read {name}"))?;
-        let signed = parse_receipt(&bytes)
-            .with_context(|| format!("{name} is not a valid signed receipt"))?;
-        let receipt = match &self.expect_worker {
-            Some(worker) => signed.verify_signer(worker),
-            None => signed.verify(),
-        }
-        .with_context(|| format!("{name} does not verify"))?;
-        let mut out = std::io::stdout().lock();
-        if self.json {
-            writeln!(out, "{}", signed.to_json())?;
-        } else {
-            write_receipt(&mut out, &signed, receipt)?;
-        }
-        Ok(ExitCode::SUCCESS)
-    }
-}
-
-/// Largest receipt file `verify` reads: the JSON form of the largest CBOR
-/// receipt (hex doubles the signature, strings grow a little).
-const MAX_RECEIPT_FILE: u64 = 4 * phase_protocol::wire::MAX_RECEIPT as u64;
-
-async fn read_capped(path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
-    let len = tokio::fs::metadata(path).await?.len();
-    if len > max {
-        bail!(
-            "file of {} is larger than any receipt ({} at most)",
-            ByteSize(len),
-            ByteSize(max)
-        );
-    }
-    Ok(tokio::fs::read(path).await?)
-}
-
-/// JSON if it looks like JSON, DAG-CBOR otherwise. Both verify as they parse.
-fn parse_receipt(bytes: &[u8]) -> anyhow::Result<SignedReceipt> {
-    let looks_like_json = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-    if looks_like_json {
-        let text = std::str::from_utf8(bytes).context("JSON that is not UTF-8")?;
-        Ok(SignedReceipt::from_json(text)?)
-    } else {
-        Ok(SignedReceipt::from_cbor(bytes)?)
-    }
-}
-
-fn write_receipt(out: &mut impl Write, signed: &SignedReceipt, r: &Receipt) -> std::io::Result<()> {
-    let opt = |c: &Option<phase_protocol::Cid>| c.map_or_else(|| "-".to_owned(), |c| c.to_string());
-    let time = |ms: u64| {
-        humantime::format_rfc3339_millis(
-            std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
-        )
-        .to_string()
-    };
-    writeln!(out, "signature: valid (ed25519, signed by the worker)")?;
-    writeln!(out, "receipt:   {}", signed.cid())?;
-    writeln!(out, "job:       {}", r.job)?;
-    writeln!(out, "worker:    {}", r.worker)?;
-    writeln!(out, "requester: {}", r.requester)?;
-    writeln!(out, "status:    {}", r.status)?;
-    writeln!(out, "module:    {}", r.module)?;
-    writeln!(out, "stdin:     {}", opt(&r.stdin))?;
-    writeln!(out, "input:     {}", opt(&r.input))?;
-    writeln!(out, "result:    {}", r.result)?;
-    writeln!(out, "fuel:      {}", r.fuel_consumed)?;
-    writeln!(out, "wall time: {} ms", r.wall_time_ms)?;
-    writeln!(out, "memory:    {} bytes peak", r.peak_memory)?;
-    writeln!(out, "started:   {}", time(r.started_at_ms))?;
-    writeln!(out, "ended:     {}", time(r.ended_at_ms))?;
-    writeln!(out, "runtime:   {}", r.runtime)?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
 
     #[test]
     fn dir_mapping_splits_on_double_colon() {

@@ -1,0 +1,229 @@
+//! Content commands in Kubo's words: `add`, `cat`, `get`, `car`, `pin`, `gc`.
+//! They work on the local block store of the data dir.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+
+use phase_protocol::Cid;
+
+use super::GlobalArgs;
+use crate::store::{BlockStore, car, files};
+
+/// Add a file or directory to the local store and print its CID (as `ipfs add --cid-version=1`).
+#[derive(Debug, Args)]
+pub(super) struct AddArgs {
+    /// The file or directory to add; `-` reads stdin.
+    #[arg(value_name = "PATH")]
+    path: PathBuf,
+    /// Add directories recursively.
+    #[arg(short, long)]
+    recursive: bool,
+    /// Do not pin the root (unpinned blocks are removed by `gc`).
+    #[arg(long)]
+    no_pin: bool,
+    /// Print every file's and directory's CID as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl AddArgs {
+    pub(super) async fn execute(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+        let store = global.store().await?;
+        let (root, added) = if self.path.as_os_str() == "-" {
+            let store2 = store.clone();
+            let root = tokio::task::spawn_blocking(move || {
+                files::add_reader_blocking(
+                    &store2,
+                    std::io::stdin().lock(),
+                    std::path::Path::new("stdin"),
+                )
+            })
+            .await??;
+            let entry = files::Added {
+                path: String::new(),
+                cid: root.cid,
+                size: root.filesize,
+            };
+            (root, vec![entry])
+        } else {
+            files::add_path(&store, self.path.clone(), self.recursive)
+                .await
+                .with_context(|| format!("cannot add {}", self.path.display()))?
+        };
+        if !self.no_pin {
+            store.pin(&root.cid).await?;
+        }
+        let mut out = std::io::stdout().lock();
+        if self.json {
+            let value = serde_json::json!({ "root": root.cid.to_string(), "size": root.filesize, "entries": added });
+            serde_json::to_writer_pretty(&mut out, &value)?;
+            writeln!(out)?;
+        } else {
+            writeln!(out, "{}", root.cid)?;
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Print a file from the local store to stdout.
+#[derive(Debug, Args)]
+pub(super) struct CatArgs {
+    /// CID of a file.
+    #[arg(value_name = "CID")]
+    cid: Cid,
+}
+
+impl CatArgs {
+    pub(super) async fn execute(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+        let store = global.store().await?;
+        let cid = self.cid;
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+            files::cat_blocking(&store, &cid, &mut out)
+                .with_context(|| format!("cannot cat {cid}"))?;
+            Ok(())
+        })
+        .await??;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Write a file or directory from the local store to a new path.
+#[derive(Debug, Args)]
+pub(super) struct GetArgs {
+    /// CID of a file or directory.
+    #[arg(value_name = "CID")]
+    cid: Cid,
+    /// Where to write it (must not exist). Default: ./CID
+    #[arg(short, long, value_name = "PATH")]
+    output: Option<PathBuf>,
+}
+
+impl GetArgs {
+    pub(super) async fn execute(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+        let store = global.store().await?;
+        let target = self
+            .output
+            .unwrap_or_else(|| PathBuf::from(self.cid.to_string()));
+        files::get(&store, self.cid, target.clone())
+            .await
+            .with_context(|| format!("cannot get {} into {}", self.cid, target.display()))?;
+        eprintln!("saved {} to {}", self.cid, target.display());
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Move DAGs in and out as CAR v1 files.
+#[derive(Debug, Subcommand)]
+pub(super) enum CarCommand {
+    /// Write the DAG under CID to a CAR file.
+    Export {
+        /// The root.
+        #[arg(value_name = "CID")]
+        cid: Cid,
+        /// The CAR file to create.
+        #[arg(short, long, value_name = "FILE.car")]
+        output: PathBuf,
+    },
+    /// Import every block of a CAR file (each checked against its CID) and pin its roots.
+    Import {
+        /// The CAR file.
+        #[arg(value_name = "FILE.car")]
+        file: PathBuf,
+        /// Do not pin the roots.
+        #[arg(long)]
+        no_pin: bool,
+    },
+}
+
+impl CarCommand {
+    pub(super) async fn execute(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+        let store = global.store().await?;
+        match self {
+            CarCommand::Export { cid, output } => {
+                let n = car::export(&store, cid, output.clone())
+                    .await
+                    .with_context(|| format!("cannot export {cid}"))?;
+                eprintln!("wrote {n} blocks to {}", output.display());
+            }
+            CarCommand::Import { file, no_pin } => {
+                let (roots, n) = car::import(&store, file.clone())
+                    .await
+                    .with_context(|| format!("cannot import {}", file.display()))?;
+                let mut out = std::io::stdout().lock();
+                for root in &roots {
+                    if !no_pin {
+                        store.pin(root).await?;
+                    }
+                    writeln!(out, "{root}")?;
+                }
+                eprintln!("imported {n} blocks");
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Keep DAGs in the store: pinned roots and what they link to survive `gc`.
+#[derive(Debug, Subcommand)]
+pub(super) enum PinCommand {
+    /// Pin a root that is in the store.
+    Add {
+        /// The root.
+        #[arg(value_name = "CID")]
+        cid: Cid,
+    },
+    /// Unpin a root.
+    Rm {
+        /// The root.
+        #[arg(value_name = "CID")]
+        cid: Cid,
+    },
+    /// List the pinned roots.
+    Ls,
+}
+
+impl PinCommand {
+    pub(super) async fn execute(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+        let store = global.store().await?;
+        let mut out = std::io::stdout().lock();
+        match self {
+            PinCommand::Add { cid } => {
+                if !store.has(&cid).await? {
+                    bail!("{cid} is not in the local store");
+                }
+                store.pin(&cid).await?;
+                writeln!(out, "pinned {cid}")?;
+            }
+            PinCommand::Rm { cid } => {
+                if !store.unpin(&cid).await? {
+                    bail!("{cid} is not pinned");
+                }
+                writeln!(out, "unpinned {cid}")?;
+            }
+            PinCommand::Ls => {
+                for cid in store.pins().await? {
+                    writeln!(out, "{cid}")?;
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Remove every block not reachable from a pinned root.
+#[derive(Debug, Args)]
+pub(super) struct GcArgs {}
+
+impl GcArgs {
+    pub(super) async fn execute(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+        let store: BlockStore = global.store().await?;
+        let removed = store.gc().await?;
+        writeln!(std::io::stdout().lock(), "removed {removed} blocks")?;
+        Ok(ExitCode::SUCCESS)
+    }
+}

@@ -1,0 +1,105 @@
+//! The command line: clap types, and an `execute` per subcommand.
+//!
+//! Results go to stdout, logs (`RUST_LOG`) and diagnostics to stderr;
+//! `--json` prints one machine-readable object.
+
+mod content;
+mod run;
+mod verify;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use self::run::{InspectArgs, RunArgs};
+use self::verify::VerifyArgs;
+use crate::config::DataDir;
+use crate::store::BlockStore;
+
+pub use self::run::{
+    EXIT_MEMORY, EXIT_OUT_OF_FUEL, EXIT_OUTPUT, EXIT_RUN_ERROR, EXIT_TIMEOUT, EXIT_TRAP, MAX_STDIN,
+    exit_code,
+};
+
+/// Exit code of subcommands other than `run` on failure.
+pub const EXIT_INTERNAL: u8 = 1;
+
+/// phase-node: run WebAssembly jobs on an open peer-to-peer compute network.
+#[derive(Debug, Parser)]
+#[command(name = "phase-node", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every subcommand takes.
+#[derive(Debug, Args)]
+struct GlobalArgs {
+    /// Where the node keeps its data (module cache, blocks, identity).
+    /// Default: the platform's data dir, e.g. ~/.local/share/phase-node.
+    #[arg(long, global = true, env = "PHASE_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+impl GlobalArgs {
+    fn data_dir(&self) -> anyhow::Result<DataDir> {
+        Ok(DataDir::resolve(self.data_dir.as_deref())?)
+    }
+
+    /// The local block store of the data dir.
+    async fn store(&self) -> anyhow::Result<BlockStore> {
+        let dir = self.data_dir()?.store();
+        BlockStore::open(dir.clone())
+            .await
+            .with_context(|| format!("cannot open the block store in {}", dir.display()))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Run(RunArgs),
+    Inspect(InspectArgs),
+    Verify(VerifyArgs),
+    Add(content::AddArgs),
+    Cat(content::CatArgs),
+    Get(content::GetArgs),
+    #[command(subcommand)]
+    Car(content::CarCommand),
+    #[command(subcommand)]
+    Pin(content::PinCommand),
+    Gc(content::GcArgs),
+}
+
+impl Cli {
+    /// The exit code for a failure of phase-node itself in this subcommand.
+    #[must_use]
+    pub fn failure_code(&self) -> u8 {
+        match self.command {
+            Command::Run(_) => EXIT_RUN_ERROR,
+            _ => EXIT_INTERNAL,
+        }
+    }
+
+    /// Runs the subcommand.
+    ///
+    /// # Errors
+    /// Whatever keeps the subcommand from doing its work, as one line.
+    pub async fn execute(self) -> anyhow::Result<ExitCode> {
+        let global = &self.global;
+        match self.command {
+            Command::Run(args) => args.execute(global).await,
+            Command::Inspect(args) => args.execute(),
+            Command::Verify(args) => args.execute(global).await,
+            Command::Add(args) => args.execute(global).await,
+            Command::Cat(args) => args.execute(global).await,
+            Command::Get(args) => args.execute(global).await,
+            Command::Car(cmd) => cmd.execute(global).await,
+            Command::Pin(cmd) => cmd.execute(global).await,
+            Command::Gc(args) => args.execute(global).await,
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! `phase-node verify`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::Args;
+
+use phase_protocol::{ByteSize, Cid, PeerId, Receipt, SignedReceipt};
+
+use super::GlobalArgs;
+
+/// Check a signed receipt: that its signature holds, and (optionally) who signed it.
+///
+/// Prints the verified fields and exits 0 only if the signature is valid
+/// (and the signer is the expected worker); otherwise prints one line on
+/// stderr and exits 1.
+#[derive(Debug, Args)]
+pub(super) struct VerifyArgs {
+    /// A receipt file, in DAG-CBOR (as stored and sent) or JSON (as printed
+    /// by --json), or the CID of a receipt in the local store.
+    #[arg(value_name = "RECEIPT")]
+    receipt: PathBuf,
+    /// Also require that this worker signed it.
+    #[arg(long, value_name = "PEERID")]
+    expect_worker: Option<PeerId>,
+    /// Print the verified receipt as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl VerifyArgs {
+    pub(super) async fn execute(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+        let name = self.receipt.display().to_string();
+        let as_cid = self.receipt.to_str().and_then(|t| t.parse::<Cid>().ok());
+        let bytes = match as_cid {
+            Some(cid) if !self.receipt.exists() => {
+                let store = global.store().await?;
+                store
+                    .get(&cid)
+                    .await
+                    .with_context(|| format!("cannot read {cid} from the local store"))?
+                    .with_context(|| format!("{cid} is not in the local store"))?
+                    .to_vec()
+            }
+            _ => read_capped(&self.receipt, MAX_RECEIPT_FILE)
+                .await
+                .with_context(|| format!("cannot read {name}"))?,
+        };
+        let signed = parse_receipt(&bytes)
+            .with_context(|| format!("{name} is not a valid signed receipt"))?;
+        let receipt = match &self.expect_worker {
+            Some(worker) => signed.verify_signer(worker),
+            None => signed.verify(),
+        }
+        .with_context(|| format!("{name} does not verify"))?;
+        let mut out = std::io::stdout().lock();
+        if self.json {
+            writeln!(out, "{}", signed.to_json())?;
+        } else {
+            write_receipt(&mut out, &signed, receipt)?;
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Largest receipt file `verify` reads: the JSON form of the largest CBOR
+/// receipt (hex doubles the signature, strings grow a little).
+const MAX_RECEIPT_FILE: u64 = 4 * phase_protocol::wire::MAX_RECEIPT as u64;
+
+async fn read_capped(path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
+    let len = tokio::fs::metadata(path).await?.len();
+    if len > max {
+        bail!(
+            "file of {} is larger than any receipt ({} at most)",
+            ByteSize(len),
+            ByteSize(max)
+        );
+    }
+    Ok(tokio::fs::read(path).await?)
+}
+
+/// JSON if it looks like JSON, DAG-CBOR otherwise. Both verify as they parse.
+fn parse_receipt(bytes: &[u8]) -> anyhow::Result<SignedReceipt> {
+    let looks_like_json = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    if looks_like_json {
+        let text = std::str::from_utf8(bytes).context("JSON that is not UTF-8")?;
+        Ok(SignedReceipt::from_json(text)?)
+    } else {
+        Ok(SignedReceipt::from_cbor(bytes)?)
+    }
+}
+
+fn write_receipt(out: &mut impl Write, signed: &SignedReceipt, r: &Receipt) -> std::io::Result<()> {
+    let opt = |c: &Option<phase_protocol::Cid>| c.map_or_else(|| "-".to_owned(), |c| c.to_string());
+    let time = |ms: u64| {
+        humantime::format_rfc3339_millis(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
+        )
+        .to_string()
+    };
+    writeln!(out, "signature: valid (ed25519, signed by the worker)")?;
+    writeln!(out, "receipt:   {}", signed.cid())?;
+    writeln!(out, "job:       {}", r.job)?;
+    writeln!(out, "worker:    {}", r.worker)?;
+    writeln!(out, "requester: {}", r.requester)?;
+    writeln!(out, "status:    {}", r.status)?;
+    writeln!(out, "module:    {}", r.module)?;
+    writeln!(out, "stdin:     {}", opt(&r.stdin))?;
+    writeln!(out, "input:     {}", opt(&r.input))?;
+    writeln!(out, "result:    {}", r.result)?;
+    writeln!(out, "fuel:      {}", r.fuel_consumed)?;
+    writeln!(out, "wall time: {} ms", r.wall_time_ms)?;
+    writeln!(out, "memory:    {} bytes peak", r.peak_memory)?;
+    writeln!(out, "started:   {}", time(r.started_at_ms))?;
+    writeln!(out, "ended:     {}", time(r.ended_at_ms))?;
+    writeln!(out, "runtime:   {}", r.runtime)?;
+    Ok(())
+}
