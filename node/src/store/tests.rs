@@ -251,3 +251,96 @@ async fn hostile_dags_are_refused(store: BlockStore) {
         Err(FilesError::Store(StoreError::Inconsistent { .. }))
     ));
 }
+
+mod round_trip {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Random trees: up to 12 files at paths of depth 1 to 3 over a small
+    /// alphabet (so directories are shared), sizes around chunk boundaries.
+    fn arb_tree() -> impl Strategy<Value = BTreeMap<Vec<String>, (usize, usize)>> {
+        let name = prop::sample::select(vec!["a", "b", "c.txt", "Δ", "e f"]).prop_map(String::from);
+        let size =
+            prop::sample::select(vec![0, 1, 1000, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1]);
+        prop::collection::btree_map(
+            prop::collection::vec(name, 1..4),
+            (size, any::<usize>()),
+            1..12,
+        )
+    }
+
+    fn materialise(root: &Path, tree: &BTreeMap<Vec<String>, (usize, usize)>) -> usize {
+        let mut files = 0;
+        for (path, (size, seed)) in tree {
+            let full = path.iter().fold(root.to_path_buf(), |p, c| p.join(c));
+            // A path that is both a file and a directory prefix: keep the first.
+            if std::fs::create_dir_all(full.parent().unwrap()).is_ok()
+                && !full.exists()
+                && std::fs::write(&full, pattern(*size, *seed % 251)).is_ok()
+            {
+                files += 1;
+            }
+        }
+        files
+    }
+
+    fn same_tree(a: &Path, b: &Path) {
+        let mut names_a: Vec<_> = std::fs::read_dir(a)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        let mut names_b: Vec<_> = std::fs::read_dir(b)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names_a.sort();
+        names_b.sort();
+        assert_eq!(names_a, names_b);
+        for name in names_a {
+            let (pa, pb) = (a.join(&name), b.join(&name));
+            if pa.is_dir() {
+                same_tree(&pa, &pb);
+            } else {
+                assert_eq!(
+                    std::fs::read(&pa).unwrap(),
+                    std::fs::read(&pb).unwrap(),
+                    "{}",
+                    pa.display()
+                );
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        #[test]
+        fn get_of_add_is_the_same_tree(tree in arb_tree()) {
+            let store = BlockStore::memory();
+            let src = tempfile::tempdir().unwrap();
+            let root = src.path().join("root");
+            std::fs::create_dir(&root).unwrap();
+            materialise(&root, &tree);
+            let (added, _) = files::add_path_blocking(&store, &root, true).unwrap();
+            let out = tempfile::tempdir().unwrap();
+            files::get_blocking(&store, &added.cid, &out.path().join("copy")).unwrap();
+            same_tree(&root, &out.path().join("copy"));
+            // Adding the copy gives the same root: the CID is a function of content.
+            let (again, _) = files::add_path_blocking(&store, &out.path().join("copy"), true).unwrap();
+            prop_assert_eq!(again.cid, added.cid);
+        }
+
+        #[test]
+        fn cat_of_add_is_the_same_file(size in 0..3 * CHUNK_SIZE, seed in 0..251usize) {
+            let store = BlockStore::memory();
+            let data = pattern(size, seed);
+            let root = files::add_reader_blocking(&store, &data[..], Path::new("x")).unwrap();
+            let mut out = Vec::new();
+            files::cat_blocking(&store, &root.cid, &mut out).unwrap();
+            prop_assert_eq!(out, data);
+        }
+    }
+}
