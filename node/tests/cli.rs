@@ -1,12 +1,13 @@
 //! The `phase-node` binary as a user runs it: real processes, real guests
 //! from wasm-examples/out (built by scripts/build-wasm-examples.sh).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::sync::OnceLock;
 
 use serde_json::Value;
+
+mod common;
 
 fn guest(name: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -28,18 +29,7 @@ fn data_dir() -> &'static Path {
 }
 
 fn phase(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_phase-node"))
-        .arg("--data-dir")
-        .arg(data_dir())
-        .args(args)
-        .env("PHASE_TEST_SECRET", "must-not-leak")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    child.wait_with_output().unwrap()
+    common::phase_in(data_dir(), args, stdin)
 }
 
 fn run(module: &str, flags: &[&str], stdin: &[u8]) -> Output {

@@ -9,19 +9,9 @@ use std::time::{Duration, Instant};
 use phase_node::store::BlockStore;
 use phase_protocol::unixfs::{self, FileBuilder};
 
-fn phase(data: &Path, args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_phase-node"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    child.wait_with_output().unwrap()
-}
+use common::phase_in as phase;
+
+mod common;
 
 fn ok(out: Output) -> String {
     assert!(

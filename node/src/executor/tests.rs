@@ -8,6 +8,14 @@ fn load(ex: &Executor, wat: &str) -> LoadedModule {
     ex.load_blocking(&wat::parse_str(wat).unwrap()).unwrap()
 }
 
+/// An executor config whose disk cache lives in `dir`.
+fn cached(dir: &tempfile::TempDir) -> ExecutorConfig {
+    ExecutorConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..ExecutorConfig::default()
+    }
+}
+
 fn spec() -> RunSpec {
     RunSpec {
         program_name: "test.wasm".into(),
@@ -174,10 +182,7 @@ fn the_host_environment_is_not_inherited() {
 #[test]
 fn disk_cache_skips_compilation_in_a_second_executor() {
     let dir = tempfile::tempdir().unwrap();
-    let config = ExecutorConfig {
-        cache_dir: Some(dir.path().to_path_buf()),
-        ..ExecutorConfig::default()
-    };
+    let config = cached(&dir);
     let bytes = wat::parse_str(EXIT_WITH_ARGC).unwrap();
     let first = Executor::new(config.clone()).unwrap();
     assert_eq!(
@@ -200,10 +205,7 @@ fn disk_cache_skips_compilation_in_a_second_executor() {
 #[test]
 fn a_corrupt_cache_file_is_replaced() {
     let dir = tempfile::tempdir().unwrap();
-    let config = ExecutorConfig {
-        cache_dir: Some(dir.path().to_path_buf()),
-        ..ExecutorConfig::default()
-    };
+    let config = cached(&dir);
     let bytes = wat::parse_str(EXIT_WITH_ARGC).unwrap();
     let first = Executor::new(config.clone()).unwrap();
     let cid = first.load_blocking(&bytes).unwrap().cid();
