@@ -1,17 +1,40 @@
-//! Node configuration: for now, where the node keeps its data.
+//! Node configuration: where the node keeps its data, and how it joins the
+//! network. Precedence: defaults < `--config FILE.toml` < flags.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-/// Errors finding the data directory.
+use libp2p::Multiaddr;
+use serde::{Deserialize, Serialize};
+
+/// Errors finding the data directory or reading the config.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// No home directory to put the default data dir in.
     #[error("cannot find a home directory for the default data dir; pass --data-dir")]
     NoHome,
+    /// The config file cannot be read.
+    #[error("cannot read config file {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML of the expected shape.
+    #[error("config file {path} is invalid")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The cause (names the field).
+        #[source]
+        source: toml::de::Error,
+    },
 }
 
-/// The folder a node keeps everything in: the module cache now, the block
-/// store and its identity key later.
+/// The folder a node keeps everything in: identity key, block store,
+/// module cache.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DataDir {
     root: PathBuf,
@@ -50,5 +73,124 @@ impl DataDir {
     #[must_use]
     pub fn module_cache(&self) -> PathBuf {
         self.root.join("module-cache")
+    }
+}
+
+/// Everything `phase-node start` is configured with.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// How the node joins the network.
+    pub network: NetworkConfig,
+}
+
+impl NodeConfig {
+    /// Reads a TOML config file over the defaults.
+    ///
+    /// # Errors
+    /// When the file cannot be read or does not parse (the error names the field).
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// The effective config as TOML, for `config show`.
+    #[must_use]
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("the config always serializes")
+    }
+}
+
+/// Default port of both transports.
+pub const DEFAULT_PORT: u16 = 4001;
+
+/// The network section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Addresses to listen on; port 0 picks a free port.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to join through, as `/ip4/…/udp/…/quic-v1/p2p/PEERID`.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Find peers on the local network with mDNS.
+    pub mdns: bool,
+    /// Most connections in total.
+    pub max_connections: u32,
+    /// Most connections to one peer.
+    pub max_connections_per_peer: u32,
+    /// How often to re-run the Kademlia bootstrap.
+    #[serde(with = "human_duration")]
+    pub bootstrap_interval: Duration,
+    /// Deadline of one request to a peer.
+    #[serde(with = "human_duration")]
+    pub request_timeout: Duration,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec![
+                format!("/ip4/0.0.0.0/udp/{DEFAULT_PORT}/quic-v1")
+                    .parse()
+                    .expect("a valid multiaddr"),
+                format!("/ip4/0.0.0.0/tcp/{DEFAULT_PORT}")
+                    .parse()
+                    .expect("a valid multiaddr"),
+            ],
+            bootstrap: Vec::new(),
+            mdns: true,
+            max_connections: 256,
+            max_connections_per_peer: 4,
+            bootstrap_interval: Duration::from_secs(300),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+mod human_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_duration(*d))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_round_trip_through_toml() {
+        let config = NodeConfig::default();
+        let text = config.to_toml();
+        assert!(text.contains("/ip4/0.0.0.0/udp/4001/quic-v1"), "{text}");
+        assert_eq!(toml::from_str::<NodeConfig>(&text).unwrap(), config);
+    }
+
+    #[test]
+    fn a_file_overrides_defaults_and_unknown_fields_are_named() {
+        let config: NodeConfig = toml::from_str(
+            "[network]\nmdns = false\nlisten = [\"/ip4/127.0.0.1/udp/0/quic-v1\"]\nrequest_timeout = \"5s\"\n",
+        )
+        .unwrap();
+        assert!(!config.network.mdns);
+        assert_eq!(config.network.listen.len(), 1);
+        assert_eq!(config.network.request_timeout, Duration::from_secs(5));
+        assert_eq!(config.network.max_connections, 256);
+        let err = toml::from_str::<NodeConfig>("[network]\nmdsn = true\n").unwrap_err();
+        assert!(err.to_string().contains("unknown field `mdsn`"), "{err}");
     }
 }

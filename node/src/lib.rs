@@ -11,4 +11,8 @@
 pub mod cli;
 pub mod config;
 pub mod executor;
+pub mod fetch;
+pub mod identity;
+pub mod network;
+pub mod node;
 pub mod store;

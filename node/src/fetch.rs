@@ -1,0 +1,189 @@
+//! Fetching a DAG from peers into the local store.
+//!
+//! Blocks are asked for in batches of [`BATCH`] with at most [`WINDOW`]
+//! requests in flight, spread round-robin over the providers. Every block is
+//! checked against its CID as it is stored: a provider that sends a wrong or
+//! unasked-for block, or fails a request, is dropped for this fetch and its
+//! blocks are asked of the others.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use libp2p::PeerId;
+use tracing::{debug, warn};
+
+use phase_protocol::Cid;
+use phase_protocol::block::BlockRequest;
+use phase_protocol::unixfs;
+
+use crate::network::{NetworkClient, NetworkError};
+use crate::store::{BlockStore, StoreError};
+
+/// CIDs per request.
+pub const BATCH: usize = 32;
+/// Requests in flight at once.
+pub const WINDOW: usize = 8;
+
+/// Why a fetch failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// Nobody (left) to ask.
+    #[error("no provider of {cid} could deliver it")]
+    NoProviders {
+        /// A block nobody delivered.
+        cid: Cid,
+    },
+    /// The local store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The network is gone.
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+}
+
+/// Fetches every block of the DAG under `root` that the store lacks.
+/// Returns the number of blocks fetched.
+///
+/// # Errors
+/// When some block cannot be had from any provider, or the store fails.
+pub async fn fetch_dag(
+    network: &NetworkClient,
+    store: &BlockStore,
+    root: Cid,
+    providers: impl IntoIterator<Item = PeerId>,
+) -> Result<usize, FetchError> {
+    let mut good: Vec<PeerId> = providers
+        .into_iter()
+        .filter(|p| *p != network.peer_id())
+        .collect();
+    let mut lacks: HashMap<Cid, HashSet<PeerId>> = HashMap::new();
+    let mut queue = VecDeque::new();
+    let mut queued = HashSet::new();
+    enqueue(store, &mut queue, &mut queued, [root]).await?;
+    let mut in_flight = FuturesUnordered::new();
+    let mut next = 0usize;
+    let mut fetched = 0usize;
+
+    loop {
+        // Fill the window.
+        while in_flight.len() < WINDOW && !queue.is_empty() {
+            let Some((peer, batch)) = next_batch(&good, &lacks, &mut queue, &mut next) else {
+                break;
+            };
+            let client = network.clone();
+            in_flight.push(async move {
+                let result = client
+                    .request_blocks(
+                        peer,
+                        BlockRequest {
+                            want: batch.clone(),
+                        },
+                    )
+                    .await;
+                (peer, batch, result)
+            });
+        }
+        let Some((peer, batch, result)) = in_flight.next().await else {
+            match queue.front() {
+                Some(cid) => return Err(FetchError::NoProviders { cid: *cid }),
+                None => return Ok(fetched),
+            }
+        };
+        let response = match result {
+            Ok(r) => r,
+            Err(NetworkError::Shutdown) => return Err(NetworkError::Shutdown.into()),
+            Err(e) => {
+                warn!(%peer, error = %e, "provider failed; asking others");
+                good.retain(|p| *p != peer);
+                queue.extend(batch);
+                continue;
+            }
+        };
+        let asked: HashSet<Cid> = batch.iter().copied().collect();
+        let mut delivered = HashSet::new();
+        let mut bad = false;
+        for block in response.blocks {
+            if !asked.contains(&block.cid) {
+                bad = true;
+                break;
+            }
+            match store.put(block.cid, Bytes::from(block.data)).await {
+                Ok(()) => {
+                    delivered.insert(block.cid);
+                    fetched += 1;
+                }
+                Err(StoreError::HashMismatch { cid } | StoreError::TooLarge { cid, .. }) => {
+                    warn!(%peer, %cid, "provider sent a block that does not match its CID; dropping it");
+                    bad = true;
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if bad {
+            good.retain(|p| *p != peer);
+        }
+        for cid in &response.missing {
+            lacks.entry(*cid).or_default().insert(peer);
+        }
+        for cid in batch {
+            if delivered.contains(&cid) {
+                let data = store.get(&cid).await?.ok_or(StoreError::NotFound { cid })?;
+                let links = unixfs::links(&cid, &data).map_err(|source| StoreError::Unixfs {
+                    cid,
+                    source: Box::new(source),
+                })?;
+                enqueue(store, &mut queue, &mut queued, links).await?;
+            } else {
+                queue.push_back(cid);
+            }
+        }
+        debug!(fetched, queued = queue.len(), "fetch progress");
+    }
+}
+
+async fn enqueue(
+    store: &BlockStore,
+    queue: &mut VecDeque<Cid>,
+    queued: &mut HashSet<Cid>,
+    cids: impl IntoIterator<Item = Cid>,
+) -> Result<(), StoreError> {
+    for cid in cids {
+        if queued.insert(cid) && !store.has(&cid).await? {
+            queue.push_back(cid);
+        }
+    }
+    Ok(())
+}
+
+/// The next provider (round-robin) and up to [`BATCH`] queued CIDs it has
+/// not said it lacks. `None` when no provider is left for the queue's head.
+fn next_batch(
+    good: &[PeerId],
+    lacks: &HashMap<Cid, HashSet<PeerId>>,
+    queue: &mut VecDeque<Cid>,
+    next: &mut usize,
+) -> Option<(PeerId, Vec<Cid>)> {
+    for _ in 0..good.len() {
+        let peer = good[*next % good.len()];
+        *next += 1;
+        let mut batch = Vec::new();
+        let mut skipped = VecDeque::new();
+        while batch.len() < BATCH {
+            let Some(cid) = queue.pop_front() else { break };
+            if lacks.get(&cid).is_some_and(|l| l.contains(&peer)) {
+                skipped.push_back(cid);
+            } else {
+                batch.push(cid);
+            }
+        }
+        skipped.extend(queue.drain(..));
+        *queue = skipped;
+        if !batch.is_empty() {
+            return Some((peer, batch));
+        }
+    }
+    None
+}

@@ -1,0 +1,80 @@
+//! The composed libp2p behaviour: connection limits first, then Kademlia,
+//! identify, ping, mDNS and the block protocol.
+
+use std::time::Duration;
+
+use libp2p::connection_limits::{self, ConnectionLimits};
+use libp2p::identity::Keypair;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{StreamProtocol, identify, kad, mdns, ping, request_response};
+
+use phase_protocol::block::{BLOCK_PROTOCOL, BlockRequest, BlockResponse};
+
+use super::codec::MessageCodec;
+use crate::config::NetworkConfig;
+
+/// Protocol id of the phase Kademlia DHT (not the public IPFS one).
+pub const KAD_PROTOCOL: &str = "/phase/kad/1.0.0";
+/// Concurrent inbound plus outbound block streams per connection: enough
+/// for a window of requests in flight, few enough that a peer opening
+/// streams without end is cut off.
+const MAX_BLOCK_STREAMS: usize = 64;
+
+pub(crate) type BlockCodec = MessageCodec<BlockRequest, BlockResponse>;
+
+#[derive(NetworkBehaviour)]
+pub(crate) struct Behaviour {
+    pub(crate) limits: connection_limits::Behaviour,
+    pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub(crate) identify: identify::Behaviour,
+    pub(crate) ping: ping::Behaviour,
+    pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
+    pub(crate) blocks: request_response::Behaviour<BlockCodec>,
+}
+
+impl Behaviour {
+    pub(crate) fn new(key: &Keypair, config: &NetworkConfig) -> std::io::Result<Self> {
+        let peer_id = key.public().to_peer_id();
+        let limits = ConnectionLimits::default()
+            .with_max_established(Some(config.max_connections))
+            .with_max_established_per_peer(Some(config.max_connections_per_peer))
+            .with_max_pending_incoming(Some(config.max_connections / 2));
+        let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
+        kad_config.set_query_timeout(config.request_timeout);
+        let mut kad =
+            kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
+        // Loopback and LAN nodes never confirm an external address; without
+        // this they stay clients and nobody can query them.
+        kad.set_mode(Some(kad::Mode::Server));
+        let identify = identify::Behaviour::new(
+            identify::Config::new("/ipfs/id/1.0.0".into(), key.public())
+                .with_agent_version(format!("phase-node/{}", env!("CARGO_PKG_VERSION"))),
+        );
+        let mdns = if config.mdns {
+            Some(mdns::tokio::Behaviour::new(
+                mdns::Config::default(),
+                peer_id,
+            )?)
+        } else {
+            None
+        };
+        let blocks = request_response::Behaviour::new(
+            [(
+                StreamProtocol::new(BLOCK_PROTOCOL),
+                request_response::ProtocolSupport::Full,
+            )],
+            request_response::Config::default()
+                .with_request_timeout(config.request_timeout)
+                .with_max_concurrent_streams(MAX_BLOCK_STREAMS),
+        );
+        Ok(Self {
+            limits: connection_limits::Behaviour::new(limits),
+            kad,
+            identify,
+            ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(30))),
+            mdns: mdns.into(),
+            blocks,
+        })
+    }
+}

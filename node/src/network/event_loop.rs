@@ -1,0 +1,304 @@
+//! The task that owns the swarm. Handlers are plain functions; the loop
+//! awaits only inside `select!`, and never awaits a send: events go out with
+//! `try_send`, and when the node is too busy to take one the inbound request
+//! is dropped (the peer sees a failed request) rather than queued.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm, identify, kad, mdns};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, trace, warn};
+
+use phase_protocol::block::{BlockResponse, MAX_WANT};
+
+use super::behaviour::{Behaviour, BehaviourEvent};
+use super::{Command, NetworkError, NetworkEvent, Reply, provider_key};
+
+/// The swarm actor; see the module docs.
+pub(crate) struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<NetworkEvent>,
+    listen_addrs: watch::Sender<Vec<Multiaddr>>,
+    routing_peers: watch::Sender<usize>,
+    cancel: CancellationToken,
+    bootstrap_interval: Duration,
+    pending_providers: HashMap<kad::QueryId, (Reply<HashSet<PeerId>>, HashSet<PeerId>)>,
+    pending_provide: HashMap<kad::QueryId, Reply<()>>,
+    pending_blocks: HashMap<OutboundRequestId, (PeerId, Reply<BlockResponse>)>,
+}
+
+impl std::fmt::Debug for EventLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLoop")
+            .field("peer", self.swarm.local_peer_id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EventLoop {
+    pub(super) fn new(
+        swarm: Swarm<Behaviour>,
+        commands: mpsc::Receiver<Command>,
+        events: mpsc::Sender<NetworkEvent>,
+        listen_addrs: watch::Sender<Vec<Multiaddr>>,
+        routing_peers: watch::Sender<usize>,
+        cancel: CancellationToken,
+        bootstrap_interval: Duration,
+    ) -> Self {
+        Self {
+            swarm,
+            commands,
+            events,
+            listen_addrs,
+            routing_peers,
+            cancel,
+            bootstrap_interval,
+            pending_providers: HashMap::new(),
+            pending_provide: HashMap::new(),
+            pending_blocks: HashMap::new(),
+        }
+    }
+
+    /// Runs until cancelled or every client is dropped.
+    pub(crate) async fn run(mut self) {
+        let mut bootstrap = tokio::time::interval(self.bootstrap_interval);
+        bootstrap.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => break,
+                cmd = self.commands.recv() => match cmd {
+                    Some(cmd) => self.on_command(cmd),
+                    None => break,
+                },
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                _ = bootstrap.tick() => self.bootstrap(),
+            }
+        }
+        debug!("network stopped");
+    }
+
+    fn bootstrap(&mut self) {
+        // No known peers yet is normal for the first node of a network.
+        let _ = self.swarm.behaviour_mut().kad.bootstrap();
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Dial { addr, reply } => {
+                if let Some(libp2p::multiaddr::Protocol::P2p(peer)) = addr.iter().last() {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer, addr.clone());
+                }
+                let result = self
+                    .swarm
+                    .dial(addr.clone())
+                    .map_err(|e| NetworkError::Dial(format!("{addr}: {e}")));
+                let _ = reply.send(result);
+            }
+            Command::Provide { cid, reply } => match self
+                .swarm
+                .behaviour_mut()
+                .kad
+                .start_providing(provider_key(&cid))
+            {
+                Ok(id) => {
+                    self.pending_provide.insert(id, reply);
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(NetworkError::Provide(e.to_string())));
+                }
+            },
+            Command::FindProviders { cid, reply } => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .get_providers(provider_key(&cid));
+                self.pending_providers.insert(id, (reply, HashSet::new()));
+            }
+            Command::RequestBlocks {
+                peer,
+                request,
+                reply,
+            } => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .blocks
+                    .send_request(&peer, request);
+                self.pending_blocks.insert(id, (peer, reply));
+            }
+            Command::RespondBlocks { channel, response } => {
+                if self
+                    .swarm
+                    .behaviour_mut()
+                    .blocks
+                    .send_response(channel, response)
+                    .is_err()
+                {
+                    debug!("block response not sent: the requester went away");
+                }
+            }
+            Command::RoutingPeers { reply } => {
+                let _ = reply.send(Ok(self.routing_table()));
+            }
+            Command::Bootstrap => self.bootstrap(),
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!(%address, "listening");
+                self.listen_addrs.send_modify(|addrs| addrs.push(address));
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.listen_addrs
+                    .send_modify(|addrs| addrs.retain(|a| *a != address));
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                debug!(peer = ?peer_id, %error, "dial failed");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                for addr in info.listen_addrs {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                for (peer, addr) in found {
+                    self.swarm.behaviour_mut().kad.add_address(&peer, addr);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad_event(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Blocks(event)) => self.on_block_event(event),
+            other => trace!(?other, "swarm event"),
+        }
+    }
+
+    fn routing_table(&mut self) -> Vec<PeerId> {
+        self.swarm
+            .behaviour_mut()
+            .kad
+            .kbuckets()
+            .flat_map(|b| b.iter().map(|e| *e.node.key.preimage()).collect::<Vec<_>>())
+            .collect()
+    }
+
+    fn on_kad_event(&mut self, event: kad::Event) {
+        let (id, result, step) = match event {
+            kad::Event::OutboundQueryProgressed {
+                id, result, step, ..
+            } => (id, result, step),
+            kad::Event::RoutingUpdated { .. } => {
+                let n = self.routing_table().len();
+                self.routing_peers.send_replace(n);
+                return;
+            }
+            other => {
+                trace!(?other, "kad event");
+                return;
+            }
+        };
+        match result {
+            kad::QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders {
+                providers,
+                ..
+            })) => {
+                if let Some((_, found)) = self.pending_providers.get_mut(&id) {
+                    found.extend(providers);
+                }
+            }
+            kad::QueryResult::GetProviders(Ok(
+                kad::GetProvidersOk::FinishedWithNoAdditionalRecord { .. },
+            )) => {}
+            kad::QueryResult::GetProviders(Err(e)) => {
+                debug!(%e, "provider query ended");
+            }
+            kad::QueryResult::StartProviding(result) => {
+                if let Some(reply) = self.pending_provide.remove(&id) {
+                    // With no peers to store the record on, the local record
+                    // still answers queries that reach this node.
+                    let _ = reply.send(result.map(|_| ()).or_else(|e| match e {
+                        kad::AddProviderError::Timeout { .. } => Ok(()),
+                    }));
+                }
+            }
+            kad::QueryResult::Bootstrap(_) => {}
+            other => trace!(?other, "kad query result"),
+        }
+        if step.last
+            && let Some((reply, found)) = self.pending_providers.remove(&id)
+        {
+            let _ = reply.send(Ok(found));
+        }
+    }
+
+    fn on_block_event(
+        &mut self,
+        event: request_response::Event<phase_protocol::block::BlockRequest, BlockResponse>,
+    ) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    if request.want.len() > MAX_WANT {
+                        warn!(%peer, wanted = request.want.len(), "block request over the limit; refused");
+                        return; // dropping the channel fails the peer's request
+                    }
+                    let event = NetworkEvent::BlockRequest {
+                        peer,
+                        request,
+                        channel,
+                    };
+                    if let Err(mpsc::error::TrySendError::Full(_)) = self.events.try_send(event) {
+                        warn!(%peer, "node busy; block request refused");
+                    }
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some((_, reply)) = self.pending_blocks.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                request_id,
+                error,
+                peer,
+                ..
+            } => {
+                if let Some((_, reply)) = self.pending_blocks.remove(&request_id) {
+                    let _ = reply.send(Err(NetworkError::Request {
+                        peer,
+                        reason: error.to_string(),
+                    }));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                warn!(%peer, %error, "inbound block request failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! The network: one task owns the libp2p `Swarm`; everything else talks to
+//! it through a [`NetworkClient`] (commands over a bounded channel, each with
+//! a oneshot reply) and reads [`NetworkEvent`]s from a bounded channel.
+//!
+//! - Transports: QUIC, and TCP + Noise + Yamux as fallback.
+//! - Behaviours: connection limits, Kademlia on `/phase/kad/1.0.0` in server
+//!   mode, identify (its listen addresses fill the routing table), ping,
+//!   mDNS (optional), and `/phase/block/1.0.0`.
+//! - The network never touches the store: an inbound block request becomes a
+//!   [`NetworkEvent::BlockRequest`] that the node answers with
+//!   [`NetworkClient::respond_blocks`].
+
+mod behaviour;
+mod codec;
+mod event_loop;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use libp2p::identity::Keypair;
+use libp2p::request_response::ResponseChannel;
+use libp2p::{Multiaddr, PeerId, kad, noise, tcp, yamux};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use phase_protocol::Cid;
+use phase_protocol::block::{BlockRequest, BlockResponse};
+
+use self::behaviour::Behaviour;
+pub use self::behaviour::KAD_PROTOCOL;
+pub(crate) use self::event_loop::EventLoop;
+use crate::config::NetworkConfig;
+
+/// Commands queued to the swarm task at most.
+const COMMAND_QUEUE: usize = 256;
+/// Events queued to the node at most; beyond this, inbound requests are
+/// refused rather than queued without bound.
+const EVENT_QUEUE: usize = 256;
+/// How long an idle connection stays open.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why a network operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    /// The swarm task has stopped.
+    #[error("the network has shut down")]
+    Shutdown,
+    /// Setting up the transports or behaviours failed.
+    #[error("cannot set up the network")]
+    Setup(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// An address could not be listened on.
+    #[error("cannot listen on {addr}")]
+    Listen {
+        /// The address.
+        addr: Multiaddr,
+        /// Why.
+        #[source]
+        source: libp2p::TransportError<std::io::Error>,
+    },
+    /// A peer could not be dialled.
+    #[error("cannot dial {0}")]
+    Dial(String),
+    /// A request to a peer failed (timeout, refused, connection lost).
+    #[error("request to {peer} failed: {reason}")]
+    Request {
+        /// The peer.
+        peer: PeerId,
+        /// What happened.
+        reason: String,
+    },
+    /// The DHT has no peers to ask.
+    #[error("no known peers in the DHT")]
+    NoPeers,
+    /// Announcing a provider record failed.
+    #[error("cannot announce provider record")]
+    Provide(String),
+}
+
+/// Something the network needs the node to handle.
+#[derive(Debug)]
+pub enum NetworkEvent {
+    /// A peer asks for blocks; answer with [`NetworkClient::respond_blocks`].
+    BlockRequest {
+        /// Who asks.
+        peer: PeerId,
+        /// What for.
+        request: BlockRequest,
+        /// Where the answer goes.
+        channel: ResponseChannel<BlockResponse>,
+    },
+}
+
+type Reply<T> = oneshot::Sender<Result<T, NetworkError>>;
+
+#[derive(Debug)]
+pub(crate) enum Command {
+    Dial {
+        addr: Multiaddr,
+        reply: Reply<()>,
+    },
+    Provide {
+        cid: Cid,
+        reply: Reply<()>,
+    },
+    FindProviders {
+        cid: Cid,
+        reply: Reply<HashSet<PeerId>>,
+    },
+    RequestBlocks {
+        peer: PeerId,
+        request: BlockRequest,
+        reply: Reply<BlockResponse>,
+    },
+    RespondBlocks {
+        channel: ResponseChannel<BlockResponse>,
+        response: BlockResponse,
+    },
+    RoutingPeers {
+        reply: Reply<Vec<PeerId>>,
+    },
+    Bootstrap,
+}
+
+/// Handle to the swarm task. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct NetworkClient {
+    commands: mpsc::Sender<Command>,
+    listen_addrs: watch::Receiver<Vec<Multiaddr>>,
+    routing_peers: watch::Receiver<usize>,
+    peer_id: PeerId,
+}
+
+impl NetworkClient {
+    async fn call<T>(&self, cmd: impl FnOnce(Reply<T>) -> Command) -> Result<T, NetworkError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(cmd(reply))
+            .await
+            .map_err(|_| NetworkError::Shutdown)?;
+        rx.await.map_err(|_| NetworkError::Shutdown)?
+    }
+
+    /// This node's PeerId.
+    #[must_use]
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// The addresses the node listens on, each ending in `/p2p/PEERID`; waits
+    /// until at least one is bound.
+    ///
+    /// # Errors
+    /// [`NetworkError::Shutdown`] if the swarm stops first.
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, NetworkError> {
+        let mut rx = self.listen_addrs.clone();
+        let addrs = rx
+            .wait_for(|a| !a.is_empty())
+            .await
+            .map_err(|_| NetworkError::Shutdown)?;
+        let me = libp2p::multiaddr::Protocol::P2p(self.peer_id);
+        Ok(addrs.iter().map(|a| a.clone().with(me.clone())).collect())
+    }
+
+    /// Dials a peer (the address should end in `/p2p/PEERID`).
+    ///
+    /// # Errors
+    /// When the dial cannot start.
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the reply; the dial still runs.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), NetworkError> {
+        self.call(|reply| Command::Dial { addr, reply }).await
+    }
+
+    /// Announces that this node provides `cid` (a Kademlia provider record).
+    ///
+    /// # Errors
+    /// When the record cannot be stored or announced.
+    pub async fn provide(&self, cid: Cid) -> Result<(), NetworkError> {
+        self.call(|reply| Command::Provide { cid, reply }).await
+    }
+
+    /// Peers that provide `cid`, found through the DHT.
+    ///
+    /// # Errors
+    /// When the query fails.
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the reply; the query still runs.
+    pub async fn find_providers(&self, cid: Cid) -> Result<HashSet<PeerId>, NetworkError> {
+        self.call(|reply| Command::FindProviders { cid, reply })
+            .await
+    }
+
+    /// Asks `peer` for blocks.
+    ///
+    /// # Errors
+    /// When the request fails or times out.
+    pub async fn request_blocks(
+        &self,
+        peer: PeerId,
+        request: BlockRequest,
+    ) -> Result<BlockResponse, NetworkError> {
+        self.call(|reply| Command::RequestBlocks {
+            peer,
+            request,
+            reply,
+        })
+        .await
+    }
+
+    /// Answers an inbound block request.
+    ///
+    /// # Errors
+    /// [`NetworkError::Shutdown`].
+    pub async fn respond_blocks(
+        &self,
+        channel: ResponseChannel<BlockResponse>,
+        response: BlockResponse,
+    ) -> Result<(), NetworkError> {
+        self.commands
+            .send(Command::RespondBlocks { channel, response })
+            .await
+            .map_err(|_| NetworkError::Shutdown)
+    }
+
+    /// Peers in the Kademlia routing table.
+    ///
+    /// # Errors
+    /// [`NetworkError::Shutdown`].
+    pub async fn routing_peers(&self) -> Result<Vec<PeerId>, NetworkError> {
+        self.call(|reply| Command::RoutingPeers { reply }).await
+    }
+
+    /// Waits until the routing table holds at least `n` peers.
+    ///
+    /// # Errors
+    /// [`NetworkError::Shutdown`] if the swarm stops first.
+    pub async fn wait_routing_peers(&self, n: usize) -> Result<(), NetworkError> {
+        let mut rx = self.routing_peers.clone();
+        rx.wait_for(|count| *count >= n)
+            .await
+            .map_err(|_| NetworkError::Shutdown)?;
+        Ok(())
+    }
+
+    /// Runs a Kademlia bootstrap now.
+    ///
+    /// # Errors
+    /// [`NetworkError::Shutdown`].
+    pub async fn bootstrap(&self) -> Result<(), NetworkError> {
+        self.commands
+            .send(Command::Bootstrap)
+            .await
+            .map_err(|_| NetworkError::Shutdown)
+    }
+}
+
+/// Kademlia key of a CID: its multihash, as IPFS uses.
+pub(crate) fn provider_key(cid: &Cid) -> kad::RecordKey {
+    kad::RecordKey::new(&cid.hash().to_bytes())
+}
+
+/// Builds the swarm, starts listening and dials the bootstrap peers. The
+/// returned [`EventLoop`] must be spawned.
+///
+/// # Errors
+/// When a transport or a listen address cannot be set up.
+pub(crate) fn new(
+    key: Keypair,
+    config: &NetworkConfig,
+    cancel: CancellationToken,
+) -> Result<(NetworkClient, mpsc::Receiver<NetworkEvent>, EventLoop), NetworkError> {
+    let setup = |e: Box<dyn std::error::Error + Send + Sync>| NetworkError::Setup(e);
+    let peer_id = key.public().to_peer_id();
+    let behaviour = Behaviour::new(&key, config).map_err(|e| setup(e.into()))?;
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| setup(e.into()))?
+        .with_quic()
+        .with_behaviour(|_| behaviour)
+        .map_err(|e| setup(e.into()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_TIMEOUT))
+        .build();
+    for addr in &config.listen {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|source| NetworkError::Listen {
+                addr: addr.clone(),
+                source,
+            })?;
+    }
+    for addr in &config.bootstrap {
+        bootstrap_peer(&mut swarm, addr);
+    }
+    let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
+    let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+    let (listen_tx, listen_rx) = watch::channel(Vec::new());
+    let (routing_tx, routing_rx) = watch::channel(0);
+    let event_loop = EventLoop::new(
+        swarm,
+        commands_rx,
+        events_tx,
+        listen_tx,
+        routing_tx,
+        cancel,
+        config.bootstrap_interval,
+    );
+    let client = NetworkClient {
+        commands: commands_tx,
+        listen_addrs: listen_rx,
+        routing_peers: routing_rx,
+        peer_id,
+    };
+    Ok((client, events_rx, event_loop))
+}
+
+/// Adds a `/…/p2p/PEERID` address to the routing table and dials it.
+fn bootstrap_peer(swarm: &mut libp2p::Swarm<Behaviour>, addr: &Multiaddr) {
+    let Some(libp2p::multiaddr::Protocol::P2p(peer)) = addr.iter().last() else {
+        tracing::warn!(%addr, "bootstrap address has no /p2p/PEERID; ignored");
+        return;
+    };
+    swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+    if let Err(e) = swarm.dial(addr.clone()) {
+        tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
+    }
+}
