@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use phase_node::config::NodeConfig;
+use phase_node::fetch;
 use phase_node::node::NodeHandle;
 use phase_node::store::{BlockStore, files};
 use phase_protocol::Keypair;
@@ -26,15 +27,17 @@ fn init_tracing() {
         .try_init();
 }
 
-/// `n` nodes on 127.0.0.1 (QUIC, OS-picked ports, no mDNS), each with a
-/// memory store, all bootstrapped to node 0.
+/// `n` nodes on 127.0.0.1 (QUIC, OS-picked ports, no mDNS), all
+/// bootstrapped to node 0; node stores on disk under `dir`.
 struct TestNet {
     nodes: Vec<NodeHandle>,
+    dir: tempfile::TempDir,
 }
 
 impl TestNet {
     async fn new(n: usize) -> Self {
         init_tracing();
+        let dir = tempfile::tempdir().unwrap();
         let mut nodes: Vec<NodeHandle> = Vec::new();
         for i in 0..n {
             let mut config = NodeConfig::default();
@@ -44,13 +47,25 @@ impl TestNet {
             if i > 0 {
                 config.network.bootstrap = within(nodes[0].listen_addrs()).await.unwrap();
             }
-            let node = NodeHandle::spawn(config, Keypair::generate_ed25519(), BlockStore::memory())
+            let store = BlockStore::open(dir.path().join(format!("node{i}")))
+                .await
+                .unwrap();
+            let node = NodeHandle::spawn(config, Keypair::generate_ed25519(), store)
                 .await
                 .unwrap();
             within(node.listen_addrs()).await.unwrap();
             nodes.push(node);
         }
-        Self { nodes }
+        Self { nodes, dir }
+    }
+
+    /// The on-disk file of a block in node `i`'s store.
+    fn block_file(&self, i: usize, cid: &phase_protocol::Cid) -> std::path::PathBuf {
+        let name = cid.to_string();
+        let shard = &name[name.len() - 3..name.len() - 1];
+        self.dir
+            .path()
+            .join(format!("node{i}/blocks/{shard}/{name}"))
     }
 
     /// Waits until every node has every other in its routing table: an
@@ -98,5 +113,114 @@ async fn a_file_added_on_one_node_is_fetched_on_another() {
     let fetched = within(b.fetch(root.cid)).await.unwrap();
     assert_eq!(fetched, 41); // 40 leaves and a root
     assert_eq!(files::cat_to_vec(b.store(), root.cid).await.unwrap(), data);
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_nodes_converge_and_share() {
+    let net = TestNet::new(5).await;
+    net.converge().await;
+    let data = pattern(600_000, 5);
+    let root = files::add_bytes(net.nodes[1].store(), Bytes::from(data.clone()))
+        .await
+        .unwrap();
+    within(net.nodes[1].pin_and_provide(root.cid))
+        .await
+        .unwrap();
+    within(net.nodes[4].fetch(root.cid)).await.unwrap();
+    assert_eq!(
+        files::cat_to_vec(net.nodes[4].store(), root.cid)
+            .await
+            .unwrap(),
+        data
+    );
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_nodes_converge() {
+    let net = TestNet::new(20).await;
+    net.converge().await;
+    let data = pattern(1000, 20);
+    let root = files::add_bytes(net.nodes[7].store(), Bytes::from(data.clone()))
+        .await
+        .unwrap();
+    within(net.nodes[7].pin_and_provide(root.cid))
+        .await
+        .unwrap();
+    within(net.nodes[19].fetch(root.cid)).await.unwrap();
+    assert_eq!(
+        files::cat_to_vec(net.nodes[19].store(), root.cid)
+            .await
+            .unwrap(),
+        data
+    );
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_with_a_corrupted_block_is_passed_over() {
+    let net = TestNet::new(3).await;
+    net.converge().await;
+    let data = pattern(3 << 20, 7);
+    let mut root = None;
+    for i in [0, 1] {
+        let r = files::add_bytes(net.nodes[i].store(), Bytes::from(data.clone()))
+            .await
+            .unwrap();
+        within(net.nodes[i].pin_and_provide(r.cid)).await.unwrap();
+        root = Some(r.cid);
+    }
+    let root = root.unwrap();
+    // Every leaf on node 1's disk is damaged: it must never reach node 2.
+    for cid in net.nodes[1].store().cids().await.unwrap() {
+        if cid != root {
+            std::fs::write(net.block_file(1, &cid), b"rotten").unwrap();
+        }
+    }
+    within(net.nodes[2].fetch(root)).await.unwrap();
+    assert_eq!(
+        files::cat_to_vec(net.nodes[2].store(), root).await.unwrap(),
+        data
+    );
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_that_goes_away_is_replaced() {
+    let mut net = TestNet::new(3).await;
+    net.converge().await;
+    let data = pattern(4 << 20, 9);
+    let mut root = None;
+    for i in [0, 1] {
+        let r = files::add_bytes(net.nodes[i].store(), Bytes::from(data.clone()))
+            .await
+            .unwrap();
+        within(net.nodes[i].pin_and_provide(r.cid)).await.unwrap();
+        root = Some(r.cid);
+    }
+    let root = root.unwrap();
+    let fetcher = &net.nodes[2];
+    let providers = within(fetcher.network().find_providers(root))
+        .await
+        .unwrap();
+    assert_eq!(providers.len(), 2);
+    // Node 1 stops after it was found, before the transfer.
+    let gone = net.nodes.remove(1);
+    gone.shutdown().await;
+    let fetcher = &net.nodes[1];
+    let n = within(fetch::fetch_dag(
+        fetcher.network(),
+        fetcher.store(),
+        root,
+        providers,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(n, 17);
+    assert_eq!(
+        files::cat_to_vec(fetcher.store(), root).await.unwrap(),
+        data
+    );
     net.shutdown().await;
 }
