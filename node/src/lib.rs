@@ -10,6 +10,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod executor;
 pub mod fetch;
 pub mod identity;

@@ -102,7 +102,7 @@ fn add_cat_get_pin_gc_and_car() {
     assert_eq!(ok(phase(d, &["cat", hello.trim()], b"")), "hello world\n");
     let gone = phase(d, &["cat", &root], b"");
     assert_eq!(gone.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&gone.stderr).contains("not found in the local store"));
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("not in the local store"));
 }
 
 #[test]
@@ -137,7 +137,7 @@ fn bad_input_is_one_clear_line() {
                 "-o",
                 "/tmp/x",
             ],
-            "not found",
+            "not in the local store",
         ),
     ];
     for (args, expected) in cases {

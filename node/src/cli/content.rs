@@ -11,7 +11,27 @@ use clap::{Args, Subcommand};
 use phase_protocol::Cid;
 
 use super::GlobalArgs;
-use crate::store::{BlockStore, car, files};
+use crate::control::{Daemon, Request};
+use crate::store::files::FilesError;
+use crate::store::{BlockStore, StoreError, car, files};
+
+/// Whether an error means "a block is not here" (so a daemon could fetch it).
+fn is_missing(e: &FilesError) -> bool {
+    matches!(e, FilesError::Store(StoreError::NotFound { .. }))
+}
+
+/// Asks the daemon of this data dir, if one runs, to fetch the DAG under
+/// `cid` into the shared store. Returns whether a daemon did.
+async fn fetch_through_daemon(global: &GlobalArgs, cid: Cid) -> anyhow::Result<bool> {
+    let Some(daemon) = Daemon::find(global.data_dir()?.root()).await else {
+        return Ok(false);
+    };
+    daemon
+        .call(&Request::Fetch { cid })
+        .await
+        .with_context(|| format!("cannot fetch {cid} from the network"))?;
+    Ok(true)
+}
 
 /// Add a file or directory to the local store and print its CID (as `ipfs add --cid-version=1`).
 #[derive(Debug, Args)]
@@ -56,6 +76,12 @@ impl AddArgs {
         };
         if !self.no_pin {
             store.pin(&root.cid).await?;
+            if let Some(daemon) = Daemon::find(global.data_dir()?.root()).await {
+                // The daemon shares the store; it announces the new root.
+                if let Err(e) = daemon.call(&Request::Provide { cid: root.cid }).await {
+                    eprintln!("warning: added, but the daemon could not announce it: {e}");
+                }
+            }
         }
         let mut out = std::io::stdout().lock();
         if self.json {
@@ -81,14 +107,29 @@ impl CatArgs {
     pub(super) async fn execute(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         let store = global.store().await?;
         let cid = self.cid;
-        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-            let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
-            files::cat_blocking(&store, &cid, &mut out)
-                .with_context(|| format!("cannot cat {cid}"))?;
-            Ok(())
-        })
-        .await??;
-        Ok(ExitCode::SUCCESS)
+        let mut fetched = false;
+        loop {
+            let store = store.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+                files::cat_blocking(&store, &cid, &mut out)
+            })
+            .await?;
+            match result {
+                Err(e) if is_missing(&e) && !fetched => {
+                    fetched = fetch_through_daemon(global, cid).await?
+                }
+                other => {
+                    other.with_context(|| format!("cannot cat {cid}"))?;
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
+            if !fetched {
+                bail!(
+                    "cannot cat {cid}: not in the local store, and no daemon is running to fetch it"
+                );
+            }
+        }
     }
 }
 
@@ -109,9 +150,25 @@ impl GetArgs {
         let target = self
             .output
             .unwrap_or_else(|| PathBuf::from(self.cid.to_string()));
-        files::get(&store, self.cid, target.clone())
-            .await
-            .with_context(|| format!("cannot get {} into {}", self.cid, target.display()))?;
+        let context = || format!("cannot get {} into {}", self.cid, target.display());
+        // Fetch first if the root is not here: `get` writes as it reads, and a
+        // half-written target would block the retry.
+        if !store.has(&self.cid).await? && !fetch_through_daemon(global, self.cid).await? {
+            bail!(
+                "{}: not in the local store, and no daemon is running to fetch it",
+                context()
+            );
+        }
+        match files::get(&store, self.cid, target.clone()).await {
+            Err(e) if is_missing(&e) && Daemon::find(global.data_dir()?.root()).await.is_some() => {
+                let _ = std::fs::remove_dir_all(&target).or_else(|_| std::fs::remove_file(&target));
+                fetch_through_daemon(global, self.cid).await?;
+                files::get(&store, self.cid, target.clone())
+                    .await
+                    .with_context(context)?;
+            }
+            other => other.with_context(context)?,
+        }
         eprintln!("saved {} to {}", self.cid, target.display());
         Ok(ExitCode::SUCCESS)
     }

@@ -4,6 +4,7 @@
 //! `--json` prints one machine-readable object.
 
 mod content;
+mod daemon;
 mod run;
 mod verify;
 
@@ -72,6 +73,11 @@ enum Command {
     #[command(subcommand)]
     Pin(content::PinCommand),
     Gc(content::GcArgs),
+    Start(daemon::StartArgs),
+    Id(daemon::IdArgs),
+    #[command(subcommand)]
+    Config(daemon::ConfigCommand),
+    Peers(daemon::PeersArgs),
 }
 
 impl Cli {
@@ -100,6 +106,10 @@ impl Cli {
             Command::Car(cmd) => cmd.execute(global).await,
             Command::Pin(cmd) => cmd.execute(global).await,
             Command::Gc(args) => args.execute(global).await,
+            Command::Start(args) => args.execute(global).await,
+            Command::Id(args) => args.execute(global).await,
+            Command::Config(cmd) => cmd.execute(),
+            Command::Peers(args) => args.execute(global).await,
         }
     }
 }

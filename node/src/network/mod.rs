@@ -161,6 +161,19 @@ impl NetworkClient {
         Ok(addrs.iter().map(|a| a.clone().with(me.clone())).collect())
     }
 
+    /// Like [`NetworkClient::listen_addrs`], but waits for at least `n`
+    /// addresses (one per configured listener).
+    ///
+    /// # Errors
+    /// [`NetworkError::Shutdown`] if the swarm stops first.
+    pub async fn listen_addrs_at_least(&self, n: usize) -> Result<Vec<Multiaddr>, NetworkError> {
+        let mut rx = self.listen_addrs.clone();
+        rx.wait_for(|a| a.len() >= n.max(1))
+            .await
+            .map_err(|_| NetworkError::Shutdown)?;
+        self.listen_addrs().await
+    }
+
     /// Dials a peer (the address should end in `/p2p/PEERID`).
     ///
     /// # Errors

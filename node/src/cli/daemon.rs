@@ -1,0 +1,210 @@
+//! `phase-node start`, `id`, `config show` and `peers`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use libp2p::Multiaddr;
+use tokio_util::sync::CancellationToken;
+
+use super::GlobalArgs;
+use crate::config::NodeConfig;
+use crate::control::{self, Daemon, Request};
+use crate::identity;
+use crate::node::NodeHandle;
+
+/// Network settings shared by `start` and `config show`.
+#[derive(Debug, Args)]
+pub(super) struct NodeArgs {
+    /// A TOML config file (see `phase-node config show` for every field).
+    #[arg(long, value_name = "FILE.toml")]
+    config: Option<PathBuf>,
+    /// Listen on this address instead of the configured ones (repeatable);
+    /// port 0 picks a free port.
+    #[arg(long, value_name = "MULTIADDR")]
+    listen: Vec<Multiaddr>,
+    /// Join the network through this peer (repeatable).
+    #[arg(long, value_name = "MULTIADDR/p2p/PEERID")]
+    bootstrap: Vec<Multiaddr>,
+    /// Do not look for peers on the local network with mDNS.
+    #[arg(long)]
+    no_mdns: bool,
+}
+
+impl NodeArgs {
+    /// Defaults < config file < flags.
+    fn effective(&self) -> anyhow::Result<NodeConfig> {
+        let mut config = match &self.config {
+            Some(path) => NodeConfig::from_file(path)?,
+            None => NodeConfig::default(),
+        };
+        if !self.listen.is_empty() {
+            config.network.listen.clone_from(&self.listen);
+        }
+        if !self.bootstrap.is_empty() {
+            config.network.bootstrap.clone_from(&self.bootstrap);
+        }
+        if self.no_mdns {
+            config.network.mdns = false;
+        }
+        Ok(config)
+    }
+}
+
+/// Start a node: join the network, serve and fetch blocks for the other
+/// commands of this data dir. Prints each listen address (ending in
+/// /p2p/PEERID) on stdout; stops cleanly on Ctrl-C or SIGTERM.
+#[derive(Debug, Args)]
+pub(super) struct StartArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+impl StartArgs {
+    pub(super) async fn execute(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+        let config = self.node.effective()?;
+        let data_dir = global.data_dir()?;
+        std::fs::create_dir_all(data_dir.root())
+            .with_context(|| format!("cannot create data dir {}", data_dir.root().display()))?;
+        let key = identity::load_or_create(data_dir.root())?;
+        let store = global.store().await?;
+        let listeners = config.network.listen.len();
+        let node = Arc::new(NodeHandle::spawn(config, key, store).await?);
+        let cancel = CancellationToken::new();
+        let server = control::serve(data_dir.root(), Arc::clone(&node), cancel.clone()).await?;
+
+        let addrs = node.network().listen_addrs_at_least(listeners).await?;
+        let mut out = std::io::stdout().lock();
+        for addr in addrs {
+            writeln!(out, "{addr}")?;
+        }
+        out.flush()?;
+        drop(out);
+
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot listen for SIGTERM")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("cannot listen for Ctrl-C")?,
+            _ = term.recv() => {}
+        }
+        eprintln!("stopping");
+        cancel.cancel();
+        let _ = server.await;
+        match Arc::try_unwrap(node) {
+            Ok(node) => node.shutdown().await,
+            Err(shared) => drop(shared), // a control request still holds it; dropping cancels
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Print this node's PeerId, public key and addresses.
+#[derive(Debug, Args)]
+pub(super) struct IdArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl IdArgs {
+    pub(super) async fn execute(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+        let data_dir = global.data_dir()?;
+        let key = identity::load_or_create(data_dir.root())?;
+        let peer_id = key.public().to_peer_id();
+        let (listen, running) = match Daemon::find(data_dir.root()).await {
+            Some(daemon) => {
+                let id = daemon.call(&Request::Id).await?;
+                let listen = id["listen"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (listen, true)
+            }
+            None => (
+                self.node
+                    .effective()?
+                    .network
+                    .listen
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>(),
+                false,
+            ),
+        };
+        let public_key = key
+            .public()
+            .encode_protobuf()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>();
+        let mut out = std::io::stdout().lock();
+        if self.json {
+            let value = serde_json::json!({ "peer_id": peer_id.to_string(), "public_key": public_key, "listen": listen, "running": running });
+            serde_json::to_writer_pretty(&mut out, &value)?;
+            writeln!(out)?;
+        } else {
+            writeln!(out, "peer id:    {peer_id}")?;
+            writeln!(out, "public key: {public_key} (ed25519, libp2p protobuf)")?;
+            writeln!(
+                out,
+                "listen:     {}",
+                if running {
+                    "(daemon running)"
+                } else {
+                    "(configured; not running)"
+                }
+            )?;
+            for addr in listen {
+                writeln!(out, "  {addr}")?;
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Show the configuration.
+#[derive(Debug, Subcommand)]
+pub(super) enum ConfigCommand {
+    /// Print the effective config (defaults < --config file < flags) as TOML.
+    Show {
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+}
+
+impl ConfigCommand {
+    pub(super) fn execute(self) -> anyhow::Result<ExitCode> {
+        let ConfigCommand::Show { node } = self;
+        print!("{}", node.effective()?.to_toml());
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Ask the running daemon about its peers.
+#[derive(Debug, Args)]
+pub(super) struct PeersArgs {
+    /// Wait until the routing table holds at least this many peers.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    wait: usize,
+}
+
+impl PeersArgs {
+    pub(super) async fn execute(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+        let data_dir = global.data_dir()?;
+        let Some(daemon) = Daemon::find(data_dir.root()).await else {
+            bail!("no daemon is running on {}", data_dir.root().display());
+        };
+        let answer = daemon.call(&Request::WaitPeers { n: self.wait }).await?;
+        println!("{}", answer["peers"]);
+        Ok(ExitCode::SUCCESS)
+    }
+}
