@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Starts a local testnet of phase-node daemons on 127.0.0.1 (loopback only).
+#
+#   scripts/testnet.sh [--nodes N] [--check]
+#
+# N nodes (default 5), each with its own data dir, QUIC on a free port, no
+# mDNS; the first is the bootstrap node of the others. Waits until every
+# node's routing table holds the N-1 others, prints their multiaddrs, and
+# stops them all on exit or Ctrl-C. With --check it adds a file on the first
+# node, gets it from the last, compares, and exits (non-zero on any failure);
+# without it, it runs until Ctrl-C.
+#
+# The binary: $PHASE_NODE, else phase-node on PATH, else built with cargo.
+set -euo pipefail
+
+nodes=5
+check=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --nodes) nodes="${2:?--nodes needs a number}"; shift 2 ;;
+    --check) check=1; shift ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    *) echo "testnet.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+[[ "$nodes" =~ ^[0-9]+$ ]] && [ "$nodes" -ge 2 ] || { echo "testnet.sh: --nodes must be at least 2" >&2; exit 2; }
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bin="${PHASE_NODE:-}"
+if [ -z "$bin" ]; then
+  if command -v phase-node >/dev/null; then
+    bin="$(command -v phase-node)"
+  else
+    (cd "$root" && cargo build --quiet -p phase-node)
+    bin="${CARGO_TARGET_DIR:-$root/target}/debug/phase-node"
+  fi
+fi
+
+work="$(mktemp -d -t phase-testnet.XXXXXX)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Starts node $1 (bootstrapping to $2 if given) and sets $addr to its
+# address. Runs in this shell (not a subshell), so $pids and the fd stay here.
+start_node() {
+  local i="$1" bootstrap="${2:-}" fifo="$work/out$1"
+  mkfifo "$fifo"
+  local args=(--data-dir "$work/node$i" start --listen /ip4/127.0.0.1/udp/0/quic-v1 --no-mdns)
+  [ -n "$bootstrap" ] && args+=(--bootstrap "$bootstrap")
+  "$bin" "${args[@]}" >"$fifo" 2>"$work/node$i.log" &
+  pids+=($!)
+  # Keep the read end open for the node's lifetime; read its first line.
+  local fd
+  exec {fd}<"$fifo"
+  addr=""
+  if ! read -r -t 60 -u "$fd" addr || [ -z "$addr" ]; then
+    echo "testnet.sh: node $i did not start; its log:" >&2
+    cat "$work/node$i.log" >&2
+    exit 1
+  fi
+}
+
+addrs=()
+start_node 1
+addrs+=("$addr")
+for i in $(seq 2 "$nodes"); do
+  start_node "$i" "${addrs[0]}"
+  addrs+=("$addr")
+done
+for i in $(seq 1 "$nodes"); do
+  timeout 120 "$bin" --data-dir "$work/node$i" peers --wait $((nodes - 1)) >/dev/null \
+    || { echo "testnet.sh: node $i did not see the others" >&2; exit 1; }
+done
+for i in $(seq 1 "$nodes"); do
+  echo "node $i: ${addrs[$((i - 1))]}"
+done
+
+if [ "$check" = 1 ]; then
+  head -c $((3 * 1024 * 1024 + 17)) /dev/urandom >"$work/file"
+  cid="$("$bin" --data-dir "$work/node1" add "$work/file")"
+  timeout 120 "$bin" --data-dir "$work/node$nodes" get "$cid" -o "$work/fetched" 2>/dev/null
+  if cmp -s "$work/file" "$work/fetched"; then
+    echo "check: $cid added on node 1 and fetched on node $nodes: identical"
+  else
+    echo "check: FAILED: $cid fetched on node $nodes differs" >&2
+    exit 1
+  fi
+  exit 0
+fi
+
+echo "testnet of $nodes nodes running; Ctrl-C stops it"
+while true; do wait -n "${pids[@]}" || true; echo "testnet.sh: a node exited" >&2; exit 1; done
