@@ -224,3 +224,185 @@ async fn a_provider_that_goes_away_is_replaced() {
     );
     net.shutdown().await;
 }
+
+mod hostile {
+    use std::io;
+
+    use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+    use libp2p::request_response::{self, ProtocolSupport};
+    use libp2p::swarm::SwarmEvent;
+    use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm};
+    use phase_protocol::Message;
+    use phase_protocol::block::{BLOCK_PROTOCOL, BlockRequest};
+    use phase_protocol::cid::raw_cid;
+
+    use super::*;
+
+    /// Sends whatever bytes it is given on `/phase/block/1.0.0`.
+    #[derive(Clone, Default)]
+    struct RawCodec;
+
+    impl request_response::Codec for RawCodec {
+        type Protocol = StreamProtocol;
+        type Request = Vec<u8>;
+        type Response = Vec<u8>;
+
+        async fn read_request<T: AsyncRead + Unpin + Send>(
+            &mut self,
+            _: &StreamProtocol,
+            io: &mut T,
+        ) -> io::Result<Vec<u8>> {
+            let mut buf = Vec::new();
+            io.take(1 << 20).read_to_end(&mut buf).await?;
+            Ok(buf)
+        }
+        async fn read_response<T: AsyncRead + Unpin + Send>(
+            &mut self,
+            _: &StreamProtocol,
+            io: &mut T,
+        ) -> io::Result<Vec<u8>> {
+            let mut buf = Vec::new();
+            io.take(16 << 20).read_to_end(&mut buf).await?;
+            Ok(buf)
+        }
+        async fn write_request<T: AsyncWrite + Unpin + Send>(
+            &mut self,
+            _: &StreamProtocol,
+            io: &mut T,
+            req: Vec<u8>,
+        ) -> io::Result<()> {
+            io.write_all(&req).await?;
+            io.close().await
+        }
+        async fn write_response<T: AsyncWrite + Unpin + Send>(
+            &mut self,
+            _: &StreamProtocol,
+            io: &mut T,
+            res: Vec<u8>,
+        ) -> io::Result<()> {
+            io.write_all(&res).await?;
+            io.close().await
+        }
+    }
+
+    type Raw = request_response::Behaviour<RawCodec>;
+
+    fn raw_client() -> Swarm<Raw> {
+        libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_quic()
+            .with_behaviour(|_| {
+                Raw::new(
+                    [(
+                        StreamProtocol::new(BLOCK_PROTOCOL),
+                        ProtocolSupport::Outbound,
+                    )],
+                    request_response::Config::default()
+                        .with_request_timeout(Duration::from_secs(30)),
+                )
+            })
+            .unwrap()
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .build()
+    }
+
+    fn frame(body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut n = body.len() as u64;
+        while n >= 0x80 {
+            out.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+        out.extend_from_slice(body);
+        out
+    }
+
+    /// Sends every request at once; returns how many got a (well-formed or
+    /// not) response, and how many failed.
+    async fn send_all(
+        client: &mut Swarm<Raw>,
+        peer: PeerId,
+        addr: Multiaddr,
+        requests: Vec<Vec<u8>>,
+    ) -> (usize, usize) {
+        client.add_peer_address(peer, addr);
+        let total = requests.len();
+        for r in requests {
+            client.behaviour_mut().send_request(&peer, r);
+        }
+        let (mut answered, mut failed) = (0, 0);
+        while answered + failed < total {
+            match client.select_next_some().await {
+                // The node closing the stream without a response reads as an
+                // empty one: a refusal.
+                SwarmEvent::Behaviour(request_response::Event::Message {
+                    message: request_response::Message::Response { response, .. },
+                    ..
+                }) if !response.is_empty() => answered += 1,
+                SwarmEvent::Behaviour(request_response::Event::Message { .. }) => failed += 1,
+                SwarmEvent::Behaviour(request_response::Event::OutboundFailure { .. }) => {
+                    failed += 1
+                }
+                _ => {}
+            }
+        }
+        (answered, failed)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bad_peers_are_cut_off_and_others_still_served() {
+        let net = TestNet::new(2).await;
+        net.converge().await;
+        let (a, b) = (&net.nodes[0], &net.nodes[1]);
+        let addr = within(a.listen_addrs()).await.unwrap()[0].clone();
+
+        let hundred_thousand = BlockRequest {
+            want: (0..100_000u32).map(|i| raw_cid(&i.to_le_bytes())).collect(),
+        };
+        let mut oversized = vec![0x80, 0x80, 0x80, 0x80, 0x08]; // claims 2 GiB
+        oversized.extend_from_slice(&[0u8; 1024]);
+        let requests = vec![
+            // Control: a valid request is answered (with the CID as missing).
+            frame(
+                &BlockRequest {
+                    want: vec![raw_cid(b"x")],
+                }
+                .encode(),
+            ),
+            vec![0xff; 100],                   // garbage
+            oversized,                         // a length over the cap
+            frame(&hundred_thousand.encode()), // 100,000 CIDs at once
+            frame(
+                &BlockRequest {
+                    want: vec![raw_cid(b"x"); 300],
+                }
+                .encode(),
+            ), // over MAX_WANT
+        ];
+        let mut client = raw_client();
+        let (answered, failed) =
+            within(send_all(&mut client, a.peer_id(), addr.clone(), requests)).await;
+        assert_eq!(
+            (answered, failed),
+            (1, 4),
+            "the valid request is answered, every bad one refused"
+        );
+
+        // A burst of streams: the node caps concurrent streams; none hangs.
+        let burst = (0..300).map(|_| vec![0xff; 8]).collect();
+        let (answered, failed) = within(send_all(&mut client, a.peer_id(), addr, burst)).await;
+        assert_eq!(answered + failed, 300);
+        assert_eq!(answered, 0);
+
+        // The node still serves an honest peer.
+        let data = pattern(1 << 20, 3);
+        let root = files::add_bytes(a.store(), Bytes::from(data.clone()))
+            .await
+            .unwrap();
+        within(a.pin_and_provide(root.cid)).await.unwrap();
+        within(b.fetch(root.cid)).await.unwrap();
+        assert_eq!(files::cat_to_vec(b.store(), root.cid).await.unwrap(), data);
+        net.shutdown().await;
+    }
+}
