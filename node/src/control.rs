@@ -9,7 +9,7 @@
 //! | request | response |
 //! | --- | --- |
 //! | `{"cmd":"id"}` | `{"ok":{"peer_id":…,"listen":[…]}}` |
-//! | `{"cmd":"fetch","cid":…}` | `{"ok":{"blocks":N}}` after the DAG is in the store |
+//! | `{"cmd":"fetch","cid":…}` | `{"progress":{…}}` lines, then `{"ok":{"blocks":N}}` once the DAG is in the store |
 //! | `{"cmd":"provide","cid":…}` | `{"ok":null}` once announced |
 //! | `{"cmd":"wait_peers","n":N}` | `{"ok":{"peers":M}}` once the routing table holds N |
 //!
@@ -30,6 +30,7 @@ use tracing::{debug, warn};
 
 use phase_protocol::Cid;
 
+use crate::fetch::Progress;
 use crate::node::NodeHandle;
 
 /// Socket file name inside the data dir.
@@ -92,9 +93,14 @@ pub enum ControlError {
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum Response {
+    /// Interim: how a fetch is going (zero or more, before the answer).
+    Progress(Progress),
     Ok(serde_json::Value),
     Error(String),
 }
+
+/// Progress lines queued per connection at most; a slow reader misses some.
+const PROGRESS_QUEUE: usize = 16;
 
 /// Binds the socket (replacing a stale one) and serves requests until cancelled.
 ///
@@ -155,19 +161,47 @@ async fn handle(stream: UnixStream, node: &NodeHandle) {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let mut reader = BufReader::new(read.take(MAX_REQUEST));
-    let response = match reader.read_line(&mut line).await {
-        Ok(_) => match serde_json::from_str::<Request>(&line) {
-            Ok(request) => {
-                debug!(?request, "control request");
-                answer(request, node).await
-            }
-            Err(e) => Response::Error(format!("bad request: {e}")),
-        },
-        Err(e) => Response::Error(format!("cannot read request: {e}")),
+    let request = match reader.read_line(&mut line).await {
+        Ok(_) => serde_json::from_str::<Request>(&line).map_err(|e| format!("bad request: {e}")),
+        Err(e) => Err(format!("cannot read request: {e}")),
     };
-    let mut out = serde_json::to_vec(&response).expect("responses always serialize");
+    let response = match request {
+        Ok(Request::Fetch { cid }) => {
+            // Progress goes out while the fetch runs; the answer comes last.
+            let (tx, mut rx) = tokio::sync::mpsc::channel(PROGRESS_QUEUE);
+            let fetch = node.fetch_with_progress(cid, |p| {
+                let _ = tx.try_send(p);
+            });
+            tokio::pin!(fetch);
+            let result = loop {
+                tokio::select! {
+                    result = &mut fetch => break result,
+                    Some(p) = rx.recv() => {
+                        let _ = write_line(&mut write, &Response::Progress(p)).await;
+                    }
+                }
+            };
+            match result {
+                Ok(blocks) => Response::Ok(serde_json::json!({ "blocks": blocks })),
+                Err(e) => Response::Error(error_line(&e)),
+            }
+        }
+        Ok(request) => {
+            debug!(?request, "control request");
+            answer(request, node).await
+        }
+        Err(e) => Response::Error(e),
+    };
+    let _ = write_line(&mut write, &response).await;
+}
+
+async fn write_line(
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+    response: &Response,
+) -> std::io::Result<()> {
+    let mut out = serde_json::to_vec(response).expect("responses always serialize");
     out.push(b'\n');
-    let _ = write.write_all(&out).await;
+    write.write_all(&out).await
 }
 
 async fn answer(request: Request, node: &NodeHandle) -> Response {
@@ -238,6 +272,18 @@ impl Daemon {
     /// # Errors
     /// Socket I/O, a daemon-side error, or a garbled answer.
     pub async fn call(&self, request: &Request) -> Result<serde_json::Value, ControlError> {
+        self.call_with_progress(request, |_| {}).await
+    }
+
+    /// [`Daemon::call`], passing interim progress (of a fetch) to `progress`.
+    ///
+    /// # Errors
+    /// As `call`.
+    pub async fn call_with_progress(
+        &self,
+        request: &Request,
+        mut progress: impl FnMut(Progress),
+    ) -> Result<serde_json::Value, ControlError> {
         let io = |source| ControlError::Io {
             path: self.path.clone(),
             source,
@@ -247,20 +293,25 @@ impl Daemon {
         let mut line = serde_json::to_vec(request).expect("requests always serialize");
         line.push(b'\n');
         write.write_all(&line).await.map_err(io)?;
-        let mut answer = String::new();
-        let mut reader = BufReader::new(read.take(MAX_RESPONSE));
-        tokio::time::timeout(REQUEST_DEADLINE, reader.read_line(&mut answer))
-            .await
-            .map_err(|_| {
-                io(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "no answer from the daemon",
-                ))
-            })?
-            .map_err(io)?;
-        match serde_json::from_str::<Response>(&answer).map_err(ControlError::Protocol)? {
-            Response::Ok(v) => Ok(v),
-            Response::Error(e) => Err(ControlError::Daemon(e)),
+        let mut reader = BufReader::new(read);
+        let deadline = tokio::time::Instant::now() + REQUEST_DEADLINE;
+        loop {
+            let mut answer = String::new();
+            let mut line = (&mut reader).take(MAX_RESPONSE);
+            tokio::time::timeout_at(deadline, line.read_line(&mut answer))
+                .await
+                .map_err(|_| {
+                    io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "no answer from the daemon",
+                    ))
+                })?
+                .map_err(io)?;
+            match serde_json::from_str::<Response>(&answer).map_err(ControlError::Protocol)? {
+                Response::Progress(p) => progress(p),
+                Response::Ok(v) => return Ok(v),
+                Response::Error(e) => return Err(ControlError::Daemon(e)),
+            }
         }
     }
 }

@@ -43,6 +43,17 @@ pub enum FetchError {
     Network(#[from] NetworkError),
 }
 
+/// How far a fetch has come.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Progress {
+    /// Blocks fetched and stored.
+    pub blocks: usize,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Blocks known to be still wanted.
+    pub queued: usize,
+}
+
 /// Fetches every block of the DAG under `root` that the store lacks.
 /// Returns the number of blocks fetched.
 ///
@@ -53,6 +64,20 @@ pub async fn fetch_dag(
     store: &BlockStore,
     root: Cid,
     providers: impl IntoIterator<Item = PeerId>,
+) -> Result<usize, FetchError> {
+    fetch_dag_with_progress(network, store, root, providers, |_| {}).await
+}
+
+/// [`fetch_dag`], calling `progress` after every response.
+///
+/// # Errors
+/// As `fetch_dag`.
+pub async fn fetch_dag_with_progress(
+    network: &NetworkClient,
+    store: &BlockStore,
+    root: Cid,
+    providers: impl IntoIterator<Item = PeerId>,
+    mut progress: impl FnMut(Progress),
 ) -> Result<usize, FetchError> {
     let mut good: Vec<PeerId> = providers
         .into_iter()
@@ -65,6 +90,7 @@ pub async fn fetch_dag(
     let mut in_flight = FuturesUnordered::new();
     let mut next = 0usize;
     let mut fetched = 0usize;
+    let mut bytes = 0u64;
 
     loop {
         // Fill the window.
@@ -109,10 +135,12 @@ pub async fn fetch_dag(
                 bad = true;
                 break;
             }
+            let len = block.data.len() as u64;
             match store.put(block.cid, Bytes::from(block.data)).await {
                 Ok(()) => {
                     delivered.insert(block.cid);
                     fetched += 1;
+                    bytes += len;
                 }
                 Err(StoreError::HashMismatch { cid } | StoreError::TooLarge { cid, .. }) => {
                     warn!(%peer, %cid, "provider sent a block that does not match its CID; dropping it");
@@ -141,6 +169,11 @@ pub async fn fetch_dag(
             }
         }
         debug!(fetched, queued = queue.len(), "fetch progress");
+        progress(Progress {
+            blocks: fetched,
+            bytes,
+            queued: queue.len() + in_flight.len() * BATCH,
+        });
     }
 }
 

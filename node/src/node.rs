@@ -114,8 +114,23 @@ impl NodeHandle {
     /// # Errors
     /// No provider found, or none could deliver some block.
     pub async fn fetch(&self, root: Cid) -> Result<usize, FetchError> {
+        self.fetch_with_progress(root, |_| {}).await
+    }
+
+    /// [`NodeHandle::fetch`], reporting progress after every response.
+    ///
+    /// # Errors
+    /// As `fetch`.
+    pub async fn fetch_with_progress(
+        &self,
+        root: Cid,
+        progress: impl FnMut(fetch::Progress),
+    ) -> Result<usize, FetchError> {
         let providers = self.network.find_providers(root).await?;
-        fetch::fetch_dag(&self.network, &self.store, root, providers).await
+        if providers.is_empty() && !self.store.has(&root).await? {
+            return Err(FetchError::NoProviders { cid: root });
+        }
+        fetch::fetch_dag_with_progress(&self.network, &self.store, root, providers, progress).await
     }
 
     /// Stops the node: cancels its tasks and waits for them (bounded).
