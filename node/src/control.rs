@@ -53,11 +53,13 @@ pub enum Request {
     /// Fetch a DAG from the network into the shared store.
     Fetch {
         /// Its root.
+        #[serde(with = "cid_string")]
         cid: Cid,
     },
     /// Announce a root the CLI just added.
     Provide {
         /// The root.
+        #[serde(with = "cid_string")]
         cid: Cid,
     },
     /// Wait until the routing table holds `n` peers.
@@ -65,6 +67,24 @@ pub enum Request {
         /// How many.
         n: usize,
     },
+}
+
+/// CIDs as their `bafy…` strings on the socket.
+mod cid_string {
+    use std::str::FromStr;
+
+    use phase_protocol::Cid;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(cid: &Cid, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(cid)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Cid, D::Error> {
+        let text = String::deserialize(d)?;
+        Cid::from_str(&text)
+            .map_err(|e| serde::de::Error::custom(format!("`{text}` is not a CID: {e}")))
+    }
 }
 
 /// Why talking to the daemon failed.
@@ -252,6 +272,28 @@ fn error_line(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phase_protocol::cid::raw_cid;
+
+    #[test]
+    fn requests_are_the_documented_json() {
+        let cid = raw_cid(b"x");
+        let json = serde_json::to_string(&Request::Fetch { cid }).unwrap();
+        assert_eq!(json, format!(r#"{{"cmd":"fetch","cid":"{cid}"}}"#));
+        let back: Request =
+            serde_json::from_str(&format!(r#"{{"cmd":"provide","cid":"{cid}"}}"#)).unwrap();
+        assert_eq!(back, Request::Provide { cid });
+        assert_eq!(
+            serde_json::from_str::<Request>(r#"{"cmd":"wait_peers","n":3}"#).unwrap(),
+            Request::WaitPeers { n: 3 }
+        );
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"fetch","cid":"nope"}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"format_disk"}"#).is_err());
+    }
 }
 
 /// Client side: a connection to the daemon of a data dir, if one runs.

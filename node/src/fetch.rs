@@ -128,26 +128,39 @@ pub async fn fetch_dag_with_progress(
             }
         };
         let asked: HashSet<Cid> = batch.iter().copied().collect();
+        let mut bad = response.blocks.iter().any(|b| !asked.contains(&b.cid));
         let mut delivered = HashSet::new();
-        let mut bad = false;
-        for block in response.blocks {
-            if !asked.contains(&block.cid) {
-                bad = true;
-                break;
-            }
-            let len = block.data.len() as u64;
-            match store.put(block.cid, Bytes::from(block.data)).await {
-                Ok(()) => {
-                    delivered.insert(block.cid);
-                    fetched += 1;
-                    bytes += len;
+        let mut children = Vec::new();
+        if !bad {
+            // Links come from the bytes in hand (checked by the store below).
+            let blocks: Vec<(Cid, Bytes)> = response
+                .blocks
+                .into_iter()
+                .map(|b| (b.cid, Bytes::from(b.data)))
+                .collect();
+            let links: Vec<_> = blocks
+                .iter()
+                .map(|(cid, data)| unixfs::links(cid, data))
+                .collect();
+            let results = store.put_many(blocks.clone()).await?;
+            for (((cid, data), result), links) in blocks.iter().zip(results).zip(links) {
+                match result {
+                    Ok(()) => {
+                        let links = links.map_err(|source| StoreError::Unixfs {
+                            cid: *cid,
+                            source: Box::new(source),
+                        })?;
+                        children.extend(links);
+                        delivered.insert(*cid);
+                        fetched += 1;
+                        bytes += data.len() as u64;
+                    }
+                    Err(StoreError::HashMismatch { cid } | StoreError::TooLarge { cid, .. }) => {
+                        warn!(%peer, %cid, "provider sent a block that does not match its CID; dropping it");
+                        bad = true;
+                    }
+                    Err(e) => return Err(e.into()),
                 }
-                Err(StoreError::HashMismatch { cid } | StoreError::TooLarge { cid, .. }) => {
-                    warn!(%peer, %cid, "provider sent a block that does not match its CID; dropping it");
-                    bad = true;
-                    break;
-                }
-                Err(e) => return Err(e.into()),
             }
         }
         if bad {
@@ -156,18 +169,8 @@ pub async fn fetch_dag_with_progress(
         for cid in &response.missing {
             lacks.entry(*cid).or_default().insert(peer);
         }
-        for cid in batch {
-            if delivered.contains(&cid) {
-                let data = store.get(&cid).await?.ok_or(StoreError::NotFound { cid })?;
-                let links = unixfs::links(&cid, &data).map_err(|source| StoreError::Unixfs {
-                    cid,
-                    source: Box::new(source),
-                })?;
-                enqueue(store, &mut queue, &mut queued, links).await?;
-            } else {
-                queue.push_back(cid);
-            }
-        }
+        queue.extend(batch.into_iter().filter(|c| !delivered.contains(c)));
+        enqueue(store, &mut queue, &mut queued, children).await?;
         debug!(fetched, queued = queue.len(), "fetch progress");
         progress(Progress {
             blocks: fetched,

@@ -26,6 +26,8 @@ use crate::store::{BlockStore, StoreError};
 
 /// Block bytes in one response at most (the wire cap is a little larger).
 pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+/// Block requests served at once.
+const SERVE_CONCURRENCY: usize = 16;
 /// How long shutdown waits for the node's tasks.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -161,40 +163,63 @@ async fn serve_blocks(
     store: BlockStore,
     mut events: mpsc::Receiver<NetworkEvent>,
 ) {
+    // Requests are served concurrently, at most SERVE_CONCURRENCY at once;
+    // beyond that the event queue fills and the network refuses new ones.
+    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(SERVE_CONCURRENCY));
+    let mut serving = JoinSet::new();
     while let Some(event) = events.recv().await {
-        match event {
-            NetworkEvent::BlockRequest {
-                peer,
-                request,
-                channel,
-            } => {
-                let mut response = BlockResponse {
-                    blocks: Vec::new(),
-                    missing: Vec::new(),
-                };
-                let mut bytes = 0usize;
-                for cid in request.want {
-                    match store.get(&cid).await {
-                        Ok(Some(data)) if bytes + data.len() <= MAX_RESPONSE_BYTES => {
-                            bytes += data.len();
-                            response.blocks.push(WireBlock {
-                                cid,
-                                data: data.to_vec(),
-                            });
-                        }
-                        Ok(Some(_)) => {} // over the response cap: the peer asks again
-                        Ok(None) | Err(StoreError::Corrupt { .. }) => response.missing.push(cid),
-                        Err(e) => {
-                            warn!(%cid, error = %e, "cannot read block for a peer");
-                            response.missing.push(cid);
-                        }
-                    }
-                }
-                debug!(%peer, blocks = response.blocks.len(), bytes, "served blocks");
-                if network.respond_blocks(channel, response).await.is_err() {
-                    break;
-                }
+        let NetworkEvent::BlockRequest {
+            peer,
+            request,
+            channel,
+        } = event;
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            break;
+        };
+        while serving.try_join_next().is_some() {}
+        let (network, store) = (network.clone(), store.clone());
+        serving.spawn(async move {
+            let _permit = permit;
+            let response = answer_blocks(&store, request.want).await;
+            debug!(%peer, blocks = response.blocks.len(), "served blocks");
+            let _ = network.respond_blocks(channel, response).await;
+        });
+    }
+    serving.abort_all();
+}
+
+/// Blocks the store has, up to [`MAX_RESPONSE_BYTES`]; the rest as missing
+/// (or left out, to be asked again, when over the cap).
+async fn answer_blocks(store: &BlockStore, want: Vec<Cid>) -> BlockResponse {
+    let mut response = BlockResponse {
+        blocks: Vec::new(),
+        missing: Vec::new(),
+    };
+    let found = match store.get_many(want.clone()).await {
+        Ok(found) => found,
+        Err(e) => {
+            warn!(error = %e, "cannot read blocks for a peer");
+            response.missing = want;
+            return response;
+        }
+    };
+    let mut bytes = 0usize;
+    for (cid, result) in found {
+        match result {
+            Ok(Some(data)) if bytes + data.len() <= MAX_RESPONSE_BYTES => {
+                bytes += data.len();
+                response.blocks.push(WireBlock {
+                    cid,
+                    data: data.to_vec(),
+                });
+            }
+            Ok(Some(_)) => {} // over the response cap: the peer asks again
+            Ok(None) | Err(StoreError::Corrupt { .. }) => response.missing.push(cid),
+            Err(e) => {
+                warn!(%cid, error = %e, "cannot read block for a peer");
+                response.missing.push(cid);
             }
         }
     }
+    response
 }

@@ -171,6 +171,46 @@ impl BlockStore {
         self.blocking(move |s| s.put_blocking(&cid, &data)).await
     }
 
+    /// Stores many blocks in one blocking task; each is checked against its
+    /// CID. Returns one result per block, in order.
+    ///
+    /// # Errors
+    /// Only when the blocking task itself fails; per-block errors are in the list.
+    pub async fn put_many(
+        &self,
+        blocks: Vec<(Cid, Bytes)>,
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let this = self.clone();
+        Ok(tokio::task::spawn_blocking(move || {
+            blocks
+                .iter()
+                .map(|(cid, data)| this.put_blocking(cid, data))
+                .collect()
+        })
+        .await?)
+    }
+
+    /// Reads many blocks in one blocking task (each re-hashed). Returns one
+    /// result per CID, in order.
+    ///
+    /// # Errors
+    /// Only when the blocking task itself fails; per-block errors are in the list.
+    pub async fn get_many(
+        &self,
+        cids: Vec<Cid>,
+    ) -> Result<Vec<(Cid, Result<Option<Bytes>, StoreError>)>, StoreError> {
+        let this = self.clone();
+        Ok(tokio::task::spawn_blocking(move || {
+            cids.into_iter()
+                .map(|cid| {
+                    let r = this.get_blocking(&cid);
+                    (cid, r)
+                })
+                .collect()
+        })
+        .await?)
+    }
+
     /// [`BlockStore::put`] on the caller's (blocking) thread.
     ///
     /// # Errors

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): fetching a 1 GiB file over loopback QUIC from one
+# provider and from three, with the peak RSS of every daemon, and the idle
+# RSS of a node. Release build; numbers go in README.md, "Performance".
+#   scripts/bench-fetch.sh [SIZE_MIB]
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+size_mib="${1:-1024}"
+(cd "$root" && cargo build --quiet --release -p phase-node)
+bin="${CARGO_TARGET_DIR:-$root/target}/release/phase-node"
+work="$(mktemp -d -t phase-bench.XXXXXX)"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+start() { # name [bootstrap]; sets $addr and $pid
+  local fifo="$work/$1.out" args=(--data-dir "$work/$1" start --listen /ip4/127.0.0.1/udp/0/quic-v1 --no-mdns)
+  mkfifo "$fifo"
+  [ -n "${2:-}" ] && args+=(--bootstrap "$2")
+  "$bin" "${args[@]}" >"$fifo" 2>"$work/$1.log" &
+  pid=$!
+  pids+=("$pid")
+  local fd
+  exec {fd}<"$fifo"
+  read -r -t 60 -u "$fd" addr
+}
+rss() { awk '/VmHWM/ {print $2 / 1024 " MiB peak"} /VmRSS/ {printf "%s MiB now, ", $2 / 1024}' "/proc/$1/status" | tr -d '\n'; echo; }
+
+head -c $((size_mib * 1024 * 1024)) /dev/urandom >"$work/file"
+start p1; first="$addr"; p1=$pid
+echo "idle RSS of a node: $(rss "$p1")"
+cid="$("$bin" --data-dir "$work/p1" add "$work/file")"
+
+measure() { # fetcher-name providers
+  start "$1" "$first"; local f=$pid
+  "$bin" --data-dir "$work/$1" peers --wait "$2" >/dev/null
+  local t0 t1
+  t0=$(date +%s.%N)
+  "$bin" --data-dir "$work/$1" get "$cid" -o "$work/got-$1" 2>/dev/null
+  t1=$(date +%s.%N)
+  cmp "$work/file" "$work/got-$1"
+  echo "$1: $size_mib MiB from $2 provider(s) in $(echo "$t1 - $t0" | bc) s = $(echo "$size_mib / ($t1 - $t0)" | bc) MiB/s"
+  echo "  fetcher RSS: $(rss "$f")"
+  echo "  provider p1 RSS: $(rss "$p1")"
+}
+
+measure f1 1
+for n in p2 p3; do
+  start "$n" "$first"
+  "$bin" --data-dir "$work/$n" add "$work/file" >/dev/null
+done
+measure f3 3
