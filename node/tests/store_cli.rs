@@ -2,9 +2,8 @@
 //! them, and a crash in the middle of `add`.
 
 use std::io::Write;
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use phase_node::store::BlockStore;
 use phase_protocol::unixfs::{self, FileBuilder};
@@ -216,24 +215,29 @@ async fn a_crash_during_add_leaves_no_torn_block() {
         .arg("--data-dir")
         .arg(data.path())
         .args(["add", file.to_str().unwrap()])
+        .env("RUST_LOG", "phase_node::store=trace")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait (with a deadline) until the import is under way, then kill it.
-    let blocks_dir = data.path().join("store/blocks");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while count_files(&blocks_dir) < 50 {
-        assert!(
-            Instant::now() < deadline,
-            "add never started writing blocks"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "add finished before it could be killed"
-        );
-        std::thread::sleep(Duration::from_millis(5)); // poll interval, not a wait for time to pass
-    }
+    // Kill it once its log says 50 blocks are stored: a wait on the
+    // process's own events, with the test's deadline around it.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let stored_50 = std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .filter(|l| l.contains("stored block"))
+            .nth(49)
+            .is_some();
+        let _ = tx.send(stored_50);
+    });
+    let stored_50 = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("add never stored 50 blocks");
+    assert!(stored_50, "add ended before storing 50 blocks");
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 
@@ -250,14 +254,4 @@ async fn a_crash_during_add_leaves_no_torn_block() {
     drop(store);
     let out = phase(data.path(), &["add", file.to_str().unwrap()], b"");
     assert_eq!(ok(out).trim(), expected.to_string());
-}
-
-fn count_files(dir: &Path) -> usize {
-    let Ok(shards) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    shards
-        .flatten()
-        .map(|s| std::fs::read_dir(s.path()).map_or(0, |e| e.count()))
-        .sum()
 }

@@ -75,6 +75,7 @@ impl FsStore {
             path: path.clone(),
             source: e.error,
         })?;
+        tracing::trace!(%cid, bytes = data.len(), "stored block");
         Ok(())
     }
 
