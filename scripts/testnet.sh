@@ -1,25 +1,31 @@
 #!/usr/bin/env bash
 # Starts a local testnet of phase-node daemons on 127.0.0.1 (loopback only).
 #
-#   scripts/testnet.sh [--nodes N] [--check]
+#   scripts/testnet.sh [--nodes N] [--check] [--check-jobs]
 #
 # N nodes (default 5), each with its own data dir, QUIC on a free port, no
-# mDNS; the first is the bootstrap node of the others. Waits until every
-# node's routing table holds the N-1 others, prints their multiaddrs, and
-# stops them all on exit or Ctrl-C. With --check it adds a file on the first
-# node, gets it from the last, compares, and exits (non-zero on any failure);
-# without it, it runs until Ctrl-C.
+# mDNS; the first is the bootstrap node of the others; every node is also a
+# worker. Waits until every node's routing table holds the N-1 others,
+# prints their multiaddrs, and stops them all on exit or Ctrl-C. With --check
+# it adds a file on the first node, gets it from the last, compares, and
+# exits (non-zero on any failure). With --check-jobs it submits every
+# example job (examples/*.job.json; wasm-examples must be built) from the
+# last node, checks each output and verifies each receipt and its signer,
+# and runs the deterministic job on 3 workers that must agree. Without
+# either, it runs until Ctrl-C.
 #
 # The binary: $PHASE_NODE, else phase-node on PATH, else built with cargo.
 set -euo pipefail
 
 nodes=5
 check=0
+check_jobs=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --nodes) nodes="${2:?--nodes needs a number}"; shift 2 ;;
     --check) check=1; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    --check-jobs) check_jobs=1; shift ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "testnet.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -51,7 +57,7 @@ trap 'exit 130' INT TERM
 start_node() {
   local i="$1" bootstrap="${2:-}" fifo="$work/out$1"
   mkfifo "$fifo"
-  local args=(--data-dir "$work/node$i" start --listen /ip4/127.0.0.1/udp/0/quic-v1 --no-mdns)
+  local args=(--data-dir "$work/node$i" start --listen /ip4/127.0.0.1/udp/0/quic-v1 --no-mdns --slots 2)
   [ -n "$bootstrap" ] && args+=(--bootstrap "$bootstrap")
   "$bin" "${args[@]}" >"$fifo" 2>"$work/node$i.log" &
   pids+=($!)
@@ -91,8 +97,67 @@ if [ "$check" = 1 ]; then
     echo "check: FAILED: $cid fetched on node $nodes differs" >&2
     exit 1
   fi
-  exit 0
 fi
+
+# Submits examples/$1.job.json from the last node (extra flags after it),
+# checks the receipt of every replica (signature, signer = its worker) and
+# that the result's stdout equals $expected (ANY: not compared). Prints one line per job.
+check_job() {
+  local name="$1"; shift
+  local requester="$work/node$nodes"
+  local out="$work/$name.json"
+  if ! timeout 120 "$bin" --data-dir "$requester" submit "$root/examples/$name.job.json" --json "$@" >"$out" 2>"$work/$name.err"; then
+    echo "check-jobs: FAILED: $name: $(tail -n 3 "$work/$name.err")" >&2
+    exit 1
+  fi
+  # One line per replica: worker, receipt CID, result CID; then the job id.
+  local fields
+  fields="$(python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+for x in r["results"]:
+    print(x["worker"], x["receipt_cid"], x["result"], x["status"].replace(" ", "_"))
+if r["agreement"] is not None and not r["agreement"]["agreed"]:
+    print("DISAGREE")
+print("job", r["job"])
+' "$out")"
+  if grep -q DISAGREE <<<"$fields"; then
+    echo "check-jobs: FAILED: $name: replicas disagree" >&2; exit 1
+  fi
+  local job; job="$(awk '$1 == "job" {print $2}' <<<"$fields")"
+  local n=0 worker receipt result status
+  while read -r worker receipt result status; do
+    [ "$worker" = job ] && continue
+    n=$((n + 1))
+    "$bin" --data-dir "$requester" verify "$receipt" --expect-worker "$worker" >/dev/null \
+      || { echo "check-jobs: FAILED: $name: receipt $receipt does not verify as signed by $worker" >&2; exit 1; }
+    rm -rf "$work/$name.result"
+    "$bin" --data-dir "$requester" get "$result" -o "$work/$name.result"
+    if [ "$expected" != ANY ] && [ "$(cat "$work/$name.result/stdout")" != "$expected" ]; then
+      echo "check-jobs: FAILED: $name: stdout on $worker was '$(cat "$work/$name.result/stdout")', expected '$expected'" >&2
+      exit 1
+    fi
+    echo "check-jobs: $name: $status on $worker, receipt verified, stdout as expected"
+  done <<<"$fields"
+  "$bin" --data-dir "$requester" receipt "$job" | grep -q '^signature: valid' \
+    || { echo "check-jobs: FAILED: $name: phase-node receipt $job" >&2; exit 1; }
+  [ "$n" -ge 1 ] || { echo "check-jobs: FAILED: $name: no result" >&2; exit 1; }
+}
+
+if [ "$check_jobs" = 1 ]; then
+  [ -f "$root/wasm-examples/out/hello.wasm" ] || { echo "testnet.sh: build the guests first (scripts/build-wasm-examples.sh)" >&2; exit 1; }
+  expected='dlroW ,olleH'; check_job hello
+  check_job hello-component
+  expected="$(sha256sum <"$root/examples/texts/hello.txt")"; check_job sha256
+  words="$(find "$root/examples/texts" -type f -exec cat {} + | wc -w)"
+  expected="$(cd "$root/examples/texts" && for f in $(find . -type f | sed 's|^\./||' | LC_ALL=C sort); do echo "$(wc -w <"$f") $f"; done; echo "TOTAL $words")"
+  check_job wordcount
+  # Its output depends on the job id (randomness is seeded by it): what
+  # matters is that 3 workers agree, which check_job verifies.
+  expected=ANY; check_job deterministic --replicas 3
+  echo "check-jobs: all example jobs passed"
+fi
+[ "$check" = 1 ] || [ "$check_jobs" = 1 ] && exit 0
 
 echo "testnet of $nodes nodes running; Ctrl-C stops it"
 while true; do wait -n "${pids[@]}" || true; echo "testnet.sh: a node exited" >&2; exit 1; done

@@ -4,8 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use libp2p::Multiaddr;
+use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
+
+use phase_protocol::{ByteSize, Limits};
 
 /// Errors finding the data directory or reading the config.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +84,8 @@ impl DataDir {
 pub struct NodeConfig {
     /// How the node joins the network.
     pub network: NetworkConfig,
+    /// Which jobs the node runs for others.
+    pub worker: WorkerConfig,
 }
 
 impl NodeConfig {
@@ -153,6 +157,68 @@ impl Default for NetworkConfig {
     }
 }
 
+/// The worker section: what a volunteer's node runs for others.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Run jobs for other peers (and advertise the capabilities).
+    pub enabled: bool,
+    /// Jobs run at once; default: the number of cores.
+    pub slots: u32,
+    /// Accepted jobs that may wait for a slot; beyond this, submissions are
+    /// answered `busy`.
+    pub queue: u32,
+    /// Most fuel a job may ask for.
+    pub max_fuel: u64,
+    /// Most linear memory a job may ask for.
+    pub max_memory: ByteSize,
+    /// Longest wall time a job may ask for.
+    #[serde(with = "human_duration")]
+    pub max_timeout: Duration,
+    /// Most output (stdout, stderr, `/output` each) a job may ask for.
+    pub max_output: ByteSize,
+    /// Only these requesters may submit (empty: everyone not denied).
+    pub allow: Vec<PeerId>,
+    /// These requesters are refused.
+    pub deny: Vec<PeerId>,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        Self {
+            enabled: true,
+            slots: u32::try_from(cores).unwrap_or(1),
+            queue: 64,
+            max_fuel: 1_000_000_000_000,
+            max_memory: ByteSize(1 << 30),
+            max_timeout: Duration::from_secs(600),
+            max_output: ByteSize(64 << 20),
+            allow: Vec::new(),
+            deny: Vec::new(),
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// The highest limits this worker accepts.
+    #[must_use]
+    pub fn max_limits(&self) -> Limits {
+        Limits {
+            fuel: self.max_fuel,
+            memory: self.max_memory,
+            timeout: self.max_timeout,
+            max_output: self.max_output,
+        }
+    }
+
+    /// Whether `peer` may submit jobs here.
+    #[must_use]
+    pub fn admits(&self, peer: &PeerId) -> bool {
+        !self.deny.contains(peer) && (self.allow.is_empty() || self.allow.contains(peer))
+    }
+}
+
 mod human_duration {
     use std::time::Duration;
 
@@ -192,5 +258,16 @@ mod tests {
         assert_eq!(config.network.max_connections, 256);
         let err = toml::from_str::<NodeConfig>("[network]\nmdsn = true\n").unwrap_err();
         assert!(err.to_string().contains("unknown field `mdsn`"), "{err}");
+        let config: NodeConfig = toml::from_str(
+            "[worker]\nslots = 3\nmax_memory = \"64MiB\"\nmax_timeout = \"30s\"\ndeny = [\"12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA\"]\n",
+        )
+        .unwrap();
+        assert_eq!(config.worker.slots, 3);
+        assert_eq!(config.worker.max_limits().memory, ByteSize(64 << 20));
+        assert_eq!(config.worker.max_timeout, Duration::from_secs(30));
+        assert!(!config.worker.admits(&config.worker.deny[0]));
+        assert!(config.worker.admits(&PeerId::random()));
+        let err = toml::from_str::<NodeConfig>("[worker]\nslot = 3\n").unwrap_err();
+        assert!(err.to_string().contains("unknown field `slot`"), "{err}");
     }
 }

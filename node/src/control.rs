@@ -12,10 +12,14 @@
 //! | `{"cmd":"fetch","cid":…}` | `{"progress":{…}}` lines, then `{"ok":{"blocks":N}}` once the DAG is in the store |
 //! | `{"cmd":"provide","cid":…}` | `{"ok":null}` once announced |
 //! | `{"cmd":"wait_peers","n":N}` | `{"ok":{"peers":M}}` once the routing table holds N |
+//! | `{"cmd":"submit","job":…,"replicas":K,"attempts":N,"timeout_ms":T,"worker":null}` | `{"stage":{…}}` lines, then `{"ok":REPORT}` (the spec is the block `job` in the shared store; receipts and results are in the store when it answers) |
+//! | `{"cmd":"job_status","job":…,"worker":null}` | `{"ok":{"state":…}}`: this node's own job (as a worker), else the named worker's answer |
+//! | `{"cmd":"job_receipt","job":…,"worker":null}` | `{"ok":{"receipt":CID}}`, the receipt stored in the shared store |
 //!
 //! Failures answer `{"error":"one line"}`. Requests are capped at
 //! [`MAX_REQUEST`] bytes, connections at [`MAX_CONNECTIONS`] at once, and
-//! every request at [`REQUEST_DEADLINE`].
+//! every request at [`REQUEST_DEADLINE`] (a submission at its own timeout
+//! plus a minute).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,10 +32,16 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use phase_protocol::Cid;
+use bytes::Bytes;
+use libp2p::PeerId;
 
+use phase_protocol::job::{JobId, JobRequest, JobResponse};
+use phase_protocol::{Cid, JobSpec, Message};
+
+use crate::error_line;
 use crate::fetch::Progress;
 use crate::node::NodeHandle;
+use crate::requester::{Stage, SubmitOptions};
 
 /// Socket file name inside the data dir.
 pub const SOCKET: &str = "api.sock";
@@ -67,6 +77,75 @@ pub enum Request {
         /// How many.
         n: usize,
     },
+    /// Submit the job whose spec is the block `job` in the shared store.
+    Submit {
+        /// The job id: the CID of the spec block.
+        #[serde(with = "cid_string")]
+        job: Cid,
+        /// Only this worker.
+        #[serde(default, with = "opt_peer")]
+        worker: Option<PeerId>,
+        /// Distinct workers to run it on.
+        replicas: usize,
+        /// Workers to try per replica.
+        attempts: u32,
+        /// Give up after this many milliseconds.
+        timeout_ms: u64,
+    },
+    /// A job's state: as this node's worker knows it, else as `worker` says.
+    JobStatus {
+        /// The job.
+        #[serde(with = "cid_string")]
+        job: Cid,
+        /// The worker to ask.
+        #[serde(default, with = "opt_peer")]
+        worker: Option<PeerId>,
+    },
+    /// A job's signed receipt, put into the shared store.
+    JobReceipt {
+        /// The job.
+        #[serde(with = "cid_string")]
+        job: Cid,
+        /// The worker to ask.
+        #[serde(default, with = "opt_peer")]
+        worker: Option<PeerId>,
+    },
+}
+
+impl Request {
+    /// How long the daemon may take to answer.
+    #[must_use]
+    pub fn deadline(&self) -> Duration {
+        match self {
+            Request::Submit { timeout_ms, .. } => {
+                Duration::from_millis(*timeout_ms) + Duration::from_secs(60)
+            }
+            _ => REQUEST_DEADLINE,
+        }
+    }
+}
+
+/// PeerIds as their strings on the socket.
+mod opt_peer {
+    use libp2p::PeerId;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    #[allow(clippy::ref_option)] // serde's `with` passes `&Option<T>`
+    pub(super) fn serialize<S: Serializer>(peer: &Option<PeerId>, s: S) -> Result<S::Ok, S::Error> {
+        match peer {
+            Some(p) => s.collect_str(p),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PeerId>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|text| {
+                text.parse()
+                    .map_err(|e| serde::de::Error::custom(format!("`{text}` is not a PeerId: {e}")))
+            })
+            .transpose()
+    }
 }
 
 /// CIDs as their `bafy…` strings on the socket.
@@ -115,6 +194,8 @@ pub enum ControlError {
 enum Response {
     /// Interim: how a fetch is going (zero or more, before the answer).
     Progress(Progress),
+    /// Interim: where a submission is (zero or more, before the answer).
+    Stage(Stage),
     Ok(serde_json::Value),
     Error(String),
 }
@@ -165,12 +246,7 @@ pub async fn serve(
             let node = Arc::clone(&node);
             tokio::spawn(async move {
                 let _permit = permit;
-                if tokio::time::timeout(REQUEST_DEADLINE, handle(stream, &node))
-                    .await
-                    .is_err()
-                {
-                    warn!("control request timed out");
-                }
+                handle(stream, &node).await;
             });
         }
         let _ = std::fs::remove_file(&path);
@@ -185,7 +261,41 @@ async fn handle(stream: UnixStream, node: &NodeHandle) {
         Ok(_) => serde_json::from_str::<Request>(&line).map_err(|e| format!("bad request: {e}")),
         Err(e) => Err(format!("cannot read request: {e}")),
     };
-    let response = match request {
+    let deadline = request.as_ref().map_or(REQUEST_DEADLINE, Request::deadline);
+    let respond = async {
+    match request {
+        Ok(Request::Submit {
+            job,
+            worker,
+            replicas,
+            attempts,
+            timeout_ms,
+        }) => {
+            let (tx, mut rx) = tokio::sync::mpsc::channel(PROGRESS_QUEUE);
+            let progress = move |stage: Stage| {
+                let _ = tx.try_send(stage);
+            };
+            let options = SubmitOptions {
+                worker,
+                replicas,
+                attempts,
+                ..SubmitOptions::default()
+            };
+            let submit = submit(node, job, options, Duration::from_millis(timeout_ms), progress);
+            tokio::pin!(submit);
+            let result = loop {
+                tokio::select! {
+                    result = &mut submit => break result,
+                    Some(stage) = rx.recv() => {
+                        let _ = write_line(&mut write, &Response::Stage(stage)).await;
+                    }
+                }
+            };
+            match result {
+                Ok(report) => Response::Ok(report),
+                Err(e) => Response::Error(e),
+            }
+        }
         Ok(Request::Fetch { cid }) => {
             // Progress goes out while the fetch runs; the answer comes last.
             let (tx, mut rx) = tokio::sync::mpsc::channel(PROGRESS_QUEUE);
@@ -211,8 +321,86 @@ async fn handle(stream: UnixStream, node: &NodeHandle) {
             answer(request, node).await
         }
         Err(e) => Response::Error(e),
+    }
+    };
+    let response = match tokio::time::timeout(deadline, respond).await {
+        Ok(response) => response,
+        Err(_) => {
+            warn!("control request timed out");
+            Response::Error(format!("no answer within {deadline:?}"))
+        }
     };
     let _ = write_line(&mut write, &response).await;
+}
+
+/// A submission through the daemon: the spec is a block in the shared store.
+async fn submit(
+    node: &NodeHandle,
+    job: Cid,
+    options: SubmitOptions,
+    timeout: Duration,
+    progress: impl Fn(Stage) + Send + Sync,
+) -> Result<serde_json::Value, String> {
+    let bytes = node
+        .store()
+        .get(&job)
+        .await
+        .map_err(|e| error_line(&e))?
+        .ok_or_else(|| format!("job spec {job} is not in the store"))?;
+    let spec = JobSpec::decode(&bytes).map_err(|e| format!("job spec {job}: {}", error_line(&e)))?;
+    let report = tokio::time::timeout(timeout, node.requester().submit(&spec, &options, &progress))
+        .await
+        .map_err(|_| format!("no result within {}", humantime::format_duration(timeout)))?
+        .map_err(|e| error_line(&e))?;
+    Ok(report.to_json())
+}
+
+/// A job's state or receipt: from this node's worker, else from `worker`.
+async fn job_query(
+    node: &NodeHandle,
+    job: JobId,
+    worker: Option<PeerId>,
+    receipt: bool,
+) -> Result<serde_json::Value, String> {
+    let local = node.scheduler().and_then(|s| {
+        if receipt {
+            s.receipt(&job).map(|r| JobResponse::Receipt(Box::new(r)))
+        } else {
+            s.state(&job).map(|state| JobResponse::Status { job, state })
+        }
+    });
+    let response = match (local, worker) {
+        (Some(r), _) => r,
+        (None, Some(worker)) => {
+            let request = if receipt {
+                JobRequest::Receipt(job)
+            } else {
+                JobRequest::Status(job)
+            };
+            node.network()
+                .request_job(worker, request)
+                .await
+                .map_err(|e| error_line(&e))?
+        }
+        (None, None) => {
+            return Err(format!(
+                "job {job} did not run on this node; name its worker with --worker"
+            ));
+        }
+    };
+    match response {
+        JobResponse::Status { state, .. } => Ok(serde_json::json!({ "state": state })),
+        JobResponse::Receipt(r) => {
+            let cid = r.cid();
+            node.store()
+                .put(cid, Bytes::from(r.to_cbor()))
+                .await
+                .map_err(|e| error_line(&e))?;
+            Ok(serde_json::json!({ "receipt": cid.to_string() }))
+        }
+        JobResponse::NotFound(_) => Err(format!("the worker does not know job {job}")),
+        other => Err(format!("unexpected answer from the worker: {other:?}")),
+    }
 }
 
 async fn write_line(
@@ -246,6 +434,9 @@ async fn answer(request: Request, node: &NodeHandle) -> Response {
             .await
             .map(|()| serde_json::Value::Null)
             .map_err(|e| error_line(&e)),
+        Request::JobStatus { job, worker } => job_query(node, JobId(job), worker, false).await,
+        Request::JobReceipt { job, worker } => job_query(node, JobId(job), worker, true).await,
+        Request::Submit { .. } => Err("submissions are answered by `handle`".to_owned()),
         Request::WaitPeers { n } => match node.network().wait_routing_peers(n).await {
             Ok(()) => node
                 .network()
@@ -260,18 +451,6 @@ async fn answer(request: Request, node: &NodeHandle) -> Response {
         Ok(v) => Response::Ok(v),
         Err(e) => Response::Error(e),
     }
-}
-
-/// An error and its causes on one line.
-fn error_line(e: &dyn std::error::Error) -> String {
-    let mut line = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        line.push_str(": ");
-        line.push_str(&s.to_string());
-        source = s.source();
-    }
-    line
 }
 
 #[cfg(test)]
@@ -326,6 +505,27 @@ impl Daemon {
         request: &Request,
         mut progress: impl FnMut(Progress),
     ) -> Result<serde_json::Value, ControlError> {
+        self.call_inner(request, &mut progress, &mut |_| {}).await
+    }
+
+    /// [`Daemon::call`], passing interim stages (of a submission) to `stage`.
+    ///
+    /// # Errors
+    /// As `call`.
+    pub async fn call_with_stages(
+        &self,
+        request: &Request,
+        mut stage: impl FnMut(Stage),
+    ) -> Result<serde_json::Value, ControlError> {
+        self.call_inner(request, &mut |_| {}, &mut stage).await
+    }
+
+    async fn call_inner(
+        &self,
+        request: &Request,
+        progress: &mut dyn FnMut(Progress),
+        stage: &mut dyn FnMut(Stage),
+    ) -> Result<serde_json::Value, ControlError> {
         let io = |source| ControlError::Io {
             path: self.path.clone(),
             source,
@@ -336,7 +536,7 @@ impl Daemon {
         line.push(b'\n');
         write.write_all(&line).await.map_err(io)?;
         let mut reader = BufReader::new(read);
-        let deadline = tokio::time::Instant::now() + REQUEST_DEADLINE;
+        let deadline = tokio::time::Instant::now() + request.deadline();
         loop {
             let mut answer = String::new();
             let mut line = (&mut reader).take(MAX_RESPONSE);
@@ -351,6 +551,7 @@ impl Daemon {
                 .map_err(io)?;
             match serde_json::from_str::<Response>(&answer).map_err(ControlError::Protocol)? {
                 Response::Progress(p) => progress(p),
+                Response::Stage(s) => stage(s),
                 Response::Ok(v) => return Ok(v),
                 Response::Error(e) => return Err(ControlError::Daemon(e)),
             }

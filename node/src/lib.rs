@@ -2,11 +2,16 @@
 //!
 //! - [`executor`]: the wasmtime sandbox that runs untrusted WebAssembly under
 //!   hard limits (fuel, memory, wall time, output) and reports an outcome.
-//! - [`config`]: where a node keeps its data.
+//! - [`store`]: the content-addressed block store, UnixFS files and CAR.
+//! - [`network`]: the libp2p swarm actor (QUIC/TCP, Kademlia, block and job
+//!   protocols) and its client handle.
+//! - [`scheduler`]: the worker: admission, job lifecycle, signed receipts.
+//! - [`requester`]: finding workers, submitting, waiting, verifying.
+//! - [`node`]: wiring of the above; [`control`]: the daemon's local socket.
+//! - [`config`]: where a node keeps its data and what it runs.
 //!
-//! The network, the block store and the scheduler join as the network grows;
-//! dependencies point one way: scheduler → {network, store, executor} →
-//! `phase-protocol`.
+//! Dependencies point one way: {scheduler, requester} → {network, store,
+//! executor} → `phase-protocol`.
 
 pub mod cli;
 pub mod config;
@@ -16,4 +21,18 @@ pub mod fetch;
 pub mod identity;
 pub mod network;
 pub mod node;
+pub mod requester;
+pub mod scheduler;
 pub mod store;
+
+/// An error and its causes on one line, for logs and answers to peers.
+pub(crate) fn error_line(e: &dyn std::error::Error) -> String {
+    let mut line = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        line.push_str(": ");
+        line.push_str(&s.to_string());
+        source = s.source();
+    }
+    line
+}

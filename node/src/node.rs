@@ -1,12 +1,16 @@
-//! Wiring: a node is its identity, its block store and its network, plus the
-//! task that answers other peers' block requests from the store.
+//! Wiring: a node is its identity, its block store and its network, a
+//! worker ([`Scheduler`], unless disabled) and a [`Requester`].
 //!
 //! Topology:
 //! - the swarm task ([`crate::network`]) owns the libp2p swarm;
-//! - the block server reads [`NetworkEvent::BlockRequest`]s and answers them
-//!   from the store, at most [`MAX_RESPONSE_BYTES`] per response;
+//! - the dispatcher reads [`NetworkEvent`]s: block requests are answered
+//!   from the store (at most [`MAX_RESPONSE_BYTES`] per response), job
+//!   requests by the scheduler, delivered receipts routed to the requester;
+//! - the announcer provides the worker's capability keys, again once the
+//!   first peer is known;
 //! - [`NodeHandle`] holds the handles and the cancellation token.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use libp2p::identity::Keypair;
@@ -18,11 +22,26 @@ use tracing::{Instrument, debug, info_span, warn};
 
 use phase_protocol::Cid;
 use phase_protocol::block::{BlockResponse, WireBlock};
+use phase_protocol::job::{JobRequest, JobResponse, Rejection};
 
 use crate::config::NodeConfig;
+use crate::executor::{ExecError, Executor, ExecutorConfig};
 use crate::fetch::{self, FetchError};
 use crate::network::{self, NetworkClient, NetworkError, NetworkEvent};
+use crate::requester::{Deliveries, Requester};
+use crate::scheduler::{self, Scheduler};
 use crate::store::{BlockStore, StoreError};
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The network could not be set up.
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    /// The worker's sandbox could not be set up.
+    #[error("cannot set up the worker's sandbox")]
+    Executor(#[from] ExecError),
+}
 
 /// Block bytes in one response at most (the wire cap is a little larger).
 pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
@@ -38,13 +57,16 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub struct NodeHandle {
     network: NetworkClient,
     store: BlockStore,
+    scheduler: Option<Scheduler>,
+    requester: Requester,
     cancel: CancellationToken,
     tasks: JoinSet<()>,
 }
 
 impl NodeHandle {
-    /// Starts a node: network, block server, and provider records for every
-    /// pinned root.
+    /// Starts a node: network, block server, worker (with an in-memory
+    /// module cache, work files in the system's temp dir) and provider
+    /// records for every pinned root.
     ///
     /// # Errors
     /// When the network cannot be set up (bad listen address, port taken).
@@ -52,18 +74,64 @@ impl NodeHandle {
         config: NodeConfig,
         key: Keypair,
         store: BlockStore,
-    ) -> Result<Self, NetworkError> {
+    ) -> Result<Self, NodeError> {
+        let executor = if config.worker.enabled {
+            Some(Executor::new(ExecutorConfig::default())?)
+        } else {
+            None
+        };
+        Self::spawn_with(config, key, store, executor, std::env::temp_dir()).await
+    }
+
+    /// [`NodeHandle::spawn`] with a given executor (none: not a worker)
+    /// and a folder for the worker's per-job files.
+    ///
+    /// # Errors
+    /// When the network cannot be set up.
+    pub async fn spawn_with(
+        config: NodeConfig,
+        key: Keypair,
+        store: BlockStore,
+        executor: Option<Executor>,
+        work_dir: PathBuf,
+    ) -> Result<Self, NodeError> {
         let peer = key.public().to_peer_id();
         let span = info_span!("node", peer = %short(&peer));
         let cancel = CancellationToken::new();
         let (network, events, event_loop) =
-            network::new(key, &config.network, cancel.child_token())?;
+            network::new(key.clone(), &config.network, cancel.child_token())?;
+        let scheduler = match executor {
+            Some(executor) if config.worker.enabled => Some(Scheduler::new(
+                config.worker.clone(),
+                key,
+                network.clone(),
+                store.clone(),
+                executor,
+                work_dir,
+                cancel.child_token(),
+            )),
+            _ => None,
+        };
+        let deliveries = Deliveries::default();
+        let requester = Requester::new(network.clone(), store.clone(), deliveries.clone());
         let mut tasks = JoinSet::new();
         tasks.spawn(event_loop.run().instrument(span.clone()));
-        tasks.spawn(serve_blocks(network.clone(), store.clone(), events).instrument(span.clone()));
+        let dispatcher = dispatch(
+            network.clone(),
+            store.clone(),
+            scheduler.clone(),
+            deliveries,
+            events,
+        );
+        tasks.spawn(dispatcher.instrument(span.clone()));
+        if scheduler.is_some() {
+            tasks.spawn(announce_capabilities(network.clone()).instrument(span.clone()));
+        }
         let handle = Self {
             network,
             store,
+            scheduler,
+            requester,
             cancel,
             tasks,
         };
@@ -91,6 +159,18 @@ impl NodeHandle {
     #[must_use]
     pub fn store(&self) -> &BlockStore {
         &self.store
+    }
+
+    /// The worker, unless this node does not run jobs.
+    #[must_use]
+    pub fn scheduler(&self) -> Option<&Scheduler> {
+        self.scheduler.as_ref()
+    }
+
+    /// The requester: submits jobs to other nodes.
+    #[must_use]
+    pub fn requester(&self) -> &Requester {
+        &self.requester
     }
 
     /// Listen addresses ending in `/p2p/PEERID`, once bound.
@@ -158,32 +238,72 @@ fn short(peer: &PeerId) -> String {
     s[s.len().saturating_sub(6)..].to_owned()
 }
 
-async fn serve_blocks(
+/// Provides the capability keys now, and again once a peer is known (a
+/// record put while alone stays local); Kademlia republishes them after.
+async fn announce_capabilities(network: NetworkClient) {
+    let provide_all = || async {
+        for capability in scheduler::worker_capabilities() {
+            if let Err(e) = network.provide_capability(&capability).await {
+                debug!(%capability, error = %e, "cannot announce capability");
+            }
+        }
+    };
+    provide_all().await;
+    if network.wait_routing_peers(1).await.is_ok() {
+        provide_all().await;
+    }
+}
+
+/// Routes the network's events: block requests to the store (concurrently,
+/// at most [`SERVE_CONCURRENCY`] at once; beyond that the event queue fills
+/// and the network refuses new ones), job requests to the scheduler,
+/// delivered receipts to the requester.
+async fn dispatch(
     network: NetworkClient,
     store: BlockStore,
+    scheduler: Option<Scheduler>,
+    deliveries: Deliveries,
     mut events: mpsc::Receiver<NetworkEvent>,
 ) {
-    // Requests are served concurrently, at most SERVE_CONCURRENCY at once;
-    // beyond that the event queue fills and the network refuses new ones.
     let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(SERVE_CONCURRENCY));
     let mut serving = JoinSet::new();
     while let Some(event) = events.recv().await {
-        let NetworkEvent::BlockRequest {
-            peer,
-            request,
-            channel,
-        } = event;
-        let Ok(permit) = limit.clone().acquire_owned().await else {
-            break;
-        };
-        while serving.try_join_next().is_some() {}
-        let (network, store) = (network.clone(), store.clone());
-        serving.spawn(async move {
-            let _permit = permit;
-            let response = answer_blocks(&store, request.want).await;
-            debug!(%peer, blocks = response.blocks.len(), "served blocks");
-            let _ = network.respond_blocks(channel, response).await;
-        });
+        match event {
+            NetworkEvent::BlockRequest {
+                peer,
+                request,
+                channel,
+            } => {
+                let Ok(permit) = limit.clone().acquire_owned().await else {
+                    break;
+                };
+                while serving.try_join_next().is_some() {}
+                let (network, store) = (network.clone(), store.clone());
+                serving.spawn(async move {
+                    let _permit = permit;
+                    let response = answer_blocks(&store, request.want).await;
+                    debug!(%peer, blocks = response.blocks.len(), "served blocks");
+                    let _ = network.respond_blocks(channel, response).await;
+                });
+            }
+            NetworkEvent::JobRequest {
+                peer,
+                request,
+                channel,
+            } => {
+                let response = match (request, &scheduler) {
+                    (JobRequest::Deliver(receipt), _) => deliveries.deliver(peer, *receipt),
+                    (request, Some(scheduler)) => scheduler.handle(peer, request),
+                    (JobRequest::Status(job) | JobRequest::Receipt(job), None) => {
+                        JobResponse::NotFound(job)
+                    }
+                    (_, None) => JobResponse::Rejected(Rejection::Malformed {
+                        message: "this node does not run jobs".into(),
+                    }),
+                };
+                let _ = network.respond_job(channel, response).await;
+            }
+        }
     }
     serving.abort_all();
 }

@@ -23,3 +23,28 @@ fn testnet_script_check_passes_with_three_nodes() {
     );
     assert!(stdout.contains("fetched on node 3: identical"), "{stdout}");
 }
+
+/// `--check-jobs`: 5 real daemons; every example job submitted from the
+/// last one, outputs and receipts checked, 3 replicas that agree.
+#[test]
+fn testnet_script_check_jobs_runs_every_example_job_on_five_nodes() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/testnet.sh");
+    let out = Command::new("bash")
+        .args([script, "--nodes", "5", "--check-jobs"])
+        .env("PHASE_NODE", env!("CARGO_BIN_EXE_phase-node"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for job in ["hello", "hello-component", "sha256", "wordcount", "deterministic"] {
+        assert!(
+            stdout.contains(&format!("check-jobs: {job}: exited with code 0")),
+            "{job}: {stdout}"
+        );
+    }
+    assert!(stdout.contains("all example jobs passed"), "{stdout}");
+}

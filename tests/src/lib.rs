@@ -1,2 +1,154 @@
-//! Integration tests of phase-node; the suites are the `[[test]]` targets
-//! under `tests/`. This library is empty on purpose.
+//! Shared harness of the integration suites (the `[[test]]` targets under
+//! `tests/`): one deadline helper, tracing for tests, guests from
+//! `wasm-examples/out`, and [`TestNet`], nodes on loopback QUIC in process.
+
+use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use phase_node::config::NodeConfig;
+use phase_node::node::NodeHandle;
+use phase_node::store::BlockStore;
+use phase_protocol::Keypair;
+
+/// One deadline for every wait of a test: generous, since the suite shares
+/// two cores.
+pub const TEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// `fut`, or a panic once [`TEST_TIMEOUT`] has passed.
+///
+/// # Panics
+/// When the deadline passes.
+pub async fn within<T>(fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(TEST_TIMEOUT, fut)
+        .await
+        .expect("test deadline passed")
+}
+
+/// Logs to the test's output, filtered by `RUST_LOG`.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// A guest program built by `scripts/build-wasm-examples.sh`.
+///
+/// # Panics
+/// When it has not been built.
+#[must_use]
+pub fn guest(name: &str) -> Bytes {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../wasm-examples/out")
+        .join(format!("{name}.wasm"));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run scripts/build-wasm-examples.sh first",
+            path.display()
+        )
+    });
+    Bytes::from(bytes)
+}
+
+/// Pseudo-random bytes (xorshift), so no two chunks are alike.
+#[must_use]
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A node config for tests: QUIC on 127.0.0.1 with an OS-picked port, no
+/// mDNS, re-bootstrap every second, not a worker.
+#[must_use]
+pub fn loopback_config() -> NodeConfig {
+    let mut config = NodeConfig::default();
+    config.network.listen = vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().expect("valid")];
+    config.network.mdns = false;
+    config.network.bootstrap_interval = Duration::from_secs(1);
+    config.worker.enabled = false;
+    config
+}
+
+/// Nodes on 127.0.0.1, all bootstrapped to node 0; node stores on disk
+/// under `dir`.
+#[derive(Debug)]
+pub struct TestNet {
+    /// The nodes, in the order they were started.
+    pub nodes: Vec<NodeHandle>,
+    /// Where their stores live (`node{i}`).
+    pub dir: tempfile::TempDir,
+}
+
+impl TestNet {
+    /// `n` nodes with [`loopback_config`] (none of them a worker).
+    ///
+    /// # Panics
+    /// When a node cannot start.
+    pub async fn new(n: usize) -> Self {
+        Self::with_configs((0..n).map(|_| loopback_config()).collect()).await
+    }
+
+    /// One node per config; node 0 is the bootstrap node of the others.
+    ///
+    /// # Panics
+    /// When a node cannot start.
+    pub async fn with_configs(configs: Vec<NodeConfig>) -> Self {
+        init_tracing();
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let mut nodes: Vec<NodeHandle> = Vec::new();
+        for (i, mut config) in configs.into_iter().enumerate() {
+            if i > 0 {
+                config.network.bootstrap = within(nodes[0].listen_addrs()).await.expect("node 0 listens");
+            }
+            let store = BlockStore::open(dir.path().join(format!("node{i}")))
+                .await
+                .expect("a store");
+            let node = NodeHandle::spawn(config, Keypair::generate_ed25519(), store)
+                .await
+                .expect("the node starts");
+            within(node.listen_addrs()).await.expect("the node listens");
+            nodes.push(node);
+        }
+        Self { nodes, dir }
+    }
+
+    /// The on-disk file of a block in node `i`'s store.
+    #[must_use]
+    pub fn block_file(&self, i: usize, cid: &phase_protocol::Cid) -> std::path::PathBuf {
+        let name = cid.to_string();
+        let shard = &name[name.len() - 3..name.len() - 1];
+        self.dir
+            .path()
+            .join(format!("node{i}/blocks/{shard}/{name}"))
+    }
+
+    /// Waits until every node has every other in its routing table: an
+    /// event-driven wait on each node's routing-table size (the nodes
+    /// re-bootstrap every second).
+    ///
+    /// # Panics
+    /// When the deadline passes or a node stops.
+    pub async fn converge(&self) {
+        for node in &self.nodes {
+            within(node.network().wait_routing_peers(self.nodes.len() - 1))
+                .await
+                .expect("the node runs");
+        }
+    }
+
+    /// Stops every node.
+    pub async fn shutdown(self) {
+        for node in self.nodes {
+            node.shutdown().await;
+        }
+    }
+}

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::GlobalArgs;
 use crate::config::NodeConfig;
 use crate::control::{self, Daemon, Request};
+use crate::executor::{Executor, ExecutorConfig};
 use crate::identity;
 use crate::node::NodeHandle;
 
@@ -35,8 +36,13 @@ pub(super) struct NodeArgs {
 }
 
 impl NodeArgs {
+    /// Whether neither a config file nor `--listen` chose the addresses.
+    pub(super) fn listen_is_default(&self) -> bool {
+        self.config.is_none() && self.listen.is_empty()
+    }
+
     /// Defaults < config file < flags.
-    fn effective(&self) -> anyhow::Result<NodeConfig> {
+    pub(super) fn effective(&self) -> anyhow::Result<NodeConfig> {
         let mut config = match &self.config {
             Some(path) => NodeConfig::from_file(path)?,
             None => NodeConfig::default(),
@@ -61,18 +67,44 @@ impl NodeArgs {
 pub(super) struct StartArgs {
     #[command(flatten)]
     node: NodeArgs,
+    /// Jobs to run at once (default: the number of cores, or the config's
+    /// `worker.slots`).
+    #[arg(long, value_name = "N")]
+    slots: Option<u32>,
+    /// Do not run jobs for others (and do not advertise capabilities).
+    #[arg(long)]
+    no_worker: bool,
 }
 
 impl StartArgs {
     pub(super) async fn execute(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-        let config = self.node.effective()?;
+        let mut config = self.node.effective()?;
+        if let Some(slots) = self.slots {
+            if slots == 0 {
+                bail!("--slots must be at least 1");
+            }
+            config.worker.slots = slots;
+        }
+        if self.no_worker {
+            config.worker.enabled = false;
+        }
         let data_dir = global.data_dir()?;
         std::fs::create_dir_all(data_dir.root())
             .with_context(|| format!("cannot create data dir {}", data_dir.root().display()))?;
         let key = identity::load_or_create(data_dir.root())?;
         let store = global.store().await?;
         let listeners = config.network.listen.len();
-        let node = Arc::new(NodeHandle::spawn(config, key, store).await?);
+        let executor = if config.worker.enabled {
+            Some(Executor::new(ExecutorConfig {
+                cache_dir: Some(data_dir.module_cache()),
+                ..ExecutorConfig::default()
+            })?)
+        } else {
+            None
+        };
+        let work_dir = data_dir.root().join("work");
+        let node =
+            Arc::new(NodeHandle::spawn_with(config, key, store, executor, work_dir).await?);
         let cancel = CancellationToken::new();
         let server = control::serve(data_dir.root(), Arc::clone(&node), cancel.clone()).await?;
 

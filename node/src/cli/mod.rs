@@ -5,6 +5,7 @@
 
 mod content;
 mod daemon;
+mod jobs;
 mod run;
 mod verify;
 
@@ -78,6 +79,9 @@ enum Command {
     #[command(subcommand)]
     Config(daemon::ConfigCommand),
     Peers(daemon::PeersArgs),
+    Submit(jobs::SubmitArgs),
+    Status(jobs::StatusArgs),
+    Receipt(jobs::ReceiptArgs),
 }
 
 impl Cli {
@@ -110,6 +114,9 @@ impl Cli {
             Command::Id(args) => args.execute(global).await,
             Command::Config(cmd) => cmd.execute(),
             Command::Peers(args) => args.execute(global).await,
+            Command::Submit(args) => args.execute(global).await,
+            Command::Status(args) => args.execute(global).await,
+            Command::Receipt(args) => args.execute(global).await,
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The composed libp2p behaviour: connection limits first, then Kademlia,
-//! identify, ping, mDNS and the block protocol.
+//! identify, ping, mDNS, the block protocol and the job protocol.
 
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{StreamProtocol, identify, kad, mdns, ping, request_response};
 
 use phase_protocol::block::{BLOCK_PROTOCOL, BlockRequest, BlockResponse};
+use phase_protocol::job::{JOB_PROTOCOL, JobRequest, JobResponse};
 
 use super::codec::MessageCodec;
 use crate::config::NetworkConfig;
@@ -20,8 +21,13 @@ pub const KAD_PROTOCOL: &str = "/phase/kad/1.0.0";
 /// for a window of requests in flight, few enough that a peer opening
 /// streams without end is cut off.
 const MAX_BLOCK_STREAMS: usize = 64;
+/// Concurrent job streams per connection: a requester with many jobs in
+/// flight polls them all; a peer flooding submits is cut off here first and
+/// answered `busy` by the scheduler after that.
+const MAX_JOB_STREAMS: usize = 128;
 
 pub(crate) type BlockCodec = MessageCodec<BlockRequest, BlockResponse>;
+pub(crate) type JobCodec = MessageCodec<JobRequest, JobResponse>;
 
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
@@ -31,6 +37,7 @@ pub(crate) struct Behaviour {
     pub(crate) ping: ping::Behaviour,
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
     pub(crate) blocks: request_response::Behaviour<BlockCodec>,
+    pub(crate) jobs: request_response::Behaviour<JobCodec>,
 }
 
 impl Behaviour {
@@ -68,6 +75,15 @@ impl Behaviour {
                 .with_request_timeout(config.request_timeout)
                 .with_max_concurrent_streams(MAX_BLOCK_STREAMS),
         );
+        let jobs = request_response::Behaviour::new(
+            [(
+                StreamProtocol::new(JOB_PROTOCOL),
+                request_response::ProtocolSupport::Full,
+            )],
+            request_response::Config::default()
+                .with_request_timeout(config.request_timeout)
+                .with_max_concurrent_streams(MAX_JOB_STREAMS),
+        );
         Ok(Self {
             limits: connection_limits::Behaviour::new(limits),
             kad,
@@ -75,6 +91,7 @@ impl Behaviour {
             ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(30))),
             mdns: mdns.into(),
             blocks,
+            jobs,
         })
     }
 }

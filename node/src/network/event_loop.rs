@@ -15,9 +15,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, trace, warn};
 
 use phase_protocol::block::{BlockResponse, MAX_WANT};
+use phase_protocol::job::{JobRequest, JobResponse, Rejection};
 
 use super::behaviour::{Behaviour, BehaviourEvent};
-use super::{Command, NetworkError, NetworkEvent, Reply, provider_key};
+use super::{Command, NetworkError, NetworkEvent, Reply};
 
 /// The swarm actor; see the module docs.
 pub(crate) struct EventLoop {
@@ -31,6 +32,7 @@ pub(crate) struct EventLoop {
     pending_providers: HashMap<kad::QueryId, (Reply<HashSet<PeerId>>, HashSet<PeerId>)>,
     pending_provide: HashMap<kad::QueryId, Reply<()>>,
     pending_blocks: HashMap<OutboundRequestId, (PeerId, Reply<BlockResponse>)>,
+    pending_jobs: HashMap<OutboundRequestId, Reply<JobResponse>>,
 }
 
 impl std::fmt::Debug for EventLoop {
@@ -62,6 +64,7 @@ impl EventLoop {
             pending_providers: HashMap::new(),
             pending_provide: HashMap::new(),
             pending_blocks: HashMap::new(),
+            pending_jobs: HashMap::new(),
         }
     }
 
@@ -104,11 +107,11 @@ impl EventLoop {
                     .map_err(|e| NetworkError::Dial(format!("{addr}: {e}")));
                 let _ = reply.send(result);
             }
-            Command::Provide { cid, reply } => match self
+            Command::Provide { key, reply } => match self
                 .swarm
                 .behaviour_mut()
                 .kad
-                .start_providing(provider_key(&cid))
+                .start_providing(key)
             {
                 Ok(id) => {
                     self.pending_provide.insert(id, reply);
@@ -117,12 +120,8 @@ impl EventLoop {
                     let _ = reply.send(Err(NetworkError::Provide(e.to_string())));
                 }
             },
-            Command::FindProviders { cid, reply } => {
-                let id = self
-                    .swarm
-                    .behaviour_mut()
-                    .kad
-                    .get_providers(provider_key(&cid));
+            Command::FindProviders { key, reply } => {
+                let id = self.swarm.behaviour_mut().kad.get_providers(key);
                 self.pending_providers.insert(id, (reply, HashSet::new()));
             }
             Command::RequestBlocks {
@@ -146,6 +145,25 @@ impl EventLoop {
                     .is_err()
                 {
                     debug!("block response not sent: the requester went away");
+                }
+            }
+            Command::RequestJob {
+                peer,
+                request,
+                reply,
+            } => {
+                let id = self.swarm.behaviour_mut().jobs.send_request(&peer, request);
+                self.pending_jobs.insert(id, reply);
+            }
+            Command::RespondJob { channel, response } => {
+                if self
+                    .swarm
+                    .behaviour_mut()
+                    .jobs
+                    .send_response(channel, response)
+                    .is_err()
+                {
+                    debug!("job response not sent: the requester went away");
                 }
             }
             Command::RoutingPeers { reply } => {
@@ -189,6 +207,7 @@ impl EventLoop {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad_event(event),
             SwarmEvent::Behaviour(BehaviourEvent::Blocks(event)) => self.on_block_event(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Jobs(event)) => self.on_job_event(event),
             other => trace!(?other, "swarm event"),
         }
     }
@@ -297,6 +316,63 @@ impl EventLoop {
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
                 warn!(%peer, %error, "inbound block request failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn on_job_event(&mut self, event: request_response::Event<JobRequest, JobResponse>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    let event = NetworkEvent::JobRequest {
+                        peer,
+                        request,
+                        channel,
+                    };
+                    match self.events.try_send(event) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(NetworkEvent::JobRequest {
+                            request: JobRequest::Submit(_),
+                            channel,
+                            ..
+                        })) => {
+                            debug!(%peer, "node busy; job refused");
+                            let busy = JobResponse::Rejected(Rejection::Busy);
+                            let _ = self.swarm.behaviour_mut().jobs.send_response(channel, busy);
+                        }
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            warn!(%peer, "node busy; job request dropped");
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => {}
+                    }
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some(reply) = self.pending_jobs.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                request_id,
+                error,
+                peer,
+                ..
+            } => {
+                if let Some(reply) = self.pending_jobs.remove(&request_id) {
+                    let _ = reply.send(Err(NetworkError::Request {
+                        peer,
+                        reason: error.to_string(),
+                    }));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                warn!(%peer, %error, "inbound job request failed");
             }
             request_response::Event::ResponseSent { .. } => {}
         }

@@ -5,10 +5,12 @@
 //! - Transports: QUIC, and TCP + Noise + Yamux as fallback.
 //! - Behaviours: connection limits, Kademlia on `/phase/kad/1.0.0` in server
 //!   mode, identify (its listen addresses fill the routing table), ping,
-//!   mDNS (optional), and `/phase/block/1.0.0`.
-//! - The network never touches the store: an inbound block request becomes a
-//!   [`NetworkEvent::BlockRequest`] that the node answers with
-//!   [`NetworkClient::respond_blocks`].
+//!   mDNS (optional), `/phase/block/1.0.0` and `/phase/job/1.0.0`.
+//! - The network never touches the store or the executor: an inbound block
+//!   or job request becomes a [`NetworkEvent`] that the node answers with
+//!   [`NetworkClient::respond_blocks`] or [`NetworkClient::respond_job`].
+//!   When the node is too busy to take an event, a job submission is
+//!   answered `busy` by the swarm task itself.
 
 mod behaviour;
 mod codec;
@@ -25,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use phase_protocol::Cid;
 use phase_protocol::block::{BlockRequest, BlockResponse};
+use phase_protocol::job::{Capability, JobRequest, JobResponse};
 
 use self::behaviour::Behaviour;
 pub use self::behaviour::KAD_PROTOCOL;
@@ -88,6 +91,16 @@ pub enum NetworkEvent {
         /// Where the answer goes.
         channel: ResponseChannel<BlockResponse>,
     },
+    /// A peer sends a job request (or delivers a receipt); answer with
+    /// [`NetworkClient::respond_job`].
+    JobRequest {
+        /// Who asks.
+        peer: PeerId,
+        /// The request.
+        request: JobRequest,
+        /// Where the answer goes.
+        channel: ResponseChannel<JobResponse>,
+    },
 }
 
 type Reply<T> = oneshot::Sender<Result<T, NetworkError>>;
@@ -99,11 +112,11 @@ pub(crate) enum Command {
         reply: Reply<()>,
     },
     Provide {
-        cid: Cid,
+        key: kad::RecordKey,
         reply: Reply<()>,
     },
     FindProviders {
-        cid: Cid,
+        key: kad::RecordKey,
         reply: Reply<HashSet<PeerId>>,
     },
     RequestBlocks {
@@ -114,6 +127,15 @@ pub(crate) enum Command {
     RespondBlocks {
         channel: ResponseChannel<BlockResponse>,
         response: BlockResponse,
+    },
+    RequestJob {
+        peer: PeerId,
+        request: JobRequest,
+        reply: Reply<JobResponse>,
+    },
+    RespondJob {
+        channel: ResponseChannel<JobResponse>,
+        response: JobResponse,
     },
     RoutingPeers {
         reply: Reply<Vec<PeerId>>,
@@ -190,7 +212,34 @@ impl NetworkClient {
     /// # Errors
     /// When the record cannot be stored or announced.
     pub async fn provide(&self, cid: Cid) -> Result<(), NetworkError> {
-        self.call(|reply| Command::Provide { cid, reply }).await
+        let key = provider_key(&cid);
+        self.call(|reply| Command::Provide { key, reply }).await
+    }
+
+    /// Announces that this node has `capability` (a provider record on the
+    /// capability's DHT key).
+    ///
+    /// # Errors
+    /// When the record cannot be stored or announced.
+    pub async fn provide_capability(&self, capability: &Capability) -> Result<(), NetworkError> {
+        let key = kad::RecordKey::new(&capability.dht_key());
+        self.call(|reply| Command::Provide { key, reply }).await
+    }
+
+    /// Peers that advertise `capability`, found through the DHT.
+    ///
+    /// # Errors
+    /// When the query fails.
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the reply; the query still runs.
+    pub async fn find_capability(
+        &self,
+        capability: &Capability,
+    ) -> Result<HashSet<PeerId>, NetworkError> {
+        let key = kad::RecordKey::new(&capability.dht_key());
+        self.call(|reply| Command::FindProviders { key, reply })
+            .await
     }
 
     /// Peers that provide `cid`, found through the DHT.
@@ -201,8 +250,44 @@ impl NetworkClient {
     /// # Cancel safety
     /// Dropping the future abandons the reply; the query still runs.
     pub async fn find_providers(&self, cid: Cid) -> Result<HashSet<PeerId>, NetworkError> {
-        self.call(|reply| Command::FindProviders { cid, reply })
+        let key = provider_key(&cid);
+        self.call(|reply| Command::FindProviders { key, reply })
             .await
+    }
+
+    /// Sends a job request to `peer` and waits for its answer.
+    ///
+    /// # Errors
+    /// When the request fails or times out.
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the reply; the request still runs.
+    pub async fn request_job(
+        &self,
+        peer: PeerId,
+        request: JobRequest,
+    ) -> Result<JobResponse, NetworkError> {
+        self.call(|reply| Command::RequestJob {
+            peer,
+            request,
+            reply,
+        })
+        .await
+    }
+
+    /// Answers an inbound job request.
+    ///
+    /// # Errors
+    /// [`NetworkError::Shutdown`].
+    pub async fn respond_job(
+        &self,
+        channel: ResponseChannel<JobResponse>,
+        response: JobResponse,
+    ) -> Result<(), NetworkError> {
+        self.commands
+            .send(Command::RespondJob { channel, response })
+            .await
+            .map_err(|_| NetworkError::Shutdown)
     }
 
     /// Asks `peer` for blocks.

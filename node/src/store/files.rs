@@ -57,6 +57,9 @@ pub enum FilesError {
         #[source]
         source: unixfs::UnixfsError,
     },
+    /// A CID that should be a directory is a file.
+    #[error("{0} is a file, not a directory")]
+    NotADirectory(Cid),
     /// `get` into a path that exists.
     #[error("{0} already exists")]
     Exists(PathBuf),
@@ -306,6 +309,23 @@ fn get_entry(store: &BlockStore, cid: &Cid, target: &Path, depth: usize) -> Resu
             out.into_inner().map_err(|e| io(target)(e.into_error()))?;
             Ok(())
         }
+    }
+}
+
+/// The CID of entry `name` of the directory `dir`; `None` if it has none.
+///
+/// # Errors
+/// `dir` is missing, corrupt, or not a directory.
+pub async fn entry(store: &BlockStore, dir: Cid, name: &str) -> Result<Option<Cid>, FilesError> {
+    let data = store.get(&dir).await?.ok_or(StoreError::NotFound { cid: dir })?;
+    match unixfs::decode(&dir, &data) {
+        Ok(Node::Directory(links)) => Ok(links.into_iter().find(|l| l.name == name).map(|l| l.cid)),
+        Ok(_) => Err(FilesError::NotADirectory(dir)),
+        Err(source) => Err(StoreError::Unixfs {
+            cid: dir,
+            source: Box::new(source),
+        }
+        .into()),
     }
 }
 

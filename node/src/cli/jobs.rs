@@ -1,0 +1,512 @@
+//! `phase-node submit`, `status` and `receipt`: jobs on the network.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use clap::Args;
+use libp2p::{Multiaddr, PeerId};
+
+use phase_protocol::job::JobId;
+use phase_protocol::jobfile::{JobFile, MAX_JOB_FILE, Source};
+use phase_protocol::{Cid, JobSpec, Message, SignedReceipt, Status};
+
+use super::GlobalArgs;
+use super::daemon::NodeArgs;
+use super::run::exit_code;
+use crate::control::{Daemon, Request};
+use crate::identity;
+use crate::node::NodeHandle;
+use crate::requester::{self, Attempt, ReplicaResult, Stage, SubmitOptions, SubmitReport};
+use crate::store::{BlockStore, files};
+
+/// How long a short-lived requester waits to find its first peer.
+const JOIN_DEADLINE: Duration = Duration::from_secs(30);
+/// Extra time `submit` allows past the job's own timeout by default
+/// (finding workers, moving inputs and results, retries).
+const SUBMIT_MARGIN: Duration = Duration::from_secs(120);
+/// Folder of the data dir that records the jobs submitted from it.
+const JOBS_DIR: &str = "jobs";
+
+/// Submit a job to the network and wait for its verified result.
+///
+/// Imports the job file's local paths into the store, finds workers with
+/// the capabilities the job needs (through the running daemon of the data
+/// dir, or as a short-lived node), submits, waits, verifies the signed
+/// receipt (and that the worker it was submitted to signed it), fetches the
+/// result and prints the job's stdout and stderr. Exits with the job's exit
+/// code (124 timed out, 134 trapped, 135 out of fuel, 137 memory limit, 138
+/// output limit), 1 if phase-node failed or replicas disagree.
+#[derive(Debug, Args)]
+pub(super) struct SubmitArgs {
+    /// The job file (see examples/*.job.json and examples/job.schema.json).
+    #[arg(value_name = "JOB.json")]
+    job: PathBuf,
+    #[command(flatten)]
+    node: NodeArgs,
+    /// Submit to this worker only.
+    #[arg(long, value_name = "PEERID")]
+    worker: Option<PeerId>,
+    /// Run on K distinct workers and compare their result CIDs
+    /// (deterministic jobs only).
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    replicas: usize,
+    /// Workers to try (per replica) before giving up.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    attempts: u32,
+    /// Give up after this long, e.g. 5m; default: the job's timeout plus 2 minutes.
+    #[arg(long, value_name = "DURATION")]
+    timeout: Option<humantime::Duration>,
+    /// Write the result package (stdout, stderr, output/) to this new
+    /// directory instead of printing stdout and stderr.
+    #[arg(short = 'o', long, value_name = "DIR")]
+    output: Option<PathBuf>,
+    /// Print one JSON object: job id, verified receipts, result CIDs, agreement.
+    #[arg(long)]
+    json: bool,
+}
+
+impl SubmitArgs {
+    pub(super) async fn execute(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+        let file = read_job_file(&self.job).await?;
+        if self.replicas == 0 {
+            bail!("--replicas must be at least 1");
+        }
+        if self.replicas > 1 && !file.deterministic {
+            bail!(
+                "--replicas {} compares results, which needs a deterministic job (set \"deterministic\": true in {})",
+                self.replicas,
+                self.job.display()
+            );
+        }
+        if let Some(out) = &self.output
+            && out.exists()
+        {
+            bail!("-o {}: already exists", out.display());
+        }
+        let timeout = self
+            .timeout
+            .map_or(file.limits.timeout + SUBMIT_MARGIN, Into::into);
+        let data_dir = global.data_dir()?;
+        let store = global.store().await?;
+        let spec = import(&store, file).await?;
+        let job = spec.id();
+        let options = SubmitOptions {
+            worker: self.worker,
+            replicas: self.replicas,
+            attempts: self.attempts,
+            ..SubmitOptions::default()
+        };
+
+        let bar = progress_bar();
+        let show = |stage: Stage| bar.set_message(stage_line(&stage));
+        let report = match Daemon::find(data_dir.root()).await {
+            Some(daemon) => {
+                store.put(job.0, Bytes::from(spec.encode())).await?;
+                let request = Request::Submit {
+                    job: job.0,
+                    worker: options.worker,
+                    replicas: options.replicas,
+                    attempts: options.attempts,
+                    timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+                };
+                let answer = daemon.call_with_stages(&request, show).await;
+                bar.finish_and_clear();
+                let me = identity::load_or_create(data_dir.root())?.public().to_peer_id();
+                report_from_daemon(&answer?, &store, &spec, me).await?
+            }
+            None => {
+                let key = identity::load_or_create(data_dir.root())?;
+                let mut config = self.node.effective()?;
+                config.worker.enabled = false;
+                if self.node.listen_is_default() {
+                    // A short-lived node: any free port, so it never clashes
+                    // with a daemon of another data dir on the default port.
+                    config.network.listen = vec![
+                        "/ip4/0.0.0.0/udp/0/quic-v1".parse::<Multiaddr>()?,
+                        "/ip4/0.0.0.0/tcp/0".parse::<Multiaddr>()?,
+                    ];
+                }
+                let node = NodeHandle::spawn_with(config, key, store.clone(), None, std::env::temp_dir())
+                    .await?;
+                let result = async {
+                    tokio::time::timeout(JOIN_DEADLINE, node.network().wait_routing_peers(1))
+                        .await
+                        .map_err(|_| {
+                            anyhow::anyhow!(
+                                "found no peers within {}s: pass --bootstrap MULTIADDR/p2p/PEERID or start a daemon",
+                                JOIN_DEADLINE.as_secs()
+                            )
+                        })??;
+                    tokio::time::timeout(timeout, node.requester().submit(&spec, &options, &show))
+                        .await
+                        .map_err(|_| {
+                            anyhow::anyhow!(
+                                "no result within {}",
+                                humantime::format_duration(timeout)
+                            )
+                        })?
+                        .context("submit failed")
+                }
+                .await;
+                bar.finish_and_clear();
+                node.shutdown().await;
+                result?
+            }
+        };
+        record(data_dir.root(), &report).await?;
+        self.finish(&store, &report).await
+    }
+
+    /// Prints (or writes) the result and picks the exit code.
+    async fn finish(&self, store: &BlockStore, report: &SubmitReport) -> anyhow::Result<ExitCode> {
+        let first = report
+            .results
+            .first()
+            .context("the submission produced no result")?;
+        let receipt = first.receipt.receipt();
+        let result = receipt.result;
+        let mut stderr = std::io::stderr().lock();
+        for attempt in &report.failed_attempts {
+            writeln!(stderr, "note: retried after {}: {}", attempt.worker, attempt.error)?;
+        }
+        if self.json {
+            let mut out = std::io::stdout().lock();
+            serde_json::to_writer_pretty(&mut out, &report.to_json())?;
+            writeln!(out)?;
+        } else if let Some(dir) = &self.output {
+            files::get(store, result, dir.clone())
+                .await
+                .with_context(|| format!("cannot write the result to {}", dir.display()))?;
+        } else {
+            let stdout = read_entry(store, result, "stdout").await?;
+            let errout = read_entry(store, result, "stderr").await?;
+            std::io::stdout().lock().write_all(&stdout)?;
+            stderr.write_all(&errout)?;
+        }
+        if !matches!(receipt.status, Status::Exited { .. }) {
+            writeln!(
+                stderr,
+                "error: the job {} on worker {} (receipt {})",
+                receipt.status,
+                first.worker,
+                first.receipt.cid()
+            )?;
+        }
+        if let Some(agreement) = &report.agreement
+            && !agreement.agreed
+        {
+            writeln!(
+                stderr,
+                "error: replicas disagree: {} produced a result other than {}",
+                agreement.dissenters.join(", "),
+                agreement.result
+            )?;
+            return Ok(ExitCode::from(super::EXIT_INTERNAL));
+        }
+        Ok(ExitCode::from(exit_code(&receipt.status)))
+    }
+}
+
+/// Reads and checks the job file: every problem is reported before the
+/// network is touched.
+async fn read_job_file(path: &Path) -> anyhow::Result<JobFile> {
+    let name = path.display();
+    let meta = tokio::fs::metadata(path)
+        .await
+        .with_context(|| format!("cannot read job file {name}"))?;
+    if meta.len() > MAX_JOB_FILE as u64 {
+        bail!("job file {name} is larger than {MAX_JOB_FILE} bytes");
+    }
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .with_context(|| format!("cannot read job file {name}"))?;
+    let file = JobFile::parse(&text).with_context(|| format!("{name}"))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let file = file.with_base_dir(base);
+    for (field, source) in [
+        ("module", Some(&file.module)),
+        ("stdin", file.stdin.as_ref()),
+        ("input", file.input.as_ref()),
+    ] {
+        if let Some(Source::Path(p)) = source
+            && !p.exists()
+        {
+            bail!("{name}: {field}: {} does not exist", p.display());
+        }
+    }
+    Ok(file)
+}
+
+/// Imports the job's local paths (pinned, so `gc` keeps them while workers
+/// fetch them) and builds the spec, with a fresh nonce.
+async fn import(store: &BlockStore, file: JobFile) -> anyhow::Result<JobSpec> {
+    async fn one(store: &BlockStore, field: &str, source: &Source, dir: bool) -> anyhow::Result<Cid> {
+        let cid = match source {
+            Source::Cid(cid) => return Ok(*cid),
+            Source::Path(p) => {
+                files::add_path(store, p.clone(), dir)
+                    .await
+                    .with_context(|| format!("{field}: cannot import {}", p.display()))?
+                    .0
+                    .cid
+            }
+            Source::Text(t) => files::add_bytes(store, Bytes::from(t.clone().into_bytes())).await?.cid,
+        };
+        store.pin(&cid).await?;
+        Ok(cid)
+    }
+    let module = one(store, "module", &file.module, false).await?;
+    let stdin = match &file.stdin {
+        Some(s) => Some(one(store, "stdin", s, false).await?),
+        None => None,
+    };
+    let input = match &file.input {
+        Some(s) => Some(one(store, "input", s, true).await?),
+        None => None,
+    };
+    Ok(file.into_spec(module, stdin, input, rand::random())?)
+}
+
+/// The report the daemon answered, its receipts read back from the shared
+/// store and checked again here.
+async fn report_from_daemon(
+    answer: &serde_json::Value,
+    store: &BlockStore,
+    spec: &JobSpec,
+    me: PeerId,
+) -> anyhow::Result<SubmitReport> {
+    let mut results = Vec::new();
+    for r in answer["results"].as_array().context("daemon report has no results")? {
+        let cid: Cid = r["receipt_cid"]
+            .as_str()
+            .context("daemon report has no receipt CID")?
+            .parse()?;
+        let receipt = load_receipt(store, cid).await?;
+        let worker = receipt.receipt().worker;
+        requester::check_receipt(&receipt, worker, spec, me)
+            .map_err(|e| anyhow::anyhow!("receipt {cid}: {e}"))?;
+        results.push(ReplicaResult { worker, receipt });
+    }
+    let failed_attempts: Vec<Attempt> =
+        serde_json::from_value(answer["failed_attempts"].clone()).unwrap_or_default();
+    let agreement = (results.len() > 1).then(|| requester::agreement(&results));
+    Ok(SubmitReport {
+        job: spec.id(),
+        results,
+        failed_attempts,
+        agreement,
+    })
+}
+
+async fn load_receipt(store: &BlockStore, cid: Cid) -> anyhow::Result<SignedReceipt> {
+    let bytes = store
+        .get(&cid)
+        .await?
+        .with_context(|| format!("receipt {cid} is not in the local store"))?;
+    SignedReceipt::from_cbor(&bytes).with_context(|| format!("receipt {cid} does not verify"))
+}
+
+/// A file entry of the result package, whole.
+async fn read_entry(store: &BlockStore, result: Cid, name: &str) -> anyhow::Result<Vec<u8>> {
+    let cid = files::entry(store, result, name)
+        .await?
+        .with_context(|| format!("result {result} has no `{name}`"))?;
+    Ok(files::cat_to_vec(store, cid).await?)
+}
+
+fn progress_bar() -> indicatif::ProgressBar {
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new_spinner()
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
+            .expect("a valid template"),
+    );
+    bar.set_message("joining the network");
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+fn stage_line(stage: &Stage) -> String {
+    match stage {
+        Stage::FindingWorkers => "finding workers".into(),
+        Stage::FoundWorkers { count } => format!("found {count} workers"),
+        Stage::Submitted { worker } => format!("submitted to {worker}; uploading inputs"),
+        Stage::Worker { worker, state } => format!("{state} on {worker}"),
+        Stage::Retrying { worker, reason } => format!("retrying: {worker} failed ({reason})"),
+        Stage::FetchingResult { worker } => format!("fetching the result from {worker}"),
+    }
+}
+
+/// Writes `<data-dir>/jobs/<job>.json`, so `status` and `receipt` can tell
+/// about the job later (temp file + rename: never a torn record).
+async fn record(data_dir: &Path, report: &SubmitReport) -> anyhow::Result<()> {
+    let dir = data_dir.join(JOBS_DIR);
+    tokio::fs::create_dir_all(&dir).await?;
+    let path = dir.join(format!("{}.json", report.job));
+    let tmp = dir.join(format!(".{}.tmp", report.job));
+    tokio::fs::write(&tmp, serde_json::to_vec_pretty(&report.to_json())?).await?;
+    tokio::fs::rename(&tmp, &path).await?;
+    Ok(())
+}
+
+/// A job's record, if it was submitted from this data dir.
+async fn read_record(data_dir: &Path, job: &JobId) -> anyhow::Result<Option<serde_json::Value>> {
+    let path = data_dir.join(JOBS_DIR).join(format!("{job}.json"));
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => Ok(Some(
+            serde_json::from_slice(&bytes).with_context(|| format!("{} is corrupt", path.display()))?,
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Show a job's state: from the record of a job submitted from this data
+/// dir, or (through the running daemon) from this node's worker or the
+/// worker named with --worker.
+#[derive(Debug, Args)]
+pub(super) struct StatusArgs {
+    /// The job id printed by `submit`.
+    #[arg(value_name = "JOB_ID")]
+    job: JobId,
+    /// Ask this worker (needs a running daemon).
+    #[arg(long, value_name = "PEERID")]
+    worker: Option<PeerId>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl StatusArgs {
+    pub(super) async fn execute(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+        let data_dir = global.data_dir()?;
+        let mut out = std::io::stdout().lock();
+        if self.worker.is_none()
+            && let Some(record) = read_record(data_dir.root(), &self.job).await?
+        {
+            if self.json {
+                serde_json::to_writer_pretty(&mut out, &record)?;
+                writeln!(out)?;
+            } else {
+                for r in record["results"].as_array().into_iter().flatten() {
+                    writeln!(
+                        out,
+                        "done: {} on worker {} (result {}, receipt {})",
+                        r["status"].as_str().unwrap_or("?"),
+                        r["worker"].as_str().unwrap_or("?"),
+                        r["result"].as_str().unwrap_or("?"),
+                        r["receipt_cid"].as_str().unwrap_or("?"),
+                    )?;
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        let Some(daemon) = Daemon::find(data_dir.root()).await else {
+            bail!(
+                "job {} was not submitted from {} and no daemon runs there to ask a worker",
+                self.job,
+                data_dir.root().display()
+            );
+        };
+        let answer = daemon
+            .call(&Request::JobStatus {
+                job: self.job.0,
+                worker: self.worker,
+            })
+            .await?;
+        if self.json {
+            serde_json::to_writer_pretty(&mut out, &answer)?;
+            writeln!(out)?;
+        } else {
+            writeln!(out, "{}", state_line(&answer["state"]))?;
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn state_line(state: &serde_json::Value) -> String {
+    match state {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Object(o) => match (o.get("done"), o.get("failed")) {
+            (Some(done), _) => format!(
+                "done: {} (receipt {})",
+                serde_json::from_value::<Status>(done["status"].clone())
+                    .map_or_else(|_| done["status"].to_string(), |s| s.to_string()),
+                done["receipt"]
+            ),
+            (None, Some(failed)) => format!("failed: {}", failed["message"].as_str().unwrap_or("?")),
+            _ => state.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
+/// Print a job's verified receipt: from the record of a job submitted from
+/// this data dir, or (through the running daemon) from this node's worker or
+/// the worker named with --worker.
+#[derive(Debug, Args)]
+pub(super) struct ReceiptArgs {
+    /// The job id printed by `submit`.
+    #[arg(value_name = "JOB_ID")]
+    job: JobId,
+    /// Ask this worker (needs a running daemon).
+    #[arg(long, value_name = "PEERID")]
+    worker: Option<PeerId>,
+    /// Print the receipt as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl ReceiptArgs {
+    pub(super) async fn execute(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+        let data_dir = global.data_dir()?;
+        let store = global.store().await?;
+        let recorded = match (&self.worker, read_record(data_dir.root(), &self.job).await?) {
+            (None, Some(record)) => record["results"][0]["receipt_cid"]
+                .as_str()
+                .map(str::parse::<Cid>)
+                .transpose()?,
+            _ => None,
+        };
+        let cid = match recorded {
+            Some(cid) => cid,
+            None => {
+                let Some(daemon) = Daemon::find(data_dir.root()).await else {
+                    bail!(
+                        "no receipt of job {} in {} and no daemon runs there to ask a worker",
+                        self.job,
+                        data_dir.root().display()
+                    );
+                };
+                let answer = daemon
+                    .call(&Request::JobReceipt {
+                        job: self.job.0,
+                        worker: self.worker,
+                    })
+                    .await?;
+                answer["receipt"]
+                    .as_str()
+                    .context("the daemon answered without a receipt")?
+                    .parse()?
+            }
+        };
+        let receipt = load_receipt(&store, cid).await?;
+        if receipt.receipt().job != self.job {
+            bail!("receipt {cid} is about job {}, not {}", receipt.receipt().job, self.job);
+        }
+        let mut out = std::io::stdout().lock();
+        if self.json {
+            writeln!(out, "{}", receipt.to_json())?;
+        } else {
+            super::verify::write_receipt(&mut out, &receipt, receipt.receipt())?;
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}

@@ -1,0 +1,414 @@
+//! Compute over the network, in process on loopback QUIC: workers advertise
+//! capabilities, requesters find them, submit, and get signed receipts and
+//! results back; busy, denied, vanished and lying peers are handled.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use bytes::Bytes;
+use phase_node::config::NodeConfig;
+use phase_node::node::NodeHandle;
+use phase_node::requester::{SubmitError, SubmitOptions};
+use phase_node::store::files;
+use phase_protocol::job::{JobRequest, JobResponse, JobState, Rejection};
+use phase_protocol::{ByteSize, Cid, JobSpec, Limits, PeerId, Status};
+
+use phase_tests::{TestNet, guest, loopback_config, within};
+
+fn worker_config(slots: u32, queue: u32) -> NodeConfig {
+    let mut config = loopback_config();
+    config.worker.enabled = true;
+    config.worker.slots = slots;
+    config.worker.queue = queue;
+    config
+}
+
+/// Workers first (node 0 is also the bootstrap node), then one requester.
+async fn net(workers: Vec<NodeConfig>) -> TestNet {
+    let mut configs = workers;
+    configs.push(loopback_config());
+    let net = TestNet::with_configs(configs).await;
+    net.converge().await;
+    net
+}
+
+fn requester(net: &TestNet) -> &NodeHandle {
+    net.nodes.last().expect("a requester")
+}
+
+async fn add(node: &NodeHandle, bytes: Bytes) -> Cid {
+    let root = files::add_bytes(node.store(), bytes).await.unwrap();
+    node.store().pin(&root.cid).await.unwrap();
+    root.cid
+}
+
+async fn hello_spec(node: &NodeHandle, nonce: u64) -> JobSpec {
+    let mut spec = JobSpec::new(add(node, guest("hello")).await);
+    spec.stdin = Some(add(node, Bytes::from_static(b"Hello, World")).await);
+    spec.limits = Limits {
+        fuel: 100_000_000,
+        memory: ByteSize(64 << 20),
+        timeout: Duration::from_secs(30),
+        max_output: ByteSize(1 << 20),
+    };
+    spec.nonce = nonce;
+    spec
+}
+
+async fn entry(node: &NodeHandle, result: Cid, name: &str) -> Vec<u8> {
+    let cid = files::entry(node.store(), result, name)
+        .await
+        .unwrap()
+        .unwrap();
+    files::cat_to_vec(node.store(), cid).await.unwrap()
+}
+
+fn quiet() -> impl Fn(phase_node::requester::Stage) + Send + Sync {
+    |_| {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_runs_on_a_worker_and_the_receipt_names_it() {
+    let net = net(vec![worker_config(2, 4), worker_config(2, 4)]).await;
+    let c = requester(&net);
+    let spec = hello_spec(c, 1).await;
+    let report = within(c.requester().submit(&spec, &SubmitOptions::default(), &quiet()))
+        .await
+        .unwrap();
+    let workers: HashSet<PeerId> = net.nodes[..2].iter().map(NodeHandle::peer_id).collect();
+    let run = &report.results[0];
+    assert!(workers.contains(&run.worker), "ran on a worker");
+    let receipt = run.receipt.verify_signer(&run.worker).unwrap();
+    assert_eq!(receipt.job, spec.id());
+    assert_eq!(receipt.requester, c.peer_id());
+    assert_eq!(receipt.status, Status::Exited { code: 0 });
+    assert_eq!(entry(c, receipt.result, "stdout").await, b"dlroW ,olleH");
+    // The worker keeps the receipt, retrievable by job id.
+    let answer = within(
+        c.network()
+            .request_job(run.worker, JobRequest::Receipt(spec.id())),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(answer, JobResponse::Receipt(r) if *r == run.receipt));
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_out_of_fuel_gets_a_signed_receipt_that_says_so() {
+    let net = net(vec![worker_config(1, 4)]).await;
+    let c = requester(&net);
+    let mut spec = JobSpec::new(add(c, guest("loop")).await);
+    spec.limits.fuel = 1_000_000;
+    let report = within(c.requester().submit(&spec, &SubmitOptions::default(), &quiet()))
+        .await
+        .unwrap();
+    let run = &report.results[0];
+    let receipt = run.receipt.verify_signer(&run.worker).unwrap();
+    assert_eq!(receipt.status, Status::OutOfFuel);
+    assert!(receipt.fuel_consumed >= 1_000_000);
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_of_a_deterministic_job_agree() {
+    let net = net(vec![worker_config(1, 4); 3]).await;
+    let c = requester(&net);
+    let mut spec = JobSpec::new(add(c, guest("clock-random")).await);
+    spec.deterministic = true;
+    let options = SubmitOptions {
+        replicas: 3,
+        ..SubmitOptions::default()
+    };
+    let report = within(c.requester().submit(&spec, &options, &quiet()))
+        .await
+        .unwrap();
+    let workers: HashSet<PeerId> = report.results.iter().map(|r| r.worker).collect();
+    assert_eq!(workers.len(), 3, "three distinct workers");
+    let agreement = report.agreement.unwrap();
+    assert!(agreement.agreed, "{agreement:?}");
+    let results: HashSet<Cid> = report
+        .results
+        .iter()
+        .map(|r| r.receipt.receipt().result)
+        .collect();
+    assert_eq!(results.len(), 1);
+    let fuel: HashSet<u64> = report
+        .results
+        .iter()
+        .map(|r| r.receipt.receipt().fuel_consumed)
+        .collect();
+    assert_eq!(fuel.len(), 1, "same fuel on every worker");
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_jobs_at_once_on_two_workers_with_two_slots_all_complete() {
+    // No queue: a worker with both slots taken answers busy, and the
+    // requester retries.
+    let net = net(vec![worker_config(2, 0), worker_config(2, 0)]).await;
+    let c = requester(&net);
+    let mut specs = Vec::new();
+    for nonce in 0..50 {
+        specs.push(hello_spec(c, nonce).await);
+    }
+    let options = SubmitOptions::default();
+    let runs = specs
+        .iter()
+        .map(|spec| c.requester().submit(spec, &options, &|_| {}));
+    let reports = within(futures::future::join_all(runs)).await;
+    let mut ids = HashSet::new();
+    for report in reports {
+        let report = report.unwrap();
+        let receipt = report.results[0].receipt.receipt();
+        assert_eq!(receipt.status, Status::Exited { code: 0 });
+        ids.insert(report.job);
+    }
+    assert_eq!(ids.len(), 50);
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wordcount_over_a_20_mib_input_directory_is_correct() {
+    let net = net(vec![worker_config(1, 4)]).await;
+    let c = requester(&net);
+    let dir = tempfile::tempdir().unwrap();
+    let words = ["alpha", "beta", "gamma", "delta", "epsilon"];
+    let mut expected = String::new();
+    let mut total = 0u64;
+    for f in 0..20 {
+        let mut text = String::new();
+        let mut n = 0u64;
+        let mut x = f as u64 + 1;
+        while text.len() < (1 << 20) {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            text.push_str(words[(x >> 33) as usize % words.len()]);
+            text.push(if x % 7 == 0 { '\n' } else { ' ' });
+            n += 1;
+        }
+        let sub = dir.path().join(format!("part{}", f % 3));
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::write(sub.join(format!("file{f:02}.txt")), &text).unwrap();
+        total += n;
+    }
+    let mut lines: Vec<(String, u64)> = Vec::new();
+    for sub in std::fs::read_dir(dir.path()).unwrap() {
+        for file in std::fs::read_dir(sub.unwrap().path()).unwrap() {
+            let path = file.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let rel = path.strip_prefix(dir.path()).unwrap().display().to_string();
+            lines.push((rel, text.split_ascii_whitespace().count() as u64));
+        }
+    }
+    lines.sort();
+    for (rel, n) in &lines {
+        expected.push_str(&format!("{n} {rel}\n"));
+    }
+    expected.push_str(&format!("TOTAL {total}\n"));
+
+    let (input, _) = files::add_path(c.store(), dir.path().to_owned(), true)
+        .await
+        .unwrap();
+    let mut spec = JobSpec::new(add(c, guest("wordcount")).await);
+    spec.input = Some(input.cid);
+    let report = within(c.requester().submit(&spec, &SubmitOptions::default(), &quiet()))
+        .await
+        .unwrap();
+    let receipt = report.results[0].receipt.receipt();
+    assert_eq!(receipt.status, Status::Exited { code: 0 });
+    assert_eq!(receipt.input, Some(input.cid));
+    let stdout = String::from_utf8(entry(c, receipt.result, "stdout").await).unwrap();
+    assert_eq!(stdout, expected);
+    let output = files::entry(c.store(), receipt.result, "output")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(entry(c, output, "report.txt").await, expected.as_bytes());
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_chosen_worker_mid_job_makes_the_job_finish_elsewhere() {
+    let mut net = net(vec![worker_config(1, 4), worker_config(1, 4)]).await;
+    let workers: Vec<PeerId> = net.nodes[..2].iter().map(NodeHandle::peer_id).collect();
+    let mut events: Vec<_> = net.nodes[..2]
+        .iter()
+        .map(|n| n.scheduler().unwrap().subscribe())
+        .collect();
+    // Counts to 200 million, then exits 0: long enough to be caught running.
+    let module = wat::parse_str(
+        r#"(module
+            (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+            (memory (export "memory") 1)
+            (func (export "_start") (local $i i32)
+              (loop $l
+                (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                (br_if $l (i32.lt_u (local.get $i) (i32.const 200000000))))
+              (call $exit (i32.const 0))))"#,
+    )
+    .unwrap();
+    let requester_node = net.nodes.pop().unwrap();
+    let spec = JobSpec::new(add(&requester_node, Bytes::from(module)).await);
+    let job = spec.id();
+    let submit = {
+        let requester = requester_node.requester().clone();
+        let spec = spec.clone();
+        let options = SubmitOptions {
+            poll_interval: Duration::from_millis(200),
+            ..SubmitOptions::default()
+        };
+        tokio::spawn(async move { requester.submit(&spec, &options, &|_| {}).await })
+    };
+    // Wait for the job to run somewhere, then kill that worker.
+    let running = within(async {
+        let (a, b) = events.split_at_mut(1);
+        loop {
+            tokio::select! {
+                Ok((id, JobState::Running)) = a[0].recv() => if id == job { break 0 },
+                Ok((id, JobState::Running)) = b[0].recv() => if id == job { break 1 },
+            }
+        }
+    })
+    .await;
+    net.nodes.remove(running).shutdown().await;
+    let report = within(submit).await.unwrap().unwrap();
+    let run = &report.results[0];
+    assert_eq!(run.worker, workers[1 - running], "finished on the other worker");
+    assert_eq!(run.receipt.receipt().status, Status::Exited { code: 0 });
+    assert!(
+        report
+            .failed_attempts
+            .iter()
+            .any(|a| a.worker == workers[running].to_string()),
+        "the lost attempt is reported: {:?}",
+        report.failed_attempts
+    );
+    requester_node.shutdown().await;
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_requester_is_refused() {
+    let mut config = worker_config(1, 4);
+    // The requester's id is not known before it starts: deny every id but
+    // the bootstrap node's own by allowing only a stranger.
+    config.worker.allow = vec![PeerId::random()];
+    let net = net(vec![config]).await;
+    let c = requester(&net);
+    let spec = hello_spec(c, 1).await;
+    let options = SubmitOptions {
+        worker: Some(net.nodes[0].peer_id()),
+        ..SubmitOptions::default()
+    };
+    let err = within(c.requester().submit(&spec, &options, &quiet()))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("does not accept jobs from this requester"),
+        "{err}"
+    );
+    let answer = within(
+        c.network()
+            .request_job(net.nodes[0].peer_id(), JobRequest::Submit(Box::new(spec))),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer, JobResponse::Rejected(Rejection::Denied));
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_module_whose_bytes_do_not_match_its_cid_never_runs() {
+    let net = net(vec![worker_config(1, 4)]).await;
+    let c = requester(&net);
+    let mut events = net.nodes[0].scheduler().unwrap().subscribe();
+    let spec = hello_spec(c, 1).await;
+    // Rot the module's block on the requester's disk: it can no longer
+    // serve it, and nobody else has it.
+    std::fs::write(net.block_file(1, &spec.module), guest("loop")).unwrap();
+    let options = SubmitOptions {
+        poll_interval: Duration::from_millis(200),
+        ..SubmitOptions::default()
+    };
+    let err = within(c.requester().submit(&spec, &options, &quiet()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SubmitError::Failed { .. }), "{err}");
+    assert!(err.to_string().contains("cannot fetch"), "{err}");
+    while let Ok((_, state)) = events.try_recv() {
+        assert_ne!(state, JobState::Running, "the worker never runs it");
+    }
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_submits_is_answered_busy_and_the_worker_keeps_serving() {
+    let net = net(vec![worker_config(1, 0)]).await;
+    let c = requester(&net);
+    let worker = net.nodes[0].peer_id();
+    let spec = hello_spec(c, 0).await;
+    let flood = (0..10_000u64).map(|nonce| {
+        let mut spec = spec.clone();
+        spec.nonce = nonce;
+        let network = c.network().clone();
+        async move {
+            network
+                .request_job(worker, JobRequest::Submit(Box::new(spec)))
+                .await
+        }
+    });
+    let answers = within(futures::future::join_all(flood)).await;
+    let accepted = answers
+        .iter()
+        .filter(|a| matches!(a, Ok(JobResponse::Accepted(_))))
+        .count();
+    let busy = answers
+        .iter()
+        .filter(|a| matches!(a, Ok(JobResponse::Rejected(Rejection::Busy))))
+        .count();
+    assert!(accepted >= 1, "the first is accepted");
+    assert!(busy > 9_000, "most are answered busy: {busy} busy, {accepted} accepted");
+    // Still serving: it answers a query, and a polite job completes.
+    let answer = within(c.network().request_job(worker, JobRequest::Capabilities))
+        .await
+        .unwrap();
+    assert!(matches!(answer, JobResponse::Capabilities(_)));
+    let report = within(c.requester().submit(
+        &hello_spec(c, 20_000).await,
+        &SubmitOptions::default(),
+        &quiet(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        report.results[0].receipt.receipt().status,
+        Status::Exited { code: 0 }
+    );
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_above_a_workers_maximum_are_rejected_with_the_limit_named() {
+    let mut config = worker_config(1, 4);
+    config.worker.max_memory = ByteSize(32 << 20);
+    let net = net(vec![config]).await;
+    let c = requester(&net);
+    let spec = hello_spec(c, 1).await; // asks for 64 MiB
+    let answer = within(
+        c.network()
+            .request_job(net.nodes[0].peer_id(), JobRequest::Submit(Box::new(spec.clone()))),
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(&answer, JobResponse::Rejected(Rejection::LimitsTooHigh { limit, .. }) if limit == "memory"),
+        "{answer:?}"
+    );
+    // The requester does not even pick it: it does not fit.
+    let err = within(c.requester().submit(&spec, &SubmitOptions::default(), &quiet()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SubmitError::NoWorkers { .. }), "{err}");
+    net.shutdown().await;
+}
