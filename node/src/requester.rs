@@ -39,6 +39,11 @@ pub const QUERY_DEADLINE: Duration = Duration::from_secs(10);
 pub const MAX_MISSED_POLLS: u32 = 3;
 /// Receipts awaited at once; past this, jobs still complete by polling.
 pub const MAX_PENDING_DELIVERIES: usize = 10_000;
+/// Candidates asked for their capabilities at most: the DHT's providers
+/// first, topped up from the routing table (a provider lookup can end
+/// before every provider has answered, and in a small network the routing
+/// table holds everyone).
+pub const MAX_CANDIDATES: usize = 32;
 /// Longest pause between asking busy workers again.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -328,20 +333,31 @@ impl Requester {
     }
 
     /// Workers able to run `spec`, best first (most free slots, then
-    /// lowest round-trip time).
+    /// lowest round-trip time): the providers of the job's capability key,
+    /// topped up from the routing table to [`MAX_CANDIDATES`], each asked
+    /// what it offers.
     ///
     /// # Errors
     /// When the DHT lookup fails, or nobody fits.
     pub async fn find_workers(&self, spec: &JobSpec) -> Result<Vec<PeerId>, SubmitError> {
         let capability = Self::search_capability(spec);
         let me = self.network.peer_id();
-        let found: Vec<PeerId> = self
+        let mut found: Vec<PeerId> = self
             .network
             .find_capability(&capability)
             .await?
             .into_iter()
             .filter(|p| *p != me)
             .collect();
+        debug!(%capability, found = found.len(), "workers found in the DHT");
+        for peer in self.network.routing_peers().await? {
+            if found.len() >= MAX_CANDIDATES {
+                break;
+            }
+            if !found.contains(&peer) {
+                found.push(peer);
+            }
+        }
         let queries = found.into_iter().map(|peer| async move {
             let started = Instant::now();
             let answer = tokio::time::timeout(
@@ -351,7 +367,10 @@ impl Requester {
             .await;
             match answer {
                 Ok(Ok(JobResponse::Capabilities(info))) => Some((peer, info, started.elapsed())),
-                _ => None,
+                other => {
+                    debug!(%peer, ?other, "no capability answer");
+                    None
+                }
             }
         });
         let mut fit: Vec<(PeerId, WorkerInfo, Duration)> = futures::future::join_all(queries)

@@ -82,7 +82,7 @@ async fn hello_runs_on_a_worker_and_the_receipt_names_it() {
     assert_eq!(receipt.job, spec.id());
     assert_eq!(receipt.requester, c.peer_id());
     assert_eq!(receipt.status, Status::Exited { code: 0 });
-    assert_eq!(entry(c, receipt.result, "stdout").await, b"dlroW ,olleH");
+    assert_eq!(entry(c, receipt.result, "stdout").await, b"dlroW ,olleH\n");
     // The worker keeps the receipt, retrievable by job id.
     let answer = within(
         c.network()
@@ -367,8 +367,11 @@ async fn a_flood_of_submits_is_answered_busy_and_the_worker_keeps_serving() {
         .iter()
         .filter(|a| matches!(a, Ok(JobResponse::Rejected(Rejection::Busy))))
         .count();
+    // One slot, no queue: a handful are accepted (as earlier ones finish),
+    // the rest answered busy or cut off at the stream limit.
     assert!(accepted >= 1, "the first is accepted");
-    assert!(busy > 9_000, "most are answered busy: {busy} busy, {accepted} accepted");
+    assert!(accepted < 1_000, "{accepted} accepted");
+    assert!(busy > 1_000, "{busy} busy, {accepted} accepted");
     // Still serving: it answers a query, and a polite job completes.
     let answer = within(c.network().request_job(worker, JobRequest::Capabilities))
         .await
