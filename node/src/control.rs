@@ -263,65 +263,71 @@ async fn handle(stream: UnixStream, node: &NodeHandle) {
     };
     let deadline = request.as_ref().map_or(REQUEST_DEADLINE, Request::deadline);
     let respond = async {
-    match request {
-        Ok(Request::Submit {
-            job,
-            worker,
-            replicas,
-            attempts,
-            timeout_ms,
-        }) => {
-            let (tx, mut rx) = tokio::sync::mpsc::channel(PROGRESS_QUEUE);
-            let progress = move |stage: Stage| {
-                let _ = tx.try_send(stage);
-            };
-            let options = SubmitOptions {
+        match request {
+            Ok(Request::Submit {
+                job,
                 worker,
                 replicas,
                 attempts,
-                ..SubmitOptions::default()
-            };
-            let submit = submit(node, job, options, Duration::from_millis(timeout_ms), progress);
-            tokio::pin!(submit);
-            let result = loop {
-                tokio::select! {
-                    result = &mut submit => break result,
-                    Some(stage) = rx.recv() => {
-                        let _ = write_line(&mut write, &Response::Stage(stage)).await;
+                timeout_ms,
+            }) => {
+                let (tx, mut rx) = tokio::sync::mpsc::channel(PROGRESS_QUEUE);
+                let progress = move |stage: Stage| {
+                    let _ = tx.try_send(stage);
+                };
+                let options = SubmitOptions {
+                    worker,
+                    replicas,
+                    attempts,
+                    ..SubmitOptions::default()
+                };
+                let submit = submit(
+                    node,
+                    job,
+                    options,
+                    Duration::from_millis(timeout_ms),
+                    progress,
+                );
+                tokio::pin!(submit);
+                let result = loop {
+                    tokio::select! {
+                        result = &mut submit => break result,
+                        Some(stage) = rx.recv() => {
+                            let _ = write_line(&mut write, &Response::Stage(stage)).await;
+                        }
                     }
+                };
+                match result {
+                    Ok(report) => Response::Ok(report),
+                    Err(e) => Response::Error(e),
                 }
-            };
-            match result {
-                Ok(report) => Response::Ok(report),
-                Err(e) => Response::Error(e),
             }
-        }
-        Ok(Request::Fetch { cid }) => {
-            // Progress goes out while the fetch runs; the answer comes last.
-            let (tx, mut rx) = tokio::sync::mpsc::channel(PROGRESS_QUEUE);
-            let fetch = node.fetch_with_progress(cid, |p| {
-                let _ = tx.try_send(p);
-            });
-            tokio::pin!(fetch);
-            let result = loop {
-                tokio::select! {
-                    result = &mut fetch => break result,
-                    Some(p) = rx.recv() => {
-                        let _ = write_line(&mut write, &Response::Progress(p)).await;
+            Ok(Request::Fetch { cid }) => {
+                // Progress goes out while the fetch runs; the answer comes last.
+                let (tx, mut rx) = tokio::sync::mpsc::channel(PROGRESS_QUEUE);
+                let fetch = node.fetch_with_progress(cid, |p| {
+                    let _ = tx.try_send(p);
+                });
+                tokio::pin!(fetch);
+                let result = loop {
+                    tokio::select! {
+                        result = &mut fetch => break result,
+                        Some(p) = rx.recv() => {
+                            let _ = write_line(&mut write, &Response::Progress(p)).await;
+                        }
                     }
+                };
+                match result {
+                    Ok(blocks) => Response::Ok(serde_json::json!({ "blocks": blocks })),
+                    Err(e) => Response::Error(error_line(&e)),
                 }
-            };
-            match result {
-                Ok(blocks) => Response::Ok(serde_json::json!({ "blocks": blocks })),
-                Err(e) => Response::Error(error_line(&e)),
             }
+            Ok(request) => {
+                debug!(?request, "control request");
+                answer(request, node).await
+            }
+            Err(e) => Response::Error(e),
         }
-        Ok(request) => {
-            debug!(?request, "control request");
-            answer(request, node).await
-        }
-        Err(e) => Response::Error(e),
-    }
     };
     let response = match tokio::time::timeout(deadline, respond).await {
         Ok(response) => response,
@@ -347,7 +353,8 @@ async fn submit(
         .await
         .map_err(|e| error_line(&e))?
         .ok_or_else(|| format!("job spec {job} is not in the store"))?;
-    let spec = JobSpec::decode(&bytes).map_err(|e| format!("job spec {job}: {}", error_line(&e)))?;
+    let spec =
+        JobSpec::decode(&bytes).map_err(|e| format!("job spec {job}: {}", error_line(&e)))?;
     let report = tokio::time::timeout(timeout, node.requester().submit(&spec, &options, &progress))
         .await
         .map_err(|_| format!("no result within {}", humantime::format_duration(timeout)))?
@@ -366,7 +373,8 @@ async fn job_query(
         if receipt {
             s.receipt(&job).map(|r| JobResponse::Receipt(Box::new(r)))
         } else {
-            s.state(&job).map(|state| JobResponse::Status { job, state })
+            s.state(&job)
+                .map(|state| JobResponse::Status { job, state })
         }
     });
     let response = match (local, worker) {

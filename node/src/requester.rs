@@ -161,8 +161,8 @@ impl SubmitReport {
             .results
             .iter()
             .map(|r| {
-                let receipt: serde_json::Value = serde_json::from_str(&r.receipt.to_json())
-                    .expect("a receipt's JSON parses");
+                let receipt: serde_json::Value =
+                    serde_json::from_str(&r.receipt.to_json()).expect("a receipt's JSON parses");
                 serde_json::json!({
                     "worker": r.worker.to_string(),
                     "receipt_cid": r.receipt.cid().to_string(),
@@ -232,11 +232,14 @@ pub enum SubmitError {
 /// here. Cheap to clone.
 #[derive(Clone, Debug, Default)]
 pub struct Deliveries {
-    waiting: Arc<Mutex<HashMap<(JobId, PeerId), oneshot::Sender<SignedReceipt>>>>,
+    waiting: Arc<Mutex<Awaited>>,
 }
 
+/// Receipts awaited, by job and worker.
+type Awaited = HashMap<(JobId, PeerId), oneshot::Sender<SignedReceipt>>;
+
 impl Deliveries {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(JobId, PeerId), oneshot::Sender<SignedReceipt>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Awaited> {
         self.waiting
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -423,7 +426,8 @@ impl Requester {
             candidates: candidates.into(),
         });
         let failed = Mutex::new(Vec::new());
-        let runs = (0..replicas).map(|_| self.run_replica(spec, job, &pool, &failed, options, progress));
+        let runs =
+            (0..replicas).map(|_| self.run_replica(spec, job, &pool, &failed, options, progress));
         let outcomes = futures::future::join_all(runs).await;
         let mut results = Vec::with_capacity(replicas);
         for outcome in outcomes {
@@ -534,7 +538,10 @@ impl Requester {
                 }
             };
             if let Err(reason) = check_receipt(&receipt, worker, spec, self.network.peer_id()) {
-                last = fail(format!("receipt from worker {worker} rejected: {reason}"), false);
+                last = fail(
+                    format!("receipt from worker {worker} rejected: {reason}"),
+                    false,
+                );
                 failures += 1;
                 continue;
             }
@@ -620,7 +627,8 @@ impl Requester {
     }
 
     async fn query(&self, worker: PeerId, request: JobRequest) -> Option<JobResponse> {
-        match tokio::time::timeout(QUERY_DEADLINE, self.network.request_job(worker, request)).await {
+        match tokio::time::timeout(QUERY_DEADLINE, self.network.request_job(worker, request)).await
+        {
             Ok(Ok(response)) => Some(response),
             Ok(Err(e)) => {
                 debug!(%worker, error = %e, "query failed");
@@ -679,7 +687,10 @@ pub fn check_receipt(
         return Err(format!("it is about job {}, not {}", r.job, spec.id()));
     }
     if r.requester != me {
-        return Err(format!("it names requester {}, not this node {me}", r.requester));
+        return Err(format!(
+            "it names requester {}, not this node {me}",
+            r.requester
+        ));
     }
     if r.module != spec.module || r.stdin != spec.stdin || r.input != spec.input {
         return Err("its module or inputs differ from the job's".into());
@@ -758,7 +769,10 @@ mod tests {
         let me = PeerId::random();
         let spec = JobSpec::new(raw_cid(b"module"));
         let good = receipt(&a, &spec, me, raw_cid(b"r"));
-        assert_eq!(check_receipt(&good, a.public().to_peer_id(), &spec, me), Ok(()));
+        assert_eq!(
+            check_receipt(&good, a.public().to_peer_id(), &spec, me),
+            Ok(())
+        );
         let by_b = receipt(&b, &spec, me, raw_cid(b"r"));
         let err = check_receipt(&by_b, a.public().to_peer_id(), &spec, me).unwrap_err();
         assert!(err.contains("not by the expected worker"), "{err}");
@@ -782,11 +796,18 @@ mod tests {
         };
         let same: Vec<_> = keys.iter().map(|k| result(k, b"x")).collect();
         assert!(agreement(&same).agreed);
-        let odd = vec![result(&keys[0], b"x"), result(&keys[1], b"y"), result(&keys[2], b"x")];
+        let odd = vec![
+            result(&keys[0], b"x"),
+            result(&keys[1], b"y"),
+            result(&keys[2], b"x"),
+        ];
         let a = agreement(&odd);
         assert!(!a.agreed);
         assert_eq!(a.result, raw_cid(b"x").to_string());
-        assert_eq!(a.dissenters, vec![keys[1].public().to_peer_id().to_string()]);
+        assert_eq!(
+            a.dissenters,
+            vec![keys[1].public().to_peer_id().to_string()]
+        );
     }
 
     #[test]

@@ -60,10 +60,7 @@ const EVENT_BUFFER: usize = 1024;
 /// The runtime a receipt names.
 #[must_use]
 pub fn runtime_version() -> String {
-    format!(
-        "phase-node/{} wasmtime/48.0.8",
-        env!("CARGO_PKG_VERSION")
-    )
+    format!("phase-node/{} wasmtime/48.0.8", env!("CARGO_PKG_VERSION"))
 }
 
 /// Capabilities every worker has.
@@ -307,7 +304,13 @@ impl Scheduler {
         Ok(id)
     }
 
-    async fn run_job(self, id: JobId, requester: PeerId, spec: JobSpec, admitted: OwnedSemaphorePermit) {
+    async fn run_job(
+        self,
+        id: JobId,
+        requester: PeerId,
+        spec: JobSpec,
+        admitted: OwnedSemaphorePermit,
+    ) {
         let _admitted = admitted;
         let cancel = self.inner.cancel.clone();
         let work = async {
@@ -354,18 +357,25 @@ impl Scheduler {
             .map_err(|_| JobError::FetchTimeout(FETCH_DEADLINE))?
             .map_err(JobError::Fetch)?;
 
-        let module_bytes = read_capped(&inner.store, spec.module, MAX_MODULE_SIZE, "the module").await?;
+        let module_bytes =
+            read_capped(&inner.store, spec.module, MAX_MODULE_SIZE, "the module").await?;
         let module = inner
             .executor
             .load(module_bytes)
             .await
             .map_err(|e| JobError::Module(spec.module, e))?;
-        if spec.capabilities.iter().any(|c| c.as_str() == Capability::WASI_P1)
+        if spec
+            .capabilities
+            .iter()
+            .any(|c| c.as_str() == Capability::WASI_P1)
             && module.kind() == ModuleKind::Component
         {
             return Err(JobError::Kind("component"));
         }
-        if spec.capabilities.iter().any(|c| c.as_str() == Capability::WASI_P2)
+        if spec
+            .capabilities
+            .iter()
+            .any(|c| c.as_str() == Capability::WASI_P2)
             && module.kind() == ModuleKind::CoreModule
         {
             return Err(JobError::Kind("core module"));
@@ -403,7 +413,11 @@ impl Scheduler {
                 RunSpec {
                     program_name: spec.module.to_string(),
                     args: spec.args.clone(),
-                    env: spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                    env: spec
+                        .env
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
                     stdin,
                     input_dir,
                     output_dir: Some(output_dir.clone()),
@@ -470,10 +484,15 @@ impl Scheduler {
         for root in roots {
             match fetch::fetch_dag(network, store, *root, [requester]).await {
                 Ok(_) => continue,
-                Err(e @ (FetchError::Store(_) | FetchError::Network(crate::network::NetworkError::Shutdown))) => {
+                Err(
+                    e @ (FetchError::Store(_)
+                    | FetchError::Network(crate::network::NetworkError::Shutdown)),
+                ) => {
                     return Err(e);
                 }
-                Err(e) => debug!(%root, error = %e, "requester could not deliver; asking providers"),
+                Err(e) => {
+                    debug!(%root, error = %e, "requester could not deliver; asking providers")
+                }
             }
             let providers = network.find_providers(*root).await?;
             fetch::fetch_dag(network, store, *root, providers).await?;
@@ -549,7 +568,10 @@ async fn read_capped(
 ) -> Result<Bytes, JobError> {
     let store = store.clone();
     let bytes = tokio::task::spawn_blocking(move || {
-        let mut out = CappedVec { buf: Vec::new(), max };
+        let mut out = CappedVec {
+            buf: Vec::new(),
+            max,
+        };
         files::cat_blocking(&store, &cid, &mut out).map(|_| out.buf)
     })
     .await

@@ -35,11 +35,23 @@ fn a_bad_job_file_is_one_line_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         (r#"{"module": {"path": "nope.wasm"}}"#, "module: "),
-        (r#"{"module": {"path": "m.wasm"}, "limits": {"fuel": -1}}"#, "limits.fuel"),
-        (r#"{"module": {"path": "m.wasm"}, "limits": {"memory": "9 parsecs"}}"#, "limits.memory"),
-        (r#"{"module": {"path": "m.wasm"}, "colour": "red"}"#, "colour"),
+        (
+            r#"{"module": {"path": "m.wasm"}, "limits": {"fuel": -1}}"#,
+            "limits.fuel",
+        ),
+        (
+            r#"{"module": {"path": "m.wasm"}, "limits": {"memory": "9 parsecs"}}"#,
+            "limits.memory",
+        ),
+        (
+            r#"{"module": {"path": "m.wasm"}, "colour": "red"}"#,
+            "colour",
+        ),
         (r#"{"stdin": {"text": "x"}}"#, "module"),
-        (r#"{"module": {"path": "m.wasm"}, "limits": {"timeout": "48h"}}"#, "limits.timeout"),
+        (
+            r#"{"module": {"path": "m.wasm"}, "limits": {"timeout": "48h"}}"#,
+            "limits.timeout",
+        ),
     ];
     std::fs::write(dir.path().join("m.wasm"), b"\0asm\x01\0\0\0").unwrap();
     for (job, field) in cases {
@@ -48,7 +60,10 @@ fn a_bad_job_file_is_one_line_naming_the_field() {
         assert_eq!(out.status.code(), Some(1), "{job}: {err}");
         assert_eq!(err.lines().count(), 1, "{job}: one line: {err}");
         assert!(err.contains(field), "{job}: names {field}: {err}");
-        assert!(!err.contains("found no peers"), "{job}: before the network: {err}");
+        assert!(
+            !err.contains("found no peers"),
+            "{job}: before the network: {err}"
+        );
     }
 }
 

@@ -40,7 +40,13 @@ fn testnet_script_check_jobs_runs_every_example_job_on_five_nodes() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for job in ["hello", "hello-component", "sha256", "wordcount", "deterministic"] {
+    for job in [
+        "hello",
+        "hello-component",
+        "sha256",
+        "wordcount",
+        "deterministic",
+    ] {
         assert!(
             stdout.contains(&format!("check-jobs: {job}: exited with code 0")),
             "{job}: {stdout}"

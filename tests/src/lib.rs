@@ -107,7 +107,9 @@ impl TestNet {
         let mut nodes: Vec<NodeHandle> = Vec::new();
         for (i, mut config) in configs.into_iter().enumerate() {
             if i > 0 {
-                config.network.bootstrap = within(nodes[0].listen_addrs()).await.expect("node 0 listens");
+                config.network.bootstrap = within(nodes[0].listen_addrs())
+                    .await
+                    .expect("node 0 listens");
             }
             let store = BlockStore::open(dir.path().join(format!("node{i}")))
                 .await

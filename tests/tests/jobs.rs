@@ -72,9 +72,12 @@ async fn hello_runs_on_a_worker_and_the_receipt_names_it() {
     let net = net(vec![worker_config(2, 4), worker_config(2, 4)]).await;
     let c = requester(&net);
     let spec = hello_spec(c, 1).await;
-    let report = within(c.requester().submit(&spec, &SubmitOptions::default(), &quiet()))
-        .await
-        .unwrap();
+    let report = within(
+        c.requester()
+            .submit(&spec, &SubmitOptions::default(), &quiet()),
+    )
+    .await
+    .unwrap();
     let workers: HashSet<PeerId> = net.nodes[..2].iter().map(NodeHandle::peer_id).collect();
     let run = &report.results[0];
     assert!(workers.contains(&run.worker), "ran on a worker");
@@ -100,9 +103,12 @@ async fn a_job_out_of_fuel_gets_a_signed_receipt_that_says_so() {
     let c = requester(&net);
     let mut spec = JobSpec::new(add(c, guest("loop")).await);
     spec.limits.fuel = 1_000_000;
-    let report = within(c.requester().submit(&spec, &SubmitOptions::default(), &quiet()))
-        .await
-        .unwrap();
+    let report = within(
+        c.requester()
+            .submit(&spec, &SubmitOptions::default(), &quiet()),
+    )
+    .await
+    .unwrap();
     let run = &report.results[0];
     let receipt = run.receipt.verify_signer(&run.worker).unwrap();
     assert_eq!(receipt.status, Status::OutOfFuel);
@@ -183,7 +189,7 @@ async fn a_wordcount_over_a_20_mib_input_directory_is_correct() {
         while text.len() < (1 << 20) {
             x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
             text.push_str(words[(x >> 33) as usize % words.len()]);
-            text.push(if x % 7 == 0 { '\n' } else { ' ' });
+            text.push(if x.is_multiple_of(7) { '\n' } else { ' ' });
             n += 1;
         }
         let sub = dir.path().join(format!("part{}", f % 3));
@@ -211,9 +217,12 @@ async fn a_wordcount_over_a_20_mib_input_directory_is_correct() {
         .unwrap();
     let mut spec = JobSpec::new(add(c, guest("wordcount")).await);
     spec.input = Some(input.cid);
-    let report = within(c.requester().submit(&spec, &SubmitOptions::default(), &quiet()))
-        .await
-        .unwrap();
+    let report = within(
+        c.requester()
+            .submit(&spec, &SubmitOptions::default(), &quiet()),
+    )
+    .await
+    .unwrap();
     let receipt = report.results[0].receipt.receipt();
     assert_eq!(receipt.status, Status::Exited { code: 0 });
     assert_eq!(receipt.input, Some(input.cid));
@@ -235,7 +244,8 @@ async fn killing_the_chosen_worker_mid_job_makes_the_job_finish_elsewhere() {
         .iter()
         .map(|n| n.scheduler().unwrap().subscribe())
         .collect();
-    // Counts to 200 million, then exits 0: long enough to be caught running.
+    // Counts to 1.5 billion (seconds of work), then exits 0: long enough to
+    // be caught running.
     let module = wat::parse_str(
         r#"(module
             (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
@@ -243,12 +253,13 @@ async fn killing_the_chosen_worker_mid_job_makes_the_job_finish_elsewhere() {
             (func (export "_start") (local $i i32)
               (loop $l
                 (local.set $i (i32.add (local.get $i) (i32.const 1)))
-                (br_if $l (i32.lt_u (local.get $i) (i32.const 200000000))))
+                (br_if $l (i32.lt_u (local.get $i) (i32.const 1500000000))))
               (call $exit (i32.const 0))))"#,
     )
     .unwrap();
     let requester_node = net.nodes.pop().unwrap();
-    let spec = JobSpec::new(add(&requester_node, Bytes::from(module)).await);
+    let mut spec = JobSpec::new(add(&requester_node, Bytes::from(module)).await);
+    spec.limits.fuel = 100_000_000_000;
     let job = spec.id();
     let submit = {
         let requester = requester_node.requester().clone();
@@ -263,9 +274,14 @@ async fn killing_the_chosen_worker_mid_job_makes_the_job_finish_elsewhere() {
     let running = within(async {
         let (a, b) = events.split_at_mut(1);
         loop {
-            tokio::select! {
-                Ok((id, JobState::Running)) = a[0].recv() => if id == job { break 0 },
-                Ok((id, JobState::Running)) = b[0].recv() => if id == job { break 1 },
+            let (worker, event) = tokio::select! {
+                event = a[0].recv() => (0, event),
+                event = b[0].recv() => (1, event),
+            };
+            if let Ok((id, JobState::Running)) = event
+                && id == job
+            {
+                break worker;
             }
         }
     })
@@ -273,7 +289,11 @@ async fn killing_the_chosen_worker_mid_job_makes_the_job_finish_elsewhere() {
     net.nodes.remove(running).shutdown().await;
     let report = within(submit).await.unwrap().unwrap();
     let run = &report.results[0];
-    assert_eq!(run.worker, workers[1 - running], "finished on the other worker");
+    assert_eq!(
+        run.worker,
+        workers[1 - running],
+        "finished on the other worker"
+    );
     assert_eq!(run.receipt.receipt().status, Status::Exited { code: 0 });
     assert!(
         report
@@ -398,10 +418,10 @@ async fn limits_above_a_workers_maximum_are_rejected_with_the_limit_named() {
     let net = net(vec![config]).await;
     let c = requester(&net);
     let spec = hello_spec(c, 1).await; // asks for 64 MiB
-    let answer = within(
-        c.network()
-            .request_job(net.nodes[0].peer_id(), JobRequest::Submit(Box::new(spec.clone()))),
-    )
+    let answer = within(c.network().request_job(
+        net.nodes[0].peer_id(),
+        JobRequest::Submit(Box::new(spec.clone())),
+    ))
     .await
     .unwrap();
     assert!(
@@ -409,9 +429,12 @@ async fn limits_above_a_workers_maximum_are_rejected_with_the_limit_named() {
         "{answer:?}"
     );
     // The requester does not even pick it: it does not fit.
-    let err = within(c.requester().submit(&spec, &SubmitOptions::default(), &quiet()))
-        .await
-        .unwrap_err();
+    let err = within(
+        c.requester()
+            .submit(&spec, &SubmitOptions::default(), &quiet()),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, SubmitError::NoWorkers { .. }), "{err}");
     net.shutdown().await;
 }

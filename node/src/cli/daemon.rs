@@ -103,8 +103,7 @@ impl StartArgs {
             None
         };
         let work_dir = data_dir.root().join("work");
-        let node =
-            Arc::new(NodeHandle::spawn_with(config, key, store, executor, work_dir).await?);
+        let node = Arc::new(NodeHandle::spawn_with(config, key, store, executor, work_dir).await?);
         let cancel = CancellationToken::new();
         let server = control::serve(data_dir.root(), Arc::clone(&node), cancel.clone()).await?;
 

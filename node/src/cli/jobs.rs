@@ -115,7 +115,9 @@ impl SubmitArgs {
                 };
                 let answer = daemon.call_with_stages(&request, show).await;
                 bar.finish_and_clear();
-                let me = identity::load_or_create(data_dir.root())?.public().to_peer_id();
+                let me = identity::load_or_create(data_dir.root())?
+                    .public()
+                    .to_peer_id();
                 report_from_daemon(&answer?, &store, &spec, me).await?
             }
             None => {
@@ -130,8 +132,9 @@ impl SubmitArgs {
                         "/ip4/0.0.0.0/tcp/0".parse::<Multiaddr>()?,
                     ];
                 }
-                let node = NodeHandle::spawn_with(config, key, store.clone(), None, std::env::temp_dir())
-                    .await?;
+                let node =
+                    NodeHandle::spawn_with(config, key, store.clone(), None, std::env::temp_dir())
+                        .await?;
                 let result = async {
                     tokio::time::timeout(JOIN_DEADLINE, node.network().wait_routing_peers(1))
                         .await
@@ -171,7 +174,11 @@ impl SubmitArgs {
         let result = receipt.result;
         let mut stderr = std::io::stderr().lock();
         for attempt in &report.failed_attempts {
-            writeln!(stderr, "note: retried after {}: {}", attempt.worker, attempt.error)?;
+            writeln!(
+                stderr,
+                "note: retried after {}: {}",
+                attempt.worker, attempt.error
+            )?;
         }
         if self.json {
             let mut out = std::io::stdout().lock();
@@ -244,7 +251,12 @@ async fn read_job_file(path: &Path) -> anyhow::Result<JobFile> {
 /// Imports the job's local paths (pinned, so `gc` keeps them while workers
 /// fetch them) and builds the spec, with a fresh nonce.
 async fn import(store: &BlockStore, file: JobFile) -> anyhow::Result<JobSpec> {
-    async fn one(store: &BlockStore, field: &str, source: &Source, dir: bool) -> anyhow::Result<Cid> {
+    async fn one(
+        store: &BlockStore,
+        field: &str,
+        source: &Source,
+        dir: bool,
+    ) -> anyhow::Result<Cid> {
         let cid = match source {
             Source::Cid(cid) => return Ok(*cid),
             Source::Path(p) => {
@@ -254,7 +266,11 @@ async fn import(store: &BlockStore, file: JobFile) -> anyhow::Result<JobSpec> {
                     .0
                     .cid
             }
-            Source::Text(t) => files::add_bytes(store, Bytes::from(t.clone().into_bytes())).await?.cid,
+            Source::Text(t) => {
+                files::add_bytes(store, Bytes::from(t.clone().into_bytes()))
+                    .await?
+                    .cid
+            }
         };
         store.pin(&cid).await?;
         Ok(cid)
@@ -280,7 +296,10 @@ async fn report_from_daemon(
     me: PeerId,
 ) -> anyhow::Result<SubmitReport> {
     let mut results = Vec::new();
-    for r in answer["results"].as_array().context("daemon report has no results")? {
+    for r in answer["results"]
+        .as_array()
+        .context("daemon report has no results")?
+    {
         let cid: Cid = r["receipt_cid"]
             .as_str()
             .context("daemon report has no receipt CID")?
@@ -360,9 +379,11 @@ async fn record(data_dir: &Path, report: &SubmitReport) -> anyhow::Result<()> {
 async fn read_record(data_dir: &Path, job: &JobId) -> anyhow::Result<Option<serde_json::Value>> {
     let path = data_dir.join(JOBS_DIR).join(format!("{job}.json"));
     match tokio::fs::read(&path).await {
-        Ok(bytes) => Ok(Some(
-            serde_json::from_slice(&bytes).with_context(|| format!("{} is corrupt", path.display()))?,
-        )),
+        Ok(bytes) => {
+            Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
+                format!("{} is corrupt", path.display())
+            })?))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
@@ -441,7 +462,9 @@ fn state_line(state: &serde_json::Value) -> String {
                     .map_or_else(|_| done["status"].to_string(), |s| s.to_string()),
                 done["receipt"]
             ),
-            (None, Some(failed)) => format!("failed: {}", failed["message"].as_str().unwrap_or("?")),
+            (None, Some(failed)) => {
+                format!("failed: {}", failed["message"].as_str().unwrap_or("?"))
+            }
             _ => state.to_string(),
         },
         other => other.to_string(),
@@ -499,7 +522,11 @@ impl ReceiptArgs {
         };
         let receipt = load_receipt(&store, cid).await?;
         if receipt.receipt().job != self.job {
-            bail!("receipt {cid} is about job {}, not {}", receipt.receipt().job, self.job);
+            bail!(
+                "receipt {cid} is about job {}, not {}",
+                receipt.receipt().job,
+                self.job
+            );
         }
         let mut out = std::io::stdout().lock();
         if self.json {

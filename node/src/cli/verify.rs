@@ -92,7 +92,11 @@ fn parse_receipt(bytes: &[u8]) -> anyhow::Result<SignedReceipt> {
     }
 }
 
-pub(super) fn write_receipt(out: &mut impl Write, signed: &SignedReceipt, r: &Receipt) -> std::io::Result<()> {
+pub(super) fn write_receipt(
+    out: &mut impl Write,
+    signed: &SignedReceipt,
+    r: &Receipt,
+) -> std::io::Result<()> {
     let opt = |c: &Option<phase_protocol::Cid>| c.map_or_else(|| "-".to_owned(), |c| c.to_string());
     let time = |ms: u64| {
         humantime::format_rfc3339_millis(

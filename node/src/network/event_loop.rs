@@ -107,19 +107,16 @@ impl EventLoop {
                     .map_err(|e| NetworkError::Dial(format!("{addr}: {e}")));
                 let _ = reply.send(result);
             }
-            Command::Provide { key, reply } => match self
-                .swarm
-                .behaviour_mut()
-                .kad
-                .start_providing(key)
-            {
-                Ok(id) => {
-                    self.pending_provide.insert(id, reply);
+            Command::Provide { key, reply } => {
+                match self.swarm.behaviour_mut().kad.start_providing(key) {
+                    Ok(id) => {
+                        self.pending_provide.insert(id, reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(NetworkError::Provide(e.to_string())));
+                    }
                 }
-                Err(e) => {
-                    let _ = reply.send(Err(NetworkError::Provide(e.to_string())));
-                }
-            },
+            }
             Command::FindProviders { key, reply } => {
                 let id = self.swarm.behaviour_mut().kad.get_providers(key);
                 self.pending_providers.insert(id, (reply, HashSet::new()));

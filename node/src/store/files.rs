@@ -317,7 +317,10 @@ fn get_entry(store: &BlockStore, cid: &Cid, target: &Path, depth: usize) -> Resu
 /// # Errors
 /// `dir` is missing, corrupt, or not a directory.
 pub async fn entry(store: &BlockStore, dir: Cid, name: &str) -> Result<Option<Cid>, FilesError> {
-    let data = store.get(&dir).await?.ok_or(StoreError::NotFound { cid: dir })?;
+    let data = store
+        .get(&dir)
+        .await?
+        .ok_or(StoreError::NotFound { cid: dir })?;
     match unixfs::decode(&dir, &data) {
         Ok(Node::Directory(links)) => Ok(links.into_iter().find(|l| l.name == name).map(|l| l.cid)),
         Ok(_) => Err(FilesError::NotADirectory(dir)),
