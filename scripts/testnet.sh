@@ -132,15 +132,19 @@ print("job", r["job"])
     "$bin" --data-dir "$requester" verify "$receipt" --expect-worker "$worker" >/dev/null \
       || { echo "check-jobs: FAILED: $name: receipt $receipt does not verify as signed by $worker" >&2; exit 1; }
     rm -rf "$work/$name.result"
-    "$bin" --data-dir "$requester" get "$result" -o "$work/$name.result"
+    "$bin" --data-dir "$requester" get "$result" -o "$work/$name.result" >/dev/null 2>"$work/$name.get.err" \
+      || { echo "check-jobs: FAILED: $name: get $result: $(cat "$work/$name.get.err")" >&2; exit 1; }
     if [ "$expected" != ANY ] && [ "$(cat "$work/$name.result/stdout")" != "$expected" ]; then
       echo "check-jobs: FAILED: $name: stdout on $worker was '$(cat "$work/$name.result/stdout")', expected '$expected'" >&2
       exit 1
     fi
-    echo "check-jobs: $name: $status on $worker, receipt verified, stdout as expected"
+    echo "check-jobs: $name: ${status//_/ } on $worker, receipt verified, stdout as expected"
   done <<<"$fields"
-  "$bin" --data-dir "$requester" receipt "$job" | grep -q '^signature: valid' \
+  local shown
+  shown="$("$bin" --data-dir "$requester" receipt "$job")" \
     || { echo "check-jobs: FAILED: $name: phase-node receipt $job" >&2; exit 1; }
+  grep -q '^signature: valid' <<<"$shown" \
+    || { echo "check-jobs: FAILED: $name: receipt of $job: $shown" >&2; exit 1; }
   [ "$n" -ge 1 ] || { echo "check-jobs: FAILED: $name: no result" >&2; exit 1; }
 }
 
