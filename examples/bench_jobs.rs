@@ -1,0 +1,151 @@
+//! Benchmark (not a test) of jobs over the network, in process on loopback
+//! QUIC: one worker (slots = cores, module cache warm) and one requester.
+//!
+//! - latency: the hello job from `Requester::submit` to the verified
+//!   receipt and the result fetched into the requester's store, one job at
+//!   a time (p50, p99);
+//! - throughput: small jobs per second on the one worker, many in flight.
+//!
+//! ```text
+//! scripts/build-wasm-examples.sh
+//! cargo run --release -p phase-examples --example bench_jobs -- [JOBS] [--mem]
+//! ```
+//!
+//! `--mem` keeps both nodes' blocks in memory instead of on disk (where
+//! every block is fsynced), to show what the store costs.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use futures::StreamExt;
+use phase_node::config::NodeConfig;
+use phase_node::node::NodeHandle;
+use phase_node::requester::SubmitOptions;
+use phase_node::store::{BlockStore, files};
+use phase_protocol::{ByteSize, JobSpec, Keypair, Limits, Status};
+
+/// Jobs in flight at once in the throughput run.
+const IN_FLIGHT: usize = 64;
+
+fn config(worker: bool) -> anyhow::Result<NodeConfig> {
+    let mut config = NodeConfig::default();
+    config.network.listen = vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse()?];
+    config.network.mdns = false;
+    config.worker.enabled = worker;
+    config.worker.queue = 256;
+    Ok(config)
+}
+
+async fn store(dir: &std::path::Path, name: &str, mem: bool) -> anyhow::Result<BlockStore> {
+    Ok(if mem {
+        BlockStore::memory()
+    } else {
+        BlockStore::open(dir.join(name)).await?
+    })
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mem = args.iter().any(|a| a == "--mem");
+    let jobs: usize = args
+        .iter()
+        .find(|a| !a.starts_with("--"))
+        .map_or(Ok(1000), |a| a.parse())
+        .context("usage: bench_jobs [JOBS] [--mem]")?;
+    let dir = tempfile::tempdir()?;
+    let worker = NodeHandle::spawn(
+        config(true)?,
+        Keypair::generate_ed25519(),
+        store(dir.path(), "worker", mem).await?,
+    )
+    .await?;
+    let mut rconfig = config(false)?;
+    rconfig.network.bootstrap = worker.listen_addrs().await?;
+    let requester = NodeHandle::spawn(
+        rconfig,
+        Keypair::generate_ed25519(),
+        store(dir.path(), "requester", mem).await?,
+    )
+    .await?;
+    requester.network().wait_routing_peers(1).await?;
+
+    let root = env!("CARGO_MANIFEST_DIR");
+    let module = tokio::fs::read(format!("{root}/../wasm-examples/out/hello.wasm"))
+        .await
+        .context("build the guests first: scripts/build-wasm-examples.sh")?;
+    let module = files::add_bytes(requester.store(), Bytes::from(module)).await?;
+    let stdin = files::add_bytes(requester.store(), Bytes::from_static(b"Hello, World")).await?;
+    let spec = |nonce: u64| {
+        let mut spec = JobSpec::new(module.cid);
+        spec.stdin = Some(stdin.cid);
+        spec.limits = Limits {
+            fuel: 100_000_000,
+            memory: ByteSize(64 << 20),
+            timeout: Duration::from_secs(10),
+            max_output: ByteSize(1 << 20),
+        };
+        spec.nonce = nonce;
+        spec
+    };
+    let options = SubmitOptions {
+        worker: Some(worker.peer_id()),
+        attempts: 100,
+        ..SubmitOptions::default()
+    };
+    let client = requester.requester().clone();
+    let run = |nonce: u64| {
+        let (client, options, spec) = (client.clone(), options.clone(), spec(nonce));
+        async move {
+            let report = client.submit(&spec, &options, &|_| {}).await?;
+            let status = &report.results[0].receipt.receipt().status;
+            anyhow::ensure!(*status == Status::Exited { code: 0 }, "job {status}");
+            anyhow::Ok(())
+        }
+    };
+
+    // Warm up: the worker compiles the module once and fetches it.
+    for nonce in 0..20 {
+        run(nonce).await?;
+    }
+
+    let mut latencies = Vec::with_capacity(jobs);
+    for nonce in 0..jobs as u64 {
+        let started = Instant::now();
+        run(1_000_000 + nonce).await?;
+        latencies.push(started.elapsed());
+    }
+    latencies.sort();
+    println!(
+        "latency of the hello job, submit to verified result ({jobs} jobs, one at a time, {} store): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        if mem { "memory" } else { "disk" },
+        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+        latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+    );
+
+    let total = jobs * 2;
+    let started = Instant::now();
+    let mut done = futures::stream::iter(0..total as u64)
+        .map(|n| run(2_000_000 + n))
+        .buffer_unordered(IN_FLIGHT);
+    while let Some(result) = done.next().await {
+        result?;
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "throughput: {total} hello jobs, {IN_FLIGHT} in flight, one worker with {} slots: {:.0} jobs/s ({:.2} s)",
+        worker.scheduler().map_or(0, |s| s.info().slots),
+        total as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64()
+    );
+    requester.shutdown().await;
+    worker.shutdown().await;
+    Ok(())
+}
