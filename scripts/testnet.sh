@@ -159,6 +159,22 @@ if [ "$check_jobs" = 1 ]; then
   # Its output depends on the job id (randomness is seeded by it): what
   # matters is that 3 workers agree, which check_job verifies.
   expected=ANY; check_job deterministic --replicas 3
+  # A short-lived requester: no daemon on its data dir; it joins through
+  # node 1 on a free loopback port, prints the job's stdout and leaves.
+  out="$(timeout 120 "$bin" --data-dir "$work/client" submit "$root/examples/hello.job.json" \
+    --bootstrap "${addrs[0]}" --listen /ip4/127.0.0.1/udp/0/quic-v1 --no-mdns 2>"$work/client.err")" \
+    || { echo "check-jobs: FAILED: short-lived requester: $(tail -n 3 "$work/client.err")" >&2; exit 1; }
+  [ "$out" = 'dlroW ,olleH' ] || { echo "check-jobs: FAILED: short-lived requester printed '$out'" >&2; exit 1; }
+  echo "check-jobs: hello from a short-lived requester: stdout as expected"
+  # A job that runs out of fuel: a signed receipt says so, and submit exits
+  # with run's code for it (135) and one line naming it.
+  printf '{"module": {"path": "%s"}, "limits": {"fuel": 1000000}}\n' "$root/wasm-examples/out/loop.wasm" >"$work/fuel.job.json"
+  code=0
+  timeout 120 "$bin" --data-dir "$work/node$nodes" submit "$work/fuel.job.json" >/dev/null 2>"$work/fuel.err" || code=$?
+  if [ "$code" != 135 ] || ! grep -q 'ran out of fuel' "$work/fuel.err"; then
+    echo "check-jobs: FAILED: out-of-fuel job exited $code: $(cat "$work/fuel.err")" >&2; exit 1
+  fi
+  echo "check-jobs: out-of-fuel job: exit 135, $(cat "$work/fuel.err")"
   echo "check-jobs: all example jobs passed"
 fi
 [ "$check" = 1 ] || [ "$check_jobs" = 1 ] && exit 0

@@ -311,7 +311,6 @@ impl Scheduler {
         spec: JobSpec,
         admitted: OwnedSemaphorePermit,
     ) {
-        let _admitted = admitted;
         let cancel = self.inner.cancel.clone();
         let work = async {
             let _slot = Arc::clone(&self.inner.running)
@@ -327,6 +326,9 @@ impl Scheduler {
             }
             result = work => result,
         };
+        // The job is over: its place goes to the next one before the
+        // (possibly slow) delivery.
+        drop(admitted);
         match result {
             Ok(receipt) => {
                 info!(status = %receipt.receipt().status, "job finished");

@@ -52,5 +52,10 @@ fn testnet_script_check_jobs_runs_every_example_job_on_five_nodes() {
             "{job}: {stdout}"
         );
     }
+    assert!(
+        stdout.contains("hello from a short-lived requester: stdout as expected"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("out-of-fuel job: exit 135"), "{stdout}");
     assert!(stdout.contains("all example jobs passed"), "{stdout}");
 }

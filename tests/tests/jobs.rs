@@ -63,6 +63,21 @@ async fn entry(node: &NodeHandle, result: Cid, name: &str) -> Vec<u8> {
     files::cat_to_vec(node.store(), cid).await.unwrap()
 }
 
+/// A core module that counts to `n` (about 2 ns a step), then exits 0.
+fn counting_module(n: u32) -> Bytes {
+    let wat = format!(
+        r#"(module
+            (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+            (memory (export "memory") 1)
+            (func (export "_start") (local $i i32)
+              (loop $l
+                (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                (br_if $l (i32.lt_u (local.get $i) (i32.const {n}))))
+              (call $exit (i32.const 0))))"#
+    );
+    Bytes::from(wat::parse_str(wat).unwrap())
+}
+
 fn quiet() -> impl Fn(phase_node::requester::Stage) + Send + Sync {
     |_| {}
 }
@@ -244,21 +259,9 @@ async fn killing_the_chosen_worker_mid_job_makes_the_job_finish_elsewhere() {
         .iter()
         .map(|n| n.scheduler().unwrap().subscribe())
         .collect();
-    // Counts to 1.5 billion (seconds of work), then exits 0: long enough to
-    // be caught running.
-    let module = wat::parse_str(
-        r#"(module
-            (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
-            (memory (export "memory") 1)
-            (func (export "_start") (local $i i32)
-              (loop $l
-                (local.set $i (i32.add (local.get $i) (i32.const 1)))
-                (br_if $l (i32.lt_u (local.get $i) (i32.const 1500000000))))
-              (call $exit (i32.const 0))))"#,
-    )
-    .unwrap();
+    let module = counting_module(1_500_000_000);
     let requester_node = net.nodes.pop().unwrap();
-    let mut spec = JobSpec::new(add(&requester_node, Bytes::from(module)).await);
+    let mut spec = JobSpec::new(add(&requester_node, module).await);
     spec.limits.fuel = 100_000_000_000;
     let job = spec.id();
     let submit = {
@@ -436,5 +439,41 @@ async fn limits_above_a_workers_maximum_are_rejected_with_the_limit_named() {
     .await
     .unwrap_err();
     assert!(matches!(err, SubmitError::NoWorkers { .. }), "{err}");
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_longer_than_the_request_timeout_completes() {
+    // Requests time out after 1 s; the job runs for seconds.
+    let short = |mut c: NodeConfig| {
+        c.network.request_timeout = Duration::from_secs(1);
+        c
+    };
+    let mut configs = vec![short(worker_config(1, 4))];
+    configs.push(short(loopback_config()));
+    let net = TestNet::with_configs(configs).await;
+    net.converge().await;
+    let c = requester(&net);
+    let mut spec = JobSpec::new(add(c, counting_module(1_500_000_000)).await);
+    spec.limits.fuel = 100_000_000_000;
+    let options = SubmitOptions {
+        poll_interval: Duration::from_millis(200),
+        ..SubmitOptions::default()
+    };
+    let report = within(c.requester().submit(&spec, &options, &quiet()))
+        .await
+        .unwrap();
+    let receipt = report.results[0].receipt.receipt();
+    assert_eq!(receipt.status, Status::Exited { code: 0 });
+    assert!(
+        receipt.wall_time_ms > 1_000,
+        "ran {} ms",
+        receipt.wall_time_ms
+    );
+    assert!(
+        report.failed_attempts.is_empty(),
+        "{:?}",
+        report.failed_attempts
+    );
     net.shutdown().await;
 }
