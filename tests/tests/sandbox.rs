@@ -2,34 +2,12 @@
 //! determinism across separate executors, and many runs at once.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use bytes::Bytes;
 use phase_node::executor::{Executor, ExecutorConfig, RunSpec};
 use phase_protocol::Status;
 
-/// Deadline for any one test's waits: generous, because the suite may share
-/// two cores with other tests.
-const TEST_TIMEOUT: Duration = Duration::from_secs(120);
-
-async fn within<T>(fut: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(TEST_TIMEOUT, fut)
-        .await
-        .expect("test deadline passed")
-}
-
-fn guest(name: &str) -> Bytes {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../wasm-examples/out")
-        .join(format!("{name}.wasm"));
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; run scripts/build-wasm-examples.sh first",
-            path.display()
-        )
-    });
-    Bytes::from(bytes)
-}
+use phase_tests::{guest, within};
 
 fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
