@@ -332,7 +332,13 @@ impl Scheduler {
         match result {
             Ok(receipt) => {
                 info!(status = %receipt.receipt().status, "job finished");
+                let result = receipt.receipt().result;
                 self.deliver(requester, receipt).await;
+                // Announced after delivery: a DHT query is not on the
+                // requester's critical path (it fetches from this worker).
+                if let Err(e) = self.inner.network.provide(result).await {
+                    debug!(error = %e, "cannot announce the result");
+                }
             }
             Err(e) => {
                 let message = error_line(&e);
@@ -473,9 +479,6 @@ impl Scheduler {
                 receipt: receipt_cid,
             },
         );
-        if let Err(e) = inner.network.provide(result.cid).await {
-            debug!(error = %e, "cannot announce the result");
-        }
         Ok(signed)
     }
 
