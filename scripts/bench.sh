@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Benchmarks of the executor (criterion) and of `phase-node run` as a whole
-# process (hyperfine), next to `wasmtime run` when a wasmtime CLI is on PATH.
+# Benchmarks of the executor (criterion), of `phase-node run` as a whole
+# process (hyperfine), next to `wasmtime run` when a wasmtime CLI is on PATH,
+# and of jobs over the network (examples/bench_jobs.rs).
 # Release builds: run by hand, never from the test suite. Numbers go in
 # README.md, "Performance".
 set -euo pipefail
@@ -29,3 +30,9 @@ if [ -n "$wasmtime" ]; then
   cmds+=("$wasmtime run $hello")
 fi
 hyperfine --warmup 5 --runs 100 --input "$input" -N "${cmds[@]}"
+
+# Jobs over the network, in process on loopback QUIC: latency of the hello
+# job from submit to verified result (p50/p99 over 1,000 jobs), then small
+# jobs per second on one worker; on disk, then with in-memory stores.
+cargo run --quiet --release -p phase-examples --example bench_jobs -- 1000
+cargo run --quiet --release -p phase-examples --example bench_jobs -- 1000 --mem

@@ -441,4 +441,26 @@ mod example_tests {
         assert_eq!(file.stdin, Some(Source::Text("Hello, World".into())));
         assert!(file.deterministic);
     }
+
+    #[test]
+    fn every_shipped_example_parses() {
+        for (name, text) in [
+            (
+                "hello-component",
+                include_str!("../../examples/hello-component.job.json"),
+            ),
+            (
+                "wordcount",
+                include_str!("../../examples/wordcount.job.json"),
+            ),
+            ("sha256", include_str!("../../examples/sha256.job.json")),
+            (
+                "deterministic",
+                include_str!("../../examples/deterministic.job.json"),
+            ),
+        ] {
+            let file = JobFile::parse(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(matches!(file.module, Source::Path(_)), "{name}");
+        }
+    }
 }
