@@ -2,20 +2,28 @@
 
 use std::process::Command;
 
-#[test]
-fn testnet_script_check_passes_with_three_nodes() {
+/// Runs the script with `args` against the binary under test; its stdout,
+/// once it has succeeded.
+fn testnet(args: &[&str]) -> String {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/testnet.sh");
     let out = Command::new("bash")
-        .args([script, "--nodes", "3", "--check"])
+        .arg(script)
+        .args(args)
         .env("PHASE_NODE", env!("CARGO_BIN_EXE_phase-node"))
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout
+}
+
+#[test]
+fn testnet_script_check_passes_with_three_nodes() {
+    let stdout = testnet(&["--nodes", "3", "--check"]);
     assert_eq!(
         stdout.lines().filter(|l| l.starts_with("node ")).count(),
         3,
@@ -28,18 +36,7 @@ fn testnet_script_check_passes_with_three_nodes() {
 /// last one, outputs and receipts checked, 3 replicas that agree.
 #[test]
 fn testnet_script_check_jobs_runs_every_example_job_on_five_nodes() {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/testnet.sh");
-    let out = Command::new("bash")
-        .args([script, "--nodes", "5", "--check-jobs"])
-        .env("PHASE_NODE", env!("CARGO_BIN_EXE_phase-node"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = testnet(&["--nodes", "5", "--check-jobs"]);
     for job in [
         "hello",
         "hello-component",

@@ -1,7 +1,7 @@
 //! Content commands in Kubo's words: `add`, `cat`, `get`, `car`, `pin`, `gc`.
 //! They work on the local block store of the data dir.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -26,18 +26,10 @@ async fn fetch_through_daemon(global: &GlobalArgs, cid: Cid) -> anyhow::Result<b
     let Some(daemon) = Daemon::find(global.data_dir()?.root()).await else {
         return Ok(false);
     };
-    // A progress line on a terminal; nothing when stderr is a pipe or file.
-    let bar = if std::io::stderr().is_terminal() {
-        indicatif::ProgressBar::new_spinner()
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} fetching {msg} [{elapsed}]")
-            .expect("a valid template"),
+    let bar = super::spinner(
+        "{spinner} fetching {msg} [{elapsed}]",
+        "from the network: finding providers",
     );
-    bar.set_message("from the network: finding providers");
-    bar.enable_steady_tick(std::time::Duration::from_millis(120));
     let result = daemon
         .call_with_progress(&Request::Fetch { cid }, |p| {
             bar.set_message(format!(

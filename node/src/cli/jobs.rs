@@ -1,6 +1,6 @@
 //! `phase-node submit`, `status` and `receipt`: jobs on the network.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -101,7 +101,7 @@ impl SubmitArgs {
             ..SubmitOptions::default()
         };
 
-        let bar = progress_bar();
+        let bar = super::spinner("{spinner} {msg} [{elapsed}]", "joining the network");
         let show = |stage: Stage| bar.set_message(stage_line(&stage));
         let report = match Daemon::find(data_dir.root()).await {
             Some(daemon) => {
@@ -337,21 +337,6 @@ async fn read_entry(store: &BlockStore, result: Cid, name: &str) -> anyhow::Resu
     Ok(files::cat_to_vec(store, cid).await?)
 }
 
-fn progress_bar() -> indicatif::ProgressBar {
-    let bar = if std::io::stderr().is_terminal() {
-        indicatif::ProgressBar::new_spinner()
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
-            .expect("a valid template"),
-    );
-    bar.set_message("joining the network");
-    bar.enable_steady_tick(Duration::from_millis(120));
-    bar
-}
-
 fn stage_line(stage: &Stage) -> String {
     match stage {
         Stage::FindingWorkers => "finding workers".into(),
@@ -373,6 +358,21 @@ async fn record(data_dir: &Path, report: &SubmitReport) -> anyhow::Result<()> {
     tokio::fs::write(&tmp, serde_json::to_vec_pretty(&report.to_json())?).await?;
     tokio::fs::rename(&tmp, &path).await?;
     Ok(())
+}
+
+/// Asks the data dir's daemon about a job that has no record here.
+async fn ask_daemon(
+    data_dir: &Path,
+    job: &JobId,
+    request: Request,
+) -> anyhow::Result<serde_json::Value> {
+    let Some(daemon) = Daemon::find(data_dir).await else {
+        bail!(
+            "job {job} was not submitted from {} and no daemon runs there to ask a worker",
+            data_dir.display()
+        );
+    };
+    Ok(daemon.call(&request).await?)
 }
 
 /// A job's record, if it was submitted from this data dir.
@@ -429,19 +429,11 @@ impl StatusArgs {
             }
             return Ok(ExitCode::SUCCESS);
         }
-        let Some(daemon) = Daemon::find(data_dir.root()).await else {
-            bail!(
-                "job {} was not submitted from {} and no daemon runs there to ask a worker",
-                self.job,
-                data_dir.root().display()
-            );
+        let request = Request::JobStatus {
+            job: self.job.0,
+            worker: self.worker,
         };
-        let answer = daemon
-            .call(&Request::JobStatus {
-                job: self.job.0,
-                worker: self.worker,
-            })
-            .await?;
+        let answer = ask_daemon(data_dir.root(), &self.job, request).await?;
         if self.json {
             serde_json::to_writer_pretty(&mut out, &answer)?;
             writeln!(out)?;
@@ -501,19 +493,11 @@ impl ReceiptArgs {
         let cid = match recorded {
             Some(cid) => cid,
             None => {
-                let Some(daemon) = Daemon::find(data_dir.root()).await else {
-                    bail!(
-                        "no receipt of job {} in {} and no daemon runs there to ask a worker",
-                        self.job,
-                        data_dir.root().display()
-                    );
+                let request = Request::JobReceipt {
+                    job: self.job.0,
+                    worker: self.worker,
                 };
-                let answer = daemon
-                    .call(&Request::JobReceipt {
-                        job: self.job.0,
-                        worker: self.worker,
-                    })
-                    .await?;
+                let answer = ask_daemon(data_dir.root(), &self.job, request).await?;
                 answer["receipt"]
                     .as_str()
                     .context("the daemon answered without a receipt")?

@@ -25,6 +25,21 @@ pub use self::run::{
     exit_code,
 };
 
+/// A spinner line on stderr when it is a terminal (hidden when stderr is a
+/// pipe or file), with `{msg}` in `template`.
+fn spinner(template: &str, message: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new_spinner()
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(indicatif::ProgressStyle::with_template(template).expect("a valid template"));
+    bar.set_message(message.to_owned());
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
 /// Exit code of subcommands other than `run` on failure.
 pub const EXIT_INTERNAL: u8 = 1;
 
