@@ -102,7 +102,14 @@ impl StartArgs {
         } else {
             None
         };
+        // Per-job files of a daemon that did not stop cleanly: nothing in
+        // them is needed (a job's inputs and results live in the store).
         let work_dir = data_dir.root().join("work");
+        if let Err(e) = std::fs::remove_dir_all(&work_dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(error = %e, dir = %work_dir.display(), "cannot clear old job files");
+        }
         let node = Arc::new(NodeHandle::spawn_with(config, key, store, executor, work_dir).await?);
         let cancel = CancellationToken::new();
         let server = control::serve(data_dir.root(), Arc::clone(&node), cancel.clone()).await?;
