@@ -392,13 +392,15 @@ impl Scheduler {
             Some(cid) => read_capped(&inner.store, cid, MAX_JOB_STDIN, "stdin").await?,
             None => Bytes::new(),
         };
-        tokio::fs::create_dir_all(&inner.work_dir)
-            .await
-            .map_err(JobError::WorkDir)?;
-        let work = tempfile::Builder::new()
-            .prefix("job-")
-            .tempdir_in(&inner.work_dir)
-            .map_err(JobError::WorkDir)?;
+        let work_dir = inner.work_dir.clone();
+        let work = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&work_dir)?;
+            tempfile::Builder::new().prefix("job-").tempdir_in(&work_dir)
+        })
+        .await
+        .map_err(|e| JobError::WorkDir(e.into()))?
+        .map(|dir| WorkDir(Some(dir)))
+        .map_err(JobError::WorkDir)?;
         let input_dir = match spec.input {
             Some(cid) => {
                 let dir = work.path().join("input");
@@ -541,6 +543,24 @@ impl Scheduler {
             }
         }
         debug!(%requester, "receipt kept for the requester to fetch");
+    }
+}
+
+/// A job's work directory; removed on the blocking pool when dropped (on
+/// every path out of a job), since removing a tree is blocking I/O.
+struct WorkDir(Option<tempfile::TempDir>);
+
+impl WorkDir {
+    fn path(&self) -> &std::path::Path {
+        self.0.as_ref().expect("present until dropped").path()
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            tokio::task::spawn_blocking(move || drop(dir));
+        }
     }
 }
 
