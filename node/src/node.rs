@@ -41,6 +41,9 @@ pub enum NodeError {
     /// The worker's sandbox could not be set up.
     #[error("cannot set up the worker's sandbox")]
     Executor(#[from] ExecError),
+    /// The worker's folder for job files could not be made.
+    #[error("cannot make the worker's folder for job files")]
+    WorkDir(#[source] std::io::Error),
 }
 
 /// Block bytes in one response at most (the wire cap is a little larger).
@@ -101,15 +104,18 @@ impl NodeHandle {
         let (network, events, event_loop) =
             network::new(key.clone(), &config.network, cancel.child_token())?;
         let scheduler = match executor {
-            Some(executor) if config.worker.enabled => Some(Scheduler::new(
-                config.worker.clone(),
-                key,
-                network.clone(),
-                store.clone(),
-                executor,
-                work_dir,
-                cancel.child_token(),
-            )),
+            Some(executor) if config.worker.enabled => Some(
+                Scheduler::new(
+                    config.worker.clone(),
+                    key,
+                    network.clone(),
+                    store.clone(),
+                    executor,
+                    work_dir,
+                    cancel.child_token(),
+                )
+                .map_err(NodeError::WorkDir)?,
+            ),
             _ => None,
         };
         let deliveries = Deliveries::default();

@@ -133,7 +133,7 @@ struct Inner {
     running: Arc<Semaphore>,
     table: Mutex<JobTable>,
     events: broadcast::Sender<(JobId, JobState)>,
-    work_dir: PathBuf,
+    work_dirs: WorkDirs,
     cancel: CancellationToken,
 }
 
@@ -153,9 +153,11 @@ impl std::fmt::Debug for Scheduler {
 }
 
 impl Scheduler {
-    /// A worker that runs jobs with `executor`, keeping work files under
-    /// `work_dir` (removed per job).
-    #[must_use]
+    /// A worker that runs jobs with `executor`, keeping work files in a
+    /// folder of its own under `work_dir` (removed when the worker is).
+    ///
+    /// # Errors
+    /// When that folder cannot be made.
     pub fn new(
         config: WorkerConfig,
         key: Keypair,
@@ -164,10 +166,19 @@ impl Scheduler {
         executor: Executor,
         work_dir: PathBuf,
         cancel: CancellationToken,
-    ) -> Self {
+    ) -> std::io::Result<Self> {
         let slots = config.slots.max(1) as usize;
         let admitted = slots + config.queue as usize;
-        Self {
+        std::fs::create_dir_all(&work_dir)?;
+        let work_dirs = WorkDirs {
+            root: tempfile::Builder::new()
+                .prefix("jobs-")
+                .tempdir_in(&work_dir)?,
+            spare: Arc::new(Mutex::new(Vec::with_capacity(slots))),
+            keep: slots,
+            made: std::sync::atomic::AtomicU64::new(0),
+        };
+        Ok(Self {
             inner: Arc::new(Inner {
                 admission: Arc::new(Semaphore::new(admitted)),
                 running: Arc::new(Semaphore::new(slots)),
@@ -178,10 +189,10 @@ impl Scheduler {
                 executor,
                 table: Mutex::new(JobTable::default()),
                 events: broadcast::channel(EVENT_BUFFER).0,
-                work_dir,
+                work_dirs,
                 cancel,
             }),
-        }
+        })
     }
 
     /// Job state changes, as they happen.
@@ -392,15 +403,7 @@ impl Scheduler {
             Some(cid) => read_capped(&inner.store, cid, MAX_JOB_STDIN, "stdin").await?,
             None => Bytes::new(),
         };
-        let work_dir = inner.work_dir.clone();
-        let work = tokio::task::spawn_blocking(move || {
-            std::fs::create_dir_all(&work_dir)?;
-            tempfile::Builder::new().prefix("job-").tempdir_in(&work_dir)
-        })
-        .await
-        .map_err(|e| JobError::WorkDir(e.into()))?
-        .map(|dir| WorkDir(Some(dir)))
-        .map_err(JobError::WorkDir)?;
+        let work = inner.work_dirs.take().await.map_err(JobError::WorkDir)?;
         let input_dir = match spec.input {
             Some(cid) => {
                 let dir = work.path().join("input");
@@ -410,9 +413,6 @@ impl Scheduler {
             None => None,
         };
         let output_dir = work.path().join("output");
-        tokio::fs::create_dir(&output_dir)
-            .await
-            .map_err(JobError::WorkDir)?;
 
         self.set_state(id, JobState::Running);
         let started = SystemTime::now();
@@ -546,21 +546,88 @@ impl Scheduler {
     }
 }
 
-/// A job's work directory; removed on the blocking pool when dropped (on
-/// every path out of a job), since removing a tree is blocking I/O.
-struct WorkDir(Option<tempfile::TempDir>);
+/// The worker's work directories: one per running job, each with an
+/// `output/` (and an `input/` while a job with an input directory runs).
+/// Directories are reused: creating and deleting a tree per job made inode
+/// allocation the largest cost of a small job.
+struct WorkDirs {
+    root: tempfile::TempDir,
+    spare: Arc<Mutex<Vec<PathBuf>>>,
+    /// Spare directories kept at most (one per slot).
+    keep: usize,
+    made: std::sync::atomic::AtomicU64,
+}
+
+impl WorkDirs {
+    /// A clean work directory: a spare one, or a new one.
+    async fn take(&self) -> std::io::Result<WorkDir> {
+        let spare = self
+            .spare
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop();
+        let path = match spare {
+            Some(path) => path,
+            None => {
+                let n = self.made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let path = self.root.path().join(format!("w{n}"));
+                let output = path.join("output");
+                tokio::task::spawn_blocking(move || std::fs::create_dir_all(output))
+                    .await
+                    .map_err(std::io::Error::other)??;
+                path
+            }
+        };
+        Ok(WorkDir {
+            path: Some(path),
+            spare: Arc::clone(&self.spare),
+            keep: self.keep,
+        })
+    }
+}
+
+/// A job's work directory. When dropped (on every path out of a job) it is
+/// cleaned on the blocking pool (`input/` removed, `output/` emptied if the
+/// guest wrote anything) and handed back, or removed if it cannot be.
+struct WorkDir {
+    path: Option<PathBuf>,
+    spare: Arc<Mutex<Vec<PathBuf>>>,
+    keep: usize,
+}
 
 impl WorkDir {
     fn path(&self) -> &std::path::Path {
-        self.0.as_ref().expect("present until dropped").path()
+        self.path.as_deref().expect("present until dropped")
     }
 }
 
 impl Drop for WorkDir {
     fn drop(&mut self) {
-        if let Some(dir) = self.0.take() {
-            tokio::task::spawn_blocking(move || drop(dir));
-        }
+        let Some(path) = self.path.take() else { return };
+        let (spare, keep) = (Arc::clone(&self.spare), self.keep);
+        tokio::task::spawn_blocking(move || {
+            let clean = || -> std::io::Result<()> {
+                let input = path.join("input");
+                if input.exists() {
+                    std::fs::remove_dir_all(&input)?;
+                }
+                let output = path.join("output");
+                if std::fs::read_dir(&output)?.next().is_some() {
+                    std::fs::remove_dir_all(&output)?;
+                    std::fs::create_dir(&output)?;
+                }
+                Ok(())
+            };
+            let mut spare = spare
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if spare.len() < keep && clean().is_ok() {
+                spare.push(path);
+            } else {
+                drop(spare);
+                let _ = std::fs::remove_dir_all(&path);
+            }
+        });
     }
 }
 
