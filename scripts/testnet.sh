@@ -166,6 +166,18 @@ if [ "$check_jobs" = 1 ]; then
     || { echo "check-jobs: FAILED: short-lived requester: $(tail -n 3 "$work/client.err")" >&2; exit 1; }
   [ "$out" = 'dlroW ,olleH' ] || { echo "check-jobs: FAILED: short-lived requester printed '$out'" >&2; exit 1; }
   echo "check-jobs: hello from a short-lived requester: stdout as expected"
+  # -o DIR: the result package on disk (stdout, stderr, output/); status
+  # tells the job is done.
+  timeout 120 "$bin" --data-dir "$work/node$nodes" submit "$root/examples/wordcount.job.json" -o "$work/package" 2>"$work/package.err" \
+    || { echo "check-jobs: FAILED: submit -o: $(cat "$work/package.err")" >&2; exit 1; }
+  grep -q "^TOTAL $words\$" "$work/package/output/report.txt" \
+    || { echo "check-jobs: FAILED: submit -o: no report in $work/package/output" >&2; exit 1; }
+  echo "check-jobs: submit -o: result package written (stdout, stderr, output/report.txt)"
+  job="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["job"])' "$work/hello.json")"
+  state="$("$bin" --data-dir "$work/node$nodes" status "$job")"
+  grep -q '^done: exited with code 0' <<<"$state" \
+    || { echo "check-jobs: FAILED: status $job: $state" >&2; exit 1; }
+  echo "check-jobs: status: done"
   # A job that runs out of fuel: a signed receipt says so, and submit exits
   # with run's code for it (135) and one line naming it.
   printf '{"module": {"path": "%s"}, "limits": {"fuel": 1000000}}\n' "$root/wasm-examples/out/loop.wasm" >"$work/fuel.job.json"
