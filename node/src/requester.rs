@@ -575,6 +575,8 @@ impl Requester {
     ) -> Result<SignedReceipt, WaitError> {
         let mut delivered = delivered;
         let mut poll = tokio::time::interval(options.poll_interval);
+        // A slow query must not be followed by a burst of catch-up polls.
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         poll.tick().await; // the first tick is immediate; the job just started
         let mut missed = 0u32;
         let mut shown = String::new();
