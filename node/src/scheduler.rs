@@ -367,7 +367,11 @@ impl Scheduler {
     ) -> Result<SignedReceipt, JobError> {
         let inner = &self.inner;
         self.set_state(id, JobState::Fetching);
-        let roots: Vec<Cid> = [Some(spec.module), spec.stdin, spec.input]
+        // A warm worker has the module compiled already: no need to fetch,
+        // read or hash it again.
+        let cached = inner.executor.cached(&spec.module);
+        let module_root = cached.is_none().then_some(spec.module);
+        let roots: Vec<Cid> = [module_root, spec.stdin, spec.input]
             .into_iter()
             .flatten()
             .collect();
@@ -376,13 +380,18 @@ impl Scheduler {
             .map_err(|_| JobError::FetchTimeout(FETCH_DEADLINE))?
             .map_err(JobError::Fetch)?;
 
-        let module_bytes =
-            read_capped(&inner.store, spec.module, MAX_MODULE_SIZE, "the module").await?;
-        let module = inner
-            .executor
-            .load(module_bytes)
-            .await
-            .map_err(|e| JobError::Module(spec.module, e))?;
+        let module = match cached {
+            Some(module) => module,
+            None => {
+                let bytes =
+                    read_capped(&inner.store, spec.module, MAX_MODULE_SIZE, "the module").await?;
+                inner
+                    .executor
+                    .load(bytes)
+                    .await
+                    .map_err(|e| JobError::Module(spec.module, e))?
+            }
+        };
         if spec
             .capabilities
             .iter()

@@ -54,7 +54,10 @@ fn testnet_script_check_jobs_runs_every_example_job_on_five_nodes() {
         "{stdout}"
     );
     assert!(stdout.contains("out-of-fuel job: exit 135"), "{stdout}");
-    assert!(stdout.contains("submit -o: result package written"), "{stdout}");
+    assert!(
+        stdout.contains("submit -o: result package written"),
+        "{stdout}"
+    );
     assert!(stdout.contains("status: done"), "{stdout}");
     assert!(stdout.contains("all example jobs passed"), "{stdout}");
 }

@@ -330,6 +330,25 @@ impl Executor {
         self.load_cid_blocking(cid, bytes)
     }
 
+    /// The module or component `cid`, if it is compiled and linked in
+    /// memory. Keys are the UnixFS CIDs of the bytes that were compiled, so
+    /// a hit is exactly the module `cid` names: a warm worker skips reading
+    /// and hashing its bytes again.
+    #[must_use]
+    pub fn cached(&self, cid: &Cid) -> Option<LoadedModule> {
+        let compiled = self.inner.cache.get_memory(cid)?;
+        let kind = match *compiled {
+            Compiled::Core(_) => ModuleKind::CoreModule,
+            Compiled::Component(_) => ModuleKind::Component,
+        };
+        Some(LoadedModule {
+            cid: *cid,
+            kind,
+            compiled,
+            source: CacheSource::Memory,
+        })
+    }
+
     /// Loads `bytes` under a CID the caller has already verified.
     fn load_cid_blocking(&self, cid: Cid, bytes: &[u8]) -> Result<LoadedModule, ExecError> {
         let kind = ModuleKind::detect(bytes)?;

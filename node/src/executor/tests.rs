@@ -203,6 +203,22 @@ fn disk_cache_skips_compilation_in_a_second_executor() {
 }
 
 #[test]
+fn a_module_compiled_in_memory_is_found_by_its_cid_alone() {
+    let ex = executor();
+    let bytes = wat::parse_str(EXIT_WITH_ARGC).unwrap();
+    let cid = unixfs::file_cid(&bytes);
+    assert!(ex.cached(&cid).is_none(), "nothing compiled yet");
+    ex.load_blocking(&bytes).unwrap();
+    let m = ex.cached(&cid).unwrap();
+    assert_eq!((m.cid(), m.kind()), (cid, ModuleKind::CoreModule));
+    assert_eq!(
+        ex.run_blocking(&m, spec()).unwrap().status,
+        Status::Exited { code: 1 }
+    );
+    assert!(ex.cached(&phase_protocol::cid::raw_cid(b"other")).is_none());
+}
+
+#[test]
 fn a_corrupt_cache_file_is_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let config = cached(&dir);
