@@ -56,23 +56,29 @@ pub(crate) async fn read_message<M: Message, T: AsyncRead + Unpin>(io: &mut T) -
             format!("message of {len} bytes is over the maximum of {}", M::MAX),
         ));
     }
-    let mut buf = vec![0u8; len as usize];
-    io.read_exact(&mut buf).await?;
+    // Reserved to the (capped) length, not zero-filled: a block response
+    // is megabytes, and `read_to_end` only writes what arrives.
+    let mut buf = Vec::with_capacity(len as usize);
+    (&mut *io).take(len).read_to_end(&mut buf).await?;
+    if buf.len() as u64 != len {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
     M::decode(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 /// Writes one framed message body. Callers encode before awaiting, so the
 /// future holds only bytes.
 async fn write_frame<T: AsyncWrite + Unpin>(io: &mut T, body: Vec<u8>) -> io::Result<()> {
-    let mut frame = Vec::with_capacity(body.len() + 10);
+    let mut prefix = Vec::with_capacity(10);
     let mut n = body.len() as u64;
     while n >= 0x80 {
-        frame.push((n as u8) | 0x80);
+        prefix.push((n as u8) | 0x80);
         n >>= 7;
     }
-    frame.push(n as u8);
-    frame.extend_from_slice(&body);
-    io.write_all(&frame).await?;
+    prefix.push(n as u8);
+    // Two writes rather than one copy of a body of megabytes.
+    io.write_all(&prefix).await?;
+    io.write_all(&body).await?;
     io.close().await
 }
 
@@ -148,5 +154,11 @@ mod tests {
                 .await
                 .is_err()
         );
+        // A frame shorter than its prefix claims is an error, not a hang.
+        let short = [&bytes[..1], &bytes[1..bytes.len() - 1]].concat();
+        let err = read_message::<BlockRequest, _>(&mut &short[..])
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
     }
 }
