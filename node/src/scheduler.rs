@@ -16,7 +16,9 @@
 //! - A job whose inputs cannot be had, or whose module is not a runnable
 //!   WASI command, ends [`JobState::Failed`] without a receipt: no run
 //!   happened to attest. Every run that happened gets a signed receipt,
-//!   whatever its status.
+//!   whatever its status. A job abandoned because the worker shuts down is
+//!   forgotten instead (a status query answers "not found"), so its
+//!   requester takes it to another worker.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -332,7 +334,10 @@ impl Scheduler {
         };
         let result = tokio::select! {
             () = cancel.cancelled() => {
-                self.set_state(id, JobState::Failed { message: "worker shutting down".into() });
+                // Not `failed`: nothing is wrong with the job. Forgotten, it
+                // reads as not found, and the requester takes it elsewhere.
+                self.table().jobs.remove(&id);
+                debug!("job abandoned: the worker is shutting down");
                 return;
             }
             result = work => result,
