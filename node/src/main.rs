@@ -7,6 +7,9 @@ use tracing_subscriber::EnvFilter;
 
 use phase_node::cli::Cli;
 
+/// How long the process waits at exit for work still on the blocking pool.
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -23,11 +26,15 @@ fn main() -> ExitCode {
         }
     };
     let failure_code = cli.failure_code();
-    match runtime.block_on(cli.execute()) {
+    let code = match runtime.block_on(cli.execute()) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::from(failure_code)
         }
-    }
+    };
+    // A guest still running on the blocking pool (a daemon stopped mid-job)
+    // must not hold the exit for up to its own timeout.
+    runtime.shutdown_timeout(EXIT_GRACE);
+    code
 }
