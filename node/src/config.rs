@@ -177,6 +177,9 @@ pub struct WorkerConfig {
     pub max_timeout: Duration,
     /// Most output (stdout, stderr, `/output` each) a job may ask for.
     pub max_output: ByteSize,
+    /// Most bytes of module, stdin and input directory a job may bring
+    /// (fetched blocks the store did not have yet).
+    pub max_input: ByteSize,
     /// Only these requesters may submit (empty: everyone not denied).
     pub allow: Vec<PeerId>,
     /// These requesters are refused.
@@ -194,6 +197,7 @@ impl Default for WorkerConfig {
             max_memory: ByteSize(1 << 30),
             max_timeout: Duration::from_secs(600),
             max_output: ByteSize(64 << 20),
+            max_input: ByteSize(1 << 30),
             allow: Vec::new(),
             deny: Vec::new(),
         }

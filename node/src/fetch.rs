@@ -41,6 +41,14 @@ pub enum FetchError {
     /// The network is gone.
     #[error(transparent)]
     Network(#[from] NetworkError),
+    /// The DAG is larger than the caller allows.
+    #[error("{cid} is larger than the limit of {max} bytes")]
+    TooLarge {
+        /// The root being fetched.
+        cid: Cid,
+        /// The limit.
+        max: u64,
+    },
 }
 
 /// How far a fetch has come.
@@ -77,6 +85,23 @@ pub async fn fetch_dag_with_progress(
     store: &BlockStore,
     root: Cid,
     providers: impl IntoIterator<Item = PeerId>,
+    progress: impl FnMut(Progress),
+) -> Result<usize, FetchError> {
+    fetch_dag_capped(network, store, root, providers, u64::MAX, progress).await
+}
+
+/// [`fetch_dag_with_progress`], refusing to store more than `max_bytes` of
+/// new blocks (untrusted DAGs, such as a job's inputs, have no size a
+/// fetcher can check in advance).
+///
+/// # Errors
+/// As `fetch_dag`, and [`FetchError::TooLarge`] past `max_bytes`.
+pub async fn fetch_dag_capped(
+    network: &NetworkClient,
+    store: &BlockStore,
+    root: Cid,
+    providers: impl IntoIterator<Item = PeerId>,
+    max_bytes: u64,
     mut progress: impl FnMut(Progress),
 ) -> Result<usize, FetchError> {
     let mut good: Vec<PeerId> = providers
@@ -127,6 +152,13 @@ pub async fn fetch_dag_with_progress(
                 continue;
             }
         };
+        let incoming: u64 = response.blocks.iter().map(|b| b.data.len() as u64).sum();
+        if bytes.saturating_add(incoming) > max_bytes {
+            return Err(FetchError::TooLarge {
+                cid: root,
+                max: max_bytes,
+            });
+        }
         let asked: HashSet<Cid> = batch.iter().copied().collect();
         let mut bad = response.blocks.iter().any(|b| !asked.contains(&b.cid));
         let mut delivered = HashSet::new();

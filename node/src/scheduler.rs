@@ -499,14 +499,25 @@ impl Scheduler {
     }
 
     /// Fetches what the store lacks of each root: from the requester first,
-    /// then from any provider the DHT knows.
+    /// then from any provider the DHT knows; at most the worker's
+    /// `max_input` bytes for all roots together.
     async fn fetch_all(&self, requester: PeerId, roots: &[Cid]) -> Result<(), FetchError> {
         let (network, store) = (&self.inner.network, &self.inner.store);
+        let max = self.inner.config.max_input.0;
+        let mut fetched = 0u64;
         for root in roots {
-            match fetch::fetch_dag(network, store, *root, [requester]).await {
+            let mut got = 0u64;
+            let left = max.saturating_sub(fetched);
+            let first = fetch::fetch_dag_capped(network, store, *root, [requester], left, |p| {
+                got = p.bytes
+            })
+            .await;
+            fetched += got;
+            match first {
                 Ok(_) => continue,
                 Err(
                     e @ (FetchError::Store(_)
+                    | FetchError::TooLarge { .. }
                     | FetchError::Network(crate::network::NetworkError::Shutdown)),
                 ) => {
                     return Err(e);
@@ -516,7 +527,11 @@ impl Scheduler {
                 }
             }
             let providers = network.find_providers(*root).await?;
-            fetch::fetch_dag(network, store, *root, providers).await?;
+            let mut got = 0u64;
+            let left = max.saturating_sub(fetched);
+            fetch::fetch_dag_capped(network, store, *root, providers, left, |p| got = p.bytes)
+                .await?;
+            fetched += got;
         }
         Ok(())
     }

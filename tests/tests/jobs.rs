@@ -477,3 +477,32 @@ async fn a_job_longer_than_the_request_timeout_completes() {
     );
     net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inputs_larger_than_the_workers_max_input_are_refused() {
+    let mut config = worker_config(1, 4);
+    config.worker.max_input = ByteSize(1 << 20);
+    let net = net(vec![config]).await;
+    let c = requester(&net);
+    let mut events = net.nodes[0].scheduler().unwrap().subscribe();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("big"), phase_tests::pattern(3 << 20, 7)).unwrap();
+    let (input, _) = files::add_path(c.store(), dir.path().to_owned(), true)
+        .await
+        .unwrap();
+    let mut spec = JobSpec::new(add(c, guest("wordcount")).await);
+    spec.input = Some(input.cid);
+    let options = SubmitOptions {
+        poll_interval: Duration::from_millis(200),
+        ..SubmitOptions::default()
+    };
+    let err = within(c.requester().submit(&spec, &options, &quiet()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SubmitError::Failed { .. }), "{err}");
+    assert!(err.to_string().contains("larger than the limit"), "{err}");
+    while let Ok((_, state)) = events.try_recv() {
+        assert_ne!(state, JobState::Running, "the worker never runs it");
+    }
+    net.shutdown().await;
+}
