@@ -78,6 +78,25 @@ fn counting_module(n: u32) -> Bytes {
     Bytes::from(wat::parse_str(wat).unwrap())
 }
 
+/// Submits `spec` from the requester to the one worker (node 0), expecting
+/// the worker to refuse it before it runs: the error, once checked that it
+/// is `Failed` and that the worker never reported the job running.
+async fn fails_before_running(net: &TestNet, spec: &JobSpec) -> SubmitError {
+    let mut events = net.nodes[0].scheduler().unwrap().subscribe();
+    let options = SubmitOptions {
+        poll_interval: Duration::from_millis(200),
+        ..SubmitOptions::default()
+    };
+    let err = within(requester(net).requester().submit(spec, &options, &quiet()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SubmitError::Failed { .. }), "{err}");
+    while let Ok((_, state)) = events.try_recv() {
+        assert_ne!(state, JobState::Running, "the worker never runs it");
+    }
+    err
+}
+
 fn quiet() -> impl Fn(phase_node::requester::Stage) + Send + Sync {
     |_| {}
 }
@@ -344,24 +363,12 @@ async fn a_denied_requester_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_module_whose_bytes_do_not_match_its_cid_never_runs() {
     let net = net(vec![worker_config(1, 4)]).await;
-    let c = requester(&net);
-    let mut events = net.nodes[0].scheduler().unwrap().subscribe();
-    let spec = hello_spec(c, 1).await;
+    let spec = hello_spec(requester(&net), 1).await;
     // Rot the module's block on the requester's disk: it can no longer
     // serve it, and nobody else has it.
     std::fs::write(net.block_file(1, &spec.module), guest("loop")).unwrap();
-    let options = SubmitOptions {
-        poll_interval: Duration::from_millis(200),
-        ..SubmitOptions::default()
-    };
-    let err = within(c.requester().submit(&spec, &options, &quiet()))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, SubmitError::Failed { .. }), "{err}");
+    let err = fails_before_running(&net, &spec).await;
     assert!(err.to_string().contains("cannot fetch"), "{err}");
-    while let Ok((_, state)) = events.try_recv() {
-        assert_ne!(state, JobState::Running, "the worker never runs it");
-    }
     net.shutdown().await;
 }
 
@@ -484,7 +491,6 @@ async fn inputs_larger_than_the_workers_max_input_are_refused() {
     config.worker.max_input = ByteSize(1 << 20);
     let net = net(vec![config]).await;
     let c = requester(&net);
-    let mut events = net.nodes[0].scheduler().unwrap().subscribe();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("big"), phase_tests::pattern(3 << 20, 7)).unwrap();
     let (input, _) = files::add_path(c.store(), dir.path().to_owned(), true)
@@ -492,17 +498,7 @@ async fn inputs_larger_than_the_workers_max_input_are_refused() {
         .unwrap();
     let mut spec = JobSpec::new(add(c, guest("wordcount")).await);
     spec.input = Some(input.cid);
-    let options = SubmitOptions {
-        poll_interval: Duration::from_millis(200),
-        ..SubmitOptions::default()
-    };
-    let err = within(c.requester().submit(&spec, &options, &quiet()))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, SubmitError::Failed { .. }), "{err}");
+    let err = fails_before_running(&net, &spec).await;
     assert!(err.to_string().contains("larger than the limit"), "{err}");
-    while let Ok((_, state)) = events.try_recv() {
-        assert_ne!(state, JobState::Running, "the worker never runs it");
-    }
     net.shutdown().await;
 }

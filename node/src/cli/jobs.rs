@@ -389,17 +389,24 @@ async fn read_record(data_dir: &Path, job: &JobId) -> anyhow::Result<Option<serd
     }
 }
 
-/// Show a job's state: from the record of a job submitted from this data
-/// dir, or (through the running daemon) from this node's worker or the
-/// worker named with --worker.
+/// Which job `status` and `receipt` are about, and whom to ask.
 #[derive(Debug, Args)]
-pub(super) struct StatusArgs {
+struct JobQuery {
     /// The job id printed by `submit`.
     #[arg(value_name = "JOB_ID")]
     job: JobId,
     /// Ask this worker (needs a running daemon).
     #[arg(long, value_name = "PEERID")]
     worker: Option<PeerId>,
+}
+
+/// Show a job's state: from the record of a job submitted from this data
+/// dir, or (through the running daemon) from this node's worker or the
+/// worker named with --worker.
+#[derive(Debug, Args)]
+pub(super) struct StatusArgs {
+    #[command(flatten)]
+    query: JobQuery,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -409,8 +416,8 @@ impl StatusArgs {
     pub(super) async fn execute(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         let data_dir = global.data_dir()?;
         let mut out = std::io::stdout().lock();
-        if self.worker.is_none()
-            && let Some(record) = read_record(data_dir.root(), &self.job).await?
+        if self.query.worker.is_none()
+            && let Some(record) = read_record(data_dir.root(), &self.query.job).await?
         {
             if self.json {
                 serde_json::to_writer_pretty(&mut out, &record)?;
@@ -430,10 +437,10 @@ impl StatusArgs {
             return Ok(ExitCode::SUCCESS);
         }
         let request = Request::JobStatus {
-            job: self.job.0,
-            worker: self.worker,
+            job: self.query.job.0,
+            worker: self.query.worker,
         };
-        let answer = ask_daemon(data_dir.root(), &self.job, request).await?;
+        let answer = ask_daemon(data_dir.root(), &self.query.job, request).await?;
         if self.json {
             serde_json::to_writer_pretty(&mut out, &answer)?;
             writeln!(out)?;
@@ -468,12 +475,8 @@ fn state_line(state: &serde_json::Value) -> String {
 /// the worker named with --worker.
 #[derive(Debug, Args)]
 pub(super) struct ReceiptArgs {
-    /// The job id printed by `submit`.
-    #[arg(value_name = "JOB_ID")]
-    job: JobId,
-    /// Ask this worker (needs a running daemon).
-    #[arg(long, value_name = "PEERID")]
-    worker: Option<PeerId>,
+    #[command(flatten)]
+    query: JobQuery,
     /// Print the receipt as JSON.
     #[arg(long)]
     json: bool,
@@ -483,7 +486,10 @@ impl ReceiptArgs {
     pub(super) async fn execute(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         let data_dir = global.data_dir()?;
         let store = global.store().await?;
-        let recorded = match (&self.worker, read_record(data_dir.root(), &self.job).await?) {
+        let recorded = match (
+            &self.query.worker,
+            read_record(data_dir.root(), &self.query.job).await?,
+        ) {
             (None, Some(record)) => record["results"][0]["receipt_cid"]
                 .as_str()
                 .map(str::parse::<Cid>)
@@ -494,10 +500,10 @@ impl ReceiptArgs {
             Some(cid) => cid,
             None => {
                 let request = Request::JobReceipt {
-                    job: self.job.0,
-                    worker: self.worker,
+                    job: self.query.job.0,
+                    worker: self.query.worker,
                 };
-                let answer = ask_daemon(data_dir.root(), &self.job, request).await?;
+                let answer = ask_daemon(data_dir.root(), &self.query.job, request).await?;
                 answer["receipt"]
                     .as_str()
                     .context("the daemon answered without a receipt")?
@@ -505,11 +511,11 @@ impl ReceiptArgs {
             }
         };
         let receipt = load_receipt(&store, cid).await?;
-        if receipt.receipt().job != self.job {
+        if receipt.receipt().job != self.query.job {
             bail!(
                 "receipt {cid} is about job {}, not {}",
                 receipt.receipt().job,
-                self.job
+                self.query.job
             );
         }
         let mut out = std::io::stdout().lock();
