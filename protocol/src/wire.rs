@@ -72,10 +72,60 @@ pub(crate) fn decode_capped<T: Serialize + DeserializeOwned>(
         });
     }
     let value: T = serde_ipld_dagcbor::from_slice(bytes).map_err(DecodeError::Cbor)?;
-    if to_cbor(&value) != bytes {
+    if !encodes_to(&value, bytes) {
         return Err(DecodeError::NonCanonical);
     }
     Ok(value)
+}
+
+/// Whether `value`'s canonical encoding is exactly `bytes`: compared as it
+/// is produced, without building a second copy (a block response is
+/// megabytes).
+fn encodes_to<T: Serialize>(value: &T, bytes: &[u8]) -> bool {
+    /// Compares what is written against `expected`, from the start.
+    struct Compare<'a> {
+        expected: &'a [u8],
+        same: bool,
+    }
+    impl std::io::Write for Compare<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            match self.expected.split_at_checked(buf.len()) {
+                Some((head, rest)) if self.same && head == buf => self.expected = rest,
+                _ => self.same = false,
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut compare = Compare {
+        expected: bytes,
+        same: true,
+    };
+    serde_ipld_dagcbor::to_writer(&mut compare, value).is_ok()
+        && compare.same
+        && compare.expected.is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_comparison_catches_every_difference() {
+        let value = vec![1u32, 2, 3];
+        let bytes = to_cbor(&value);
+        assert!(encodes_to(&value, &bytes));
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(!encodes_to(&value, &longer), "trailing bytes");
+        assert!(!encodes_to(&value, &bytes[..bytes.len() - 1]), "truncated");
+        let mut changed = bytes.clone();
+        *changed.last_mut().unwrap() ^= 1;
+        assert!(!encodes_to(&value, &changed), "a changed byte");
+        assert!(!encodes_to(&value, &[]), "empty");
+    }
 }
 
 /// Deserializes a `Vec` without trusting the length prefix: serde would
