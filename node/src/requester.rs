@@ -549,7 +549,7 @@ impl Requester {
                 worker: worker.to_string(),
             });
             let result = receipt.receipt().result;
-            self.fetch_result(worker, result)
+            self.fetch_result(worker, spec, result)
                 .await
                 .map_err(|source| SubmitError::Fetch { result, source })?;
             let cid = receipt.cid();
@@ -640,19 +640,40 @@ impl Requester {
         }
     }
 
-    /// Fetches the result DAG: from the worker first, then any provider.
-    async fn fetch_result(&self, worker: PeerId, result: Cid) -> Result<(), FetchError> {
-        match fetch::fetch_dag(&self.network, &self.store, result, [worker]).await {
+    /// Fetches the result DAG: from the worker first, then any provider;
+    /// never more than an honest result of `spec` can hold.
+    async fn fetch_result(
+        &self,
+        worker: PeerId,
+        spec: &JobSpec,
+        result: Cid,
+    ) -> Result<(), FetchError> {
+        let max = max_result_bytes(spec);
+        let fetch = |providers: Vec<PeerId>| {
+            fetch::fetch_dag_capped(&self.network, &self.store, result, providers, max, |_| {})
+        };
+        match fetch(vec![worker]).await {
             Ok(_) => Ok(()),
             Err(FetchError::NoProviders { .. }) => {
                 let providers = self.network.find_providers(result).await?;
-                fetch::fetch_dag(&self.network, &self.store, result, providers)
-                    .await
-                    .map(|_| ())
+                fetch(providers.into_iter().collect()).await.map(|_| ())
             }
             Err(e) => Err(e),
         }
     }
+}
+
+/// The most bytes a result package of `spec` can take: stdout, stderr and
+/// the files under `/output` are each capped at `max_output`; the UnixFS
+/// nodes around them add a little (a generous allowance, since `/output`
+/// may hold many small files).
+#[must_use]
+pub fn max_result_bytes(spec: &JobSpec) -> u64 {
+    spec.limits
+        .max_output
+        .0
+        .saturating_mul(3)
+        .saturating_add(16 << 20)
 }
 
 /// Whether a worker's offer covers the job.
