@@ -157,6 +157,11 @@ impl Default for NetworkConfig {
     }
 }
 
+/// Finished jobs a worker keeps by default (`worker.keep_jobs`): their
+/// states and receipts in memory, their receipts and results pinned. At
+/// most a few KiB of memory each.
+pub const DEFAULT_KEEP_JOBS: u32 = 10_000;
+
 /// The worker section: what a volunteer's node runs for others.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -180,6 +185,10 @@ pub struct WorkerConfig {
     /// Most bytes of module, stdin and input directory a job may bring
     /// (fetched blocks the store did not have yet).
     pub max_input: ByteSize,
+    /// Finished jobs whose states and receipts are kept (in memory) and
+    /// whose receipts and results stay pinned; older ones are forgotten and
+    /// unpinned, so `gc` can reclaim their blocks.
+    pub keep_jobs: u32,
     /// Only these requesters may submit (empty: everyone not denied).
     pub allow: Vec<PeerId>,
     /// These requesters are refused.
@@ -198,6 +207,7 @@ impl Default for WorkerConfig {
             max_timeout: Duration::from_secs(600),
             max_output: ByteSize(64 << 20),
             max_input: ByteSize(1 << 30),
+            keep_jobs: DEFAULT_KEEP_JOBS,
             allow: Vec::new(),
             deny: Vec::new(),
         }

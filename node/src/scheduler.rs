@@ -44,9 +44,6 @@ use crate::network::NetworkClient;
 use crate::store::files::{self, FilesError};
 use crate::store::{BlockStore, StoreError};
 
-/// Finished jobs whose state and receipt stay in memory; older ones are
-/// forgotten (their receipts stay in the store as pinned blocks).
-pub const MAX_FINISHED_JOBS: usize = 10_000;
 /// Deadline for fetching a job's module and inputs.
 pub const FETCH_DEADLINE: Duration = Duration::from_secs(300);
 /// Largest stdin a job may have: it is held in memory while the job runs.
@@ -112,16 +109,41 @@ struct Entry {
 struct JobTable {
     jobs: HashMap<JobId, Entry>,
     finished: VecDeque<JobId>,
+    /// Kept jobs per result CID: a result stays pinned while one of them is
+    /// kept (deterministic jobs share results).
+    results: HashMap<Cid, usize>,
+    /// Finished jobs kept.
+    keep: usize,
 }
 
 impl JobTable {
-    fn finish(&mut self, id: JobId) {
+    /// Records a finished job and forgets the oldest past `keep`. Returns the
+    /// blocks no kept job needs pinned any more: the forgotten jobs'
+    /// receipts, and their results unless a kept job has the same.
+    fn finish(&mut self, id: JobId) -> Vec<Cid> {
+        if let Some(r) = self.jobs.get(&id).and_then(|e| e.receipt.as_ref()) {
+            *self.results.entry(r.receipt().result).or_default() += 1;
+        }
         self.finished.push_back(id);
-        while self.finished.len() > MAX_FINISHED_JOBS {
-            if let Some(old) = self.finished.pop_front() {
-                self.jobs.remove(&old);
+        let mut unpin = Vec::new();
+        while self.finished.len() > self.keep {
+            let Some(old) = self.finished.pop_front() else {
+                break;
+            };
+            let Some(receipt) = self.jobs.remove(&old).and_then(|e| e.receipt) else {
+                continue;
+            };
+            unpin.push(receipt.cid());
+            let result = receipt.receipt().result;
+            if let Some(n) = self.results.get_mut(&result) {
+                *n -= 1;
+                if *n == 0 {
+                    self.results.remove(&result);
+                    unpin.push(result);
+                }
             }
         }
+        unpin
     }
 }
 
@@ -171,6 +193,7 @@ impl Scheduler {
     ) -> std::io::Result<Self> {
         let slots = config.slots.max(1) as usize;
         let admitted = slots + config.queue as usize;
+        let keep = config.keep_jobs as usize;
         std::fs::create_dir_all(&work_dir)?;
         let work_dirs = WorkDirs {
             root: tempfile::Builder::new()
@@ -189,7 +212,10 @@ impl Scheduler {
                 network,
                 store,
                 executor,
-                table: Mutex::new(JobTable::default()),
+                table: Mutex::new(JobTable {
+                    keep,
+                    ..JobTable::default()
+                }),
                 events: broadcast::channel(EVENT_BUFFER).0,
                 work_dirs,
                 cancel,
@@ -240,10 +266,22 @@ impl Scheduler {
         if let Some(entry) = table.jobs.get_mut(&id) {
             entry.state = state.clone();
         }
-        if matches!(state, JobState::Done { .. } | JobState::Failed { .. }) {
-            table.finish(id);
-        }
+        let unpin = if matches!(state, JobState::Done { .. } | JobState::Failed { .. }) {
+            table.finish(id)
+        } else {
+            Vec::new()
+        };
         drop(table);
+        if !unpin.is_empty() {
+            let store = self.inner.store.clone();
+            tokio::spawn(async move {
+                for cid in unpin {
+                    if let Err(e) = store.unpin(&cid).await {
+                        debug!(%cid, error = %e, "cannot unpin an old job's block");
+                    }
+                }
+            });
+        }
         let _ = self.inner.events.send((id, state));
     }
 
@@ -734,6 +772,7 @@ fn unix_ms(t: SystemTime) -> u64 {
 mod tests {
     use super::*;
     use phase_protocol::ByteSize;
+    use phase_protocol::Keypair;
 
     #[test]
     fn limits_above_the_maximum_name_the_limit() {
@@ -753,28 +792,57 @@ mod tests {
         );
     }
 
+    fn receipt(key: &Keypair, nonce: u64, result: &[u8]) -> (JobId, SignedReceipt) {
+        let mut spec = JobSpec::new(phase_protocol::cid::raw_cid(b"m"));
+        spec.nonce = nonce;
+        let receipt = Receipt {
+            job: spec.id(),
+            module: spec.module,
+            stdin: None,
+            input: None,
+            result: phase_protocol::cid::raw_cid(result),
+            status: phase_protocol::Status::Exited { code: 0 },
+            fuel_consumed: 1,
+            wall_time_ms: 1,
+            peak_memory: 0,
+            worker: key.public().to_peer_id(),
+            requester: PeerId::random(),
+            started_at_ms: 0,
+            ended_at_ms: 1,
+            runtime: runtime_version(),
+        };
+        (spec.id(), SignedReceipt::sign(receipt, key).unwrap())
+    }
+
     #[test]
-    fn finished_jobs_are_forgotten_oldest_first() {
-        let mut table = JobTable::default();
-        let ids: Vec<JobId> = (0..MAX_FINISHED_JOBS as u64 + 2)
-            .map(|n| {
-                let mut spec = JobSpec::new(phase_protocol::cid::raw_cid(b"m"));
-                spec.nonce = n;
-                spec.id()
-            })
-            .collect();
-        for id in &ids {
+    fn old_jobs_are_forgotten_and_unpinned_unless_a_kept_job_shares_the_result() {
+        let key = Keypair::generate_ed25519();
+        let mut table = JobTable {
+            keep: 2,
+            ..JobTable::default()
+        };
+        let mut finish = |nonce: u64, result: &[u8]| {
+            let (id, r) = receipt(&key, nonce, result);
             table.jobs.insert(
-                *id,
+                id,
                 Entry {
-                    state: JobState::Queued,
-                    receipt: None,
+                    state: JobState::Running,
+                    receipt: Some(r.clone()),
                 },
             );
-            table.finish(*id);
-        }
-        assert_eq!(table.jobs.len(), MAX_FINISHED_JOBS);
-        assert!(!table.jobs.contains_key(&ids[0]));
-        assert!(table.jobs.contains_key(&ids[ids.len() - 1]));
+            (r.cid(), table.finish(id))
+        };
+        let x = phase_protocol::cid::raw_cid(b"x");
+        let (r1, unpin) = finish(1, b"x");
+        assert!(unpin.is_empty());
+        let (r2, unpin) = finish(2, b"x");
+        assert!(unpin.is_empty());
+        // Job 1 goes; its result is job 2's too, so only its receipt is unpinned.
+        let (_, unpin) = finish(3, b"y");
+        assert_eq!(unpin, vec![r1]);
+        // Job 2 goes, and with it the last job that had result x.
+        let (_, unpin) = finish(4, b"z");
+        assert_eq!(unpin, vec![r2, x]);
+        assert_eq!(table.jobs.len(), 2);
     }
 }
