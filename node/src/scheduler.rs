@@ -273,10 +273,16 @@ impl Scheduler {
         };
         drop(table);
         if !unpin.is_empty() {
-            let store = self.inner.store.clone();
-            tokio::spawn(async move {
-                for cid in unpin {
-                    if let Err(e) = store.unpin(&cid).await {
+            // Under the table lock, so a job that finishes meanwhile with
+            // the same result (it counts before it pins) keeps its pin.
+            let inner = Arc::clone(&self.inner);
+            tokio::task::spawn_blocking(move || {
+                let table = inner
+                    .table
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                for cid in unpin.iter().filter(|c| !table.results.contains_key(c)) {
+                    if let Err(e) = inner.store.unpin_blocking(cid) {
                         debug!(%cid, error = %e, "cannot unpin an old job's block");
                     }
                 }
@@ -518,14 +524,14 @@ impl Scheduler {
             .store
             .put(receipt_cid, Bytes::from(signed.to_cbor()))
             .await?;
-        inner.store.pin(&receipt_cid).await?;
-        inner.store.pin(&result.cid).await?;
         {
             let mut table = self.table();
             if let Some(entry) = table.jobs.get_mut(&id) {
                 entry.receipt = Some(signed.clone());
             }
         }
+        // Done first: the job counts as keeping its result before the
+        // result is pinned, so retention never unpins it under this job.
         self.set_state(
             id,
             JobState::Done {
@@ -533,6 +539,11 @@ impl Scheduler {
                 receipt: receipt_cid,
             },
         );
+        for cid in [receipt_cid, result.cid] {
+            if let Err(e) = inner.store.pin(&cid).await {
+                warn!(%cid, error = %e, "cannot pin the job's block; gc may remove it");
+            }
+        }
         Ok(signed)
     }
 

@@ -330,11 +330,18 @@ impl BlockStore {
     /// I/O.
     pub async fn unpin(&self, cid: &Cid) -> Result<bool, StoreError> {
         let cid = *cid;
-        self.blocking(move |s| match s.backend.as_ref() {
-            Backend::Mem(m) => Ok(m.unpin(&cid)),
-            Backend::Fs(f) => f.unpin(&cid),
-        })
-        .await
+        self.blocking(move |s| s.unpin_blocking(&cid)).await
+    }
+
+    /// [`BlockStore::unpin`] on the caller's (blocking) thread.
+    ///
+    /// # Errors
+    /// I/O.
+    pub fn unpin_blocking(&self, cid: &Cid) -> Result<bool, StoreError> {
+        match self.backend.as_ref() {
+            Backend::Mem(m) => Ok(m.unpin(cid)),
+            Backend::Fs(f) => f.unpin(cid),
+        }
     }
 
     /// The pinned roots.
