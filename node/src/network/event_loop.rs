@@ -31,7 +31,7 @@ pub(crate) struct EventLoop {
     bootstrap_interval: Duration,
     pending_providers: HashMap<kad::QueryId, (Reply<HashSet<PeerId>>, HashSet<PeerId>)>,
     pending_provide: HashMap<kad::QueryId, Reply<()>>,
-    pending_blocks: HashMap<OutboundRequestId, (PeerId, Reply<BlockResponse>)>,
+    pending_blocks: HashMap<OutboundRequestId, Reply<BlockResponse>>,
     pending_jobs: HashMap<OutboundRequestId, Reply<JobResponse>>,
 }
 
@@ -131,7 +131,7 @@ impl EventLoop {
                     .behaviour_mut()
                     .blocks
                     .send_request(&peer, request);
-                self.pending_blocks.insert(id, (peer, reply));
+                self.pending_blocks.insert(id, reply);
             }
             Command::RespondBlocks { channel, response } => {
                 if self
@@ -293,9 +293,7 @@ impl EventLoop {
                     request_id,
                     response,
                 } => {
-                    if let Some((_, reply)) = self.pending_blocks.remove(&request_id) {
-                        let _ = reply.send(Ok(response));
-                    }
+                    resolve(&mut self.pending_blocks, request_id, Ok(response));
                 }
             },
             request_response::Event::OutboundFailure {
@@ -304,12 +302,11 @@ impl EventLoop {
                 peer,
                 ..
             } => {
-                if let Some((_, reply)) = self.pending_blocks.remove(&request_id) {
-                    let _ = reply.send(Err(NetworkError::Request {
-                        peer,
-                        reason: error.to_string(),
-                    }));
-                }
+                let failed = NetworkError::Request {
+                    peer,
+                    reason: error.to_string(),
+                };
+                resolve(&mut self.pending_blocks, request_id, Err(failed));
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
                 warn!(%peer, %error, "inbound block request failed");
@@ -350,9 +347,7 @@ impl EventLoop {
                     request_id,
                     response,
                 } => {
-                    if let Some(reply) = self.pending_jobs.remove(&request_id) {
-                        let _ = reply.send(Ok(response));
-                    }
+                    resolve(&mut self.pending_jobs, request_id, Ok(response));
                 }
             },
             request_response::Event::OutboundFailure {
@@ -361,12 +356,11 @@ impl EventLoop {
                 peer,
                 ..
             } => {
-                if let Some(reply) = self.pending_jobs.remove(&request_id) {
-                    let _ = reply.send(Err(NetworkError::Request {
-                        peer,
-                        reason: error.to_string(),
-                    }));
-                }
+                let failed = NetworkError::Request {
+                    peer,
+                    reason: error.to_string(),
+                };
+                resolve(&mut self.pending_jobs, request_id, Err(failed));
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
                 // Streams over the limit of a flooding peer end here: one
@@ -375,5 +369,16 @@ impl EventLoop {
             }
             request_response::Event::ResponseSent { .. } => {}
         }
+    }
+}
+
+/// Answers whoever waits on an outbound request (if anyone still does).
+fn resolve<T>(
+    pending: &mut HashMap<OutboundRequestId, Reply<T>>,
+    id: OutboundRequestId,
+    result: Result<T, NetworkError>,
+) {
+    if let Some(reply) = pending.remove(&id) {
+        let _ = reply.send(result);
     }
 }
