@@ -459,7 +459,7 @@ fn state_line(state: &serde_json::Value) -> String {
                 "done: {} (receipt {})",
                 serde_json::from_value::<Status>(done["status"].clone())
                     .map_or_else(|_| done["status"].to_string(), |s| s.to_string()),
-                done["receipt"]
+                done["receipt"].as_str().unwrap_or("?")
             ),
             (None, Some(failed)) => {
                 format!("failed: {}", failed["message"].as_str().unwrap_or("?"))
