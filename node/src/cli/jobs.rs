@@ -527,3 +527,20 @@ impl ReceiptArgs {
         Ok(ExitCode::SUCCESS)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_states_read_as_one_line() {
+        let done = serde_json::json!({"done": {"status": {"kind": "exited", "code": 0}, "receipt": "bafyx"}});
+        assert_eq!(
+            state_line(&done),
+            "done: exited with code 0 (receipt bafyx)"
+        );
+        let failed = serde_json::json!({"failed": {"message": "cannot fetch"}});
+        assert_eq!(state_line(&failed), "failed: cannot fetch");
+        assert_eq!(state_line(&serde_json::json!("running")), "running");
+    }
+}
