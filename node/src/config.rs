@@ -189,6 +189,9 @@ pub struct WorkerConfig {
     /// whose receipts and results stay pinned; older ones are forgotten and
     /// unpinned, so `gc` can reclaim their blocks.
     pub keep_jobs: u32,
+    /// Jobs one requester may have admitted (running or queued) at once, so
+    /// one peer cannot take every slot; 0: half of `slots + queue`.
+    pub max_per_requester: u32,
     /// Only these requesters may submit (empty: everyone not denied).
     pub allow: Vec<PeerId>,
     /// These requesters are refused.
@@ -208,6 +211,7 @@ impl Default for WorkerConfig {
             max_output: ByteSize(64 << 20),
             max_input: ByteSize(1 << 30),
             keep_jobs: DEFAULT_KEEP_JOBS,
+            max_per_requester: 0,
             allow: Vec::new(),
             deny: Vec::new(),
         }
@@ -223,6 +227,15 @@ impl WorkerConfig {
             memory: self.max_memory,
             timeout: self.max_timeout,
             max_output: self.max_output,
+        }
+    }
+
+    /// Jobs one requester may have admitted at once (at least 1).
+    #[must_use]
+    pub fn per_requester(&self) -> usize {
+        match self.max_per_requester {
+            0 => ((self.slots.max(1) + self.queue) as usize / 2).max(1),
+            n => n as usize,
         }
     }
 
@@ -281,6 +294,11 @@ mod tests {
         assert_eq!(config.worker.max_timeout, Duration::from_secs(30));
         assert!(!config.worker.admits(&config.worker.deny[0]));
         assert!(config.worker.admits(&PeerId::random()));
+        assert_eq!(
+            config.worker.per_requester(),
+            33,
+            "half of 3 slots + 64 queued"
+        );
         let err = toml::from_str::<NodeConfig>("[worker]\nslot = 3\n").unwrap_err();
         assert!(err.to_string().contains("unknown field `slot`"), "{err}");
     }

@@ -114,6 +114,8 @@ struct JobTable {
     results: HashMap<Cid, usize>,
     /// Finished jobs kept.
     keep: usize,
+    /// Jobs admitted (running or queued) per requester; no zero entries.
+    admitted: HashMap<PeerId, usize>,
 }
 
 impl JobTable {
@@ -342,9 +344,20 @@ impl Scheduler {
         if table.jobs.contains_key(&id) {
             return Ok(id); // a repeated submission: the job already runs here
         }
+        let mine = table.admitted.get(&peer).copied().unwrap_or(0);
+        if mine >= config.per_requester() {
+            debug!(%peer, admitted = mine, "requester at its share of this worker; busy");
+            return Err(Rejection::Busy);
+        }
         let Ok(permit) = Arc::clone(&self.inner.admission).try_acquire_owned() else {
             debug!(%peer, "all slots and the queue are full; busy");
             return Err(Rejection::Busy);
+        };
+        *table.admitted.entry(peer).or_default() += 1;
+        let permit = Admitted {
+            _permit: permit,
+            peer,
+            inner: Arc::clone(&self.inner),
         };
         table.jobs.insert(
             id,
@@ -361,13 +374,7 @@ impl Scheduler {
         Ok(id)
     }
 
-    async fn run_job(
-        self,
-        id: JobId,
-        requester: PeerId,
-        spec: JobSpec,
-        admitted: OwnedSemaphorePermit,
-    ) {
+    async fn run_job(self, id: JobId, requester: PeerId, spec: JobSpec, admitted: Admitted) {
         let cancel = self.inner.cancel.clone();
         let work = async {
             let _slot = Arc::clone(&self.inner.running)
@@ -706,6 +713,30 @@ impl Drop for WorkDir {
                 let _ = std::fs::remove_dir_all(&path);
             }
         });
+    }
+}
+
+/// A job's place among the admitted: a permit of `slots + queue`, and one
+/// of its requester's share. Both are given back when it is dropped.
+struct Admitted {
+    _permit: OwnedSemaphorePermit,
+    peer: PeerId,
+    inner: Arc<Inner>,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let mut table = self
+            .inner
+            .table
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = table.admitted.get_mut(&self.peer) {
+            *n -= 1;
+            if *n == 0 {
+                table.admitted.remove(&self.peer);
+            }
+        }
     }
 }
 

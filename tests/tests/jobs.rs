@@ -502,3 +502,40 @@ async fn inputs_larger_than_the_workers_max_input_are_refused() {
     assert!(err.to_string().contains("larger than the limit"), "{err}");
     net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_requester_cannot_take_every_slot() {
+    // 1 slot + 3 queued = 4 admitted at most, 2 per requester.
+    let configs = vec![worker_config(1, 3), loopback_config(), loopback_config()];
+    let net = TestNet::with_configs(configs).await;
+    net.converge().await;
+    let (worker, greedy, polite) = (net.nodes[0].peer_id(), &net.nodes[1], &net.nodes[2]);
+    let module = add(greedy, counting_module(1_500_000_000)).await;
+    let submit = |node: &NodeHandle, nonce: u64| {
+        let mut spec = JobSpec::new(module);
+        spec.limits.fuel = 100_000_000_000;
+        spec.nonce = nonce;
+        let network = node.network().clone();
+        async move {
+            network
+                .request_job(worker, JobRequest::Submit(Box::new(spec)))
+                .await
+                .unwrap()
+        }
+    };
+    let mut accepted = 0;
+    for nonce in 0..10 {
+        match within(submit(greedy, nonce)).await {
+            JobResponse::Accepted(_) => accepted += 1,
+            JobResponse::Rejected(Rejection::Busy) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(accepted, 2, "the greedy requester gets its share only");
+    let answer = within(submit(polite, 100)).await;
+    assert!(
+        matches!(answer, JobResponse::Accepted(_)),
+        "another requester still gets in: {answer:?}"
+    );
+    net.shutdown().await;
+}
