@@ -754,12 +754,6 @@ fn backoff(busy: u32) -> Duration {
     capped / 2 + Duration::from_millis(jitter)
 }
 
-/// The status the job as a whole ended with (the first replica's).
-#[must_use]
-pub fn status_of(report: &SubmitReport) -> Option<&Status> {
-    report.results.first().map(|r| &r.receipt.receipt().status)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
