@@ -27,7 +27,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use phase_protocol::job::{JobId, JobRequest, JobResponse, JobState, Rejection, WorkerInfo};
-use phase_protocol::{Capability, Cid, JobSpec, SignedReceipt, Status};
+use phase_protocol::{Capability, Cid, JobSpec, SignedReceipt};
 
 use crate::fetch::{self, FetchError};
 use crate::network::{NetworkClient, NetworkError};
@@ -758,7 +758,7 @@ fn backoff(busy: u32) -> Duration {
 mod tests {
     use super::*;
     use phase_protocol::cid::raw_cid;
-    use phase_protocol::{Keypair, Receipt};
+    use phase_protocol::{Keypair, Receipt, Status};
 
     fn receipt(worker: &Keypair, spec: &JobSpec, requester: PeerId, result: Cid) -> SignedReceipt {
         let receipt = Receipt {
