@@ -86,8 +86,6 @@ enum JobError {
     Files(#[from] FilesError),
     #[error("cannot store the result")]
     Store(#[from] StoreError),
-    #[error("{what} is larger than {max} bytes")]
-    TooLarge { what: &'static str, max: u64 },
     #[error("module {0} is not runnable")]
     Module(Cid, #[source] ExecError),
     #[error("the run failed")]
@@ -440,10 +438,10 @@ impl Scheduler {
             Some(module) => module,
             None => {
                 let bytes =
-                    read_capped(&inner.store, spec.module, MAX_MODULE_SIZE, "the module").await?;
+                    files::cat_to_vec_capped(&inner.store, spec.module, MAX_MODULE_SIZE).await?;
                 inner
                     .executor
-                    .load(bytes)
+                    .load(Bytes::from(bytes))
                     .await
                     .map_err(|e| JobError::Module(spec.module, e))?
             }
@@ -465,14 +463,22 @@ impl Scheduler {
             return Err(JobError::Kind("core module"));
         }
         let stdin = match spec.stdin {
-            Some(cid) => read_capped(&inner.store, cid, MAX_JOB_STDIN, "stdin").await?,
+            Some(cid) => {
+                Bytes::from(files::cat_to_vec_capped(&inner.store, cid, MAX_JOB_STDIN).await?)
+            }
             None => Bytes::new(),
         };
         let work = inner.work_dirs.take().await.map_err(JobError::WorkDir)?;
         let input_dir = match spec.input {
             Some(cid) => {
                 let dir = work.path().join("input");
-                files::get(&inner.store, cid, dir.clone()).await?;
+                // What the export writes is bounded, not just what was
+                // fetched: a DAG may link the same blocks many times.
+                let limit = files::Limit {
+                    bytes: inner.config.max_input.0,
+                    entries: files::MAX_ENTRIES,
+                };
+                files::get_capped(&inner.store, cid, dir.clone(), limit).await?;
                 Some(dir)
             }
             None => None,
@@ -757,51 +763,6 @@ fn check_limits(asked: &Limits, max: &Limits) -> Result<(), Rejection> {
     {
         Some(rejection) => Err(rejection),
         None => Ok(()),
-    }
-}
-
-/// A whole file from the store, refusing one over `max` bytes.
-async fn read_capped(
-    store: &BlockStore,
-    cid: Cid,
-    max: u64,
-    what: &'static str,
-) -> Result<Bytes, JobError> {
-    let store = store.clone();
-    let bytes = tokio::task::spawn_blocking(move || {
-        let mut out = CappedVec {
-            buf: Vec::new(),
-            max,
-        };
-        files::cat_blocking(&store, &cid, &mut out).map(|_| out.buf)
-    })
-    .await
-    .map_err(FilesError::from)?;
-    match bytes {
-        Ok(b) => Ok(Bytes::from(b)),
-        Err(FilesError::Io { source, .. }) if source.kind() == std::io::ErrorKind::FileTooLarge => {
-            Err(JobError::TooLarge { what, max })
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// A `Vec` writer that fails past `max` bytes.
-struct CappedVec {
-    buf: Vec<u8>,
-    max: u64,
-}
-
-impl std::io::Write for CappedVec {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        if (self.buf.len() + data.len()) as u64 > self.max {
-            return Err(std::io::ErrorKind::FileTooLarge.into());
-        }
-        self.buf.extend_from_slice(data);
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 

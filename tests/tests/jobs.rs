@@ -539,3 +539,30 @@ async fn one_requester_cannot_take_every_slot() {
     );
     net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_input_that_expands_past_max_input_is_refused_before_it_is_written() {
+    // About 21 blocks, 300 KiB fetched, that would export as 2^20 copies of
+    // a 256 KiB file: 256 GiB on the volunteer's disk.
+    let net = net(vec![worker_config(1, 4)]).await;
+    let c = requester(&net);
+    let file = files::add_bytes(c.store(), Bytes::from(phase_tests::pattern(256 << 10, 9)))
+        .await
+        .unwrap();
+    let mut root = file;
+    for _ in 0..20 {
+        let (block, dir) =
+            phase_protocol::unixfs::directory(vec![("a".into(), root), ("b".into(), root)])
+                .unwrap();
+        c.store()
+            .put(block.cid, Bytes::from(block.data))
+            .await
+            .unwrap();
+        root = dir;
+    }
+    let mut spec = JobSpec::new(add(c, guest("wordcount")).await);
+    spec.input = Some(root.cid);
+    let err = fails_before_running(&net, &spec).await;
+    assert!(err.to_string().contains("entries"), "{err}");
+    net.shutdown().await;
+}

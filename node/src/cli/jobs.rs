@@ -161,11 +161,16 @@ impl SubmitArgs {
             }
         };
         record(data_dir.root(), &report).await?;
-        self.finish(&store, &report).await
+        self.finish(&store, &spec, &report).await
     }
 
     /// Prints (or writes) the result and picks the exit code.
-    async fn finish(&self, store: &BlockStore, report: &SubmitReport) -> anyhow::Result<ExitCode> {
+    async fn finish(
+        &self,
+        store: &BlockStore,
+        spec: &JobSpec,
+        report: &SubmitReport,
+    ) -> anyhow::Result<ExitCode> {
         let first = report
             .results
             .first()
@@ -185,12 +190,19 @@ impl SubmitArgs {
             serde_json::to_writer_pretty(&mut out, &report.to_json())?;
             writeln!(out)?;
         } else if let Some(dir) = &self.output {
-            files::get(store, result, dir.clone())
+            // The worker's result is untrusted: write no more than an honest
+            // result of this job can hold.
+            let limit = files::Limit {
+                bytes: requester::max_result_bytes(spec),
+                entries: files::MAX_ENTRIES,
+            };
+            files::get_capped(store, result, dir.clone(), limit)
                 .await
                 .with_context(|| format!("cannot write the result to {}", dir.display()))?;
         } else {
-            let stdout = read_entry(store, result, "stdout").await?;
-            let errout = read_entry(store, result, "stderr").await?;
+            let max = spec.limits.max_output.0;
+            let stdout = read_entry(store, result, "stdout", max).await?;
+            let errout = read_entry(store, result, "stderr", max).await?;
             std::io::stdout().lock().write_all(&stdout)?;
             stderr.write_all(&errout)?;
         }
@@ -329,12 +341,18 @@ async fn load_receipt(store: &BlockStore, cid: Cid) -> anyhow::Result<SignedRece
     SignedReceipt::from_cbor(&bytes).with_context(|| format!("receipt {cid} does not verify"))
 }
 
-/// A file entry of the result package, whole.
-async fn read_entry(store: &BlockStore, result: Cid, name: &str) -> anyhow::Result<Vec<u8>> {
+/// A file entry of the result package, whole, at most `max` bytes (the
+/// job's output limit: more than that is not an honest result).
+async fn read_entry(
+    store: &BlockStore,
+    result: Cid,
+    name: &str,
+    max: u64,
+) -> anyhow::Result<Vec<u8>> {
     let cid = files::entry(store, result, name)
         .await?
         .with_context(|| format!("result {result} has no `{name}`"))?;
-    Ok(files::cat_to_vec(store, cid).await?)
+    Ok(files::cat_to_vec_capped(store, cid, max).await?)
 }
 
 fn stage_line(stage: &Stage) -> String {

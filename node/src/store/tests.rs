@@ -24,6 +24,7 @@ macro_rules! both_backends {
 }
 
 both_backends!(
+    untrusted_trees_and_files_are_bounded_by_what_they_expand_to,
     blocks_are_checked_on_put_and_get,
     files_round_trip_with_kubo_cids,
     directories_round_trip,
@@ -343,4 +344,61 @@ mod round_trip {
             prop_assert_eq!(out, data);
         }
     }
+}
+
+/// A directory of `levels` levels, each linking the one below twice under
+/// two names, over one file: about `levels` blocks that export as
+/// 2^`levels` copies of the file.
+pub(crate) async fn doubling_tree(store: &BlockStore, file: &[u8], levels: usize) -> Cid {
+    let mut root = files::add_bytes(store, Bytes::copy_from_slice(file))
+        .await
+        .unwrap();
+    for _ in 0..levels {
+        let (block, dir) = unixfs::directory(vec![("a".into(), root), ("b".into(), root)]).unwrap();
+        store.put(block.cid, Bytes::from(block.data)).await.unwrap();
+        root = dir;
+    }
+    root.cid
+}
+
+async fn untrusted_trees_and_files_are_bounded_by_what_they_expand_to(store: BlockStore) {
+    let limit = files::Limit {
+        bytes: 1 << 30,
+        entries: files::MAX_ENTRIES,
+    };
+    // 2^20 links to one 256 KiB block: 256 GiB if written out.
+    let bytes_bomb = doubling_tree(&store, &pattern(CHUNK_SIZE, 3), 20).await;
+    let err = files::check_tree_blocking(&store, &bytes_bomb, limit).unwrap_err();
+    assert!(matches!(err, FilesError::TreeTooLarge { .. }), "{err}");
+    // 2^40 empty files: no bytes at all, too many entries.
+    let entries_bomb = doubling_tree(&store, b"", 40).await;
+    let err = files::check_tree_blocking(&store, &entries_bomb, limit).unwrap_err();
+    assert!(matches!(err, FilesError::TreeTooLarge { .. }), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("out");
+    let err = files::get_capped(&store, entries_bomb, target.clone(), limit)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FilesError::TreeTooLarge { .. }), "{err}");
+    assert!(!target.exists(), "refused before anything is written");
+    // A small tree within the limit is written.
+    let small = doubling_tree(&store, b"ok", 3).await;
+    files::get_capped(&store, small, target.clone(), limit)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(target.join("a/b/a")).unwrap(), b"ok");
+    // A file is read only up to its cap.
+    let file = files::add_bytes(&store, Bytes::from(pattern(3 * CHUNK_SIZE, 4)))
+        .await
+        .unwrap();
+    let err = files::cat_to_vec_capped(&store, file.cid, CHUNK_SIZE as u64)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FilesError::TooLarge { .. }), "{err}");
+    assert_eq!(
+        files::cat_to_vec_capped(&store, file.cid, 3 * CHUNK_SIZE as u64)
+            .await
+            .unwrap(),
+        pattern(3 * CHUNK_SIZE, 4)
+    );
 }
