@@ -3,9 +3,11 @@
 //!
 //! Topology:
 //! - the swarm task ([`crate::network`]) owns the libp2p swarm;
-//! - the dispatcher reads [`NetworkEvent`]s: block requests are answered
-//!   from the store (at most [`MAX_RESPONSE_BYTES`] per response), job
-//!   requests by the scheduler, delivered receipts routed to the requester;
+//! - the dispatcher reads [`NetworkEvent`]s and never waits on serving
+//!   them: job requests are answered by the scheduler, delivered receipts
+//!   routed to the requester, block requests queued (bounded) for
+//! - the block server, which answers them from the store (at most
+//!   [`MAX_RESPONSE_BYTES`] per response, 16 at once);
 //! - the announcer provides the worker's capability keys, again once the
 //!   first peer is known;
 //! - [`NodeHandle`] holds the handles and the cancellation token.
@@ -14,6 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use libp2p::identity::Keypair;
+use libp2p::request_response::ResponseChannel;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -21,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span, warn};
 
 use phase_protocol::Cid;
-use phase_protocol::block::{BlockResponse, WireBlock};
+use phase_protocol::block::{BlockRequest, BlockResponse, WireBlock};
 use phase_protocol::job::{JobRequest, JobResponse, Rejection};
 
 use crate::config::NodeConfig;
@@ -260,10 +263,19 @@ async fn announce_capabilities(network: NetworkClient) {
     }
 }
 
-/// Routes the network's events: block requests to the store (concurrently,
-/// at most [`SERVE_CONCURRENCY`] at once; beyond that the event queue fills
-/// and the network refuses new ones), job requests to the scheduler,
-/// delivered receipts to the requester.
+/// Block requests waiting for a serving slot at most; past this a block
+/// request is dropped (the peer's request fails and it asks again or asks
+/// someone else), as it was when the event queue itself was full.
+const BLOCK_QUEUE: usize = 64;
+
+/// A block request, as the dispatcher hands it to the block server.
+type BlockJob = (PeerId, BlockRequest, ResponseChannel<BlockResponse>);
+
+/// Routes the network's events and never waits on serving them: block
+/// requests go to the block server's bounded queue, job requests are
+/// answered at once by the scheduler, delivered receipts by the requester.
+/// So a worker busy serving a large fetch still admits jobs and answers
+/// status polls promptly.
 async fn dispatch(
     network: NetworkClient,
     store: BlockStore,
@@ -271,8 +283,8 @@ async fn dispatch(
     deliveries: Deliveries,
     mut events: mpsc::Receiver<NetworkEvent>,
 ) {
-    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(SERVE_CONCURRENCY));
-    let mut serving = JoinSet::new();
+    let (blocks, queue) = mpsc::channel(BLOCK_QUEUE);
+    let server = tokio::spawn(serve_blocks(network.clone(), store, queue).in_current_span());
     while let Some(event) = events.recv().await {
         match event {
             NetworkEvent::BlockRequest {
@@ -280,17 +292,9 @@ async fn dispatch(
                 request,
                 channel,
             } => {
-                let Ok(permit) = limit.clone().acquire_owned().await else {
-                    break;
-                };
-                while serving.try_join_next().is_some() {}
-                let (network, store) = (network.clone(), store.clone());
-                serving.spawn(async move {
-                    let _permit = permit;
-                    let response = answer_blocks(&store, request.want).await;
-                    debug!(%peer, blocks = response.blocks.len(), "served blocks");
-                    let _ = network.respond_blocks(channel, response).await;
-                });
+                if blocks.try_send((peer, request, channel)).is_err() {
+                    debug!(%peer, "block server busy; block request dropped");
+                }
             }
             NetworkEvent::JobRequest {
                 peer,
@@ -310,6 +314,31 @@ async fn dispatch(
                 let _ = network.respond_job(channel, response).await;
             }
         }
+    }
+    server.abort();
+}
+
+/// Serves block requests from the store, at most [`SERVE_CONCURRENCY`] at
+/// once.
+async fn serve_blocks(
+    network: NetworkClient,
+    store: BlockStore,
+    mut queue: mpsc::Receiver<BlockJob>,
+) {
+    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(SERVE_CONCURRENCY));
+    let mut serving = JoinSet::new();
+    while let Some((peer, request, channel)) = queue.recv().await {
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            break;
+        };
+        while serving.try_join_next().is_some() {}
+        let (network, store) = (network.clone(), store.clone());
+        serving.spawn(async move {
+            let _permit = permit;
+            let response = answer_blocks(&store, request.want).await;
+            debug!(%peer, blocks = response.blocks.len(), "served blocks");
+            let _ = network.respond_blocks(channel, response).await;
+        });
     }
     serving.abort_all();
 }
