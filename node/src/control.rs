@@ -51,6 +51,9 @@ pub const MAX_REQUEST: u64 = 64 * 1024;
 pub const MAX_RESPONSE: u64 = 1024 * 1024;
 /// Connections served at once; more wait for the listener's backlog.
 pub const MAX_CONNECTIONS: usize = 32;
+/// Longest a submission through the daemon may wait: a job's own timeout
+/// is at most a day, and a deadline past this would overflow the clock.
+pub const MAX_SUBMIT_DEADLINE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Deadline of one request (a fetch of a large DAG may take this long).
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(600);
 
@@ -118,7 +121,8 @@ impl Request {
     pub fn deadline(&self) -> Duration {
         match self {
             Request::Submit { timeout_ms, .. } => {
-                Duration::from_millis(*timeout_ms) + Duration::from_secs(60)
+                Duration::from_millis(*timeout_ms).min(MAX_SUBMIT_DEADLINE)
+                    + Duration::from_secs(60)
             }
             _ => REQUEST_DEADLINE,
         }
@@ -480,6 +484,14 @@ mod tests {
         );
         assert!(serde_json::from_str::<Request>(r#"{"cmd":"fetch","cid":"nope"}"#).is_err());
         assert!(serde_json::from_str::<Request>(r#"{"cmd":"format_disk"}"#).is_err());
+        let forever = Request::Submit {
+            job: cid,
+            worker: None,
+            replicas: 1,
+            attempts: 1,
+            timeout_ms: u64::MAX,
+        };
+        let _ = tokio::time::Instant::now() + forever.deadline(); // no overflow
     }
 }
 
