@@ -168,7 +168,7 @@ pub async fn fetch_dag_capped(
             let blocks: Vec<(Cid, Bytes)> = response
                 .blocks
                 .into_iter()
-                .map(|b| (b.cid, Bytes::from(b.data)))
+                .map(|b| (b.cid, b.data))
                 .collect();
             let links: Vec<_> = blocks
                 .iter()

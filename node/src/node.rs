@@ -363,10 +363,7 @@ async fn answer_blocks(store: &BlockStore, want: Vec<Cid>) -> BlockResponse {
         match result {
             Ok(Some(data)) if bytes + data.len() <= MAX_RESPONSE_BYTES => {
                 bytes += data.len();
-                response.blocks.push(WireBlock {
-                    cid,
-                    data: data.to_vec(),
-                });
+                response.blocks.push(WireBlock { cid, data });
             }
             Ok(Some(_)) => {} // over the response cap: the peer asks again
             Ok(None) | Err(StoreError::Corrupt { .. }) => response.missing.push(cid),

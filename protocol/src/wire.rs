@@ -5,6 +5,7 @@
 //! message bodies. Decoding also rejects non-canonical input, so the bytes
 //! a peer sent are exactly the bytes ids and signatures are computed over.
 
+use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -50,6 +51,22 @@ pub trait Message: Serialize + DeserializeOwned {
     /// Oversized, malformed or non-canonical input.
     fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         decode_capped(bytes, Self::MAX)
+    }
+
+    /// [`Message::encode`] as pieces to write one after another: a type
+    /// whose bytes are mostly payload (block data) shares them instead of
+    /// copying them into one buffer.
+    fn encode_pieces(&self) -> Vec<Bytes> {
+        vec![Bytes::from(self.encode())]
+    }
+
+    /// [`Message::decode`] of a whole frame the caller owns: a type whose
+    /// bytes are mostly payload keeps slices of `frame` instead of copying.
+    ///
+    /// # Errors
+    /// As `decode`.
+    fn decode_frame(frame: Vec<u8>) -> Result<Self, DecodeError> {
+        Self::decode(&frame)
     }
 }
 
@@ -125,6 +142,21 @@ mod tests {
         *changed.last_mut().unwrap() ^= 1;
         assert!(!encodes_to(&value, &changed), "a changed byte");
         assert!(!encodes_to(&value, &[]), "empty");
+    }
+}
+
+/// Serde for a `Bytes` field as a CBOR byte string (like `serde_bytes`
+/// does for `Vec<u8>`).
+pub(crate) mod shared_bytes {
+    use bytes::Bytes;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(data: &Bytes, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(data)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        serde_bytes::ByteBuf::deserialize(d).map(|b| Bytes::from(b.into_vec()))
     }
 }
 

@@ -5,6 +5,8 @@
 use std::io;
 use std::marker::PhantomData;
 
+use bytes::Bytes;
+
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 use libp2p::request_response;
@@ -56,29 +58,30 @@ pub(crate) async fn read_message<M: Message, T: AsyncRead + Unpin>(io: &mut T) -
             format!("message of {len} bytes is over the maximum of {}", M::MAX),
         ));
     }
-    // Reserved to the (capped) length, not zero-filled: a block response
-    // is megabytes, and `read_to_end` only writes what arrives.
-    let mut buf = Vec::with_capacity(len as usize);
-    (&mut *io).take(len).read_to_end(&mut buf).await?;
-    if buf.len() as u64 != len {
-        return Err(io::ErrorKind::UnexpectedEof.into());
-    }
-    M::decode(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    // Zeroed by `calloc`, which for a buffer this size is fresh pages the
+    // kernel already zeroed (no pass over it, unlike `read_to_end`'s
+    // zero-fill), and only pages that data arrives into become resident.
+    let mut buf = vec![0u8; len as usize];
+    io.read_exact(&mut buf).await?;
+    M::decode_frame(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-/// Writes one framed message body. Callers encode before awaiting, so the
-/// future holds only bytes.
-async fn write_frame<T: AsyncWrite + Unpin>(io: &mut T, body: Vec<u8>) -> io::Result<()> {
+/// Writes one framed message, given as pieces (see
+/// [`Message::encode_pieces`]). Callers encode before awaiting, so the future
+/// holds only bytes.
+async fn write_frame<T: AsyncWrite + Unpin>(io: &mut T, pieces: Vec<Bytes>) -> io::Result<()> {
     let mut prefix = Vec::with_capacity(10);
-    let mut n = body.len() as u64;
+    let mut n = pieces.iter().map(|p| p.len() as u64).sum::<u64>();
     while n >= 0x80 {
         prefix.push((n as u8) | 0x80);
         n >>= 7;
     }
     prefix.push(n as u8);
-    // Two writes rather than one copy of a body of megabytes.
+    // Piece by piece rather than one copy of a body of megabytes.
     io.write_all(&prefix).await?;
-    io.write_all(&body).await?;
+    for piece in &pieces {
+        io.write_all(piece).await?;
+    }
     io.close().await
 }
 
@@ -113,7 +116,7 @@ where
         io: &mut T,
         req: Req,
     ) -> io::Result<()> {
-        write_frame(io, req.encode()).await
+        write_frame(io, req.encode_pieces()).await
     }
 
     async fn write_response<T: AsyncWrite + Unpin + Send>(
@@ -122,7 +125,7 @@ where
         io: &mut T,
         resp: Resp,
     ) -> io::Result<()> {
-        write_frame(io, resp.encode()).await
+        write_frame(io, resp.encode_pieces()).await
     }
 }
 
@@ -138,7 +141,7 @@ mod tests {
             want: vec![raw_cid(b"a"), raw_cid(b"b")],
         };
         let mut wire = futures::io::Cursor::new(Vec::new());
-        write_frame(&mut wire, msg.encode()).await.unwrap();
+        write_frame(&mut wire, msg.encode_pieces()).await.unwrap();
         let bytes = wire.into_inner();
         let back: BlockRequest = read_message(&mut &bytes[..]).await.unwrap();
         assert_eq!(back, msg);

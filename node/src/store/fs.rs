@@ -66,15 +66,24 @@ impl FsStore {
         if path.exists() {
             return Ok(());
         }
-        let dir = path.parent().expect("block paths are blocks/<shard>/<cid>");
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
         let mut tmp = tempfile::NamedTempFile::new_in(&self.tmp).map_err(io(&self.tmp))?;
         tmp.write_all(data).map_err(io(tmp.path()))?;
         tmp.as_file().sync_data().map_err(io(&path))?;
-        tmp.persist(&path).map_err(|e| StoreError::Io {
+        let failed = |e: tempfile::PersistError| StoreError::Io {
             path: path.clone(),
             source: e.error,
-        })?;
+        };
+        // The shard folder is made when the first block lands in it, not
+        // checked for on every write.
+        match tmp.persist(&path) {
+            Ok(_) => {}
+            Err(e) if e.error.kind() == ErrorKind::NotFound => {
+                let dir = path.parent().expect("block paths are blocks/<shard>/<cid>");
+                std::fs::create_dir_all(dir).map_err(io(dir))?;
+                e.file.persist(&path).map_err(failed)?;
+            }
+            Err(e) => return Err(failed(e)),
+        }
         tracing::trace!(%cid, bytes = data.len(), "stored block");
         Ok(())
     }
