@@ -16,6 +16,7 @@ use std::fs::File;
 use std::io::{BufWriter, ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
 use serde::Serialize;
 
 use phase_protocol::Cid;
@@ -237,6 +238,13 @@ fn decode(store: &BlockStore, cid: &Cid) -> Result<Node, StoreError> {
     })
 }
 
+/// Files at least this large are read ahead on a second thread while the
+/// caller writes, so reading (and re-hashing) blocks and writing them out
+/// run at once instead of taking turns.
+const READ_AHEAD_FROM: u64 = 4 * 1024 * 1024;
+/// Chunks read ahead at most: the memory a large export holds.
+const READ_AHEAD: usize = 16;
+
 /// Writes the file `cid` to `out`; returns its size. Checks every node's
 /// size claims against what its blocks hold.
 ///
@@ -247,31 +255,97 @@ pub fn cat_blocking(
     cid: &Cid,
     out: &mut impl Write,
 ) -> Result<u64, FilesError> {
-    // (block, the file bytes its parent says it covers, depth)
-    let mut stack: Vec<(Cid, Option<u64>, usize)> = vec![(*cid, None, 0)];
-    let mut written = 0u64;
     let stdout = Path::new("output");
-    while let Some((cid, expected, depth)) = stack.pop() {
-        if depth > MAX_DEPTH {
-            return Err(StoreError::TooDeep.into());
+    let root = read_node(store, cid)?;
+    let written = match &root {
+        FileNode::Node(Node::File { filesize, .. }) if *filesize >= READ_AHEAD_FROM => {
+            std::thread::scope(|scope| {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(READ_AHEAD);
+                let reader =
+                    scope.spawn(move || walk_file(store, *cid, root, |b| tx.send(b).is_ok()));
+                let mut written = Ok(0u64);
+                for chunk in rx {
+                    if let Err(e) = out.write_all(&chunk) {
+                        written = Err(io(stdout)(e));
+                        break; // drops `rx`: the reader stops at its next send
+                    }
+                }
+                let read = reader
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p));
+                written.and(read)
+            })?
         }
-        let (bytes, covered) = match decode(store, &cid)? {
-            Node::Raw(data) => {
+        _ => {
+            let mut failed = None;
+            let written = walk_file(store, *cid, root, |b| match out.write_all(&b) {
+                Ok(()) => true,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            })?;
+            if let Some(e) = failed {
+                return Err(io(stdout)(e));
+            }
+            written
+        }
+    };
+    out.flush().map_err(io(stdout))?;
+    Ok(written)
+}
+
+/// A block of a file: a raw leaf kept as the store's bytes (not copied into
+/// a decoded node), or a decoded UnixFS node.
+enum FileNode {
+    Raw(Bytes),
+    Node(Node),
+}
+
+fn read_node(store: &BlockStore, cid: &Cid) -> Result<FileNode, StoreError> {
+    if cid.codec() == phase_protocol::cid::RAW {
+        return Ok(FileNode::Raw(store.require_blocking(cid)?));
+    }
+    decode(store, cid).map(FileNode::Node)
+}
+
+/// Walks the file DAG under `cid` (whose root block is `root`) in order,
+/// handing each chunk of file bytes to `emit` until it returns `false`.
+/// Returns the bytes emitted.
+fn walk_file(
+    store: &BlockStore,
+    cid: Cid,
+    root: FileNode,
+    mut emit: impl FnMut(Bytes) -> bool,
+) -> Result<u64, FilesError> {
+    // (block, the file bytes its parent says it covers, depth)
+    let mut stack: Vec<(Cid, Option<u64>, usize)> = Vec::new();
+    let mut next = Some((root, cid, None, 0));
+    let mut written = 0u64;
+    while let Some((node, cid, expected, depth)) = next.take() {
+        let (bytes, covered) = match node {
+            FileNode::Raw(data) => {
                 let len = data.len() as u64;
                 (data, len)
             }
-            Node::File {
+            FileNode::Node(Node::Raw(data)) => {
+                let len = data.len() as u64;
+                (Bytes::from(data), len)
+            }
+            FileNode::Node(Node::File {
                 data,
                 children,
                 filesize,
-            } => {
+            }) => {
                 for (child, size) in children.into_iter().rev() {
                     stack.push((child, Some(size), depth + 1));
                 }
-                (data, filesize)
+                (Bytes::from(data), filesize)
             }
-            Node::Directory(_) if depth == 0 => return Err(FilesError::CidIsADirectory(cid)),
-            Node::Directory(_) => {
+            FileNode::Node(Node::Directory(_)) if depth == 0 => {
+                return Err(FilesError::CidIsADirectory(cid));
+            }
+            FileNode::Node(Node::Directory(_)) => {
                 return Err(StoreError::Inconsistent {
                     cid,
                     reason: "a file links to a directory",
@@ -286,10 +360,17 @@ pub fn cat_blocking(
             }
             .into());
         }
-        out.write_all(&bytes).map_err(io(stdout))?;
         written += bytes.len() as u64;
+        if !bytes.is_empty() && !emit(bytes) {
+            return Ok(written);
+        }
+        if let Some((child, expected, depth)) = stack.pop() {
+            if depth > MAX_DEPTH {
+                return Err(StoreError::TooDeep.into());
+            }
+            next = Some((read_node(store, &child)?, child, expected, depth));
+        }
     }
-    out.flush().map_err(io(stdout))?;
     Ok(written)
 }
 

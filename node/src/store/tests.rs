@@ -31,6 +31,7 @@ both_backends!(
     gc_keeps_exactly_the_pinned_dags,
     car_round_trips_and_refuses_damage,
     hostile_dags_are_refused,
+    large_files_are_read_ahead_and_every_failure_still_reported,
 );
 
 fn pattern(len: usize, seed: usize) -> Vec<u8> {
@@ -56,6 +57,70 @@ async fn blocks_are_checked_on_put_and_get(store: BlockStore) {
     ));
     assert!(store.delete(&cid).await.unwrap());
     assert_eq!(store.get(&cid).await.unwrap(), None);
+}
+
+/// A writer that fails once it has taken `left` bytes.
+struct FailAfter {
+    left: usize,
+    taken: Vec<u8>,
+}
+
+impl std::io::Write for FailAfter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.len() > self.left {
+            return Err(std::io::Error::other("disk full"));
+        }
+        self.left -= buf.len();
+        self.taken.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+async fn large_files_are_read_ahead_and_every_failure_still_reported(store: BlockStore) {
+    // 9 MiB + 5: over the read-ahead threshold, a two-level DAG.
+    let data = pattern(36 * CHUNK_SIZE + 5, 7);
+    let root = files::add_bytes(&store, Bytes::from(data.clone()))
+        .await
+        .unwrap();
+    let (s, d) = (store.clone(), data.clone());
+    tokio::task::spawn_blocking(move || {
+        let data = d;
+        // Whole and identical.
+        let mut out = Vec::new();
+        assert_eq!(
+            files::cat_blocking(&s, &root.cid, &mut out).unwrap(),
+            data.len() as u64
+        );
+        assert!(out == data, "cat of a read-ahead file differs");
+        // The writer fails part-way: its error comes back, and the reader
+        // thread stops instead of hanging on a full channel.
+        let mut full = FailAfter {
+            left: 3 * CHUNK_SIZE,
+            taken: Vec::new(),
+        };
+        let err = files::cat_blocking(&s, &root.cid, &mut full).unwrap_err();
+        assert!(format!("{err:?}").contains("disk full"), "{err:?}");
+        assert_eq!(full.taken, data[..3 * CHUNK_SIZE]);
+    })
+    .await
+    .unwrap();
+    // A block deep in the file is gone: the reader's error comes back.
+    let gone = cid::raw_cid(&data[20 * CHUNK_SIZE..21 * CHUNK_SIZE]);
+    assert!(store.delete(&gone).await.unwrap());
+    tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        let err = files::cat_blocking(&store, &root.cid, &mut out).unwrap_err();
+        assert!(
+            matches!(err, FilesError::Store(StoreError::NotFound { cid }) if cid == gone),
+            "{err}"
+        );
+        assert!(out == data[..20 * CHUNK_SIZE]);
+    })
+    .await
+    .unwrap();
 }
 
 async fn files_round_trip_with_kubo_cids(store: BlockStore) {
