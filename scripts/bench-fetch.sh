@@ -28,7 +28,7 @@ start() { # name [bootstrap]; sets $addr and $pid
   exec {fd}<"$fifo"
   read -r -t 60 -u "$fd" addr
 }
-rss() { awk '/VmHWM/ {print $2 / 1024 " MiB peak"} /VmRSS/ {printf "%s MiB now, ", $2 / 1024}' "/proc/$1/status" | tr -d '\n'; echo; }
+rss() { awk '/VmHWM/ {peak = $2} /VmRSS/ {now = $2} END {printf "%.0f MiB now, %.0f MiB peak\n", now / 1024, peak / 1024}' "/proc/$1/status"; }
 
 head -c $((size_mib * 1024 * 1024)) /dev/urandom >"$work/file"
 start p1; first="$addr"; p1=$pid

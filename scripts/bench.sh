@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks of the executor (criterion), of `phase-node run` as a whole
 # process (hyperfine), next to `wasmtime run` when a wasmtime CLI is on PATH,
-# and of jobs over the network (examples/bench_jobs.rs).
+# of jobs over the network (examples/bench_jobs.rs) and of the block path
+# (examples/bench_fetch.rs; end to end through daemons: bench-fetch.sh).
 # Release builds: run by hand, never from the test suite. Numbers go in
 # README.md, "Performance".
 set -euo pipefail
@@ -36,3 +37,11 @@ hyperfine --warmup 5 --runs 100 --input "$input" -N "${cmds[@]}"
 # jobs per second on one worker; on disk, then with in-memory stores.
 cargo run --quiet --release -p phase-examples --example bench_jobs -- 1000
 cargo run --quiet --release -p phase-examples --example bench_jobs -- 1000 --mem
+
+# The block path alone: 1 GiB from one provider to one fetcher in process,
+# QUIC then TCP, disk then memory stores, with CPU seconds per GiB.
+for flags in "" "--mem" "--tcp" "--tcp --mem"; do
+  # shellcheck disable=SC2086 # the flags are words
+  cargo run --quiet --release -p phase-examples --example bench_fetch -- 1024 $flags
+done
+# End to end through real daemons: scripts/bench-fetch.sh
