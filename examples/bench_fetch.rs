@@ -17,10 +17,8 @@ use std::io::Read;
 use std::time::Instant;
 
 use anyhow::Context;
-use phase_node::config::NodeConfig;
-use phase_node::node::NodeHandle;
-use phase_node::store::{BlockStore, files};
-use phase_protocol::Keypair;
+use phase_examples::{NodePair, bench_config};
+use phase_node::store::files;
 
 /// Pseudo-random bytes (xorshift), so blocks neither repeat nor compress.
 struct Noise {
@@ -60,27 +58,6 @@ fn cpu_seconds() -> anyhow::Result<f64> {
     Ok(ticks / 100.0)
 }
 
-fn config(tcp: bool) -> anyhow::Result<NodeConfig> {
-    let mut config = NodeConfig::default();
-    let listen = if tcp {
-        "/ip4/127.0.0.1/tcp/0"
-    } else {
-        "/ip4/127.0.0.1/udp/0/quic-v1"
-    };
-    config.network.listen = vec![listen.parse()?];
-    config.network.mdns = false;
-    config.worker.enabled = false;
-    Ok(config)
-}
-
-async fn store(dir: &std::path::Path, name: &str, mem: bool) -> anyhow::Result<BlockStore> {
-    Ok(if mem {
-        BlockStore::memory()
-    } else {
-        BlockStore::open(dir.join(name)).await?
-    })
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -91,22 +68,13 @@ async fn main() -> anyhow::Result<()> {
         .find(|a| !a.starts_with("--"))
         .map_or(Ok(1024), |a| a.parse())
         .context("usage: bench_fetch [MIB] [--mem] [--tcp]")?;
-    let dir = tempfile::tempdir()?;
-    let provider = NodeHandle::spawn(
-        config(tcp)?,
-        Keypair::generate_ed25519(),
-        store(dir.path(), "provider", mem).await?,
-    )
-    .await?;
-    let mut fconfig = config(tcp)?;
-    fconfig.network.bootstrap = provider.listen_addrs().await?;
-    let fetcher = NodeHandle::spawn(
-        fconfig,
-        Keypair::generate_ed25519(),
-        store(dir.path(), "fetcher", mem).await?,
-    )
-    .await?;
-    fetcher.network().wait_routing_peers(1).await?;
+    let listen = if tcp {
+        "/ip4/127.0.0.1/tcp/0"
+    } else {
+        "/ip4/127.0.0.1/udp/0/quic-v1"
+    };
+    let pair = NodePair::start(bench_config(listen)?, bench_config(listen)?, mem).await?;
+    let (provider, fetcher) = (&pair.first, &pair.second);
 
     let noise = Noise {
         state: 0x9e37_79b9_7f4a_7c15,
@@ -133,7 +101,6 @@ async fn main() -> anyhow::Result<()> {
         bytes / elapsed / f64::from(1 << 20),
         cpu / (bytes / f64::from(1 << 30)),
     );
-    fetcher.shutdown().await;
-    provider.shutdown().await;
+    pair.shutdown().await;
     Ok(())
 }

@@ -19,30 +19,20 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bytes::Bytes;
 use futures::StreamExt;
+use phase_examples::{NodePair, bench_config};
 use phase_node::config::NodeConfig;
-use phase_node::node::NodeHandle;
 use phase_node::requester::SubmitOptions;
-use phase_node::store::{BlockStore, files};
-use phase_protocol::{ByteSize, JobSpec, Keypair, Limits, Status};
+use phase_node::store::files;
+use phase_protocol::{ByteSize, JobSpec, Limits, Status};
 
 /// Jobs in flight at once in the throughput run.
 const IN_FLIGHT: usize = 64;
 
 fn config(worker: bool) -> anyhow::Result<NodeConfig> {
-    let mut config = NodeConfig::default();
-    config.network.listen = vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse()?];
-    config.network.mdns = false;
+    let mut config = bench_config("/ip4/127.0.0.1/udp/0/quic-v1")?;
     config.worker.enabled = worker;
     config.worker.queue = 256;
     Ok(config)
-}
-
-async fn store(dir: &std::path::Path, name: &str, mem: bool) -> anyhow::Result<BlockStore> {
-    Ok(if mem {
-        BlockStore::memory()
-    } else {
-        BlockStore::open(dir.join(name)).await?
-    })
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -59,22 +49,8 @@ async fn main() -> anyhow::Result<()> {
         .find(|a| !a.starts_with("--"))
         .map_or(Ok(1000), |a| a.parse())
         .context("usage: bench_jobs [JOBS] [--mem]")?;
-    let dir = tempfile::tempdir()?;
-    let worker = NodeHandle::spawn(
-        config(true)?,
-        Keypair::generate_ed25519(),
-        store(dir.path(), "worker", mem).await?,
-    )
-    .await?;
-    let mut rconfig = config(false)?;
-    rconfig.network.bootstrap = worker.listen_addrs().await?;
-    let requester = NodeHandle::spawn(
-        rconfig,
-        Keypair::generate_ed25519(),
-        store(dir.path(), "requester", mem).await?,
-    )
-    .await?;
-    requester.network().wait_routing_peers(1).await?;
+    let pair = NodePair::start(config(true)?, config(false)?, mem).await?;
+    let (worker, requester) = (&pair.first, &pair.second);
 
     let root = env!("CARGO_MANIFEST_DIR");
     let module = tokio::fs::read(format!("{root}/../wasm-examples/out/hello.wasm"))
@@ -145,7 +121,6 @@ async fn main() -> anyhow::Result<()> {
         total as f64 / elapsed.as_secs_f64(),
         elapsed.as_secs_f64()
     );
-    requester.shutdown().await;
-    worker.shutdown().await;
+    pair.shutdown().await;
     Ok(())
 }

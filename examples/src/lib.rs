@@ -1,1 +1,71 @@
-//! Example clients; see the [[example]] entries.
+//! Example clients; see the [[example]] entries. This library holds what
+//! the benchmarks share.
+
+use anyhow::Context;
+use phase_node::config::NodeConfig;
+use phase_node::node::NodeHandle;
+use phase_node::store::BlockStore;
+use phase_protocol::Keypair;
+
+/// A node's config for a benchmark: listening on `listen` (a loopback
+/// multiaddr with port 0), no mDNS, not a worker.
+///
+/// # Errors
+/// `listen` is not a multiaddr.
+pub fn bench_config(listen: &str) -> anyhow::Result<NodeConfig> {
+    let mut config = NodeConfig::default();
+    config.network.listen = vec![listen.parse().context("listen address")?];
+    config.network.mdns = false;
+    config.worker.enabled = false;
+    Ok(config)
+}
+
+/// Two nodes in this process: the second bootstraps from the first and is
+/// returned once the first is in its routing table. Their stores are in
+/// memory with `mem`, else under a temporary folder removed on drop.
+#[derive(Debug)]
+pub struct NodePair {
+    /// The node the other dials.
+    pub first: NodeHandle,
+    /// The node that dials.
+    pub second: NodeHandle,
+    _dir: tempfile::TempDir,
+}
+
+impl NodePair {
+    /// Starts the pair.
+    ///
+    /// # Errors
+    /// A store or a node fails to start.
+    pub async fn start(
+        first: NodeConfig,
+        mut second: NodeConfig,
+        mem: bool,
+    ) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let store = async |name: &str| -> anyhow::Result<BlockStore> {
+            Ok(if mem {
+                BlockStore::memory()
+            } else {
+                BlockStore::open(dir.path().join(name)).await?
+            })
+        };
+        let first =
+            NodeHandle::spawn(first, Keypair::generate_ed25519(), store("first").await?).await?;
+        second.network.bootstrap = first.listen_addrs().await?;
+        let second =
+            NodeHandle::spawn(second, Keypair::generate_ed25519(), store("second").await?).await?;
+        second.network().wait_routing_peers(1).await?;
+        Ok(Self {
+            first,
+            second,
+            _dir: dir,
+        })
+    }
+
+    /// Stops both nodes.
+    pub async fn shutdown(self) {
+        self.second.shutdown().await;
+        self.first.shutdown().await;
+    }
+}
