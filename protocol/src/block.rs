@@ -265,8 +265,7 @@ mod tests {
         let mut trailing = good.clone();
         trailing.push(0);
         assert!(BlockResponse::decode(&trailing).is_err());
-        // A block's bytes changed still decode (the receiver re-hashes), but
-        // a truncated frame does not.
+        // Truncated.
         assert!(BlockResponse::decode(&good[..good.len() - 1]).is_err());
         // The check against the re-encoding: equal, shorter, longer, changed.
         let pieces = resp.encode_pieces();

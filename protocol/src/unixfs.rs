@@ -5,6 +5,8 @@
 //! row of links per tree level, so a file of any size is imported in bounded
 //! memory. The root CID equals what `ipfs add --cid-version=1` prints.
 
+use bytes::Bytes;
+
 use crate::cid::{self, Cid};
 
 /// Size of every chunk but the last (Kubo's `size-262144` chunker).
@@ -229,8 +231,8 @@ pub struct PbLink {
 /// A decoded UnixFS node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Node {
-    /// A raw block: file bytes.
-    Raw(Vec<u8>),
+    /// A raw block: file bytes (the block itself, shared, not copied).
+    Raw(Bytes),
     /// A file node: inline bytes (if any), then the children in order, with
     /// the file bytes each covers.
     File {
@@ -304,9 +306,9 @@ pub fn directory(mut entries: Vec<(String, Root)>) -> Result<(Block, Root), Unix
 ///
 /// # Errors
 /// Anything but a raw block, a UnixFS file or a plain UnixFS directory.
-pub fn decode(cid: &Cid, bytes: &[u8]) -> Result<Node, UnixfsError> {
+pub fn decode(cid: &Cid, bytes: &Bytes) -> Result<Node, UnixfsError> {
     match cid.codec() {
-        cid::RAW => Ok(Node::Raw(bytes.to_vec())),
+        cid::RAW => Ok(Node::Raw(bytes.clone())),
         cid::DAG_PB => {
             let (links, data) = decode_pb(bytes)?;
             let data = data.ok_or(UnixfsError::Data("dag-pb node without UnixFS data"))?;
@@ -665,7 +667,7 @@ mod vectors {
             "bafybeihqi6tba55jgy4e5nuu2btuiayjzpmzm5av76iyhy7mxhfnrmzynq"
         );
         // And it reads back: entries sorted by name, bytewise.
-        let Node::Directory(entries) = decode(&root.cid, &block.data).unwrap() else {
+        let Node::Directory(entries) = decode(&root.cid, &Bytes::from(block.data)).unwrap() else {
             panic!("not a directory")
         };
         let names: Vec<_> = entries.iter().map(|l| l.name.as_str()).collect();
@@ -681,7 +683,7 @@ mod vectors {
             children,
             filesize,
             data: inline,
-        } = decode(&root.cid, &top.data).unwrap()
+        } = decode(&root.cid, &Bytes::from(top.data.clone())).unwrap()
         else {
             panic!("not a file node")
         };
@@ -711,7 +713,10 @@ mod vectors {
             b"\x12\x02\x08\x01",
             b"\x1a\x00",
         ] {
-            assert!(decode(&pb, garbage).is_err(), "{garbage:?}");
+            assert!(
+                decode(&pb, &Bytes::copy_from_slice(garbage)).is_err(),
+                "{garbage:?}"
+            );
         }
     }
 }

@@ -256,24 +256,24 @@ pub fn cat_blocking(
     out: &mut impl Write,
 ) -> Result<u64, FilesError> {
     let stdout = Path::new("output");
-    let root = read_node(store, cid)?;
+    let root = decode(store, cid)?;
     let written = match &root {
-        FileNode::Node(Node::File { filesize, .. }) if *filesize >= READ_AHEAD_FROM => {
+        Node::File { filesize, .. } if *filesize >= READ_AHEAD_FROM => {
             std::thread::scope(|scope| {
                 let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(READ_AHEAD);
                 let reader =
                     scope.spawn(move || walk_file(store, *cid, root, |b| tx.send(b).is_ok()));
-                let mut written = Ok(0u64);
+                let mut wrote = Ok(());
                 for chunk in rx {
                     if let Err(e) = out.write_all(&chunk) {
-                        written = Err(io(stdout)(e));
+                        wrote = Err(io(stdout)(e));
                         break; // drops `rx`: the reader stops at its next send
                     }
                 }
                 let read = reader
                     .join()
                     .unwrap_or_else(|p| std::panic::resume_unwind(p));
-                written.and(read)
+                wrote.and(read)
             })?
         }
         _ => {
@@ -295,27 +295,13 @@ pub fn cat_blocking(
     Ok(written)
 }
 
-/// A block of a file: a raw leaf kept as the store's bytes (not copied into
-/// a decoded node), or a decoded UnixFS node.
-enum FileNode {
-    Raw(Bytes),
-    Node(Node),
-}
-
-fn read_node(store: &BlockStore, cid: &Cid) -> Result<FileNode, StoreError> {
-    if cid.codec() == phase_protocol::cid::RAW {
-        return Ok(FileNode::Raw(store.require_blocking(cid)?));
-    }
-    decode(store, cid).map(FileNode::Node)
-}
-
 /// Walks the file DAG under `cid` (whose root block is `root`) in order,
 /// handing each chunk of file bytes to `emit` until it returns `false`.
 /// Returns the bytes emitted.
 fn walk_file(
     store: &BlockStore,
     cid: Cid,
-    root: FileNode,
+    root: Node,
     mut emit: impl FnMut(Bytes) -> bool,
 ) -> Result<u64, FilesError> {
     // (block, the file bytes its parent says it covers, depth)
@@ -324,28 +310,22 @@ fn walk_file(
     let mut written = 0u64;
     while let Some((node, cid, expected, depth)) = next.take() {
         let (bytes, covered) = match node {
-            FileNode::Raw(data) => {
+            Node::Raw(data) => {
                 let len = data.len() as u64;
                 (data, len)
             }
-            FileNode::Node(Node::Raw(data)) => {
-                let len = data.len() as u64;
-                (Bytes::from(data), len)
-            }
-            FileNode::Node(Node::File {
+            Node::File {
                 data,
                 children,
                 filesize,
-            }) => {
+            } => {
                 for (child, size) in children.into_iter().rev() {
                     stack.push((child, Some(size), depth + 1));
                 }
                 (Bytes::from(data), filesize)
             }
-            FileNode::Node(Node::Directory(_)) if depth == 0 => {
-                return Err(FilesError::CidIsADirectory(cid));
-            }
-            FileNode::Node(Node::Directory(_)) => {
+            Node::Directory(_) if depth == 0 => return Err(FilesError::CidIsADirectory(cid)),
+            Node::Directory(_) => {
                 return Err(StoreError::Inconsistent {
                     cid,
                     reason: "a file links to a directory",
@@ -368,7 +348,7 @@ fn walk_file(
             if depth > MAX_DEPTH {
                 return Err(StoreError::TooDeep.into());
             }
-            next = Some((read_node(store, &child)?, child, expected, depth));
+            next = Some((decode(store, &child)?, child, expected, depth));
         }
     }
     Ok(written)
