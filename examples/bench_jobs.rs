@@ -115,9 +115,13 @@ async fn main() -> anyhow::Result<()> {
         result?;
     }
     let elapsed = started.elapsed();
+    let slots = match worker.worker() {
+        Some(w) => w.info().await.map_or(0, |i| i.slots),
+        None => 0,
+    };
     println!(
         "throughput: {total} hello jobs, {IN_FLIGHT} in flight, one worker with {} slots: {:.0} jobs/s ({:.2} s)",
-        worker.scheduler().map_or(0, |s| s.info().slots),
+        slots,
         total as f64 / elapsed.as_secs_f64(),
         elapsed.as_secs_f64()
     );

@@ -38,8 +38,8 @@ use libp2p::PeerId;
 use phase_protocol::job::{JobId, JobRequest, JobResponse};
 use phase_protocol::{Cid, JobSpec, Message};
 
+use crate::blocks::{self, FetchOptions, Progress};
 use crate::error_line;
-use crate::fetch::Progress;
 use crate::node::NodeHandle;
 use crate::requester::{Stage, SubmitOptions};
 
@@ -266,6 +266,7 @@ async fn handle(stream: UnixStream, node: &NodeHandle) {
         Err(e) => Err(format!("cannot read request: {e}")),
     };
     let deadline = request.as_ref().map_or(REQUEST_DEADLINE, Request::deadline);
+    debug!(request = ?request.as_ref().ok(), "control request");
     let respond = async {
         match request {
             Ok(Request::Submit {
@@ -309,9 +310,15 @@ async fn handle(stream: UnixStream, node: &NodeHandle) {
             Ok(Request::Fetch { cid }) => {
                 // Progress goes out while the fetch runs; the answer comes last.
                 let (tx, mut rx) = tokio::sync::mpsc::channel(PROGRESS_QUEUE);
-                let fetch = node.fetch_with_progress(cid, |p| {
-                    let _ = tx.try_send(p);
-                });
+                let fetch = blocks::fetch(
+                    node.network(),
+                    node.store(),
+                    cid,
+                    FetchOptions::default(),
+                    |p| {
+                        let _ = tx.try_send(p);
+                    },
+                );
                 tokio::pin!(fetch);
                 let result = loop {
                     tokio::select! {
@@ -326,9 +333,39 @@ async fn handle(stream: UnixStream, node: &NodeHandle) {
                     Err(e) => Response::Error(error_line(&e)),
                 }
             }
-            Ok(request) => {
-                debug!(?request, "control request");
-                answer(request, node).await
+            Ok(Request::Id) => to_response(
+                node.listen_addrs()
+                    .await
+                    .map_err(|e| e.to_string())
+                    .map(|listen| {
+                        serde_json::json!({
+                            "peer_id": node.peer_id().to_string(),
+                            "listen": listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                        })
+                    }),
+            ),
+            Ok(Request::Provide { cid }) => to_response(
+                node.pin_and_provide(cid)
+                    .await
+                    .map(|()| serde_json::Value::Null)
+                    .map_err(|e| error_line(&e)),
+            ),
+            Ok(Request::JobStatus { job, worker }) => {
+                to_response(job_query(node, JobId(job), worker, false).await)
+            }
+            Ok(Request::JobReceipt { job, worker }) => {
+                to_response(job_query(node, JobId(job), worker, true).await)
+            }
+            Ok(Request::WaitPeers { n }) => {
+                to_response(match node.network().wait_routing_peers(n).await {
+                    Ok(()) => node
+                        .network()
+                        .routing_peers()
+                        .await
+                        .map(|p| serde_json::json!({ "peers": p.len() }))
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                })
             }
             Err(e) => Response::Error(e),
         }
@@ -363,7 +400,7 @@ async fn submit(
         .await
         .map_err(|_| format!("no result within {}", humantime::format_duration(timeout)))?
         .map_err(|e| error_line(&e))?;
-    Ok(report.to_json())
+    Ok(serde_json::to_value(&report).expect("reports always serialize"))
 }
 
 /// A job's state or receipt: from this node's worker, else from `worker`.
@@ -373,14 +410,17 @@ async fn job_query(
     worker: Option<PeerId>,
     receipt: bool,
 ) -> Result<serde_json::Value, String> {
-    let local = node.scheduler().and_then(|s| {
-        if receipt {
-            s.receipt(&job).map(|r| JobResponse::Receipt(Box::new(r)))
-        } else {
-            s.state(&job)
-                .map(|state| JobResponse::Status { job, state })
-        }
-    });
+    let local = match node.worker() {
+        Some(w) if receipt => w
+            .receipt(job)
+            .await
+            .map(|r| JobResponse::Receipt(Box::new(r))),
+        Some(w) => w
+            .state(job)
+            .await
+            .map(|state| JobResponse::Status { job, state }),
+        None => None,
+    };
     let response = match (local, worker) {
         (Some(r), _) => r,
         (None, Some(worker)) => {
@@ -424,41 +464,7 @@ async fn write_line(
     write.write_all(&out).await
 }
 
-async fn answer(request: Request, node: &NodeHandle) -> Response {
-    let result = match request {
-        Request::Id => node
-            .listen_addrs()
-            .await
-            .map_err(|e| e.to_string())
-            .map(|listen| {
-                serde_json::json!({
-                    "peer_id": node.peer_id().to_string(),
-                    "listen": listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                })
-            }),
-        Request::Fetch { cid } => node
-            .fetch(cid)
-            .await
-            .map(|blocks| serde_json::json!({ "blocks": blocks }))
-            .map_err(|e| error_line(&e)),
-        Request::Provide { cid } => node
-            .pin_and_provide(cid)
-            .await
-            .map(|()| serde_json::Value::Null)
-            .map_err(|e| error_line(&e)),
-        Request::JobStatus { job, worker } => job_query(node, JobId(job), worker, false).await,
-        Request::JobReceipt { job, worker } => job_query(node, JobId(job), worker, true).await,
-        Request::Submit { .. } => Err("submissions are answered by `handle`".to_owned()),
-        Request::WaitPeers { n } => match node.network().wait_routing_peers(n).await {
-            Ok(()) => node
-                .network()
-                .routing_peers()
-                .await
-                .map(|p| serde_json::json!({ "peers": p.len() }))
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        },
-    };
+fn to_response(result: Result<serde_json::Value, String>) -> Response {
     match result {
         Ok(v) => Response::Ok(v),
         Err(e) => Response::Error(e),

@@ -5,25 +5,26 @@
 //! - [`store`]: the content-addressed block store, UnixFS files and CAR.
 //! - [`network`]: the libp2p swarm actor (QUIC/TCP, Kademlia, block and job
 //!   protocols) and its client handle.
-//! - [`scheduler`]: the worker: admission, job lifecycle, signed receipts.
+//! - [`blocks`]: fetching DAGs from peers and serving blocks to them.
+//! - [`worker`]: the worker actor: admission, job lifecycle, signed receipts.
 //! - [`requester`]: finding workers, submitting, waiting, verifying.
 //! - [`node`]: wiring of the above; [`control`]: the daemon's local socket.
 //! - [`config`]: where a node keeps its data and what it runs.
 //!
-//! Dependencies point one way: {scheduler, requester} → {network, store,
-//! executor} → `phase-protocol`.
+//! Dependencies point one way: {worker, requester} → {blocks, network,
+//! store, executor} → `phase-protocol`.
 
+pub mod blocks;
 pub mod cli;
 pub mod config;
 pub mod control;
 pub mod executor;
-pub mod fetch;
 pub mod identity;
 pub mod network;
 pub mod node;
 pub mod requester;
-pub mod scheduler;
 pub mod store;
+pub mod worker;
 
 /// An error and its causes on one line, for logs and answers to peers.
 pub(crate) fn error_line(e: &dyn std::error::Error) -> String {

@@ -1,22 +1,22 @@
 //! Wiring: a node is its identity, its block store and its network, a
-//! worker ([`Scheduler`], unless disabled) and a [`Requester`].
+//! [`Worker`] (unless disabled) and a [`Requester`].
 //!
-//! Topology:
+//! Topology, every task in one `JoinSet` so shutdown has one path:
 //! - the swarm task ([`crate::network`]) owns the libp2p swarm;
-//! - the dispatcher reads [`NetworkEvent`]s and never waits on serving
-//!   them: job requests are answered by the scheduler, delivered receipts
-//!   routed to the requester, block requests queued (bounded) for
-//! - the block server, which answers them from the store (at most
-//!   [`MAX_RESPONSE_BYTES`] per response, 16 at once);
-//! - the announcer provides the worker's capability keys, again once the
-//!   first peer is known;
+//! - the dispatcher reads [`NetworkEvent`]s and never serves them itself:
+//!   job requests go to the worker's actor, delivered receipts to the
+//!   requester, block requests to the block server's bounded queue;
+//! - the block server ([`blocks::serve`]) answers block requests from the
+//!   store;
+//! - the worker's actor ([`crate::worker`]) owns the job table and its jobs;
+//! - the announcers provide the worker's capability keys (again once the
+//!   first peer is known) and every pinned root;
 //! - [`NodeHandle`] holds the handles and the cancellation token.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use libp2p::identity::Keypair;
-use libp2p::request_response::ResponseChannel;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -24,16 +24,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span, warn};
 
 use phase_protocol::Cid;
-use phase_protocol::block::{BlockRequest, BlockResponse, WireBlock};
 use phase_protocol::job::{JobRequest, JobResponse, Rejection};
 
+use crate::blocks::{self, BlockJob, FetchError, FetchOptions};
 use crate::config::NodeConfig;
 use crate::executor::{ExecError, Executor, ExecutorConfig};
-use crate::fetch::{self, FetchError};
 use crate::network::{self, NetworkClient, NetworkError, NetworkEvent};
 use crate::requester::{Deliveries, Requester};
-use crate::scheduler::{self, Scheduler};
-use crate::store::{BlockStore, StoreError};
+use crate::store::BlockStore;
+use crate::worker::{self, Worker};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -49,10 +48,6 @@ pub enum NodeError {
     WorkDir(#[source] std::io::Error),
 }
 
-/// Block bytes in one response at most (the wire cap is a little larger).
-pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
-/// Block requests served at once.
-const SERVE_CONCURRENCY: usize = 16;
 /// How long shutdown waits for the node's tasks.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -63,7 +58,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub struct NodeHandle {
     network: NetworkClient,
     store: BlockStore,
-    scheduler: Option<Scheduler>,
+    worker: Option<Worker>,
     requester: Requester,
     cancel: CancellationToken,
     tasks: JoinSet<()>,
@@ -94,6 +89,7 @@ impl NodeHandle {
     ///
     /// # Errors
     /// When the network cannot be set up.
+    #[allow(clippy::unused_async)] // kept async: callers start nodes from async code
     pub async fn spawn_with(
         config: NodeConfig,
         key: Keypair,
@@ -101,55 +97,45 @@ impl NodeHandle {
         executor: Option<Executor>,
         work_dir: PathBuf,
     ) -> Result<Self, NodeError> {
-        let peer = key.public().to_peer_id();
-        let span = info_span!("node", peer = %short(&peer));
+        let span = info_span!("node", peer = %short(&key.public().to_peer_id()));
         let cancel = CancellationToken::new();
+        let mut tasks = JoinSet::new();
         let (network, events, event_loop) =
             network::new(key.clone(), &config.network, cancel.child_token())?;
-        let scheduler = match executor {
-            Some(executor) if config.worker.enabled => Some(
-                Scheduler::new(
+        tasks.spawn(event_loop.run().instrument(span.clone()));
+        let worker = match executor {
+            Some(executor) if config.worker.enabled => {
+                let (worker, actor) = Worker::spawn(
                     config.worker.clone(),
                     key,
                     network.clone(),
                     store.clone(),
                     executor,
-                    work_dir,
+                    Path::new(&work_dir),
                     cancel.child_token(),
                 )
-                .map_err(NodeError::WorkDir)?,
-            ),
+                .map_err(NodeError::WorkDir)?;
+                tasks.spawn(actor.instrument(span.clone()));
+                tasks.spawn(announce_capabilities(network.clone()).instrument(span.clone()));
+                Some(worker)
+            }
             _ => None,
         };
         let deliveries = Deliveries::default();
         let requester = Requester::new(network.clone(), store.clone(), deliveries.clone());
-        let mut tasks = JoinSet::new();
-        tasks.spawn(event_loop.run().instrument(span.clone()));
-        let dispatcher = dispatch(
-            network.clone(),
-            store.clone(),
-            scheduler.clone(),
-            deliveries,
-            events,
-        );
+        let (blocks, queue) = mpsc::channel(blocks::BLOCK_QUEUE);
+        tasks.spawn(blocks::serve(network.clone(), store.clone(), queue).instrument(span.clone()));
+        let dispatcher = dispatch(network.clone(), worker.clone(), deliveries, events, blocks);
         tasks.spawn(dispatcher.instrument(span.clone()));
-        if scheduler.is_some() {
-            tasks.spawn(announce_capabilities(network.clone()).instrument(span.clone()));
-        }
-        let handle = Self {
+        tasks.spawn(announce_pins(network.clone(), store.clone()).instrument(span));
+        Ok(Self {
             network,
             store,
-            scheduler,
+            worker,
             requester,
             cancel,
             tasks,
-        };
-        if let Ok(pins) = handle.store.pins().await {
-            for pin in pins {
-                let _ = handle.network.provide(pin).await;
-            }
-        }
-        Ok(handle)
+        })
     }
 
     /// This node's PeerId.
@@ -172,8 +158,8 @@ impl NodeHandle {
 
     /// The worker, unless this node does not run jobs.
     #[must_use]
-    pub fn scheduler(&self) -> Option<&Scheduler> {
-        self.scheduler.as_ref()
+    pub fn worker(&self) -> Option<&Worker> {
+        self.worker.as_ref()
     }
 
     /// The requester: submits jobs to other nodes.
@@ -200,28 +186,20 @@ impl NodeHandle {
         Ok(())
     }
 
-    /// Finds providers of `root` and fetches the DAG's missing blocks.
+    /// Fetches the DAG under `root` from the providers the DHT knows, with
+    /// [`blocks::fetch`]'s defaults.
     ///
     /// # Errors
     /// No provider found, or none could deliver some block.
     pub async fn fetch(&self, root: Cid) -> Result<usize, FetchError> {
-        self.fetch_with_progress(root, |_| {}).await
-    }
-
-    /// [`NodeHandle::fetch`], reporting progress after every response.
-    ///
-    /// # Errors
-    /// As `fetch`.
-    pub async fn fetch_with_progress(
-        &self,
-        root: Cid,
-        progress: impl FnMut(fetch::Progress),
-    ) -> Result<usize, FetchError> {
-        let providers = self.network.find_providers(root).await?;
-        if providers.is_empty() && !self.store.has(&root).await? {
-            return Err(FetchError::NoProviders { cid: root });
-        }
-        fetch::fetch_dag_with_progress(&self.network, &self.store, root, providers, progress).await
+        blocks::fetch(
+            &self.network,
+            &self.store,
+            root,
+            FetchOptions::default(),
+            |_| {},
+        )
+        .await
     }
 
     /// Stops the node: cancels its tasks and waits for them (bounded).
@@ -230,7 +208,7 @@ impl NodeHandle {
         let drain = async { while self.tasks.join_next().await.is_some() {} };
         if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
             warn!("node tasks did not stop in time; aborting them");
-            self.tasks.abort_all();
+            self.tasks.shutdown().await;
         }
     }
 }
@@ -251,7 +229,7 @@ fn short(peer: &PeerId) -> String {
 /// record put while alone stays local); Kademlia republishes them after.
 async fn announce_capabilities(network: NetworkClient) {
     let provide_all = || async {
-        for capability in scheduler::worker_capabilities() {
+        for capability in worker::worker_capabilities() {
             if let Err(e) = network.provide_capability(&capability).await {
                 debug!(%capability, error = %e, "cannot announce capability");
             }
@@ -263,28 +241,31 @@ async fn announce_capabilities(network: NetworkClient) {
     }
 }
 
-/// Block requests waiting for a serving slot at most; past this a block
-/// request is dropped (the peer's request fails and it asks again or asks
-/// someone else), as it was when the event queue itself was full.
-const BLOCK_QUEUE: usize = 64;
+/// Provides every pinned root (Kademlia republishes them after).
+async fn announce_pins(network: NetworkClient, store: BlockStore) {
+    match store.pins().await {
+        Ok(pins) => {
+            for pin in pins {
+                if let Err(e) = network.provide(pin).await {
+                    debug!(%pin, error = %e, "cannot announce a pinned root");
+                }
+            }
+        }
+        Err(e) => warn!(error = %e, "cannot list pinned roots to announce"),
+    }
+}
 
-/// A block request, as the dispatcher hands it to the block server.
-type BlockJob = (PeerId, BlockRequest, ResponseChannel<BlockResponse>);
-
-/// Routes the network's events and never waits on serving them: block
-/// requests go to the block server's bounded queue, job requests are
-/// answered at once by the scheduler, delivered receipts by the requester.
-/// So a worker busy serving a large fetch still admits jobs and answers
-/// status polls promptly.
+/// Routes the network's events and never serves them itself: block
+/// requests go to the block server's bounded queue, job requests to the
+/// worker, delivered receipts to the requester. So a worker busy serving a
+/// large fetch still admits jobs and answers status polls promptly.
 async fn dispatch(
     network: NetworkClient,
-    store: BlockStore,
-    scheduler: Option<Scheduler>,
+    worker: Option<Worker>,
     deliveries: Deliveries,
     mut events: mpsc::Receiver<NetworkEvent>,
+    blocks: mpsc::Sender<BlockJob>,
 ) {
-    let (blocks, queue) = mpsc::channel(BLOCK_QUEUE);
-    let server = tokio::spawn(serve_blocks(network.clone(), store, queue).in_current_span());
     while let Some(event) = events.recv().await {
         match event {
             NetworkEvent::BlockRequest {
@@ -301,9 +282,9 @@ async fn dispatch(
                 request,
                 channel,
             } => {
-                let response = match (request, &scheduler) {
+                let response = match (request, &worker) {
                     (JobRequest::Deliver(receipt), _) => deliveries.deliver(peer, *receipt),
-                    (request, Some(scheduler)) => scheduler.handle(peer, request),
+                    (request, Some(worker)) => worker.handle(peer, request).await,
                     (JobRequest::Status(job) | JobRequest::Receipt(job), None) => {
                         JobResponse::NotFound(job)
                     }
@@ -315,63 +296,4 @@ async fn dispatch(
             }
         }
     }
-    server.abort();
-}
-
-/// Serves block requests from the store, at most [`SERVE_CONCURRENCY`] at
-/// once.
-async fn serve_blocks(
-    network: NetworkClient,
-    store: BlockStore,
-    mut queue: mpsc::Receiver<BlockJob>,
-) {
-    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(SERVE_CONCURRENCY));
-    let mut serving = JoinSet::new();
-    while let Some((peer, request, channel)) = queue.recv().await {
-        let Ok(permit) = limit.clone().acquire_owned().await else {
-            break;
-        };
-        while serving.try_join_next().is_some() {}
-        let (network, store) = (network.clone(), store.clone());
-        serving.spawn(async move {
-            let _permit = permit;
-            let response = answer_blocks(&store, request.want).await;
-            debug!(%peer, blocks = response.blocks.len(), "served blocks");
-            let _ = network.respond_blocks(channel, response).await;
-        });
-    }
-    serving.abort_all();
-}
-
-/// Blocks the store has, up to [`MAX_RESPONSE_BYTES`]; the rest as missing
-/// (or left out, to be asked again, when over the cap).
-async fn answer_blocks(store: &BlockStore, want: Vec<Cid>) -> BlockResponse {
-    let mut response = BlockResponse {
-        blocks: Vec::new(),
-        missing: Vec::new(),
-    };
-    let found = match store.get_many(want.clone()).await {
-        Ok(found) => found,
-        Err(e) => {
-            warn!(error = %e, "cannot read blocks for a peer");
-            response.missing = want;
-            return response;
-        }
-    };
-    let mut bytes = 0usize;
-    for (cid, result) in found {
-        match result {
-            Ok(Some(data)) if bytes + data.len() <= MAX_RESPONSE_BYTES => {
-                bytes += data.len();
-                response.blocks.push(WireBlock { cid, data });
-            }
-            Ok(Some(_)) => {} // over the response cap: the peer asks again
-            Ok(None) | Err(StoreError::Corrupt { .. }) => response.missing.push(cid),
-            Err(e) => {
-                warn!(%cid, error = %e, "cannot read block for a peer");
-                response.missing.push(cid);
-            }
-        }
-    }
-    response
 }

@@ -2,6 +2,8 @@
 
 use std::convert::Infallible;
 
+use libp2p_identity::PeerId;
+
 /// Why bytes did not decode into a message.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -27,18 +29,14 @@ pub enum DecodeError {
 pub enum VerifyError {
     /// The worker's PeerId does not embed an ed25519 public key.
     #[error("worker {0} does not have an ed25519 key")]
-    UnsupportedKey(String),
+    UnsupportedKey(PeerId),
     /// The signature does not match the receipt and the worker's key.
     #[error("signature does not match the receipt and worker {0}")]
-    BadSignature(String),
-    /// Signed by someone other than the expected worker.
-    #[error("receipt is signed by {actual}, not by the expected worker {expected}")]
-    WrongSigner {
-        /// Who was expected.
-        expected: String,
-        /// Who signed.
-        actual: String,
-    },
+    BadSignature(PeerId),
+    /// Signed by someone other than the expected worker (the caller knows
+    /// whom it expected; one PeerId keeps this error small).
+    #[error("receipt is signed by {0}, not by the expected worker")]
+    WrongSigner(PeerId),
 }
 
 /// Why a receipt could not be signed.
@@ -48,11 +46,6 @@ pub enum SignError {
     #[error("receipts are signed with ed25519 keys only")]
     NotEd25519,
     /// The key is not the receipt's `worker`.
-    #[error("key of {key} cannot sign a receipt naming worker {worker}")]
-    KeyMismatch {
-        /// PeerId of the signing key.
-        key: String,
-        /// The receipt's worker.
-        worker: String,
-    },
+    #[error("this key cannot sign a receipt naming worker {0}")]
+    KeyMismatch(PeerId),
 }

@@ -115,6 +115,47 @@ impl Limits {
         }
         Ok(())
     }
+
+    /// The first of these limits above `max`: which, what was asked and the
+    /// maximum (timeouts in milliseconds). Workers refuse such jobs and
+    /// requesters pass such workers over.
+    #[must_use]
+    pub fn first_exceeding(&self, max: &Limits) -> Option<(LimitKind, u64, u64)> {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        [
+            (LimitKind::Fuel, self.fuel, max.fuel),
+            (LimitKind::Memory, self.memory.0, max.memory.0),
+            (LimitKind::Timeout, ms(self.timeout), ms(max.timeout)),
+            (LimitKind::MaxOutput, self.max_output.0, max.max_output.0),
+        ]
+        .into_iter()
+        .find(|(_, asked, max)| asked > max)
+    }
+}
+
+/// One of the [`Limits`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitKind {
+    /// [`Limits::fuel`].
+    Fuel,
+    /// [`Limits::memory`], in bytes.
+    Memory,
+    /// [`Limits::timeout`], in milliseconds.
+    Timeout,
+    /// [`Limits::max_output`], in bytes.
+    MaxOutput,
+}
+
+impl fmt::Display for LimitKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LimitKind::Fuel => "fuel",
+            LimitKind::Memory => "memory",
+            LimitKind::Timeout => "timeout",
+            LimitKind::MaxOutput => "max_output",
+        })
+    }
 }
 
 /// A capability a worker advertises and a job may require, e.g. `wasi-p1`.
@@ -124,7 +165,7 @@ impl Limits {
 /// not have one rejects the job as unsupported.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
-pub struct Capability(String);
+pub struct Capability(std::borrow::Cow<'static, str>);
 
 /// A capability name that is not well-formed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -133,11 +174,11 @@ pub struct CapabilityError(String);
 
 impl Capability {
     /// Runs WASI preview 1 core modules.
-    pub const WASI_P1: &str = "wasi-p1";
+    pub const WASI_P1: Capability = Capability(std::borrow::Cow::Borrowed("wasi-p1"));
     /// Runs WASI preview 2 components.
-    pub const WASI_P2: &str = "wasi-p2";
+    pub const WASI_P2: Capability = Capability(std::borrow::Cow::Borrowed("wasi-p2"));
     /// Runs jobs deterministically (virtual clocks, seeded randomness).
-    pub const DETERMINISTIC: &str = "deterministic";
+    pub const DETERMINISTIC: Capability = Capability(std::borrow::Cow::Borrowed("deterministic"));
 
     /// The name.
     #[must_use]
@@ -161,7 +202,7 @@ impl FromStr for Capability {
             && s.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if ok {
-            Ok(Self(s.to_owned()))
+            Ok(Self(s.to_owned().into()))
         } else {
             Err(CapabilityError(s.to_owned()))
         }
@@ -328,8 +369,8 @@ pub enum Rejection {
     Busy,
     /// A limit is above what this worker allows.
     LimitsTooHigh {
-        /// Which limit: `fuel`, `memory`, `timeout` or `max_output`.
-        limit: String,
+        /// Which limit.
+        limit: LimitKind,
         /// What the job asked for.
         requested: u64,
         /// What this worker allows.
@@ -485,6 +526,39 @@ mod tests {
     #[test]
     fn defaults_are_within_bounds() {
         Limits::default().validate().unwrap();
+    }
+
+    #[test]
+    fn built_in_capabilities_are_well_formed_names() {
+        for c in [
+            Capability::WASI_P1,
+            Capability::WASI_P2,
+            Capability::DETERMINISTIC,
+        ] {
+            assert_eq!(c.as_str().parse::<Capability>(), Ok(c.clone()));
+        }
+    }
+
+    #[test]
+    fn the_first_limit_above_the_maximum_is_named() {
+        let max = Limits::default();
+        assert_eq!(Limits::default().first_exceeding(&max), None);
+        let asked = Limits {
+            memory: ByteSize(max.memory.0 + 1),
+            max_output: ByteSize(max.max_output.0 + 1),
+            ..max
+        };
+        assert_eq!(
+            asked.first_exceeding(&max),
+            Some((LimitKind::Memory, max.memory.0 + 1, max.memory.0))
+        );
+        let slow = Limits {
+            timeout: max.timeout + Duration::from_millis(5),
+            ..max
+        };
+        let (kind, asked_ms, max_ms) = slow.first_exceeding(&max).unwrap();
+        assert_eq!((kind, asked_ms - max_ms), (LimitKind::Timeout, 5));
+        assert_eq!(LimitKind::MaxOutput.to_string(), "max_output");
     }
 
     #[test]

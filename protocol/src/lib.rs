@@ -23,14 +23,16 @@ pub mod error;
 pub mod job;
 pub mod jobfile;
 pub mod receipt;
-mod serde_helpers;
+pub mod serde_helpers;
 pub mod units;
 pub mod unixfs;
 pub mod wire;
 
 pub use crate::cid::Cid;
 pub use crate::error::{DecodeError, SignError, VerifyError};
-pub use crate::job::{Capability, JobId, JobRequest, JobResponse, JobSpec, Limits, Rejection};
+pub use crate::job::{
+    Capability, JobId, JobRequest, JobResponse, JobSpec, LimitKind, Limits, Rejection,
+};
 pub use crate::receipt::{Receipt, SignedReceipt, Status};
 pub use crate::units::ByteSize;
 pub use crate::wire::Message;

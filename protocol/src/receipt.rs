@@ -158,10 +158,7 @@ impl SignedReceipt {
         }
         let signer = key.public().to_peer_id();
         if signer != receipt.worker {
-            return Err(SignError::KeyMismatch {
-                key: signer.to_string(),
-                worker: receipt.worker.to_string(),
-            });
+            return Err(SignError::KeyMismatch(receipt.worker));
         }
         let signature = key
             .sign(&receipt.signing_bytes())
@@ -179,7 +176,7 @@ impl SignedReceipt {
         if key.verify(&self.receipt.signing_bytes(), &self.signature) {
             Ok(&self.receipt)
         } else {
-            Err(VerifyError::BadSignature(worker.to_string()))
+            Err(VerifyError::BadSignature(worker))
         }
     }
 
@@ -192,10 +189,7 @@ impl SignedReceipt {
         if receipt.worker == *expected {
             Ok(receipt)
         } else {
-            Err(VerifyError::WrongSigner {
-                expected: expected.to_string(),
-                actual: receipt.worker.to_string(),
-            })
+            Err(VerifyError::WrongSigner(receipt.worker))
         }
     }
 
@@ -260,10 +254,10 @@ impl<'de> Deserialize<'de> for SignedReceipt {
 fn worker_key(worker: &PeerId) -> Result<PublicKey, VerifyError> {
     let hash: &multihash::Multihash<64> = worker.as_ref();
     if hash.code() != IDENTITY_MULTIHASH {
-        return Err(VerifyError::UnsupportedKey(worker.to_string()));
+        return Err(VerifyError::UnsupportedKey(*worker));
     }
     match PublicKey::try_decode_protobuf(hash.digest()) {
         Ok(key) if key.key_type() == KeyType::Ed25519 => Ok(key),
-        _ => Err(VerifyError::UnsupportedKey(worker.to_string())),
+        _ => Err(VerifyError::UnsupportedKey(*worker)),
     }
 }

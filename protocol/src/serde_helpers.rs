@@ -13,10 +13,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::cid::Cid;
 
-pub(crate) mod cid {
+pub mod cid {
+    //! A CID as a tag-42 link on the wire and a `bafy…` string in JSON.
     use super::*;
 
-    pub(crate) fn serialize<S: Serializer>(cid: &Cid, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(cid: &Cid, s: S) -> Result<S::Ok, S::Error> {
         if s.is_human_readable() {
             s.collect_str(cid)
         } else {
@@ -24,7 +25,7 @@ pub(crate) mod cid {
         }
     }
 
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Cid, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Cid, D::Error> {
         if d.is_human_readable() {
             let text = String::deserialize(d)?;
             Cid::from_str(&text)
@@ -35,17 +36,18 @@ pub(crate) mod cid {
     }
 }
 
-pub(crate) mod opt_cid {
+pub mod opt_cid {
+    //! [`super::cid`] for an `Option<Cid>`.
     use super::*;
 
     #[derive(Serialize, Deserialize)]
     struct Wrap(#[serde(with = "super::cid")] Cid);
 
-    pub(crate) fn serialize<S: Serializer>(cid: &Option<Cid>, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(cid: &Option<Cid>, s: S) -> Result<S::Ok, S::Error> {
         cid.map(Wrap).serialize(s)
     }
 
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cid>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cid>, D::Error> {
         Ok(Option::<Wrap>::deserialize(d)?.map(|w| w.0))
     }
 }

@@ -24,8 +24,7 @@ fn spec() -> JobSpec {
     spec.args = vec!["--upper".into(), "x".into()];
     spec.env.insert("LANG".into(), "C".into());
     spec.deterministic = true;
-    spec.capabilities
-        .insert(Capability::from_str(Capability::WASI_P1).unwrap());
+    spec.capabilities.insert(Capability::WASI_P1);
     spec.nonce = 42;
     spec
 }

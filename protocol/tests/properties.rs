@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use phase_protocol::block::{BlockRequest, BlockResponse, WireBlock};
 use phase_protocol::cid::{self, Cid};
-use phase_protocol::job::{JobState, WorkerInfo};
+use phase_protocol::job::{JobState, LimitKind, WorkerInfo};
 use phase_protocol::receipt::ReceiptError;
 use phase_protocol::wire::MAX_RECEIPT;
 use phase_protocol::{
@@ -145,13 +145,23 @@ fn arb_signed() -> impl Strategy<Value = SignedReceipt> {
 fn arb_rejection() -> impl Strategy<Value = Rejection> {
     prop_oneof![
         Just(Rejection::Busy),
-        (".{0,10}", any::<u64>(), any::<u64>()).prop_map(|(limit, requested, max)| {
-            Rejection::LimitsTooHigh {
-                limit,
-                requested,
-                max,
-            }
-        }),
+        (
+            prop_oneof![
+                Just(LimitKind::Fuel),
+                Just(LimitKind::Memory),
+                Just(LimitKind::Timeout),
+                Just(LimitKind::MaxOutput),
+            ],
+            any::<u64>(),
+            any::<u64>()
+        )
+            .prop_map(|(limit, requested, max)| {
+                Rejection::LimitsTooHigh {
+                    limit,
+                    requested,
+                    max,
+                }
+            }),
         arb_capability().prop_map(|capability| Rejection::UnsupportedCapability { capability }),
         ".{0,20}".prop_map(|message| Rejection::Malformed { message }),
         Just(Rejection::Denied),

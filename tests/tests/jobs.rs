@@ -11,7 +11,7 @@ use phase_node::node::NodeHandle;
 use phase_node::requester::{SubmitError, SubmitOptions};
 use phase_node::store::files;
 use phase_protocol::job::{JobRequest, JobResponse, JobState, Rejection};
-use phase_protocol::{ByteSize, Cid, JobSpec, Limits, PeerId, Status};
+use phase_protocol::{ByteSize, Cid, JobSpec, LimitKind, Limits, PeerId, Status};
 
 use phase_tests::{TestNet, guest, loopback_config, within};
 
@@ -82,7 +82,7 @@ fn counting_module(n: u32) -> Bytes {
 /// the worker to refuse it before it runs: the error, once checked that it
 /// is `Failed` and that the worker never reported the job running.
 async fn fails_before_running(net: &TestNet, spec: &JobSpec) -> SubmitError {
-    let mut events = net.nodes[0].scheduler().unwrap().subscribe();
+    let mut events = net.nodes[0].worker().unwrap().subscribe();
     let options = SubmitOptions {
         poll_interval: Duration::from_millis(200),
         ..SubmitOptions::default()
@@ -276,7 +276,7 @@ async fn killing_the_chosen_worker_mid_job_makes_the_job_finish_elsewhere() {
     let workers: Vec<PeerId> = net.nodes[..2].iter().map(NodeHandle::peer_id).collect();
     let mut events: Vec<_> = net.nodes[..2]
         .iter()
-        .map(|n| n.scheduler().unwrap().subscribe())
+        .map(|n| n.worker().unwrap().subscribe())
         .collect();
     let module = counting_module(1_500_000_000);
     let requester_node = net.nodes.pop().unwrap();
@@ -321,7 +321,7 @@ async fn killing_the_chosen_worker_mid_job_makes_the_job_finish_elsewhere() {
         report
             .failed_attempts
             .iter()
-            .any(|a| a.worker == workers[running].to_string()),
+            .any(|a| a.worker == workers[running]),
         "the lost attempt is reported: {:?}",
         report.failed_attempts
     );
@@ -435,7 +435,7 @@ async fn limits_above_a_workers_maximum_are_rejected_with_the_limit_named() {
     .await
     .unwrap();
     assert!(
-        matches!(&answer, JobResponse::Rejected(Rejection::LimitsTooHigh { limit, .. }) if limit == "memory"),
+        matches!(&answer, JobResponse::Rejected(Rejection::LimitsTooHigh { limit, .. }) if *limit == LimitKind::Memory),
         "{answer:?}"
     );
     // The requester does not even pick it: it does not fit.

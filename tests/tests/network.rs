@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use phase_node::fetch;
+use phase_node::blocks::{self, FetchOptions};
 use phase_node::store::files;
 
 use phase_tests::{TestNet, pattern, within};
@@ -119,11 +119,12 @@ async fn a_provider_that_goes_away_is_replaced() {
     let gone = net.nodes.remove(1);
     gone.shutdown().await;
     let fetcher = &net.nodes[1];
-    let n = within(fetch::fetch_dag(
+    let n = within(blocks::fetch(
         fetcher.network(),
         fetcher.store(),
         root,
-        providers,
+        FetchOptions::from_peers(providers),
+        |_| {},
     ))
     .await
     .unwrap();

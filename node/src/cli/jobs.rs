@@ -10,7 +10,7 @@ use bytes::Bytes;
 use clap::Args;
 use libp2p::{Multiaddr, PeerId};
 
-use phase_protocol::job::JobId;
+use phase_protocol::job::{JobId, JobState};
 use phase_protocol::jobfile::{JobFile, MAX_JOB_FILE, Source};
 use phase_protocol::{Cid, JobSpec, Message, SignedReceipt, Status};
 
@@ -20,7 +20,7 @@ use super::run::exit_code;
 use crate::control::{Daemon, Request};
 use crate::identity;
 use crate::node::NodeHandle;
-use crate::requester::{self, Attempt, ReplicaResult, Stage, SubmitOptions, SubmitReport};
+use crate::requester::{self, Stage, SubmitOptions, SubmitReport};
 use crate::store::{BlockStore, files};
 
 /// How long a short-lived requester waits to find its first peer.
@@ -118,7 +118,7 @@ impl SubmitArgs {
                 let me = identity::load_or_create(data_dir.root())?
                     .public()
                     .to_peer_id();
-                report_from_daemon(&answer?, &store, &spec, me).await?
+                report_from_daemon(answer?, &spec, me)?
             }
             None => {
                 let key = identity::load_or_create(data_dir.root())?;
@@ -187,7 +187,7 @@ impl SubmitArgs {
         }
         if self.json {
             let mut out = std::io::stdout().lock();
-            serde_json::to_writer_pretty(&mut out, &report.to_json())?;
+            serde_json::to_writer_pretty(&mut out, report)?;
             writeln!(out)?;
         } else if let Some(dir) = &self.output {
             // The worker's result is untrusted: write no more than an honest
@@ -221,7 +221,12 @@ impl SubmitArgs {
             writeln!(
                 stderr,
                 "error: replicas disagree: {} produced a result other than {}",
-                agreement.dissenters.join(", "),
+                agreement
+                    .dissenters
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 agreement.result
             )?;
             return Ok(ExitCode::from(super::EXIT_INTERNAL));
@@ -299,38 +304,24 @@ async fn import(store: &BlockStore, file: JobFile) -> anyhow::Result<JobSpec> {
     Ok(file.into_spec(module, stdin, input, rand::random())?)
 }
 
-/// The report the daemon answered, its receipts read back from the shared
-/// store and checked again here.
-async fn report_from_daemon(
-    answer: &serde_json::Value,
-    store: &BlockStore,
+/// The report the daemon answered (its receipts' signatures checked as it
+/// is read), each receipt checked again here against the job and this node.
+fn report_from_daemon(
+    answer: serde_json::Value,
     spec: &JobSpec,
     me: PeerId,
 ) -> anyhow::Result<SubmitReport> {
-    let mut results = Vec::new();
-    for r in answer["results"]
-        .as_array()
-        .context("daemon report has no results")?
-    {
-        let cid: Cid = r["receipt_cid"]
-            .as_str()
-            .context("daemon report has no receipt CID")?
-            .parse()?;
-        let receipt = load_receipt(store, cid).await?;
-        let worker = receipt.receipt().worker;
-        requester::check_receipt(&receipt, worker, spec, me)
-            .map_err(|e| anyhow::anyhow!("receipt {cid}: {e}"))?;
-        results.push(ReplicaResult { worker, receipt });
+    let mut report: SubmitReport =
+        serde_json::from_value(answer).context("the daemon's report does not read")?;
+    if report.job != spec.id() {
+        bail!("the daemon reported job {}, not {}", report.job, spec.id());
     }
-    let failed_attempts: Vec<Attempt> =
-        serde_json::from_value(answer["failed_attempts"].clone()).unwrap_or_default();
-    let agreement = (results.len() > 1).then(|| requester::agreement(&results));
-    Ok(SubmitReport {
-        job: spec.id(),
-        results,
-        failed_attempts,
-        agreement,
-    })
+    for r in &report.results {
+        requester::check_receipt(&r.receipt, r.worker, spec, me)
+            .with_context(|| format!("receipt {}", r.receipt.cid()))?;
+    }
+    report.agreement = (report.results.len() > 1).then(|| requester::agreement(&report.results));
+    Ok(report)
 }
 
 async fn load_receipt(store: &BlockStore, cid: Cid) -> anyhow::Result<SignedReceipt> {
@@ -360,7 +351,7 @@ fn stage_line(stage: &Stage) -> String {
         Stage::FindingWorkers => "finding workers".into(),
         Stage::FoundWorkers { count } => format!("found {count} workers"),
         Stage::Submitted { worker } => format!("submitted to {worker}; uploading inputs"),
-        Stage::Worker { worker, state } => format!("{state} on {worker}"),
+        Stage::Worker { worker, state } => format!("{} on {worker}", state_line(state)),
         Stage::Retrying { worker, reason } => format!("retrying: {worker} failed ({reason})"),
         Stage::FetchingResult { worker } => format!("fetching the result from {worker}"),
     }
@@ -373,7 +364,7 @@ async fn record(data_dir: &Path, report: &SubmitReport) -> anyhow::Result<()> {
     tokio::fs::create_dir_all(&dir).await?;
     let path = dir.join(format!("{}.json", report.job));
     let tmp = dir.join(format!(".{}.tmp", report.job));
-    tokio::fs::write(&tmp, serde_json::to_vec_pretty(&report.to_json())?).await?;
+    tokio::fs::write(&tmp, serde_json::to_vec_pretty(report)?).await?;
     tokio::fs::rename(&tmp, &path).await?;
     Ok(())
 }
@@ -394,7 +385,7 @@ async fn ask_daemon(
 }
 
 /// A job's record, if it was submitted from this data dir.
-async fn read_record(data_dir: &Path, job: &JobId) -> anyhow::Result<Option<serde_json::Value>> {
+async fn read_record(data_dir: &Path, job: &JobId) -> anyhow::Result<Option<SubmitReport>> {
     let path = data_dir.join(JOBS_DIR).join(format!("{job}.json"));
     match tokio::fs::read(&path).await {
         Ok(bytes) => {
@@ -441,14 +432,15 @@ impl StatusArgs {
                 serde_json::to_writer_pretty(&mut out, &record)?;
                 writeln!(out)?;
             } else {
-                for r in record["results"].as_array().into_iter().flatten() {
+                for r in &record.results {
+                    let receipt = r.receipt.receipt();
                     writeln!(
                         out,
                         "done: {} on worker {} (result {}, receipt {})",
-                        r["status"].as_str().unwrap_or("?"),
-                        r["worker"].as_str().unwrap_or("?"),
-                        r["result"].as_str().unwrap_or("?"),
-                        r["receipt_cid"].as_str().unwrap_or("?"),
+                        receipt.status,
+                        r.worker,
+                        receipt.result,
+                        r.receipt.cid(),
                     )?;
                 }
             }
@@ -463,28 +455,21 @@ impl StatusArgs {
             serde_json::to_writer_pretty(&mut out, &answer)?;
             writeln!(out)?;
         } else {
-            writeln!(out, "{}", state_line(&answer["state"]))?;
+            let state: JobState = serde_json::from_value(answer["state"].clone())
+                .context("the daemon's answer has no job state")?;
+            writeln!(out, "{}", state_line(&state))?;
         }
         Ok(ExitCode::SUCCESS)
     }
 }
 
-fn state_line(state: &serde_json::Value) -> String {
+fn state_line(state: &JobState) -> String {
     match state {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Object(o) => match (o.get("done"), o.get("failed")) {
-            (Some(done), _) => format!(
-                "done: {} (receipt {})",
-                serde_json::from_value::<Status>(done["status"].clone())
-                    .map_or_else(|_| done["status"].to_string(), |s| s.to_string()),
-                done["receipt"].as_str().unwrap_or("?")
-            ),
-            (None, Some(failed)) => {
-                format!("failed: {}", failed["message"].as_str().unwrap_or("?"))
-            }
-            _ => state.to_string(),
-        },
-        other => other.to_string(),
+        JobState::Queued => "queued".into(),
+        JobState::Fetching => "fetching".into(),
+        JobState::Running => "running".into(),
+        JobState::Done { status, receipt } => format!("done: {status} (receipt {receipt})"),
+        JobState::Failed { message } => format!("failed: {message}"),
     }
 }
 
@@ -508,10 +493,7 @@ impl ReceiptArgs {
             &self.query.worker,
             read_record(data_dir.root(), &self.query.job).await?,
         ) {
-            (None, Some(record)) => record["results"][0]["receipt_cid"]
-                .as_str()
-                .map(str::parse::<Cid>)
-                .transpose()?,
+            (None, Some(record)) => record.results.first().map(|r| r.receipt.cid()),
             _ => None,
         };
         let cid = match recorded {
@@ -552,13 +534,19 @@ mod tests {
 
     #[test]
     fn job_states_read_as_one_line() {
-        let done = serde_json::json!({"done": {"status": {"kind": "exited", "code": 0}, "receipt": "bafyx"}});
+        let receipt = phase_protocol::cid::raw_cid(b"r");
+        let done: JobState = serde_json::from_value(serde_json::json!(
+            {"done": {"status": {"kind": "exited", "code": 0}, "receipt": receipt.to_string()}}
+        ))
+        .unwrap();
         assert_eq!(
             state_line(&done),
-            "done: exited with code 0 (receipt bafyx)"
+            format!("done: exited with code 0 (receipt {receipt})")
         );
         let failed = serde_json::json!({"failed": {"message": "cannot fetch"}});
+        let failed: JobState = serde_json::from_value(failed).unwrap();
         assert_eq!(state_line(&failed), "failed: cannot fetch");
-        assert_eq!(state_line(&serde_json::json!("running")), "running");
+        let running: JobState = serde_json::from_value(serde_json::json!("running")).unwrap();
+        assert_eq!(state_line(&running), "running");
     }
 }

@@ -46,6 +46,11 @@ pub use self::limits::EPOCH_TICK;
 use self::limits::{EpochTicker, JobLimiter, epoch_ticks};
 pub use self::outcome::Outcome;
 
+/// The wasmtime this crate is built with, as receipts name it. The
+/// workspace manifest pins it exactly (`=48.0.8`); a test holds this to the
+/// lock file.
+pub const WASMTIME_VERSION: &str = "48.0.8";
+
 /// Wasm stack a guest may use before it traps with a stack overflow.
 pub const MAX_WASM_STACK: usize = 1 << 20;
 /// Compiled modules kept ready in memory.

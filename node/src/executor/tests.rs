@@ -259,3 +259,10 @@ async fn async_run_does_not_block_the_runtime() {
     );
     assert_eq!(run.await.unwrap().unwrap().status, Status::TimedOut);
 }
+
+#[test]
+fn the_wasmtime_version_receipts_name_is_the_one_built() {
+    let lock = include_str!("../../../Cargo.lock");
+    let entry = format!("name = \"wasmtime\"\nversion = \"{WASMTIME_VERSION}\"");
+    assert!(lock.contains(&entry), "Cargo.lock has no {entry}");
+}

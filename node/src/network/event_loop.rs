@@ -104,7 +104,10 @@ impl EventLoop {
                 let result = self
                     .swarm
                     .dial(addr.clone())
-                    .map_err(|e| NetworkError::Dial(format!("{addr}: {e}")));
+                    .map_err(|e| NetworkError::Dial {
+                        addr,
+                        source: Box::new(e),
+                    });
                 let _ = reply.send(result);
             }
             Command::Provide { key, reply } => {
@@ -113,7 +116,7 @@ impl EventLoop {
                         self.pending_provide.insert(id, reply);
                     }
                     Err(e) => {
-                        let _ = reply.send(Err(NetworkError::Provide(e.to_string())));
+                        let _ = reply.send(Err(NetworkError::Provide(e)));
                     }
                 }
             }
@@ -166,7 +169,6 @@ impl EventLoop {
             Command::RoutingPeers { reply } => {
                 let _ = reply.send(Ok(self.routing_table()));
             }
-            Command::Bootstrap => self.bootstrap(),
         }
     }
 
@@ -304,7 +306,7 @@ impl EventLoop {
             } => {
                 let failed = NetworkError::Request {
                     peer,
-                    reason: error.to_string(),
+                    source: error,
                 };
                 resolve(&mut self.pending_blocks, request_id, Err(failed));
             }
@@ -358,7 +360,7 @@ impl EventLoop {
             } => {
                 let failed = NetworkError::Request {
                     peer,
-                    reason: error.to_string(),
+                    source: error,
                 };
                 resolve(&mut self.pending_jobs, request_id, Err(failed));
             }

@@ -61,22 +61,26 @@ pub enum NetworkError {
         source: libp2p::TransportError<std::io::Error>,
     },
     /// A peer could not be dialled.
-    #[error("cannot dial {0}")]
-    Dial(String),
+    #[error("cannot dial {addr}")]
+    Dial {
+        /// The address.
+        addr: Multiaddr,
+        /// Why.
+        #[source]
+        source: Box<libp2p::swarm::DialError>,
+    },
     /// A request to a peer failed (timeout, refused, connection lost).
-    #[error("request to {peer} failed: {reason}")]
+    #[error("request to {peer} failed")]
     Request {
         /// The peer.
         peer: PeerId,
         /// What happened.
-        reason: String,
+        #[source]
+        source: libp2p::request_response::OutboundFailure,
     },
-    /// The DHT has no peers to ask.
-    #[error("no known peers in the DHT")]
-    NoPeers,
     /// Announcing a provider record failed.
     #[error("cannot announce provider record")]
-    Provide(String),
+    Provide(#[source] kad::store::Error),
 }
 
 /// Something the network needs the node to handle.
@@ -140,7 +144,6 @@ pub(crate) enum Command {
     RoutingPeers {
         reply: Reply<Vec<PeerId>>,
     },
-    Bootstrap,
 }
 
 /// Handle to the swarm task. Cheap to clone.
@@ -340,17 +343,6 @@ impl NetworkClient {
             .await
             .map_err(|_| NetworkError::Shutdown)?;
         Ok(())
-    }
-
-    /// Runs a Kademlia bootstrap now.
-    ///
-    /// # Errors
-    /// [`NetworkError::Shutdown`].
-    pub async fn bootstrap(&self) -> Result<(), NetworkError> {
-        self.commands
-            .send(Command::Bootstrap)
-            .await
-            .map_err(|_| NetworkError::Shutdown)
     }
 }
 

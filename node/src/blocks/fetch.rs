@@ -62,48 +62,63 @@ pub struct Progress {
     pub queued: usize,
 }
 
-/// Fetches every block of the DAG under `root` that the store lacks.
-/// Returns the number of blocks fetched.
-///
-/// # Errors
-/// When some block cannot be had from any provider, or the store fails.
-pub async fn fetch_dag(
-    network: &NetworkClient,
-    store: &BlockStore,
-    root: Cid,
-    providers: impl IntoIterator<Item = PeerId>,
-) -> Result<usize, FetchError> {
-    fetch_dag_with_progress(network, store, root, providers, |_| {}).await
+/// Where to fetch from and how much to take.
+#[derive(Clone, Debug)]
+pub struct FetchOptions {
+    /// Ask these peers; `None`: the providers the DHT knows of the root.
+    pub providers: Option<Vec<PeerId>>,
+    /// Refuse to store more than this many bytes of new blocks (untrusted
+    /// DAGs, such as a job's inputs, have no size a fetcher can check in
+    /// advance).
+    pub max_bytes: u64,
 }
 
-/// [`fetch_dag`], calling `progress` after every response.
-///
-/// # Errors
-/// As `fetch_dag`.
-pub async fn fetch_dag_with_progress(
-    network: &NetworkClient,
-    store: &BlockStore,
-    root: Cid,
-    providers: impl IntoIterator<Item = PeerId>,
-    progress: impl FnMut(Progress),
-) -> Result<usize, FetchError> {
-    fetch_dag_capped(network, store, root, providers, u64::MAX, progress).await
+impl Default for FetchOptions {
+    /// The DHT's providers, no size limit.
+    fn default() -> Self {
+        Self {
+            providers: None,
+            max_bytes: u64::MAX,
+        }
+    }
 }
 
-/// [`fetch_dag_with_progress`], refusing to store more than `max_bytes` of
-/// new blocks (untrusted DAGs, such as a job's inputs, have no size a
-/// fetcher can check in advance).
+impl FetchOptions {
+    /// From these peers only, no size limit.
+    #[must_use]
+    pub fn from_peers(peers: impl IntoIterator<Item = PeerId>) -> Self {
+        Self {
+            providers: Some(peers.into_iter().collect()),
+            max_bytes: u64::MAX,
+        }
+    }
+}
+
+/// Fetches every block of the DAG under `root` that the store lacks,
+/// calling `progress` after every response. Returns the number of blocks
+/// fetched.
 ///
 /// # Errors
-/// As `fetch_dag`, and [`FetchError::TooLarge`] past `max_bytes`.
-pub async fn fetch_dag_capped(
+/// No provider found, some block cannot be had from any provider, the store
+/// fails, or [`FetchError::TooLarge`] past `options.max_bytes`.
+pub async fn fetch(
     network: &NetworkClient,
     store: &BlockStore,
     root: Cid,
-    providers: impl IntoIterator<Item = PeerId>,
-    max_bytes: u64,
+    options: FetchOptions,
     mut progress: impl FnMut(Progress),
 ) -> Result<usize, FetchError> {
+    let max_bytes = options.max_bytes;
+    let providers = match options.providers {
+        Some(peers) => peers,
+        None => {
+            let found = network.find_providers(root).await?;
+            if found.is_empty() && !store.has(&root).await? {
+                return Err(FetchError::NoProviders { cid: root });
+            }
+            found.into_iter().collect()
+        }
+    };
     let mut good: Vec<PeerId> = providers
         .into_iter()
         .filter(|p| *p != network.peer_id())

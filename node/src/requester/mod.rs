@@ -1,0 +1,233 @@
+//! The requester side of `/phase/job/1.0.0`: find workers, submit, wait,
+//! verify, fetch the result.
+//!
+//! - [`discovery`]: workers are found through the DHT and ranked;
+//! - [`attempt`]: one worker, one submission, one typed outcome;
+//! - [`replicas`]: the driver that owns the worker pool and the failed
+//!   attempts and runs one attempt per replica at a time
+//!   (`FuturesUnordered`, no locks): a busy worker is asked again later
+//!   (backing off); one that rejects, stops answering or forgets the job is
+//!   dropped and the job goes to the next, at most
+//!   [`SubmitOptions::attempts`] times per replica; a job the worker
+//!   reports `failed` is not retried;
+//! - [`verify`]: every receipt is checked (signature, signer, job,
+//!   requester, inputs); with several replicas the result CIDs are
+//!   compared ([`report::agreement`]);
+//! - [`deliveries`]: receipts the worker delivers reach the attempt that
+//!   waits for them; [`report`]: what a submission produced.
+
+mod attempt;
+mod deliveries;
+mod discovery;
+mod replicas;
+mod report;
+mod verify;
+
+use std::time::Duration;
+
+use libp2p::PeerId;
+use serde::{Deserialize, Serialize};
+
+use phase_protocol::job::{JobState, Rejection};
+use phase_protocol::{Capability, Cid, JobSpec};
+
+pub use self::attempt::MAX_MISSED_POLLS;
+pub use self::deliveries::{Deliveries, MAX_PENDING_DELIVERIES};
+pub use self::discovery::{MAX_CANDIDATES, QUERY_DEADLINE, find_workers, search_capability};
+pub use self::report::{Agreement, Attempt, ReplicaResult, SubmitReport, agreement};
+pub use self::verify::{ReceiptError, check_receipt};
+use crate::blocks::FetchError;
+use crate::network::{NetworkClient, NetworkError};
+use crate::store::BlockStore;
+
+/// How to submit a job.
+#[derive(Clone, Debug)]
+pub struct SubmitOptions {
+    /// Submit to this worker only.
+    pub worker: Option<PeerId>,
+    /// Distinct workers to run the job on (deterministic jobs compare results).
+    pub replicas: usize,
+    /// Workers to try per replica before giving up (busy answers do not
+    /// count; the caller's overall deadline bounds those).
+    pub attempts: u32,
+    /// How often to ask a worker how the job is going.
+    pub poll_interval: Duration,
+}
+
+impl Default for SubmitOptions {
+    fn default() -> Self {
+        Self {
+            worker: None,
+            replicas: 1,
+            attempts: 5,
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Where a submission is, for progress displays.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "stage", rename_all = "snake_case")]
+pub enum Stage {
+    /// Looking up workers in the DHT.
+    FindingWorkers,
+    /// Workers found and ranked.
+    FoundWorkers {
+        /// How many can run the job.
+        count: usize,
+    },
+    /// Submitted to a worker; it fetches the inputs from us (uploading).
+    Submitted {
+        /// The worker.
+        worker: PeerId,
+    },
+    /// The worker reports progress.
+    Worker {
+        /// The worker.
+        worker: PeerId,
+        /// Queued, fetching or running.
+        state: JobState,
+    },
+    /// An attempt failed; trying another worker.
+    Retrying {
+        /// The worker that failed.
+        worker: PeerId,
+        /// Why, one line.
+        reason: String,
+    },
+    /// Receipt verified; fetching the result.
+    FetchingResult {
+        /// The worker.
+        worker: PeerId,
+    },
+}
+
+/// Why a submission failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// No worker advertises what the job needs.
+    #[error("no worker found that can run the job (looked for `{capability}`)")]
+    NoWorkers {
+        /// The capability looked up.
+        capability: Capability,
+    },
+    /// Fewer workers than replicas.
+    #[error("found {found} workers that can run the job, but {replicas} replicas were asked for")]
+    TooFewWorkers {
+        /// Workers found.
+        found: usize,
+        /// Replicas asked for.
+        replicas: usize,
+    },
+    /// The worker could not run the job (no run happened, no receipt).
+    #[error("worker {worker} could not run the job: {message}")]
+    Failed {
+        /// The worker.
+        worker: PeerId,
+        /// Its reason.
+        message: String,
+    },
+    /// Every attempt failed.
+    #[error("gave up after {attempts} failed attempts; the last: {last}")]
+    GaveUp {
+        /// Attempts made.
+        attempts: usize,
+        /// The last failure.
+        last: String,
+    },
+    /// The result could not be fetched.
+    #[error("cannot fetch the result {result}")]
+    Fetch {
+        /// The result CID.
+        result: Cid,
+        /// Why.
+        #[source]
+        source: Box<FetchError>,
+    },
+    /// The network is gone.
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+}
+
+/// Why a worker was passed over, for the report and progress.
+#[derive(Debug, thiserror::Error)]
+enum AttemptError {
+    #[error("worker {0} is busy")]
+    Busy(PeerId),
+    #[error("worker {0} rejected the job: {1}")]
+    Rejected(PeerId, Rejection),
+    #[error("worker {0}: {1}")]
+    Lost(PeerId, #[source] attempt::Lost),
+    #[error("receipt from worker {0} rejected")]
+    Receipt(PeerId, #[source] ReceiptError),
+}
+
+/// The requester: submits jobs through a node's network and store.
+#[derive(Clone, Debug)]
+pub struct Requester {
+    network: NetworkClient,
+    store: BlockStore,
+    deliveries: Deliveries,
+}
+
+impl Requester {
+    /// A requester over a node's network, store and delivery routing.
+    #[must_use]
+    pub fn new(network: NetworkClient, store: BlockStore, deliveries: Deliveries) -> Self {
+        Self {
+            network,
+            store,
+            deliveries,
+        }
+    }
+
+    /// Submits `spec` to `options.replicas` distinct workers, waits for
+    /// their receipts, verifies them and fetches the results into the store.
+    ///
+    /// # Errors
+    /// No (or too few) workers, the job failed on a worker, every attempt
+    /// failed, or a result could not be fetched.
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the job (workers still run it).
+    pub async fn submit(
+        &self,
+        spec: &JobSpec,
+        options: &SubmitOptions,
+        progress: &(dyn Fn(Stage) + Send + Sync),
+    ) -> Result<SubmitReport, SubmitError> {
+        let replicas = options.replicas.max(1);
+        let candidates = match options.worker {
+            Some(worker) => vec![worker],
+            None => {
+                progress(Stage::FindingWorkers);
+                find_workers(&self.network, spec).await?
+            }
+        };
+        progress(Stage::FoundWorkers {
+            count: candidates.len(),
+        });
+        if candidates.len() < replicas {
+            return Err(SubmitError::TooFewWorkers {
+                found: candidates.len(),
+                replicas,
+            });
+        }
+        replicas::Driver::new(self, spec, options, progress, candidates)
+            .run(replicas)
+            .await
+    }
+}
+
+/// The most bytes a result package of `spec` can take: stdout, stderr and
+/// the files under `/output` are each capped at `max_output`; the UnixFS
+/// nodes around them add a little (a generous allowance, since `/output`
+/// may hold many small files).
+#[must_use]
+pub fn max_result_bytes(spec: &JobSpec) -> u64 {
+    spec.limits
+        .max_output
+        .0
+        .saturating_mul(3)
+        .saturating_add(16 << 20)
+}

@@ -1,0 +1,263 @@
+//! The replica driver: owns the pool of candidate workers and the record of
+//! failed attempts, and keeps one attempt (or one backoff, or one result
+//! fetch) in flight per replica in a `FuturesUnordered`. Everything it
+//! decides happens between two awaits on that set: no locks.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use libp2p::PeerId;
+use tracing::warn;
+
+use phase_protocol::{Cid, JobSpec, SignedReceipt};
+
+use super::attempt::{self, Outcome};
+use super::report::{Attempt, ReplicaResult, SubmitReport, agreement};
+use super::verify::check_receipt;
+use super::{AttemptError, Requester, Stage, SubmitError, SubmitOptions, max_result_bytes};
+use crate::blocks::{self, FetchError, FetchOptions};
+
+/// Longest pause between asking busy workers again.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+type Progress<'a> = &'a (dyn Fn(Stage) + Send + Sync);
+
+/// What finished in the set, for which replica.
+enum Step {
+    Attempted {
+        worker: PeerId,
+        outcome: Outcome,
+    },
+    /// A backoff after a busy answer is over.
+    Woke,
+    Fetched {
+        worker: PeerId,
+        receipt: Box<SignedReceipt>,
+        result: Result<(), FetchError>,
+    },
+}
+
+type InFlight<'a> = FuturesUnordered<Pin<Box<dyn Future<Output = (usize, Step)> + Send + 'a>>>;
+
+/// A replica's attempts so far.
+#[derive(Debug, Default)]
+struct Replica {
+    failures: usize,
+    busy: u32,
+    last: Option<String>,
+}
+
+pub(super) struct Driver<'a> {
+    requester: &'a Requester,
+    spec: &'a JobSpec,
+    options: &'a SubmitOptions,
+    progress: Progress<'a>,
+    /// Workers not taken by a replica, in order of preference.
+    pool: VecDeque<PeerId>,
+    failed: Vec<Attempt>,
+}
+
+impl<'a> Driver<'a> {
+    pub(super) fn new(
+        requester: &'a Requester,
+        spec: &'a JobSpec,
+        options: &'a SubmitOptions,
+        progress: Progress<'a>,
+        candidates: Vec<PeerId>,
+    ) -> Self {
+        Self {
+            requester,
+            spec,
+            options,
+            progress,
+            pool: candidates.into(),
+            failed: Vec::new(),
+        }
+    }
+
+    /// Runs `replicas` replicas to their verified, fetched results.
+    pub(super) async fn run(mut self, replicas: usize) -> Result<SubmitReport, SubmitError> {
+        let mut state: Vec<Replica> = (0..replicas).map(|_| Replica::default()).collect();
+        let mut results: Vec<Option<ReplicaResult>> = vec![None; replicas];
+        let mut in_flight: InFlight<'a> = FuturesUnordered::new();
+        for (replica, st) in state.iter().enumerate() {
+            self.start(replica, st, &mut in_flight)?;
+        }
+        while let Some((replica, step)) = in_flight.next().await {
+            let st = &mut state[replica];
+            match step {
+                Step::Woke => self.start(replica, st, &mut in_flight)?,
+                Step::Attempted { worker, outcome } => match outcome {
+                    Outcome::Busy => {
+                        st.last = Some(AttemptError::Busy(worker).to_string());
+                        self.pool.push_back(worker);
+                        st.busy += 1;
+                        let pause = backoff(st.busy);
+                        in_flight.push(Box::pin(async move {
+                            tokio::time::sleep(pause).await;
+                            (replica, Step::Woke)
+                        }));
+                    }
+                    Outcome::Failed(message) => {
+                        return Err(SubmitError::Failed { worker, message });
+                    }
+                    Outcome::Rejected(rejection) => {
+                        self.fail(st, AttemptError::Rejected(worker, rejection));
+                        self.start(replica, st, &mut in_flight)?;
+                    }
+                    Outcome::Lost(lost) => {
+                        self.fail(st, AttemptError::Lost(worker, lost));
+                        self.start(replica, st, &mut in_flight)?;
+                    }
+                    Outcome::Done(receipt) => {
+                        let me = self.requester.network.peer_id();
+                        if let Err(e) = check_receipt(&receipt, worker, self.spec, me) {
+                            self.fail(st, AttemptError::Receipt(worker, e));
+                            self.start(replica, st, &mut in_flight)?;
+                            continue;
+                        }
+                        (self.progress)(Stage::FetchingResult { worker });
+                        let (requester, spec) = (self.requester, self.spec);
+                        in_flight.push(Box::pin(async move {
+                            let result = fetch_result(requester, worker, spec, &receipt).await;
+                            let step = Step::Fetched {
+                                worker,
+                                receipt,
+                                result,
+                            };
+                            (replica, step)
+                        }));
+                    }
+                },
+                Step::Fetched {
+                    worker,
+                    receipt,
+                    result,
+                } => {
+                    let cid = receipt.receipt().result;
+                    result.map_err(|source| SubmitError::Fetch {
+                        result: cid,
+                        source: Box::new(source),
+                    })?;
+                    results[replica] = Some(ReplicaResult {
+                        worker,
+                        receipt: *receipt,
+                    });
+                }
+            }
+        }
+        let results: Vec<ReplicaResult> = results.into_iter().flatten().collect();
+        let agreement = (replicas > 1).then(|| agreement(&results));
+        Ok(SubmitReport {
+            job: self.spec.id(),
+            results,
+            failed_attempts: self.failed,
+            agreement,
+        })
+    }
+
+    /// Starts the replica's next attempt on the best worker left.
+    fn start(
+        &mut self,
+        replica: usize,
+        st: &Replica,
+        in_flight: &mut InFlight<'a>,
+    ) -> Result<(), SubmitError> {
+        let gave_up = || SubmitError::GaveUp {
+            attempts: st.failures,
+            last: st
+                .last
+                .clone()
+                .unwrap_or_else(|| "no worker was free".into()),
+        };
+        if st.failures >= self.options.attempts as usize {
+            return Err(gave_up());
+        }
+        let worker = self.pool.pop_front().ok_or_else(gave_up)?;
+        let (requester, spec, options, progress) =
+            (self.requester, self.spec, self.options, self.progress);
+        in_flight.push(Box::pin(async move {
+            let outcome = attempt::attempt(requester, spec, worker, options, progress).await;
+            (replica, Step::Attempted { worker, outcome })
+        }));
+        Ok(())
+    }
+
+    /// Records a failed attempt; its worker is not asked again.
+    fn fail(&mut self, st: &mut Replica, error: AttemptError) {
+        let worker = match &error {
+            AttemptError::Busy(w)
+            | AttemptError::Rejected(w, _)
+            | AttemptError::Lost(w, _)
+            | AttemptError::Receipt(w, _) => *w,
+        };
+        let reason = crate::error_line(&error);
+        warn!(%worker, %reason, "attempt failed; trying another worker");
+        (self.progress)(Stage::Retrying {
+            worker,
+            reason: reason.clone(),
+        });
+        self.failed.push(Attempt {
+            worker,
+            error: reason.clone(),
+        });
+        st.failures += 1;
+        st.last = Some(reason);
+    }
+}
+
+/// Fetches the result DAG: from the worker first, then any provider; never
+/// more than an honest result of `spec` can hold. Then stores the receipt.
+async fn fetch_result(
+    requester: &Requester,
+    worker: PeerId,
+    spec: &JobSpec,
+    receipt: &SignedReceipt,
+) -> Result<(), FetchError> {
+    let (network, store) = (&requester.network, &requester.store);
+    let result: Cid = receipt.receipt().result;
+    let max_bytes = max_result_bytes(spec);
+    let from_worker = FetchOptions {
+        providers: Some(vec![worker]),
+        max_bytes,
+    };
+    match blocks::fetch(network, store, result, from_worker, |_| {}).await {
+        Ok(_) => {}
+        Err(FetchError::NoProviders { .. }) => {
+            let anyone = FetchOptions {
+                providers: None,
+                max_bytes,
+            };
+            blocks::fetch(network, store, result, anyone, |_| {}).await?;
+        }
+        Err(e) => return Err(e),
+    }
+    store
+        .put(receipt.cid(), bytes::Bytes::from(receipt.to_cbor()))
+        .await?;
+    Ok(())
+}
+
+/// Pause before asking busy workers again: 25 ms doubling to [`MAX_BACKOFF`],
+/// with jitter so many waiting jobs do not retry in lockstep.
+fn backoff(busy: u32) -> Duration {
+    let base = Duration::from_millis(25).saturating_mul(1 << busy.min(7));
+    let capped = base.min(MAX_BACKOFF);
+    let jitter = rand::random::<u64>() % (capped.as_millis() as u64 / 2 + 1);
+    capped / 2 + Duration::from_millis(jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_its_cap() {
+        assert!(backoff(0) <= Duration::from_millis(25));
+        assert!(backoff(30) >= MAX_BACKOFF / 2 && backoff(30) <= MAX_BACKOFF);
+    }
+}

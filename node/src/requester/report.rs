@@ -1,0 +1,200 @@
+//! What a submission produced, as typed values that serialize to the JSON
+//! `submit --json` prints and `<data-dir>/jobs/` records (and read back from
+//! it): PeerIds and CIDs stay typed all the way to the bytes.
+
+use std::collections::HashMap;
+
+use libp2p::PeerId;
+use serde::{Deserialize, Serialize};
+
+use phase_protocol::job::JobId;
+use phase_protocol::serde_helpers::cid as cid_string;
+use phase_protocol::{Cid, SignedReceipt};
+
+/// One run of the job, verified.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(into = "ReplicaJson", try_from = "ReplicaJson")]
+pub struct ReplicaResult {
+    /// The worker that ran it and signed the receipt.
+    pub worker: PeerId,
+    /// Its verified receipt.
+    pub receipt: SignedReceipt,
+}
+
+/// A replica as JSON: the receipt (its signature checked as it is read) and,
+/// for people and scripts, its CID, result and status beside it.
+#[derive(Serialize, Deserialize)]
+struct ReplicaJson {
+    worker: PeerId,
+    #[serde(with = "cid_string")]
+    receipt_cid: Cid,
+    #[serde(with = "cid_string")]
+    result: Cid,
+    status: String,
+    receipt: SignedReceipt,
+}
+
+impl From<ReplicaResult> for ReplicaJson {
+    fn from(r: ReplicaResult) -> Self {
+        Self {
+            worker: r.worker,
+            receipt_cid: r.receipt.cid(),
+            result: r.receipt.receipt().result,
+            status: r.receipt.receipt().status.to_string(),
+            receipt: r.receipt,
+        }
+    }
+}
+
+/// A replica whose JSON does not hold together.
+#[derive(Debug, thiserror::Error)]
+#[error("replica of worker {worker}: {what} does not match its receipt")]
+pub struct ReplicaMismatch {
+    worker: PeerId,
+    what: &'static str,
+}
+
+impl TryFrom<ReplicaJson> for ReplicaResult {
+    type Error = ReplicaMismatch;
+    fn try_from(j: ReplicaJson) -> Result<Self, ReplicaMismatch> {
+        let mismatch = |what| ReplicaMismatch {
+            worker: j.worker,
+            what,
+        };
+        if j.receipt.receipt().worker != j.worker {
+            return Err(mismatch("the worker"));
+        }
+        if j.receipt.cid() != j.receipt_cid {
+            return Err(mismatch("receipt_cid"));
+        }
+        if j.receipt.receipt().result != j.result {
+            return Err(mismatch("result"));
+        }
+        Ok(Self {
+            worker: j.worker,
+            receipt: j.receipt,
+        })
+    }
+}
+
+/// A failed attempt, for the report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// The worker.
+    pub worker: PeerId,
+    /// What went wrong, one line.
+    pub error: String,
+}
+
+/// Whether replicas agree.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Agreement {
+    /// All result CIDs are equal.
+    pub agreed: bool,
+    /// The result most replicas produced.
+    #[serde(with = "cid_string")]
+    pub result: Cid,
+    /// Workers whose result differs from it.
+    pub dissenters: Vec<PeerId>,
+}
+
+/// What a submission produced.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SubmitReport {
+    /// The job id.
+    pub job: JobId,
+    /// One verified result per replica.
+    pub results: Vec<ReplicaResult>,
+    /// Attempts that failed on the way.
+    pub failed_attempts: Vec<Attempt>,
+    /// With more than one replica: whether they agree.
+    pub agreement: Option<Agreement>,
+}
+
+/// Compares the replicas' result CIDs.
+///
+/// # Panics
+/// When `results` is empty.
+#[must_use]
+pub fn agreement(results: &[ReplicaResult]) -> Agreement {
+    let mut counts: HashMap<Cid, usize> = HashMap::new();
+    for r in results {
+        *counts.entry(r.receipt.receipt().result).or_default() += 1;
+    }
+    let majority = counts
+        .iter()
+        .max_by_key(|(cid, n)| (**n, std::cmp::Reverse(cid.to_string())))
+        .map(|(cid, _)| *cid)
+        .expect("at least one replica");
+    let dissenters: Vec<PeerId> = results
+        .iter()
+        .filter(|r| r.receipt.receipt().result != majority)
+        .map(|r| r.worker)
+        .collect();
+    Agreement {
+        agreed: dissenters.is_empty(),
+        result: majority,
+        dissenters,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::requester::verify::tests::receipt;
+    use phase_protocol::cid::raw_cid;
+    use phase_protocol::{JobSpec, Keypair};
+
+    #[test]
+    fn replicas_that_differ_are_named() {
+        let spec = JobSpec::new(raw_cid(b"module"));
+        let me = PeerId::random();
+        let keys: Vec<Keypair> = (0..3).map(|_| Keypair::generate_ed25519()).collect();
+        let result = |k: &Keypair, r: &[u8]| ReplicaResult {
+            worker: k.public().to_peer_id(),
+            receipt: receipt(k, &spec, me, raw_cid(r)),
+        };
+        let same: Vec<_> = keys.iter().map(|k| result(k, b"x")).collect();
+        assert!(agreement(&same).agreed);
+        let odd = vec![
+            result(&keys[0], b"x"),
+            result(&keys[1], b"y"),
+            result(&keys[2], b"x"),
+        ];
+        let a = agreement(&odd);
+        assert!(!a.agreed);
+        assert_eq!(a.result, raw_cid(b"x"));
+        assert_eq!(a.dissenters, vec![keys[1].public().to_peer_id()]);
+    }
+
+    #[test]
+    fn a_report_round_trips_through_json_and_a_forged_field_is_refused() {
+        let spec = JobSpec::new(raw_cid(b"module"));
+        let key = Keypair::generate_ed25519();
+        let worker = key.public().to_peer_id();
+        let results = vec![ReplicaResult {
+            worker,
+            receipt: receipt(&key, &spec, PeerId::random(), raw_cid(b"x")),
+        }];
+        let report = SubmitReport {
+            job: spec.id(),
+            agreement: Some(agreement(&results)),
+            results,
+            failed_attempts: vec![Attempt {
+                worker: PeerId::random(),
+                error: "busy".into(),
+            }],
+        };
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["job"], spec.id().to_string());
+        assert_eq!(json["results"][0]["worker"], worker.to_string());
+        assert_eq!(json["results"][0]["result"], raw_cid(b"x").to_string());
+        assert_eq!(json["results"][0]["status"], "exited with code 0");
+        let back: SubmitReport = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back, report);
+        let mut forged = json;
+        forged["results"][0]["result"] = raw_cid(b"y").to_string().into();
+        let err = serde_json::from_value::<SubmitReport>(forged).unwrap_err();
+        assert!(err.to_string().contains("result does not match"), "{err}");
+    }
+}

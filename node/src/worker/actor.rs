@@ -1,0 +1,392 @@
+//! The worker's actor: the one owner of the job table, admission, the queue
+//! of admitted jobs, the work-directory pool and the order of pin changes.
+//! Handlers are plain functions; the loop awaits only inside `select!`.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use libp2p::PeerId;
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use phase_protocol::job::{JobId, JobState, Rejection, WorkerInfo};
+use phase_protocol::{Cid, JobSpec, SignedReceipt};
+
+use super::admission::Admission;
+use super::pipeline::{self, Context, Job, JobError};
+use super::table::JobTable;
+use super::workdirs::{self, WorkDirs};
+use super::{Command, runtime_version, worker_capabilities};
+use crate::config::WorkerConfig;
+use crate::error_line;
+
+/// How long shutdown waits for the worker's tasks once they are cancelled
+/// (a guest in the sandbox stops at its own deadline; the task waiting on it
+/// is aborted past this).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// A change to the store's pins, applied in the order the actor decided it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PinOp {
+    Pin(Cid),
+    Unpin(Cid),
+}
+
+/// How a job's task ended.
+#[derive(Debug)]
+enum Outcome {
+    /// A run happened: its signed receipt.
+    Ran(Box<SignedReceipt>),
+    /// No run happened.
+    Failed(JobError),
+    /// The worker is shutting down.
+    Abandoned,
+}
+
+/// How a job's task ended, and what it hands back.
+#[derive(Debug)]
+struct JobDone {
+    id: JobId,
+    requester: PeerId,
+    outcome: Outcome,
+    /// The work directory, cleaned, to reuse.
+    dir: Option<PathBuf>,
+}
+
+/// What a task of the worker returns to the actor.
+#[derive(Debug)]
+enum Task {
+    Job(Box<JobDone>),
+    /// A receipt delivered (or given up on), a spare directory removed.
+    Background,
+    /// A batch of pin changes applied.
+    Pinned,
+}
+
+pub(super) struct Actor {
+    ctx: Arc<Context>,
+    commands: mpsc::Receiver<Command>,
+    progress: mpsc::Receiver<(JobId, JobState)>,
+    events: broadcast::Sender<(JobId, JobState)>,
+    cancel: CancellationToken,
+    config: WorkerConfig,
+    table: JobTable,
+    admission: Admission,
+    /// Admitted jobs waiting for a slot (at most `queue` plus the slots,
+    /// bounded by admission).
+    queue: VecDeque<Job>,
+    slots: usize,
+    running: usize,
+    dirs: WorkDirs,
+    tasks: JoinSet<Task>,
+    /// The job (and its requester) each job task runs, so a task that
+    /// panics still gives back its slot and fails its job.
+    job_tasks: HashMap<tokio::task::Id, (JobId, PeerId)>,
+    pins: VecDeque<PinOp>,
+    pinning: bool,
+}
+
+impl std::fmt::Debug for Actor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Actor")
+            .field("slots", &self.slots)
+            .field("running", &self.running)
+            .field("queued", &self.queue.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Actor {
+    pub(super) fn new(
+        config: WorkerConfig,
+        ctx: Arc<Context>,
+        work_dir: &Path,
+        commands: mpsc::Receiver<Command>,
+        progress: mpsc::Receiver<(JobId, JobState)>,
+        events: broadcast::Sender<(JobId, JobState)>,
+        cancel: CancellationToken,
+    ) -> std::io::Result<Self> {
+        let slots = config.slots.max(1) as usize;
+        Ok(Self {
+            ctx,
+            commands,
+            progress,
+            events,
+            cancel,
+            table: JobTable::new(config.keep_jobs as usize),
+            admission: Admission::new(config.clone()),
+            config,
+            queue: VecDeque::new(),
+            slots,
+            running: 0,
+            dirs: WorkDirs::new(work_dir, slots)?,
+            tasks: JoinSet::new(),
+            job_tasks: HashMap::new(),
+            pins: VecDeque::new(),
+            pinning: false,
+        })
+    }
+
+    /// Runs until cancelled (or every handle is dropped), then waits for its
+    /// tasks, at most [`SHUTDOWN_GRACE`].
+    pub(super) async fn run(mut self) {
+        loop {
+            tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => break,
+                cmd = self.commands.recv() => match cmd {
+                    Some(cmd) => self.on_command(cmd),
+                    None => break,
+                },
+                Some((id, state)) = self.progress.recv() => self.on_progress(id, state),
+                Some(done) = self.tasks.join_next_with_id() => self.on_task(done),
+            }
+        }
+        self.cancel.cancel();
+        let drain = async {
+            loop {
+                tokio::select! {
+                    Some((id, state)) = self.progress.recv() => self.on_progress(id, state),
+                    done = self.tasks.join_next_with_id() => match done {
+                        Some(done) => self.on_task(done),
+                        None => break,
+                    },
+                }
+            }
+        };
+        if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+            warn!("worker tasks did not stop in time; aborting them");
+            self.tasks.shutdown().await;
+        }
+        debug!("worker stopped");
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Submit { peer, spec, reply } => {
+                let _ = reply.send(self.admit(peer, *spec));
+            }
+            Command::State { id, reply } => {
+                let _ = reply.send(self.table.state(&id).cloned());
+            }
+            Command::Receipt { id, reply } => {
+                let _ = reply.send(self.table.receipt(&id).cloned());
+            }
+            Command::Info { reply } => {
+                let _ = reply.send(self.info());
+            }
+        }
+    }
+
+    fn info(&self) -> WorkerInfo {
+        WorkerInfo {
+            capabilities: worker_capabilities().into_iter().collect(),
+            max_limits: self.config.max_limits(),
+            slots: u32::try_from(self.slots).unwrap_or(u32::MAX),
+            free_slots: u32::try_from(self.slots.saturating_sub(self.running)).unwrap_or(u32::MAX),
+            runtime: runtime_version(),
+        }
+    }
+
+    /// Checks and admits a job; it starts when a slot is free.
+    fn admit(&mut self, peer: PeerId, spec: JobSpec) -> Result<JobId, Rejection> {
+        if self.cancel.is_cancelled() {
+            return Err(Rejection::Busy);
+        }
+        self.admission.check(&peer, &spec)?;
+        let id = spec.id();
+        if self.table.contains(&id) {
+            return Ok(id); // a repeated submission: the job is already here
+        }
+        self.admission.reserve(peer)?;
+        self.table.insert(id);
+        info!(job = %id, %peer, "job accepted");
+        self.queue.push_back(Job {
+            id,
+            requester: peer,
+            spec,
+        });
+        self.start_queued();
+        Ok(id)
+    }
+
+    /// Starts queued jobs while slots are free.
+    fn start_queued(&mut self) {
+        while self.running < self.slots {
+            let Some(job) = self.queue.pop_front() else {
+                return;
+            };
+            self.running += 1;
+            let dir = self.dirs.take();
+            let ctx = Arc::clone(&self.ctx);
+            let cancel = self.cancel.child_token();
+            let span = info_span!("job", id = %job.id);
+            let (id, requester) = (job.id, job.requester);
+            let handle = self.tasks.spawn(
+                async move {
+                    let outcome = tokio::select! {
+                        () = cancel.cancelled() => Outcome::Abandoned,
+                        result = pipeline::run(&ctx, &job, &dir) => match result {
+                            Ok(receipt) => Outcome::Ran(Box::new(receipt)),
+                            Err(e) => Outcome::Failed(e),
+                        },
+                    };
+                    let dir = match outcome {
+                        // The sandbox may still be writing into it.
+                        Outcome::Abandoned => None,
+                        _ => tokio::task::spawn_blocking(move || workdirs::clean(dir.path))
+                            .await
+                            .ok()
+                            .flatten(),
+                    };
+                    Task::Job(Box::new(JobDone {
+                        id: job.id,
+                        requester: job.requester,
+                        outcome,
+                        dir,
+                    }))
+                }
+                .instrument(span),
+            );
+            self.job_tasks.insert(handle.id(), (id, requester));
+        }
+    }
+
+    fn on_progress(&mut self, id: JobId, state: JobState) {
+        if self.table.set_state(&id, state.clone()) {
+            let _ = self.events.send((id, state));
+        }
+    }
+
+    fn on_task(&mut self, done: Result<(tokio::task::Id, Task), tokio::task::JoinError>) {
+        let task = match done {
+            Ok((task_id, task)) => {
+                self.job_tasks.remove(&task_id);
+                task
+            }
+            Err(e) => {
+                warn!(error = %e, "worker task ended abnormally");
+                match self.job_tasks.remove(&e.id()) {
+                    Some((id, requester)) => {
+                        let outcome = if e.is_cancelled() {
+                            Outcome::Abandoned
+                        } else {
+                            Outcome::Failed(JobError::Crashed)
+                        };
+                        self.on_job_done(id, requester, outcome, None);
+                    }
+                    // Only job tasks and the pin task matter here.
+                    None => {
+                        self.pinning = false;
+                        self.apply_pins();
+                    }
+                }
+                return;
+            }
+        };
+        match task {
+            Task::Job(done) => {
+                let JobDone {
+                    id,
+                    requester,
+                    outcome,
+                    dir,
+                } = *done;
+                self.on_job_done(id, requester, outcome, dir);
+            }
+            Task::Background => {}
+            Task::Pinned => {
+                self.pinning = false;
+                self.apply_pins();
+            }
+        }
+    }
+
+    fn on_job_done(
+        &mut self,
+        id: JobId,
+        requester: PeerId,
+        outcome: Outcome,
+        dir: Option<PathBuf>,
+    ) {
+        self.running -= 1;
+        self.admission.release(&requester);
+        if let Some(remove) = dir.and_then(|d| self.dirs.give_back(d)) {
+            self.tasks.spawn_blocking(move || {
+                let _ = std::fs::remove_dir_all(remove);
+                Task::Background
+            });
+        }
+        match outcome {
+            Outcome::Ran(receipt) => {
+                info!(job = %id, status = %receipt.receipt().status, "job finished");
+                let state = JobState::Done {
+                    status: receipt.receipt().status.clone(),
+                    receipt: receipt.cid(),
+                };
+                // The job counts as keeping its result before it is pinned,
+                // and pin changes apply in order: retention never unpins a
+                // result a kept job has.
+                self.pins.push_back(PinOp::Pin(receipt.cid()));
+                self.pins.push_back(PinOp::Pin(receipt.receipt().result));
+                let receipt = *receipt;
+                let unpin = self.table.finish(id, state.clone(), Some(receipt.clone()));
+                self.pins.extend(unpin.into_iter().map(PinOp::Unpin));
+                let _ = self.events.send((id, state));
+                let network = self.ctx.network.clone();
+                self.tasks.spawn(
+                    async move {
+                        pipeline::deliver(network, requester, receipt).await;
+                        Task::Background
+                    }
+                    .instrument(info_span!("job", id = %id)),
+                );
+                self.apply_pins();
+            }
+            Outcome::Failed(e) => {
+                let message = error_line(&e);
+                warn!(job = %id, %message, "job failed");
+                let state = JobState::Failed { message };
+                let unpin = self.table.finish(id, state.clone(), None);
+                self.pins.extend(unpin.into_iter().map(PinOp::Unpin));
+                let _ = self.events.send((id, state));
+                self.apply_pins();
+            }
+            Outcome::Abandoned => {
+                // Not `failed`: nothing is wrong with the job. Forgotten, it
+                // reads as not found, and the requester takes it elsewhere.
+                debug!(job = %id, "job abandoned: the worker is shutting down");
+                self.table.forget(&id);
+            }
+        }
+        if !self.cancel.is_cancelled() {
+            self.start_queued();
+        }
+    }
+
+    /// Applies the queued pin changes, one batch at a time, in order.
+    fn apply_pins(&mut self) {
+        if self.pinning || self.pins.is_empty() {
+            return;
+        }
+        self.pinning = true;
+        let batch: Vec<PinOp> = self.pins.drain(..).collect();
+        let store = self.ctx.store.clone();
+        self.tasks.spawn(async move {
+            for op in batch {
+                let result = match op {
+                    PinOp::Pin(cid) => store.pin(&cid).await,
+                    PinOp::Unpin(cid) => store.unpin(&cid).await.map(|_| ()),
+                };
+                if let Err(e) = result {
+                    warn!(?op, error = %e, "cannot change a job's pin");
+                }
+            }
+            Task::Pinned
+        });
+    }
+}

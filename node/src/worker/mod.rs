@@ -1,0 +1,203 @@
+//! The worker side of `/phase/job/1.0.0`: admission, the job lifecycle and
+//! receipt signing.
+//!
+//! Topology (one owner per piece of state):
+//! - the **actor** ([`actor`]) alone owns the job table ([`table`]), the
+//!   admission state ([`admission`]), the queue of admitted jobs, the
+//!   work-directory pool ([`workdirs`]) and the order of pin changes; it
+//!   selects over commands from [`Worker`] handles, progress reports from
+//!   its jobs, and their completions from one `JoinSet`;
+//! - each admitted job runs [`pipeline::run`] (fetch → run → package →
+//!   sign) as a task of that `JoinSet`, under `job{id}`, and returns a typed
+//!   result to the actor; delivering the receipt and pinning are tasks of
+//!   the same set, so shutdown waits for (or, past a bound, aborts) every
+//!   task the worker started.
+//!
+//! A submission is answered at once: accepted (with the job id) or rejected
+//! with a typed [`Rejection`]. A job abandoned because the worker shuts down
+//! is forgotten (a status query answers "not found"), so its requester takes
+//! it to another worker.
+
+mod actor;
+mod admission;
+mod pipeline;
+mod table;
+mod workdirs;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use libp2p::PeerId;
+use libp2p::identity::Keypair;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use phase_protocol::job::{JobId, JobRequest, JobResponse, JobState, Rejection, WorkerInfo};
+use phase_protocol::{Capability, JobSpec, SignedReceipt};
+
+pub use self::pipeline::{FETCH_DEADLINE, MAX_JOB_STDIN, MAX_MODULE_SIZE};
+use crate::config::WorkerConfig;
+use crate::executor::Executor;
+use crate::network::NetworkClient;
+
+/// Commands queued to the worker's actor at most.
+const COMMAND_QUEUE: usize = 256;
+/// Progress reports of running jobs queued to the actor at most.
+const PROGRESS_QUEUE: usize = 256;
+/// Job state changes buffered for subscribers (tests, status displays);
+/// a slow subscriber misses some and is told it lagged.
+const EVENT_BUFFER: usize = 1024;
+
+/// The runtime a receipt names: this crate's version and the wasmtime it is
+/// built with (pinned exactly in the workspace manifest).
+#[must_use]
+pub fn runtime_version() -> String {
+    format!(
+        "phase-node/{} wasmtime/{}",
+        env!("CARGO_PKG_VERSION"),
+        crate::executor::WASMTIME_VERSION
+    )
+}
+
+/// Capabilities every worker has.
+#[must_use]
+pub fn worker_capabilities() -> Vec<Capability> {
+    vec![
+        Capability::WASI_P1,
+        Capability::WASI_P2,
+        Capability::DETERMINISTIC,
+    ]
+}
+
+#[derive(Debug)]
+enum Command {
+    Submit {
+        peer: PeerId,
+        spec: Box<JobSpec>,
+        reply: oneshot::Sender<Result<JobId, Rejection>>,
+    },
+    State {
+        id: JobId,
+        reply: oneshot::Sender<Option<JobState>>,
+    },
+    Receipt {
+        id: JobId,
+        reply: oneshot::Sender<Option<SignedReceipt>>,
+    },
+    Info {
+        reply: oneshot::Sender<WorkerInfo>,
+    },
+}
+
+/// Handle to the worker's actor. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Worker {
+    commands: mpsc::Sender<Command>,
+    events: broadcast::Sender<(JobId, JobState)>,
+}
+
+impl Worker {
+    /// A worker that runs jobs with `executor`, keeping work files in a
+    /// folder of its own under `work_dir` (removed when the worker stops).
+    /// Returns the handle and the actor, which the caller runs (it ends when
+    /// `cancel` fires, after its jobs, or when every handle is dropped).
+    ///
+    /// # Errors
+    /// When that folder cannot be made.
+    pub fn spawn(
+        config: WorkerConfig,
+        key: Keypair,
+        network: NetworkClient,
+        store: crate::store::BlockStore,
+        executor: Executor,
+        work_dir: &Path,
+        cancel: CancellationToken,
+    ) -> std::io::Result<(Self, impl Future<Output = ()> + Send + 'static)> {
+        let (commands, commands_rx) = mpsc::channel(COMMAND_QUEUE);
+        let (progress, progress_rx) = mpsc::channel(PROGRESS_QUEUE);
+        let events = broadcast::channel(EVENT_BUFFER).0;
+        let context = Arc::new(pipeline::Context {
+            key,
+            network,
+            store,
+            executor,
+            max_input: config.max_input.0,
+            progress,
+        });
+        let actor = actor::Actor::new(
+            config,
+            context,
+            work_dir,
+            commands_rx,
+            progress_rx,
+            events.clone(),
+            cancel,
+        )?;
+        Ok((Self { commands, events }, actor.run()))
+    }
+
+    /// Job state changes, as they happen.
+    #[must_use]
+    pub fn subscribe(&self) -> broadcast::Receiver<(JobId, JobState)> {
+        self.events.subscribe()
+    }
+
+    async fn call<T>(&self, cmd: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(cmd(reply)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// What this worker offers now; `None` once it has stopped.
+    pub async fn info(&self) -> Option<WorkerInfo> {
+        self.call(|reply| Command::Info { reply }).await
+    }
+
+    /// A job's state here, if this worker knows it.
+    pub async fn state(&self, id: JobId) -> Option<JobState> {
+        self.call(|reply| Command::State { id, reply })
+            .await
+            .flatten()
+    }
+
+    /// A job's signed receipt, if it ran here.
+    pub async fn receipt(&self, id: JobId) -> Option<SignedReceipt> {
+        self.call(|reply| Command::Receipt { id, reply })
+            .await
+            .flatten()
+    }
+
+    /// Answers a job request from `peer` (never waits on the job itself).
+    /// Deliveries are not for the worker: the node routes them to its
+    /// requester.
+    pub async fn handle(&self, peer: PeerId, request: JobRequest) -> JobResponse {
+        let stopped = || JobResponse::Rejected(Rejection::Busy);
+        match request {
+            JobRequest::Submit(spec) => {
+                match self
+                    .call(|reply| Command::Submit { peer, spec, reply })
+                    .await
+                {
+                    Some(Ok(id)) => JobResponse::Accepted(id),
+                    Some(Err(rejection)) => JobResponse::Rejected(rejection),
+                    None => stopped(),
+                }
+            }
+            JobRequest::Status(job) => match self.state(job).await {
+                Some(state) => JobResponse::Status { job, state },
+                None => JobResponse::NotFound(job),
+            },
+            JobRequest::Receipt(job) => match self.receipt(job).await {
+                Some(r) => JobResponse::Receipt(Box::new(r)),
+                None => JobResponse::NotFound(job),
+            },
+            JobRequest::Capabilities => match self.info().await {
+                Some(info) => JobResponse::Capabilities(info),
+                None => stopped(),
+            },
+            JobRequest::Deliver(_) => JobResponse::Rejected(Rejection::Malformed {
+                message: "receipts are delivered to requesters, not workers".into(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! One job, start to end: fetch its module and inputs, run it in the
+//! sandbox, package the result, sign the receipt. A plain async function
+//! that returns a typed result to the worker's actor; it reports only its
+//! progress (fetching, running) on the way.
+//!
+//! A job whose inputs cannot be had, or whose module is not a runnable WASI
+//! command, ends with a [`JobError`] and no receipt: no run happened to
+//! attest. Every run that happened gets a signed receipt, whatever its
+//! status.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use libp2p::PeerId;
+use libp2p::identity::Keypair;
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use phase_protocol::job::{JobId, JobState};
+use phase_protocol::unixfs::{self, Root};
+use phase_protocol::{Capability, Cid, JobSpec, Receipt, SignedReceipt};
+
+use super::runtime_version;
+use super::workdirs::{self, WorkDir};
+use crate::blocks::{FetchError, FetchOptions};
+use crate::executor::{ExecError, Executor, ModuleKind, RunSpec};
+use crate::network::{NetworkClient, NetworkError};
+use crate::store::files::{self, FilesError};
+use crate::store::{BlockStore, StoreError};
+
+/// Deadline for fetching a job's module and inputs.
+pub const FETCH_DEADLINE: Duration = Duration::from_secs(300);
+/// Largest stdin a job may have: it is held in memory while the job runs.
+pub const MAX_JOB_STDIN: u64 = 256 << 20;
+/// Largest module a worker loads: compiled code is a multiple of this.
+pub const MAX_MODULE_SIZE: u64 = 256 << 20;
+/// Attempts to deliver a receipt to its requester (it can also ask for it).
+const DELIVERY_ATTEMPTS: u32 = 3;
+
+/// Why a job could not be run (it ends `Failed`, without a receipt).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum JobError {
+    #[error("cannot fetch the job's inputs")]
+    Fetch(#[source] FetchError),
+    #[error("fetching the job's inputs took longer than {0:?}")]
+    FetchTimeout(Duration),
+    #[error("cannot read the job's inputs")]
+    Files(#[from] FilesError),
+    #[error("cannot store the result")]
+    Store(#[from] StoreError),
+    #[error("module {0} is not runnable")]
+    Module(Cid, #[source] ExecError),
+    #[error("the run failed")]
+    Exec(#[source] ExecError),
+    #[error("cannot make a work directory")]
+    WorkDir(#[source] std::io::Error),
+    #[error("cannot sign the receipt")]
+    Sign(#[source] phase_protocol::SignError),
+    #[error("module is a {0}, which this job's capabilities do not allow")]
+    Kind(&'static str),
+    #[error("the worker's task for the job crashed")]
+    Crashed,
+}
+
+/// What every job of a worker shares: read-only handles.
+#[derive(Debug)]
+pub(super) struct Context {
+    pub(super) key: Keypair,
+    pub(super) network: NetworkClient,
+    pub(super) store: BlockStore,
+    pub(super) executor: Executor,
+    /// Most new bytes a job's inputs may bring.
+    pub(super) max_input: u64,
+    /// Where progress goes (the actor).
+    pub(super) progress: mpsc::Sender<(JobId, JobState)>,
+}
+
+/// An admitted job.
+#[derive(Debug)]
+pub(super) struct Job {
+    pub(super) id: JobId,
+    pub(super) requester: PeerId,
+    pub(super) spec: JobSpec,
+}
+
+impl Context {
+    async fn report(&self, id: JobId, state: JobState) {
+        // The actor outlives its jobs; if it is gone the job is abandoned.
+        let _ = self.progress.send((id, state)).await;
+    }
+}
+
+/// Runs `job` in `dir`: fetch, run, package, sign. The receipt is stored
+/// (not pinned: the actor pins what it keeps).
+pub(super) async fn run(
+    ctx: &Context,
+    job: &Job,
+    dir: &WorkDir,
+) -> Result<SignedReceipt, JobError> {
+    let (id, spec) = (job.id, &job.spec);
+    ctx.report(id, JobState::Fetching).await;
+    // A warm worker has the module compiled already: no need to fetch, read
+    // or hash it again.
+    let cached = ctx.executor.cached(&spec.module);
+    let module_root = cached.is_none().then_some(spec.module);
+    let roots: Vec<Cid> = [module_root, spec.stdin, spec.input]
+        .into_iter()
+        .flatten()
+        .collect();
+    tokio::time::timeout(FETCH_DEADLINE, fetch_all(ctx, job.requester, &roots))
+        .await
+        .map_err(|_| JobError::FetchTimeout(FETCH_DEADLINE))?
+        .map_err(JobError::Fetch)?;
+
+    let module = match cached {
+        Some(module) => module,
+        None => {
+            let bytes = files::cat_to_vec_capped(&ctx.store, spec.module, MAX_MODULE_SIZE).await?;
+            ctx.executor
+                .load(Bytes::from(bytes))
+                .await
+                .map_err(|e| JobError::Module(spec.module, e))?
+        }
+    };
+    if spec.capabilities.contains(&Capability::WASI_P1) && module.kind() == ModuleKind::Component {
+        return Err(JobError::Kind("component"));
+    }
+    if spec.capabilities.contains(&Capability::WASI_P2) && module.kind() == ModuleKind::CoreModule {
+        return Err(JobError::Kind("core module"));
+    }
+    let stdin = match spec.stdin {
+        Some(cid) => Bytes::from(files::cat_to_vec_capped(&ctx.store, cid, MAX_JOB_STDIN).await?),
+        None => Bytes::new(),
+    };
+    let made = WorkDir {
+        path: dir.path.clone(),
+        fresh: dir.fresh,
+    };
+    tokio::task::spawn_blocking(move || workdirs::make(&made))
+        .await
+        .map_err(|e| JobError::WorkDir(std::io::Error::other(e)))?
+        .map_err(JobError::WorkDir)?;
+    let input_dir = match spec.input {
+        Some(cid) => {
+            let input = dir.path.join("input");
+            // What the export writes is bounded, not just what was fetched:
+            // a DAG may link the same blocks many times.
+            let limit = files::Limit {
+                bytes: ctx.max_input,
+                entries: files::MAX_ENTRIES,
+            };
+            files::get_capped(&ctx.store, cid, input.clone(), limit).await?;
+            Some(input)
+        }
+        None => None,
+    };
+    let output_dir = dir.path.join("output");
+
+    ctx.report(id, JobState::Running).await;
+    let started = SystemTime::now();
+    let outcome = ctx
+        .executor
+        .run(
+            &module,
+            RunSpec {
+                program_name: spec.module.to_string(),
+                args: spec.args.clone(),
+                env: spec
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                stdin,
+                input_dir,
+                output_dir: Some(output_dir.clone()),
+                preopens: Vec::new(),
+                limits: spec.limits,
+                deterministic: spec.deterministic.then(|| spec.seed()),
+            },
+        )
+        .await
+        .map_err(JobError::Exec)?;
+    let ended = SystemTime::now();
+
+    let result = package(&ctx.store, &outcome.stdout, &outcome.stderr, output_dir).await?;
+    let receipt = Receipt {
+        job: id,
+        module: spec.module,
+        stdin: spec.stdin,
+        input: spec.input,
+        result: result.cid,
+        status: outcome.status,
+        fuel_consumed: outcome.fuel_consumed,
+        wall_time_ms: u64::try_from(outcome.wall_time.as_millis()).unwrap_or(u64::MAX),
+        peak_memory: outcome.peak_memory_bytes,
+        worker: ctx.key.public().to_peer_id(),
+        requester: job.requester,
+        started_at_ms: unix_ms(started),
+        ended_at_ms: unix_ms(ended),
+        runtime: runtime_version(),
+    };
+    let signed = SignedReceipt::sign(receipt, &ctx.key).map_err(JobError::Sign)?;
+    ctx.store
+        .put(signed.cid(), Bytes::from(signed.to_cbor()))
+        .await?;
+    Ok(signed)
+}
+
+/// Fetches what the store lacks of each root: from the requester first,
+/// then from any provider the DHT knows; at most the worker's `max_input`
+/// bytes for all roots together.
+async fn fetch_all(ctx: &Context, requester: PeerId, roots: &[Cid]) -> Result<(), FetchError> {
+    let mut fetched = 0u64;
+    for root in roots {
+        let mut got = 0u64;
+        let options = FetchOptions {
+            providers: Some(vec![requester]),
+            max_bytes: ctx.max_input.saturating_sub(fetched),
+        };
+        let first =
+            crate::blocks::fetch(&ctx.network, &ctx.store, *root, options, |p| got = p.bytes).await;
+        fetched += got;
+        match first {
+            Ok(_) => continue,
+            Err(
+                e @ (FetchError::Store(_)
+                | FetchError::TooLarge { .. }
+                | FetchError::Network(NetworkError::Shutdown)),
+            ) => return Err(e),
+            Err(e) => debug!(%root, error = %e, "requester could not deliver; asking providers"),
+        }
+        let mut got = 0u64;
+        let options = FetchOptions {
+            providers: None,
+            max_bytes: ctx.max_input.saturating_sub(fetched),
+        };
+        crate::blocks::fetch(&ctx.network, &ctx.store, *root, options, |p| got = p.bytes).await?;
+        fetched += got;
+    }
+    Ok(())
+}
+
+/// The result package: a UnixFS directory of `stdout`, `stderr` and
+/// `output/`.
+async fn package(
+    store: &BlockStore,
+    stdout: &Bytes,
+    stderr: &Bytes,
+    output_dir: PathBuf,
+) -> Result<Root, JobError> {
+    let out = files::add_bytes(store, stdout.clone()).await?;
+    let err = files::add_bytes(store, stderr.clone()).await?;
+    let (output, _) = files::add_path(store, output_dir, true).await?;
+    let (block, root) = unixfs::directory(vec![
+        ("stdout".into(), out),
+        ("stderr".into(), err),
+        ("output".into(), output),
+    ])
+    .map_err(|e| StoreError::Unixfs {
+        cid: out.cid,
+        source: Box::new(e),
+    })?;
+    store.put(block.cid, Bytes::from(block.data)).await?;
+    Ok(root)
+}
+
+/// After a run: sends the receipt to the requester (bounded attempts; it
+/// can also ask for it by job id), then announces the result (a DHT query
+/// is not on the requester's critical path: it fetches from this worker).
+pub(super) async fn deliver(network: NetworkClient, requester: PeerId, receipt: SignedReceipt) {
+    let result = receipt.receipt().result;
+    let mut delivered = false;
+    for attempt in 1..=DELIVERY_ATTEMPTS {
+        let request = phase_protocol::JobRequest::Deliver(Box::new(receipt.clone()));
+        match network.request_job(requester, request).await {
+            Ok(_) => {
+                delivered = true;
+                break;
+            }
+            Err(e) => debug!(attempt, error = %e, "receipt not delivered"),
+        }
+    }
+    if !delivered {
+        debug!(%requester, "receipt kept for the requester to fetch");
+    }
+    if let Err(e) = network.provide(result).await {
+        debug!(error = %e, "cannot announce the result");
+    }
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
