@@ -14,6 +14,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
+# nextest does not run doctests: they run first, so the last line of the
+# run is the test runner's summary with the real count.
+cargo test --workspace --doc --locked --quiet
 cargo nextest run --workspace --locked --no-fail-fast
-# nextest does not run doctests.
-cargo test --workspace --doc --locked
