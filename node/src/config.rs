@@ -129,10 +129,10 @@ pub struct NetworkConfig {
     /// Most connections to one peer.
     pub max_connections_per_peer: u32,
     /// How often to re-run the Kademlia bootstrap.
-    #[serde(with = "human_duration")]
+    #[serde(with = "humantime_serde")]
     pub bootstrap_interval: Duration,
     /// Deadline of one request to a peer.
-    #[serde(with = "human_duration")]
+    #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
 }
 
@@ -178,7 +178,7 @@ pub struct WorkerConfig {
     /// Most linear memory a job may ask for.
     pub max_memory: ByteSize,
     /// Longest wall time a job may ask for.
-    #[serde(with = "human_duration")]
+    #[serde(with = "humantime_serde")]
     pub max_timeout: Duration,
     /// Most output (stdout, stderr, `/output` each) a job may ask for.
     pub max_output: ByteSize,
@@ -243,21 +243,6 @@ impl WorkerConfig {
     #[must_use]
     pub fn admits(&self, peer: &PeerId) -> bool {
         !self.deny.contains(peer) && (self.allow.is_empty() || self.allow.contains(peer))
-    }
-}
-
-mod human_duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&humantime::format_duration(*d))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
     }
 }
 

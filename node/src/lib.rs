@@ -20,6 +20,7 @@ pub mod config;
 pub mod control;
 pub mod executor;
 pub mod identity;
+pub mod jobfile;
 pub mod network;
 pub mod node;
 pub mod requester;

@@ -21,7 +21,6 @@ pub mod block;
 pub mod cid;
 pub mod error;
 pub mod job;
-pub mod jobfile;
 pub mod receipt;
 pub mod serde_helpers;
 pub mod units;

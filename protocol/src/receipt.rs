@@ -96,10 +96,8 @@ pub struct Receipt {
     /// Peak linear memory in bytes.
     pub peak_memory: u64,
     /// The worker that ran the job and signs this receipt.
-    #[serde(with = "crate::serde_helpers::peer_id")]
     pub worker: PeerId,
     /// The requester that submitted the job.
-    #[serde(with = "crate::serde_helpers::peer_id")]
     pub requester: PeerId,
     /// Start of the run, milliseconds since the Unix epoch.
     pub started_at_ms: u64,

@@ -473,16 +473,13 @@ struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
     fn varint(&mut self) -> Result<u64, &'static str> {
-        let mut value = 0u64;
-        for i in 0..10 {
-            let (&byte, rest) = self.0.split_first().ok_or("truncated varint")?;
-            self.0 = rest;
-            value |= u64::from(byte & 0x7f) << (7 * i);
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err("varint longer than 10 bytes")
+        let (value, rest) = unsigned_varint::decode::u64(self.0).map_err(|e| match e {
+            unsigned_varint::decode::Error::Insufficient => "truncated varint",
+            unsigned_varint::decode::Error::NotMinimal => "varint not minimally encoded",
+            _ => "varint longer than 10 bytes",
+        })?;
+        self.0 = rest;
+        Ok(value)
     }
 
     fn key(&mut self) -> Result<(u64, u64), &'static str> {
@@ -501,12 +498,11 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
+fn put_varint(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(unsigned_varint::encode::u64(
+        v,
+        &mut unsigned_varint::encode::u64_buffer(),
+    ));
 }
 
 fn put_varint_field(out: &mut Vec<u8>, field: u64, v: u64) {

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use clap::Args;
 use libp2p::{Multiaddr, PeerId};
 
+use crate::jobfile::{JobFile, MAX_JOB_FILE, Source};
 use phase_protocol::job::{JobId, JobState};
-use phase_protocol::jobfile::{JobFile, MAX_JOB_FILE, Source};
 use phase_protocol::{Cid, JobSpec, Message, SignedReceipt, Status};
 
 use super::GlobalArgs;

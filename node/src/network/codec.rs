@@ -33,25 +33,14 @@ impl<Req, Resp> Clone for MessageCodec<Req, Resp> {
     }
 }
 
-async fn read_varint<T: AsyncRead + Unpin>(io: &mut T) -> io::Result<u64> {
-    let mut value = 0u64;
-    for i in 0..10 {
-        let mut byte = [0u8];
-        io.read_exact(&mut byte).await?;
-        value |= u64::from(byte[0] & 0x7f) << (7 * i);
-        if byte[0] & 0x80 == 0 {
-            return Ok(value);
-        }
-    }
-    Err(io::Error::new(
-        io::ErrorKind::InvalidData,
-        "length prefix longer than 10 bytes",
-    ))
-}
-
 /// Reads one framed message of at most `M::MAX` bytes.
 pub(crate) async fn read_message<M: Message, T: AsyncRead + Unpin>(io: &mut T) -> io::Result<M> {
-    let len = read_varint(io).await?;
+    let len = unsigned_varint::aio::read_u64(&mut *io)
+        .await
+        .map_err(|e| match e {
+            unsigned_varint::io::ReadError::Io(e) => e,
+            e => io::Error::new(io::ErrorKind::InvalidData, e),
+        })?;
     if len > M::MAX as u64 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -70,15 +59,11 @@ pub(crate) async fn read_message<M: Message, T: AsyncRead + Unpin>(io: &mut T) -
 /// [`Message::encode_pieces`]). Callers encode before awaiting, so the future
 /// holds only bytes.
 async fn write_frame<T: AsyncWrite + Unpin>(io: &mut T, pieces: Vec<Bytes>) -> io::Result<()> {
-    let mut prefix = Vec::with_capacity(10);
-    let mut n = pieces.iter().map(|p| p.len() as u64).sum::<u64>();
-    while n >= 0x80 {
-        prefix.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    prefix.push(n as u8);
+    let len = pieces.iter().map(|p| p.len() as u64).sum::<u64>();
+    let mut buf = unsigned_varint::encode::u64_buffer();
+    let prefix = unsigned_varint::encode::u64(len, &mut buf);
     // Piece by piece rather than one copy of a body of megabytes.
-    io.write_all(&prefix).await?;
+    io.write_all(prefix).await?;
     for piece in &pieces {
         io.write_all(piece).await?;
     }

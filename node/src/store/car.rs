@@ -59,33 +59,28 @@ struct Header {
     version: u64,
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
+fn put_varint(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(unsigned_varint::encode::u64(
+        v,
+        &mut unsigned_varint::encode::u64_buffer(),
+    ));
 }
 
 /// Reads a varint; `Ok(None)` at a clean end of input.
 fn read_varint(r: &mut impl Read) -> std::io::Result<Option<u64>> {
-    let mut value = 0u64;
-    for i in 0..10 {
-        let mut byte = [0u8];
-        match r.read_exact(&mut byte) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::UnexpectedEof && i == 0 => return Ok(None),
-            Err(e) => return Err(e),
-        }
-        value |= u64::from(byte[0] & 0x7f) << (7 * i);
-        if byte[0] & 0x80 == 0 {
-            return Ok(Some(value));
-        }
+    let mut first = [0u8];
+    match r.read_exact(&mut first) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
     }
-    Err(std::io::Error::new(
-        ErrorKind::InvalidData,
-        "varint longer than 10 bytes",
-    ))
+    // The first byte read, then the rest through the crate's reader.
+    let mut chained = std::io::Read::chain(&first[..], r);
+    match unsigned_varint::io::read_u64(&mut chained) {
+        Ok(v) => Ok(Some(v)),
+        Err(unsigned_varint::io::ReadError::Io(e)) => Err(e),
+        Err(e) => Err(std::io::Error::new(ErrorKind::InvalidData, e)),
+    }
 }
 
 /// Writes the DAG under `root` as a CAR v1 to `path` (created, must not

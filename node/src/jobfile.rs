@@ -26,9 +26,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, MapAccess, Visitor};
 
-use crate::cid::{self, Cid};
-use crate::job::{Capability, JobSpec, LimitError, Limits, SpecError};
-use crate::units::ByteSize;
+use phase_protocol::cid::{self, Cid};
+use phase_protocol::job::{Capability, JobSpec, LimitError, Limits, SpecError};
+use phase_protocol::units::ByteSize;
 
 /// Where a job's module, stdin or input comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -461,6 +461,23 @@ mod example_tests {
         ] {
             let file = JobFile::parse(text).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(matches!(file.module, Source::Path(_)), "{name}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Parsing arbitrary text never panics (it was a fuzz target while
+        /// the parser lived in the protocol crate).
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,200}") {
+            let _ = JobFile::parse(&text);
+        }
+
+        #[test]
+        fn arbitrary_json_objects_never_panic(
+            fields in proptest::collection::btree_map("[a-z_]{1,12}", "[0-9a-zA-Z\" {}:,]{0,20}", 0..6)
+        ) {
+            let body: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect();
+            let _ = JobFile::parse(&format!("{{{}}}", body.join(",")));
         }
     }
 }
