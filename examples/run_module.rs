@@ -6,7 +6,7 @@
 //! ```
 
 use anyhow::Context;
-use phase_node::executor::{Executor, ExecutorConfig, RunSpec};
+use phase_node::executor::{Executor, ExecutorConfig, RunSpec, Stdin};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -23,7 +23,7 @@ async fn main() -> anyhow::Result<()> {
     let module = executor.load(bytes.into()).await?;
     let spec = RunSpec {
         program_name: path.clone(),
-        stdin: stdin.into(),
+        stdin: Stdin::Bytes(stdin.into()),
         ..RunSpec::default()
     };
     let outcome = executor.run(&module, spec).await?;

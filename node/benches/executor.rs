@@ -61,7 +61,7 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             let spec = RunSpec {
                 program_name: "hello".into(),
-                stdin: "Hello, World".into(),
+                stdin: Stdin::Bytes("Hello, World".into()),
                 ..RunSpec::default()
             };
             let outcome = executor.run_blocking(&module, spec).unwrap();

@@ -2,16 +2,35 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use tracing_subscriber::EnvFilter;
+
+use clap::Parser;
 
 use phase_node::cli::Cli;
 
 /// How long the process waits at exit for work still on the blocking pool.
 const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Exit code of a command line that does not parse (as clap's own).
+const EXIT_USAGE: u8 = 2;
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A flag's value that does not parse is one line, like every other
+        // bad input; help, version and usage errors print as clap prints them.
+        Err(err)
+            if matches!(
+                err.kind(),
+                clap::error::ErrorKind::ValueValidation | clap::error::ErrorKind::InvalidValue
+            ) =>
+        {
+            let text = err.render().to_string();
+            eprintln!("{}", text.lines().next().unwrap_or("error: invalid value"));
+            return ExitCode::from(EXIT_USAGE);
+        }
+        Err(err) => err.exit(),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),

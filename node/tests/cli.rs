@@ -262,7 +262,27 @@ fn bad_input_gets_one_clear_line() {
     )
     .unwrap();
     let hello = guest("hello");
-    let cases: [(&[&str], &str); 6] = [
+    // Flags whose values do not parse are usage errors (2), one line each.
+    for (args, expected) in [
+        (
+            ["run", "--memory", "12parsecs", hello.to_str().unwrap()],
+            "invalid value '12parsecs' for '--memory <SIZE>'",
+        ),
+        (
+            ["run", "--timeout", "soon", hello.to_str().unwrap()],
+            "invalid value 'soon' for '--timeout <DURATION>'",
+        ),
+    ] {
+        let out = phase(&args, b"");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = text(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains(expected),
+            "{args:?}: {stderr}"
+        );
+    }
+    let cases: [(&[&str], &str); 4] = [
         (
             &["run", garbage.to_str().unwrap()],
             "not a WebAssembly module or component",
@@ -271,14 +291,6 @@ fn bad_input_gets_one_clear_line() {
         (
             &["run", "/nonexistent/x.wasm"],
             "cannot read /nonexistent/x.wasm",
-        ),
-        (
-            &["run", "--memory", "12parsecs", hello.to_str().unwrap()],
-            "invalid --memory `12parsecs`",
-        ),
-        (
-            &["run", "--timeout", "soon", hello.to_str().unwrap()],
-            "invalid --timeout `soon`",
         ),
         (
             &["run", "--input", "/nonexistent", hello.to_str().unwrap()],

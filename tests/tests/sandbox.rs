@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use phase_node::executor::{Executor, ExecutorConfig, RunSpec};
+use phase_node::executor::{Executor, ExecutorConfig, RunSpec, Stdin};
 use phase_protocol::Status;
 
 use phase_tests::{guest, within};
@@ -70,7 +70,7 @@ async fn many_runs_at_once_all_complete() {
         runs.spawn(async move {
             let spec = RunSpec {
                 program_name: "hello".into(),
-                stdin: Bytes::from(format!("run {i}")),
+                stdin: Stdin::Bytes(Bytes::from(format!("run {i}"))),
                 ..RunSpec::default()
             };
             (i, executor.run(&module, spec).await.unwrap())

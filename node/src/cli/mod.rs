@@ -21,8 +21,7 @@ use crate::config::DataDir;
 use crate::store::BlockStore;
 
 pub use self::run::{
-    EXIT_MEMORY, EXIT_OUT_OF_FUEL, EXIT_OUTPUT, EXIT_RUN_ERROR, EXIT_TIMEOUT, EXIT_TRAP, MAX_STDIN,
-    exit_code,
+    EXIT_MEMORY, EXIT_OUT_OF_FUEL, EXIT_OUTPUT, EXIT_RUN_ERROR, EXIT_TIMEOUT, EXIT_TRAP, exit_code,
 };
 
 /// A spinner line on stderr when it is a terminal (hidden when stderr is a

@@ -1,6 +1,6 @@
 //! `phase-node run` and `phase-node inspect`.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::str::FromStr;
@@ -11,12 +11,13 @@ use clap::Args;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use phase_protocol::job::DEFAULT_FUEL;
 use phase_protocol::{ByteSize, Limits, Status};
 
 use super::GlobalArgs;
 use crate::config::DataDir;
-use crate::executor::{self, Executor, ExecutorConfig, ModuleInfo, Outcome, Preopen, RunSpec};
+use crate::executor::{
+    self, Executor, ExecutorConfig, ModuleInfo, Outcome, Preopen, RunSpec, Stdin,
+};
 
 /// Exit code of `run` when the guest trapped (128 + SIGABRT, as wasmtime).
 pub const EXIT_TRAP: u8 = 134;
@@ -31,53 +32,90 @@ pub const EXIT_OUTPUT: u8 = 138;
 /// Exit code of `run` when phase-node itself failed (bad module, bad flags).
 pub const EXIT_RUN_ERROR: u8 = 125;
 
-/// Largest stdin `run` passes to a guest: it is held in memory.
-pub const MAX_STDIN: u64 = 256 << 20;
-
 /// Limits of a run; each has a default and a hard maximum.
 #[derive(Debug, Args)]
 pub(super) struct LimitArgs {
     /// Fuel: how many wasm instructions (roughly) the guest may execute.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_FUEL)]
-    fuel: u64,
+    /// Without it fuel is counted (and reported with --json) but not capped,
+    /// as `wasmtime run` does not cap it.
+    #[arg(long, value_name = "N")]
+    fuel: Option<u64>,
     /// Linear memory the guest may use, e.g. 64MiB.
     #[arg(long, value_name = "SIZE", default_value = "256MiB")]
-    memory: String,
+    memory: ByteSize,
     /// Wall-clock limit, e.g. 1s, 500ms, 2m.
     #[arg(long, value_name = "DURATION", default_value = "60s")]
-    timeout: String,
+    timeout: humantime::Duration,
     /// Cap on stdout and on stderr (each), and on the files under /output.
     #[arg(long, value_name = "SIZE", default_value = "16MiB")]
-    max_output: String,
+    max_output: ByteSize,
 }
 
 impl LimitArgs {
     pub(super) fn limits(&self) -> anyhow::Result<Limits> {
-        let size = |flag: &str, v: &str| {
-            ByteSize::from_str(v).with_context(|| format!("invalid --{flag} `{v}`"))
-        };
         let limits = Limits {
-            fuel: self.fuel,
-            memory: size("memory", &self.memory)?,
-            timeout: humantime::parse_duration(&self.timeout).with_context(|| {
-                format!("invalid --timeout `{}` (use e.g. 1s, 500ms)", self.timeout)
-            })?,
-            max_output: size("max-output", &self.max_output)?,
+            fuel: self.fuel.unwrap_or(u64::MAX),
+            memory: self.memory,
+            timeout: self.timeout.into(),
+            max_output: self.max_output,
         };
-        limits.validate().context("limit out of range")?;
+        Limits {
+            fuel: limits.fuel.min(phase_protocol::job::MAX_FUEL),
+            ..limits
+        }
+        .validate()
+        .context("limit out of range")?;
         Ok(limits)
+    }
+}
+
+/// `NAME=VALUE` of `--env`, or `NAME` alone for the host's value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct EnvVar {
+    name: String,
+    value: String,
+}
+
+/// Why an `--env` is not usable.
+#[derive(Debug, thiserror::Error)]
+enum EnvVarError {
+    #[error("`{0}` has an empty name")]
+    EmptyName(String),
+    #[error("no variable {0} in this environment (use {0}=VALUE)")]
+    NotSet(String),
+}
+
+impl FromStr for EnvVar {
+    type Err = EnvVarError;
+    fn from_str(spec: &str) -> Result<Self, EnvVarError> {
+        match spec.split_once('=') {
+            Some(("", _)) => Err(EnvVarError::EmptyName(spec.to_owned())),
+            Some((name, value)) => Ok(Self {
+                name: name.to_owned(),
+                value: value.to_owned(),
+            }),
+            None => match std::env::var(spec) {
+                Ok(value) => Ok(Self {
+                    name: spec.to_owned(),
+                    value,
+                }),
+                Err(_) => Err(EnvVarError::NotSet(spec.to_owned())),
+            },
+        }
     }
 }
 
 /// Run a WebAssembly module or component locally, in the sandbox, offline.
 ///
 /// The guest sees only its arguments, the environment variables given with
-/// --env, stdin, /input (read-only, with --input), /output (writable) and
-/// --dir directories. Its stdout and stderr are printed after it ends.
+/// --env, stdin (read as the guest reads it), /input (read-only, with
+/// --input), /output (writable) and --dir directories. Its stdout and
+/// stderr are printed as it writes them (with --json: after it ends, in the
+/// JSON).
 ///
 /// Exit status: the guest's own exit code; 124 timed out; 134 trapped; 135 out
 /// of fuel; 137 memory limit; 138 output limit; 125 phase-node failed (bad
-/// module or flags); 2 bad usage.
+/// module or flags); 2 bad usage (including a flag value that does not parse).
 #[derive(Debug, Args)]
 #[command(after_help = "Example: echo -n 'Hello, World' | phase-node run hello.wasm")]
 pub(super) struct RunArgs {
@@ -96,7 +134,7 @@ pub(super) struct RunArgs {
     output: Option<PathBuf>,
     /// Set an environment variable for the guest; NAME alone passes the host's value.
     #[arg(long = "env", value_name = "NAME[=VALUE]")]
-    env: Vec<String>,
+    env: Vec<EnvVar>,
     #[command(flatten)]
     limits: LimitArgs,
     /// Run deterministically: virtual clocks, randomness seeded from the
@@ -153,11 +191,7 @@ struct RunReport<'a> {
 impl RunArgs {
     pub(super) async fn execute(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         let limits = self.limits.limits()?;
-        let env = self
-            .env
-            .iter()
-            .map(|e| parse_env(e))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let env = self.env.into_iter().map(|e| (e.name, e.value)).collect();
         if let Some(input) = self.input.as_ref().filter(|i| !i.is_dir()) {
             bail!("--input {} is not a directory", input.display());
         }
@@ -178,7 +212,6 @@ impl RunArgs {
             .load(Bytes::from(bytes))
             .await
             .with_context(|| format!("cannot load {}", self.module.display()))?;
-        let stdin = read_stdin().await?;
 
         let temp_output;
         let output_dir = match &self.output {
@@ -201,7 +234,14 @@ impl RunArgs {
             program_name,
             args: self.args,
             env,
-            stdin,
+            // A terminal gives the guest no stdin, as before; anything else
+            // is read as the guest reads it.
+            stdin: if std::io::stdin().is_terminal() {
+                Stdin::default()
+            } else {
+                Stdin::Host
+            },
+            stream_output: !self.json,
             input_dir: self.input,
             output_dir: Some(output_dir.clone()),
             preopens: self
@@ -233,10 +273,8 @@ impl RunArgs {
             serde_json::to_writer_pretty(&mut stdout, &report)?;
             writeln!(stdout)?;
         } else {
-            stdout.write_all(&outcome.stdout)?;
-            stdout.flush()?;
+            // The guest's stdout and stderr went out as it wrote them.
             let mut stderr = std::io::stderr().lock();
-            stderr.write_all(&outcome.stderr)?;
             if let Some(line) = limit_message(&outcome, &limits) {
                 writeln!(stderr, "error: {line}")?;
             }
@@ -257,40 +295,6 @@ fn run_seed(module_cid: &[u8]) -> [u8; 32] {
     h.update(b"phase-node run seed v1\0");
     h.update(module_cid);
     h.finalize().into()
-}
-
-fn parse_env(spec: &str) -> anyhow::Result<(String, String)> {
-    match spec.split_once('=') {
-        Some(("", _)) => bail!("--env `{spec}` has an empty name"),
-        Some((k, v)) => Ok((k.to_owned(), v.to_owned())),
-        None => match std::env::var(spec) {
-            Ok(v) => Ok((spec.to_owned(), v)),
-            Err(_) => {
-                bail!("--env {spec}: no such variable in this environment (use {spec}=VALUE)")
-            }
-        },
-    }
-}
-
-/// All of stdin, unless it is a terminal (then the guest gets none).
-async fn read_stdin() -> anyhow::Result<Bytes> {
-    tokio::task::spawn_blocking(|| {
-        let stdin = std::io::stdin();
-        if stdin.is_terminal() {
-            return Ok(Bytes::new());
-        }
-        let mut buf = Vec::new();
-        stdin
-            .lock()
-            .take(MAX_STDIN + 1)
-            .read_to_end(&mut buf)
-            .context("cannot read stdin")?;
-        if buf.len() as u64 > MAX_STDIN {
-            bail!("stdin is larger than {}", ByteSize(MAX_STDIN));
-        }
-        Ok(Bytes::from(buf))
-    })
-    .await?
 }
 
 fn dir_has_entries(dir: &Path) -> bool {
@@ -397,9 +401,15 @@ mod tests {
 
     #[test]
     fn env_needs_a_name() {
-        assert_eq!(parse_env("A=b=c").unwrap(), ("A".into(), "b=c".into()));
-        assert!(parse_env("=x").is_err());
-        assert!(parse_env("PHASE_SURELY_UNSET_VARIABLE").is_err());
+        let a: EnvVar = "A=b=c".parse().unwrap();
+        assert_eq!((a.name.as_str(), a.value.as_str()), ("A", "b=c"));
+        assert!("=x".parse::<EnvVar>().is_err());
+        assert!("PHASE_SURELY_UNSET_VARIABLE".parse::<EnvVar>().is_err());
+        let err = Cli::try_parse_from(["phase-node", "run", "--env", "=x", "x.wasm"]).unwrap_err();
+        assert!(err.to_string().contains("empty name"), "{err}");
+        let err =
+            Cli::try_parse_from(["phase-node", "run", "--memory", "lots", "x.wasm"]).unwrap_err();
+        assert!(err.to_string().contains("--memory"), "{err}");
     }
 
     #[test]
@@ -420,12 +430,21 @@ mod tests {
     }
 
     #[test]
-    fn cli_limit_defaults_are_the_protocol_defaults() {
+    fn cli_limit_defaults_are_the_protocol_defaults_but_fuel_is_uncapped() {
         let cli = Cli::try_parse_from(["phase-node", "run", "x.wasm"]).unwrap();
         let Command::Run(run) = cli.command else {
             panic!("parsed as another subcommand")
         };
-        assert_eq!(run.limits.limits().unwrap(), Limits::default());
+        let uncapped = Limits {
+            fuel: u64::MAX,
+            ..Limits::default()
+        };
+        assert_eq!(run.limits.limits().unwrap(), uncapped);
+        let cli = Cli::try_parse_from(["phase-node", "run", "--fuel", "7", "x.wasm"]).unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("parsed as another subcommand")
+        };
+        assert_eq!(run.limits.limits().unwrap().fuel, 7);
     }
 
     #[test]

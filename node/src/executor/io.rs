@@ -1,9 +1,11 @@
-//! Guest stdout/stderr capture with a hard byte cap.
+//! Guest stdout/stderr with a hard byte cap: captured in memory, or
+//! streamed to the host's own stdout/stderr as the guest writes (a local
+//! `run`).
 //!
 //! `MemoryOutputPipe` also caps, but a full pipe looks to the guest like any
 //! other write error and the host cannot tell "output limit" from a trap.
-//! [`CappedPipe`] keeps what fits, records the overflow and stops the guest
-//! at once with a trap the executor recognises.
+//! [`CappedPipe`] keeps (or passes on) what fits, records the overflow and
+//! stops the guest at once with a trap the executor recognises.
 
 use std::io;
 use std::pin::Pin;
@@ -25,13 +27,41 @@ pub(crate) struct OutputLimitHit {
 #[derive(Debug, Default)]
 struct State {
     buf: BytesMut,
+    /// Bytes taken so far (kept in `buf`, or passed to the sink).
+    written: usize,
     overflowed: bool,
 }
 
-/// A cloneable in-memory output stream that holds at most `limit` bytes.
+/// Where a streaming pipe passes the guest's bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Sink {
+    /// The host process's stdout.
+    Stdout,
+    /// The host process's stderr.
+    Stderr,
+}
+
+impl Sink {
+    fn write(self, data: &[u8]) {
+        use std::io::Write;
+        // A closed host stream (a reader that went away) is not the
+        // guest's fault: its bytes are dropped, as a pipe would.
+        let _ = match self {
+            Sink::Stdout => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(data).and_then(|()| out.flush())
+            }
+            Sink::Stderr => std::io::stderr().lock().write_all(data),
+        };
+    }
+}
+
+/// A cloneable output stream that takes at most `limit` bytes: held in
+/// memory, or passed to a [`Sink`] as they come.
 #[derive(Clone, Debug)]
 pub(crate) struct CappedPipe {
     limit: usize,
+    sink: Option<Sink>,
     state: Arc<Mutex<State>>,
 }
 
@@ -39,6 +69,16 @@ impl CappedPipe {
     pub(crate) fn new(limit: usize) -> Self {
         Self {
             limit,
+            sink: None,
+            state: Arc::default(),
+        }
+    }
+
+    /// A pipe that passes what fits to `sink` instead of keeping it.
+    pub(crate) fn streaming(limit: usize, sink: Sink) -> Self {
+        Self {
+            limit,
+            sink: Some(sink),
             state: Arc::default(),
         }
     }
@@ -48,7 +88,7 @@ impl CappedPipe {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// What the guest wrote (at most `limit` bytes).
+    /// What the guest wrote (at most `limit` bytes; nothing when streamed).
     pub(crate) fn contents(&self) -> Bytes {
         self.lock().buf.clone().freeze()
     }
@@ -61,9 +101,14 @@ impl CappedPipe {
     /// Appends what fits; returns whether everything fitted.
     fn append(&self, data: &[u8]) -> bool {
         let mut state = self.lock();
-        let room = self.limit - state.buf.len();
+        let room = self.limit - state.written;
         let take = room.min(data.len());
-        state.buf.extend_from_slice(&data[..take]);
+        match self.sink {
+            None => state.buf.extend_from_slice(&data[..take]),
+            // Under the lock: the guest's writes reach the host in order.
+            Some(sink) => sink.write(&data[..take]),
+        }
+        state.written += take;
         if take < data.len() {
             state.overflowed = true;
         }
@@ -90,7 +135,7 @@ impl OutputStream for CappedPipe {
 
     fn check_write(&mut self) -> Result<usize, StreamError> {
         let state = self.lock();
-        match self.limit - state.buf.len() {
+        match self.limit - state.written {
             // Let the guest's next write overflow and trap: a guest that writes
             // exactly `limit` bytes and stops has not hit the limit.
             0 => Ok(4096),

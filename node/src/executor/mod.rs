@@ -20,6 +20,7 @@ mod inspect;
 mod io;
 mod limits;
 mod outcome;
+mod wasi;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -29,11 +30,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tracing::{debug, warn};
 use wasmtime::component::{Component, ResourceTable};
-use wasmtime::{Config, Engine, InstancePre, Linker, Module, Store, Trap};
+use wasmtime::{Config, Engine, InstancePre, Linker, Module, Store};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
-use wasmtime_wasi::p2::pipe::MemoryInputPipe;
-use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use phase_protocol::job::DEFAULT_TABLE_ELEMENTS;
 use phase_protocol::job::LimitError;
@@ -41,10 +41,11 @@ use phase_protocol::{Cid, Limits, Status, unixfs};
 
 use self::cache::ModuleCache;
 pub use self::inspect::{ExportInfo, ImportInfo, ModuleInfo, ModuleKind, inspect};
-use self::io::{CappedPipe, OutputLimitHit};
+
 pub use self::limits::EPOCH_TICK;
 use self::limits::{EpochTicker, JobLimiter, epoch_ticks};
 pub use self::outcome::Outcome;
+use self::wasi::{Pipes, classify, dir_size, wasi_builder};
 
 /// The wasmtime this crate is built with, as receipts name it. The
 /// workspace manifest pins it exactly (`=48.0.8`); a test holds this to the
@@ -169,8 +170,11 @@ pub struct RunSpec {
     pub args: Vec<String>,
     /// Environment variables, in order.
     pub env: Vec<(String, String)>,
-    /// All of stdin.
-    pub stdin: Bytes,
+    /// What the guest reads on stdin.
+    pub stdin: Stdin,
+    /// Stream the guest's stdout and stderr to the host's as it writes them
+    /// (the caps still hold) instead of capturing them in the [`Outcome`].
+    pub stream_output: bool,
     /// Host directory mounted read-only at `/input`.
     pub input_dir: Option<PathBuf>,
     /// Host directory mounted writable at `/output`; its size after the run
@@ -183,6 +187,21 @@ pub struct RunSpec {
     /// `Some(seed)` runs deterministically: virtual clocks, randomness from
     /// the seed.
     pub deterministic: Option<[u8; 32]>,
+}
+
+/// A guest's stdin.
+#[derive(Clone, Debug)]
+pub enum Stdin {
+    /// These bytes, then end of file.
+    Bytes(Bytes),
+    /// The host process's stdin, read only as the guest reads it.
+    Host,
+}
+
+impl Default for Stdin {
+    fn default() -> Self {
+        Self::Bytes(Bytes::new())
+    }
 }
 
 /// A compiled, linked module ready to run. Cheap to clone.
@@ -431,9 +450,9 @@ impl Executor {
     /// Dropping the future abandons the result; the run itself ends by its
     /// own limits.
     pub async fn run(&self, module: &LoadedModule, spec: RunSpec) -> Result<Outcome, ExecError> {
-        spec.limits.validate()?;
+        validate(&spec.limits)?;
         let deadline = spec.limits.timeout + HOST_CALL_GRACE;
-        let pipes = Pipes::new(&spec.limits);
+        let pipes = Pipes::new(&spec.limits, spec.stream_output);
         let started = Instant::now();
         let task = tokio::task::spawn_blocking({
             let this = self.clone();
@@ -463,8 +482,8 @@ impl Executor {
     /// # Errors
     /// See [`Executor::run`].
     pub fn run_blocking(&self, module: &LoadedModule, spec: RunSpec) -> Result<Outcome, ExecError> {
-        spec.limits.validate()?;
-        let pipes = Pipes::new(&spec.limits);
+        validate(&spec.limits)?;
+        let pipes = Pipes::new(&spec.limits, spec.stream_output);
         self.run_with(module, spec, pipes)
     }
 
@@ -550,6 +569,18 @@ impl Executor {
     }
 }
 
+/// Checks a run's limits. Fuel is only a budget here: any amount, up to
+/// `u64::MAX` for "uncapped" (a local `run` without `--fuel`), is safe to
+/// set; jobs from the network are held to [`phase_protocol::job::MAX_FUEL`]
+/// by their spec's validation and the worker's maximum.
+fn validate(limits: &Limits) -> Result<(), LimitError> {
+    Limits {
+        fuel: limits.fuel.min(phase_protocol::job::MAX_FUEL),
+        ..*limits
+    }
+    .validate()
+}
+
 /// Engine settings shared by every run (and by the on-disk cache's key).
 fn engine_config() -> Config {
     let mut config = Config::new();
@@ -561,123 +592,6 @@ fn engine_config() -> Config {
         .wasm_component_model(true)
         .max_wasm_stack(MAX_WASM_STACK);
     config
-}
-
-#[derive(Clone)]
-struct Pipes {
-    stdout: CappedPipe,
-    stderr: CappedPipe,
-}
-
-impl Pipes {
-    fn new(limits: &Limits) -> Self {
-        let cap = usize::try_from(limits.max_output.0).unwrap_or(usize::MAX);
-        Self {
-            stdout: CappedPipe::new(cap),
-            stderr: CappedPipe::new(cap),
-        }
-    }
-}
-
-fn wasi_builder(spec: &RunSpec, pipes: &Pipes) -> Result<WasiCtxBuilder, ExecError> {
-    let mut b = WasiCtxBuilder::new();
-    let mut argv = Vec::with_capacity(spec.args.len() + 1);
-    argv.push(spec.program_name.as_str());
-    argv.extend(spec.args.iter().map(String::as_str));
-    b.args(&argv)
-        .envs(&spec.env)
-        .stdin(MemoryInputPipe::new(spec.stdin.clone()))
-        .stdout(pipes.stdout.clone())
-        .stderr(pipes.stderr.clone());
-    let mut preopen = |host: &Path, guest: &str, writable: bool| {
-        let perms = if writable {
-            FsPerms::ReadWrite
-        } else {
-            FsPerms::ReadOnly
-        };
-        b.preopened_dir(host, guest, perms)
-            .map(|_| ())
-            .map_err(|e| ExecError::Preopen {
-                path: host.to_owned(),
-                source: EngineError(e),
-            })
-    };
-    if let Some(input) = &spec.input_dir {
-        preopen(input, "/input", false)?;
-    }
-    if let Some(output) = &spec.output_dir {
-        preopen(output, "/output", true)?;
-    }
-    for p in &spec.preopens {
-        preopen(&p.host, &p.guest, p.writable)?;
-    }
-    if let Some(seed) = spec.deterministic {
-        determinism::make_deterministic(&mut b, seed);
-    }
-    Ok(b)
-}
-
-/// Turns the raw result of a run into a [`Status`].
-fn classify(
-    result: wasmtime::Result<i32>,
-    pipes: &Pipes,
-    limiter: &JobLimiter,
-    output_over: bool,
-) -> Status {
-    if pipes.stdout.overflowed() || pipes.stderr.overflowed() || output_over {
-        return Status::OutputLimit;
-    }
-    let err = match result {
-        Ok(code) => return Status::Exited { code },
-        Err(err) => err,
-    };
-    if let Some(exit) = err.downcast_ref::<I32Exit>() {
-        return Status::Exited { code: exit.0 };
-    }
-    if err.downcast_ref::<OutputLimitHit>().is_some() {
-        return Status::OutputLimit;
-    }
-    match err.downcast_ref::<Trap>() {
-        Some(Trap::OutOfFuel) => return Status::OutOfFuel,
-        Some(Trap::Interrupt) => return Status::TimedOut,
-        _ => {}
-    }
-    if limiter.refused {
-        return Status::MemoryLimit;
-    }
-    if let Some(trap) = err.downcast_ref::<Trap>() {
-        return Status::Trapped {
-            message: trap.to_string(),
-        };
-    }
-    // Not a trap: the guest called an import in a way the host refused
-    // (e.g. an invalid exit code), or instantiation failed.
-    let message = err.to_string();
-    debug!(error = %message, "run ended by a host error");
-    Status::Trapped {
-        message: message.lines().next().unwrap_or_default().to_owned(),
-    }
-}
-
-/// Bytes of the regular files under `dir` (symlinks are not followed).
-fn dir_size(dir: &Path) -> u64 {
-    let mut total = 0u64;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            match entry.file_type() {
-                Ok(t) if t.is_dir() => stack.push(entry.path()),
-                Ok(t) if t.is_file() => {
-                    total = total.saturating_add(entry.metadata().map_or(0, |m| m.len()));
-                }
-                _ => {}
-            }
-        }
-    }
-    total
 }
 
 #[cfg(test)]

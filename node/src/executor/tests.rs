@@ -266,3 +266,38 @@ fn the_wasmtime_version_receipts_name_is_the_one_built() {
     let entry = format!("name = \"wasmtime\"\nversion = \"{WASMTIME_VERSION}\"");
     assert!(lock.contains(&entry), "Cargo.lock has no {entry}");
 }
+
+/// Calls `sock_shutdown(fd, 0)` and exits with its errno.
+fn sock_shutdown_of(fd: i32) -> String {
+    format!(
+        r#"(module
+  (import "wasi_snapshot_preview1" "sock_shutdown" (func $shut (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (func (export "_start") (call $exit (call $shut (i32.const {fd}) (i32.const 0)))))"#
+    )
+}
+
+#[test]
+fn sock_shutdown_answers_ebadf_or_enotsock_instead_of_trapping() {
+    let ex = executor();
+    let out = ex
+        .run_blocking(&load(&ex, &sock_shutdown_of(99)), spec())
+        .unwrap();
+    assert_eq!(out.status, Status::Exited { code: 8 }, "EBADF"); // errno 8
+    let out = ex
+        .run_blocking(&load(&ex, &sock_shutdown_of(1)), spec())
+        .unwrap();
+    assert_eq!(out.status, Status::Exited { code: 57 }, "ENOTSOCK"); // errno 57
+}
+
+#[test]
+fn a_run_without_a_fuel_cap_still_counts_fuel() {
+    let ex = executor();
+    let m = load(&ex, EXIT_WITH_ARGC);
+    let mut s = spec();
+    s.limits.fuel = u64::MAX;
+    let out = ex.run_blocking(&m, s).unwrap();
+    assert_eq!(out.status, Status::Exited { code: 1 });
+    assert!(out.fuel_consumed > 0 && out.fuel_consumed < 1_000_000);
+}

@@ -24,7 +24,7 @@ use phase_protocol::{Capability, Cid, JobSpec, Receipt, SignedReceipt};
 use super::runtime_version;
 use super::workdirs::{self, WorkDir};
 use crate::blocks::{FetchError, FetchOptions};
-use crate::executor::{ExecError, Executor, ModuleKind, RunSpec};
+use crate::executor::{ExecError, Executor, ModuleKind, RunSpec, Stdin};
 use crate::network::{NetworkClient, NetworkError};
 use crate::store::files::{self, FilesError};
 use crate::store::{BlockStore, StoreError};
@@ -171,7 +171,8 @@ pub(super) async fn run(
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
-                stdin,
+                stdin: Stdin::Bytes(stdin),
+                stream_output: false,
                 input_dir,
                 output_dir: Some(output_dir.clone()),
                 preopens: Vec::new(),

@@ -1,0 +1,151 @@
+//! What a run's guest gets from the host, and how its end is read: the
+//! WASI context (args, env, stdin, the preopens, capped stdout and stderr)
+//! and the classification of a finished run into a [`Status`].
+
+use std::path::Path;
+
+use tracing::debug;
+use wasmtime::Trap;
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
+
+use phase_protocol::{Limits, Status};
+
+use super::determinism;
+use super::io::{CappedPipe, OutputLimitHit, Sink};
+use super::limits::JobLimiter;
+use super::{EngineError, ExecError, RunSpec, Stdin};
+
+/// The guest's stdout and stderr: captured, or streamed to the host's.
+#[derive(Clone, Debug)]
+pub(super) struct Pipes {
+    pub(super) stdout: CappedPipe,
+    pub(super) stderr: CappedPipe,
+}
+
+impl Pipes {
+    pub(super) fn new(limits: &Limits, stream: bool) -> Self {
+        let cap = usize::try_from(limits.max_output.0).unwrap_or(usize::MAX);
+        if stream {
+            Self {
+                stdout: CappedPipe::streaming(cap, Sink::Stdout),
+                stderr: CappedPipe::streaming(cap, Sink::Stderr),
+            }
+        } else {
+            Self {
+                stdout: CappedPipe::new(cap),
+                stderr: CappedPipe::new(cap),
+            }
+        }
+    }
+}
+
+pub(super) fn wasi_builder(spec: &RunSpec, pipes: &Pipes) -> Result<WasiCtxBuilder, ExecError> {
+    let mut b = WasiCtxBuilder::new();
+    let mut argv = Vec::with_capacity(spec.args.len() + 1);
+    argv.push(spec.program_name.as_str());
+    argv.extend(spec.args.iter().map(String::as_str));
+    b.args(&argv)
+        .envs(&spec.env)
+        .stdout(pipes.stdout.clone())
+        .stderr(pipes.stderr.clone());
+    match &spec.stdin {
+        Stdin::Bytes(bytes) => {
+            b.stdin(MemoryInputPipe::new(bytes.clone()));
+        }
+        // Read as the guest reads, like `wasmtime run`: a guest that never
+        // reads stdin never waits for its writer.
+        Stdin::Host => {
+            b.inherit_stdin();
+        }
+    }
+    let mut preopen = |host: &Path, guest: &str, writable: bool| {
+        let perms = if writable {
+            FsPerms::ReadWrite
+        } else {
+            FsPerms::ReadOnly
+        };
+        b.preopened_dir(host, guest, perms)
+            .map(|_| ())
+            .map_err(|e| ExecError::Preopen {
+                path: host.to_owned(),
+                source: EngineError(e),
+            })
+    };
+    if let Some(input) = &spec.input_dir {
+        preopen(input, "/input", false)?;
+    }
+    if let Some(output) = &spec.output_dir {
+        preopen(output, "/output", true)?;
+    }
+    for p in &spec.preopens {
+        preopen(&p.host, &p.guest, p.writable)?;
+    }
+    if let Some(seed) = spec.deterministic {
+        determinism::make_deterministic(&mut b, seed);
+    }
+    Ok(b)
+}
+
+/// Turns the raw result of a run into a [`Status`].
+pub(super) fn classify(
+    result: wasmtime::Result<i32>,
+    pipes: &Pipes,
+    limiter: &JobLimiter,
+    output_over: bool,
+) -> Status {
+    if pipes.stdout.overflowed() || pipes.stderr.overflowed() || output_over {
+        return Status::OutputLimit;
+    }
+    let err = match result {
+        Ok(code) => return Status::Exited { code },
+        Err(err) => err,
+    };
+    if let Some(exit) = err.downcast_ref::<I32Exit>() {
+        return Status::Exited { code: exit.0 };
+    }
+    if err.downcast_ref::<OutputLimitHit>().is_some() {
+        return Status::OutputLimit;
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => return Status::OutOfFuel,
+        Some(Trap::Interrupt) => return Status::TimedOut,
+        _ => {}
+    }
+    if limiter.refused {
+        return Status::MemoryLimit;
+    }
+    if let Some(trap) = err.downcast_ref::<Trap>() {
+        return Status::Trapped {
+            message: trap.to_string(),
+        };
+    }
+    // Not a trap: the guest called an import in a way the host refused
+    // (e.g. an invalid exit code), or instantiation failed.
+    let message = err.to_string();
+    debug!(error = %message, "run ended by a host error");
+    Status::Trapped {
+        message: message.lines().next().unwrap_or_default().to_owned(),
+    }
+}
+
+/// Bytes of the regular files under `dir` (symlinks are not followed).
+pub(super) fn dir_size(dir: &Path) -> u64 {
+    let mut total = 0u64;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(entry.path()),
+                Ok(t) if t.is_file() => {
+                    total = total.saturating_add(entry.metadata().map_or(0, |m| m.len()));
+                }
+                _ => {}
+            }
+        }
+    }
+    total
+}
