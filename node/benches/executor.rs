@@ -14,7 +14,7 @@ use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use phase_node::executor::{CacheSource, Executor, ExecutorConfig, RunSpec};
+use phase_node::executor::{CacheSource, Executor, ExecutorConfig, RunSpec, Stdin};
 use phase_protocol::Status;
 
 fn hello() -> Vec<u8> {
