@@ -86,6 +86,17 @@ pub struct NodeConfig {
     pub network: NetworkConfig,
     /// Which jobs the node runs for others.
     pub worker: WorkerConfig,
+    /// The daemon's HTTP API.
+    pub api: ApiConfig,
+}
+
+/// The API section: the Unix socket is always served; TCP only when asked.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Also serve the API on this loopback address (bearer token required),
+    /// e.g. `127.0.0.1:5001`.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 impl NodeConfig {

@@ -8,19 +8,21 @@
 //! - [`blocks`]: fetching DAGs from peers and serving blocks to them.
 //! - [`worker`]: the worker actor: admission, job lifecycle, signed receipts.
 //! - [`requester`]: finding workers, submitting, waiting, verifying.
-//! - [`node`]: wiring of the above; [`control`]: the daemon's local socket.
+//! - [`node`]: wiring of the above; [`api`]: the daemon's HTTP API;
+//!   [`metrics`]: what it counts.
 //! - [`config`]: where a node keeps its data and what it runs.
 //!
 //! Dependencies point one way: {worker, requester} → {blocks, network,
 //! store, executor} → `phase-protocol`.
 
+pub mod api;
 pub mod blocks;
 pub mod cli;
 pub mod config;
-pub mod control;
 pub mod executor;
 pub mod identity;
 pub mod jobfile;
+pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod requester;

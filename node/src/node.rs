@@ -14,6 +14,7 @@
 //! - [`NodeHandle`] holds the handles and the cancellation token.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::identity::Keypair;
@@ -29,10 +30,11 @@ use phase_protocol::job::{JobRequest, JobResponse, Rejection};
 use crate::blocks::{self, BlockJob, FetchError, FetchOptions};
 use crate::config::NodeConfig;
 use crate::executor::{ExecError, Executor, ExecutorConfig};
+use crate::metrics::Metrics;
 use crate::network::{self, NetworkClient, NetworkError, NetworkEvent};
 use crate::requester::{Deliveries, Requester};
 use crate::store::BlockStore;
-use crate::worker::{self, Worker};
+use crate::worker::{self, Worker, WorkerParts};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +62,7 @@ pub struct NodeHandle {
     store: BlockStore,
     worker: Option<Worker>,
     requester: Requester,
+    metrics: Arc<Metrics>,
     cancel: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -100,17 +103,26 @@ impl NodeHandle {
         let span = info_span!("node", peer = %short(&key.public().to_peer_id()));
         let cancel = CancellationToken::new();
         let mut tasks = JoinSet::new();
-        let (network, events, event_loop) =
-            network::new(key.clone(), &config.network, cancel.child_token())?;
+        let (metrics, p2p) = Metrics::new();
+        let (network, events, event_loop) = network::new(
+            key.clone(),
+            &config.network,
+            cancel.child_token(),
+            (p2p, metrics.blocks.clone()),
+        )?;
         tasks.spawn(event_loop.run().instrument(span.clone()));
         let worker = match executor {
             Some(executor) if config.worker.enabled => {
+                let parts = WorkerParts {
+                    key,
+                    network: network.clone(),
+                    store: store.clone(),
+                    executor,
+                    metrics: metrics.jobs.clone(),
+                };
                 let (worker, actor) = Worker::spawn(
                     config.worker.clone(),
-                    key,
-                    network.clone(),
-                    store.clone(),
-                    executor,
+                    parts,
                     Path::new(&work_dir),
                     cancel.child_token(),
                 )
@@ -133,6 +145,7 @@ impl NodeHandle {
             store,
             worker,
             requester,
+            metrics: Arc::new(metrics),
             cancel,
             tasks,
         })
@@ -160,6 +173,12 @@ impl NodeHandle {
     #[must_use]
     pub fn worker(&self) -> Option<&Worker> {
         self.worker.as_ref()
+    }
+
+    /// The node's metrics.
+    #[must_use]
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The requester: submits jobs to other nodes.

@@ -11,7 +11,8 @@ use clap::{Args, Subcommand};
 use phase_protocol::Cid;
 
 use super::GlobalArgs;
-use crate::control::{Daemon, Request};
+use crate::api::types::{FetchAnswer, PinAnswer};
+use crate::api::{ApiClient, client};
 use crate::store::files::FilesError;
 use crate::store::{BlockStore, StoreError, car, files};
 
@@ -23,15 +24,17 @@ fn is_missing(e: &FilesError) -> bool {
 /// Asks the daemon of this data dir, if one runs, to fetch the DAG under
 /// `cid` into the shared store. Returns whether a daemon did.
 async fn fetch_through_daemon(global: &GlobalArgs, cid: Cid) -> anyhow::Result<bool> {
-    let Some(daemon) = Daemon::find(global.data_dir()?.root()).await else {
+    let Some(daemon) = ApiClient::find(global.data_dir()?.root()).await else {
         return Ok(false);
     };
     let bar = super::spinner(
         "{spinner} fetching {msg} [{elapsed}]",
         "from the network: finding providers",
     );
+    let path = format!("/api/v1/fetch/{cid}");
+    let deadline = crate::api::FETCH_DEADLINE + client::CALL_DEADLINE;
     let result = daemon
-        .call_with_progress(&Request::Fetch { cid }, |p| {
+        .stream::<(), crate::blocks::Progress, FetchAnswer>(&path, None, deadline, |p| {
             bar.set_message(format!(
                 "{} blocks, {} ({} still wanted)",
                 p.blocks,
@@ -88,9 +91,10 @@ impl AddArgs {
         };
         if !self.no_pin {
             store.pin(&root.cid).await?;
-            if let Some(daemon) = Daemon::find(global.data_dir()?.root()).await {
+            if let Some(daemon) = ApiClient::find(global.data_dir()?.root()).await {
                 // The daemon shares the store; it announces the new root.
-                if let Err(e) = daemon.call(&Request::Provide { cid: root.cid }).await {
+                let path = format!("/api/v1/pins/{}", root.cid);
+                if let Err(e) = daemon.post::<(), PinAnswer>(&path, None).await {
                     eprintln!("warning: added, but the daemon could not announce it: {e}");
                 }
             }
@@ -172,7 +176,9 @@ impl GetArgs {
             );
         }
         match files::get(&store, self.cid, target.clone()).await {
-            Err(e) if is_missing(&e) && Daemon::find(global.data_dir()?.root()).await.is_some() => {
+            Err(e)
+                if is_missing(&e) && ApiClient::find(global.data_dir()?.root()).await.is_some() =>
+            {
                 let _ = std::fs::remove_dir_all(&target).or_else(|_| std::fs::remove_file(&target));
                 fetch_through_daemon(global, self.cid).await?;
                 files::get(&store, self.cid, target.clone())

@@ -11,8 +11,9 @@ use libp2p::Multiaddr;
 use tokio_util::sync::CancellationToken;
 
 use super::GlobalArgs;
+use crate::api::types::{IdAnswer, PeersAnswer};
+use crate::api::{self, ApiClient};
 use crate::config::NodeConfig;
-use crate::control::{self, Daemon, Request};
 use crate::executor::{Executor, ExecutorConfig};
 use crate::identity;
 use crate::node::NodeHandle;
@@ -74,6 +75,12 @@ pub(super) struct StartArgs {
     /// Do not run jobs for others (and do not advertise capabilities).
     #[arg(long)]
     no_worker: bool,
+    /// Also serve the HTTP API on this loopback address, e.g.
+    /// 127.0.0.1:5001 (requests need `Authorization: Bearer` with the token
+    /// in <data-dir>/api.token). The Unix socket <data-dir>/api.sock is
+    /// always served.
+    #[arg(long, value_name = "ADDR:PORT")]
+    api: Option<std::net::SocketAddr>,
 }
 
 impl StartArgs {
@@ -87,6 +94,9 @@ impl StartArgs {
         }
         if self.no_worker {
             config.worker.enabled = false;
+        }
+        if self.api.is_some() {
+            config.api.listen = self.api;
         }
         let data_dir = global.data_dir()?;
         std::fs::create_dir_all(data_dir.root())
@@ -110,9 +120,17 @@ impl StartArgs {
         {
             tracing::warn!(error = %e, dir = %work_dir.display(), "cannot clear old job files");
         }
+        let api_tcp = config.api.listen;
         let node = Arc::new(NodeHandle::spawn_with(config, key, store, executor, work_dir).await?);
         let cancel = CancellationToken::new();
-        let server = control::serve(data_dir.root(), Arc::clone(&node), cancel.clone()).await?;
+        let server =
+            api::serve(data_dir.root(), Arc::clone(&node), api_tcp, cancel.clone()).await?;
+        if let Some(addr) = server.tcp_addr() {
+            eprintln!(
+                "API on http://{addr}/api/v1/ (token in {})",
+                data_dir.root().join(api::TOKEN_FILE).display()
+            );
+        }
 
         let addrs = node.network().listen_addrs_at_least(listeners).await?;
         let mut out = std::io::stdout().lock();
@@ -129,11 +147,10 @@ impl StartArgs {
             _ = term.recv() => {}
         }
         eprintln!("stopping");
-        cancel.cancel();
-        let _ = server.await;
+        server.shutdown().await;
         match Arc::try_unwrap(node) {
             Ok(node) => node.shutdown().await,
-            Err(shared) => drop(shared), // a control request still holds it; dropping cancels
+            Err(shared) => drop(shared), // an API request still holds it; dropping cancels
         }
         Ok(ExitCode::SUCCESS)
     }
@@ -154,18 +171,10 @@ impl IdArgs {
         let data_dir = global.data_dir()?;
         let key = identity::load_or_create(data_dir.root())?;
         let peer_id = key.public().to_peer_id();
-        let (listen, running) = match Daemon::find(data_dir.root()).await {
+        let (listen, running) = match ApiClient::find(data_dir.root()).await {
             Some(daemon) => {
-                let id = daemon.call(&Request::Id).await?;
-                let listen = id["listen"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|v| v.as_str().map(String::from))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                (listen, true)
+                let id: IdAnswer = daemon.get("/api/v1/id").await?;
+                (id.listen.iter().map(ToString::to_string).collect(), true)
             }
             None => (
                 self.node
@@ -178,12 +187,7 @@ impl IdArgs {
                 false,
             ),
         };
-        let public_key = key
-            .public()
-            .encode_protobuf()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>();
+        let public_key = hex::encode(key.public().encode_protobuf());
         let mut out = std::io::stdout().lock();
         if self.json {
             let value = serde_json::json!({ "peer_id": peer_id.to_string(), "public_key": public_key, "listen": listen, "running": running });
@@ -227,22 +231,39 @@ impl ConfigCommand {
     }
 }
 
-/// Ask the running daemon about its peers.
+/// List the running daemon's peers (its Kademlia routing table), one
+/// PeerId per line.
 #[derive(Debug, Args)]
 pub(super) struct PeersArgs {
-    /// Wait until the routing table holds at least this many peers.
+    /// Wait (up to a minute) until the routing table holds at least this
+    /// many peers.
     #[arg(long, value_name = "N", default_value_t = 0)]
     wait: usize,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 impl PeersArgs {
     pub(super) async fn execute(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         let data_dir = global.data_dir()?;
-        let Some(daemon) = Daemon::find(data_dir.root()).await else {
+        let Some(daemon) = ApiClient::find(data_dir.root()).await else {
             bail!("no daemon is running on {}", data_dir.root().display());
         };
-        let answer = daemon.call(&Request::WaitPeers { n: self.wait }).await?;
-        println!("{}", answer["peers"]);
+        let path = match self.wait {
+            0 => "/api/v1/peers".to_owned(),
+            n => format!("/api/v1/peers?wait={n}"),
+        };
+        let answer: PeersAnswer = daemon.get(&path).await?;
+        let mut out = std::io::stdout().lock();
+        if self.json {
+            serde_json::to_writer_pretty(&mut out, &answer)?;
+            writeln!(out)?;
+        } else {
+            for peer in answer.peers {
+                writeln!(out, "{peer}")?;
+            }
+        }
         Ok(ExitCode::SUCCESS)
     }
 }

@@ -17,7 +17,8 @@ use phase_protocol::{Cid, JobSpec, Message, SignedReceipt, Status};
 use super::GlobalArgs;
 use super::daemon::NodeArgs;
 use super::run::exit_code;
-use crate::control::{Daemon, Request};
+use crate::api::types::{JobStatusAnswer, ReceiptAnswer, SubmitRequest};
+use crate::api::{ApiClient, client};
 use crate::identity;
 use crate::node::NodeHandle;
 use crate::requester::{self, Stage, SubmitOptions, SubmitReport};
@@ -103,22 +104,30 @@ impl SubmitArgs {
 
         let bar = super::spinner("{spinner} {msg} [{elapsed}]", "joining the network");
         let show = |stage: Stage| bar.set_message(stage_line(&stage));
-        let report = match Daemon::find(data_dir.root()).await {
+        let report = match ApiClient::find(data_dir.root()).await {
             Some(daemon) => {
                 store.put(job.0, Bytes::from(spec.encode())).await?;
-                let request = Request::Submit {
-                    job: job.0,
+                let request = SubmitRequest {
+                    job,
                     worker: options.worker,
                     replicas: options.replicas,
                     attempts: options.attempts,
-                    timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+                    timeout,
                 };
-                let answer = daemon.call_with_stages(&request, show).await;
+                let deadline = timeout.min(crate::api::MAX_SUBMIT_DEADLINE) + client::CALL_DEADLINE;
+                let answer = daemon
+                    .stream::<_, Stage, SubmitReport>(
+                        "/api/v1/jobs",
+                        Some(&request),
+                        deadline,
+                        show,
+                    )
+                    .await;
                 bar.finish_and_clear();
                 let me = identity::load_or_create(data_dir.root())?
                     .public()
                     .to_peer_id();
-                report_from_daemon(answer?, &spec, me)?
+                check_daemon_report(answer?, &spec, me)?
             }
             None => {
                 let key = identity::load_or_create(data_dir.root())?;
@@ -305,14 +314,12 @@ async fn import(store: &BlockStore, file: JobFile) -> anyhow::Result<JobSpec> {
 }
 
 /// The report the daemon answered (its receipts' signatures checked as it
-/// is read), each receipt checked again here against the job and this node.
-fn report_from_daemon(
-    answer: serde_json::Value,
+/// was read), each receipt checked again here against the job and this node.
+fn check_daemon_report(
+    mut report: SubmitReport,
     spec: &JobSpec,
     me: PeerId,
 ) -> anyhow::Result<SubmitReport> {
-    let mut report: SubmitReport =
-        serde_json::from_value(answer).context("the daemon's report does not read")?;
     if report.job != spec.id() {
         bail!("the daemon reported job {}, not {}", report.job, spec.id());
     }
@@ -369,19 +376,25 @@ async fn record(data_dir: &Path, report: &SubmitReport) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Asks the data dir's daemon about a job that has no record here.
-async fn ask_daemon(
+/// Asks the data dir's daemon about a job that has no record here:
+/// `GET /api/v1/jobs/{job}{suffix}`.
+async fn ask_daemon<T: serde::de::DeserializeOwned>(
     data_dir: &Path,
-    job: &JobId,
-    request: Request,
-) -> anyhow::Result<serde_json::Value> {
-    let Some(daemon) = Daemon::find(data_dir).await else {
+    query: &JobQuery,
+    suffix: &str,
+) -> anyhow::Result<T> {
+    let job = &query.job;
+    let Some(daemon) = ApiClient::find(data_dir).await else {
         bail!(
             "job {job} was not submitted from {} and no daemon runs there to ask a worker",
             data_dir.display()
         );
     };
-    Ok(daemon.call(&request).await?)
+    let path = match query.worker {
+        Some(worker) => format!("/api/v1/jobs/{job}{suffix}?worker={worker}"),
+        None => format!("/api/v1/jobs/{job}{suffix}"),
+    };
+    Ok(daemon.get(&path).await?)
 }
 
 /// A job's record, if it was submitted from this data dir.
@@ -446,18 +459,12 @@ impl StatusArgs {
             }
             return Ok(ExitCode::SUCCESS);
         }
-        let request = Request::JobStatus {
-            job: self.query.job.0,
-            worker: self.query.worker,
-        };
-        let answer = ask_daemon(data_dir.root(), &self.query.job, request).await?;
+        let answer: JobStatusAnswer = ask_daemon(data_dir.root(), &self.query, "").await?;
         if self.json {
             serde_json::to_writer_pretty(&mut out, &answer)?;
             writeln!(out)?;
         } else {
-            let state: JobState = serde_json::from_value(answer["state"].clone())
-                .context("the daemon's answer has no job state")?;
-            writeln!(out, "{}", state_line(&state))?;
+            writeln!(out, "{}", state_line(&answer.state))?;
         }
         Ok(ExitCode::SUCCESS)
     }
@@ -499,15 +506,9 @@ impl ReceiptArgs {
         let cid = match recorded {
             Some(cid) => cid,
             None => {
-                let request = Request::JobReceipt {
-                    job: self.query.job.0,
-                    worker: self.query.worker,
-                };
-                let answer = ask_daemon(data_dir.root(), &self.query.job, request).await?;
-                answer["receipt"]
-                    .as_str()
-                    .context("the daemon answered without a receipt")?
-                    .parse()?
+                let answer: ReceiptAnswer =
+                    ask_daemon(data_dir.root(), &self.query, "/receipt").await?;
+                answer.cid
             }
         };
         let receipt = load_receipt(&store, cid).await?;

@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use futures::StreamExt;
+use libp2p::metrics::Recorder;
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, identify, kad, mdns};
@@ -19,6 +20,7 @@ use phase_protocol::job::{JobRequest, JobResponse, Rejection};
 
 use super::behaviour::{Behaviour, BehaviourEvent};
 use super::{Command, NetworkError, NetworkEvent, Reply};
+use crate::metrics::BlockMetrics;
 
 /// The swarm actor; see the module docs.
 pub(crate) struct EventLoop {
@@ -33,6 +35,8 @@ pub(crate) struct EventLoop {
     pending_provide: HashMap<kad::QueryId, Reply<()>>,
     pending_blocks: HashMap<OutboundRequestId, Reply<BlockResponse>>,
     pending_jobs: HashMap<OutboundRequestId, Reply<JobResponse>>,
+    p2p: libp2p::metrics::Metrics,
+    metrics: BlockMetrics,
 }
 
 impl std::fmt::Debug for EventLoop {
@@ -48,10 +52,10 @@ impl EventLoop {
         swarm: Swarm<Behaviour>,
         commands: mpsc::Receiver<Command>,
         events: mpsc::Sender<NetworkEvent>,
-        listen_addrs: watch::Sender<Vec<Multiaddr>>,
-        routing_peers: watch::Sender<usize>,
+        (listen_addrs, routing_peers): (watch::Sender<Vec<Multiaddr>>, watch::Sender<usize>),
         cancel: CancellationToken,
         bootstrap_interval: Duration,
+        (p2p, metrics): (libp2p::metrics::Metrics, BlockMetrics),
     ) -> Self {
         Self {
             swarm,
@@ -65,6 +69,8 @@ impl EventLoop {
             pending_provide: HashMap::new(),
             pending_blocks: HashMap::new(),
             pending_jobs: HashMap::new(),
+            p2p,
+            metrics,
         }
     }
 
@@ -137,6 +143,11 @@ impl EventLoop {
                 self.pending_blocks.insert(id, reply);
             }
             Command::RespondBlocks { channel, response } => {
+                self.metrics
+                    .served_blocks
+                    .inc_by(response.blocks.len() as u64);
+                let bytes: usize = response.blocks.iter().map(|b| b.data.len()).sum();
+                self.metrics.served_bytes.inc_by(bytes as u64);
                 if self
                     .swarm
                     .behaviour_mut()
@@ -173,6 +184,7 @@ impl EventLoop {
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        self.p2p.record(&event);
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "listening");
@@ -183,28 +195,42 @@ impl EventLoop {
                     .send_modify(|addrs| addrs.retain(|a| *a != address));
             }
             SwarmEvent::ConnectionEstablished {
-                peer_id, endpoint, ..
+                peer_id,
+                endpoint,
+                num_established,
+                ..
             } => {
+                if num_established.get() == 1 {
+                    self.metrics.peers.inc();
+                }
                 debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
+            }
+            SwarmEvent::ConnectionClosed {
+                num_established: 0, ..
+            } => {
+                self.metrics.peers.dec();
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 debug!(peer = ?peer_id, %error, "dial failed");
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
-                peer_id,
-                info,
-                ..
-            })) => {
-                for addr in info.listen_addrs {
-                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(event)) => {
+                self.p2p.record(&event);
+                if let identify::Event::Received { peer_id, info, .. } = event {
+                    for addr in info.listen_addrs {
+                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                    }
                 }
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(event)) => self.p2p.record(&event),
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                 for (peer, addr) in found {
                     self.swarm.behaviour_mut().kad.add_address(&peer, addr);
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad_event(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => {
+                self.p2p.record(&event);
+                self.on_kad_event(event);
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Blocks(event)) => self.on_block_event(event),
             SwarmEvent::Behaviour(BehaviourEvent::Jobs(event)) => self.on_job_event(event),
             other => trace!(?other, "swarm event"),
@@ -295,6 +321,11 @@ impl EventLoop {
                     request_id,
                     response,
                 } => {
+                    self.metrics
+                        .fetched_blocks
+                        .inc_by(response.blocks.len() as u64);
+                    let bytes: usize = response.blocks.iter().map(|b| b.data.len()).sum();
+                    self.metrics.fetched_bytes.inc_by(bytes as u64);
                     resolve(&mut self.pending_blocks, request_id, Ok(response));
                 }
             },

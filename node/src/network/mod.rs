@@ -360,6 +360,7 @@ pub(crate) fn new(
     key: Keypair,
     config: &NetworkConfig,
     cancel: CancellationToken,
+    metrics: (libp2p::metrics::Metrics, crate::metrics::BlockMetrics),
 ) -> Result<(NetworkClient, mpsc::Receiver<NetworkEvent>, EventLoop), NetworkError> {
     let setup = |e: Box<dyn std::error::Error + Send + Sync>| NetworkError::Setup(e);
     let peer_id = key.public().to_peer_id();
@@ -396,10 +397,10 @@ pub(crate) fn new(
         swarm,
         commands_rx,
         events_tx,
-        listen_tx,
-        routing_tx,
+        (listen_tx, routing_tx),
         cancel,
         config.bootstrap_interval,
+        metrics,
     );
     let client = NetworkClient {
         commands: commands_tx,

@@ -99,6 +99,29 @@ pub fn export_blocking(store: &BlockStore, root: &Cid, path: &Path) -> Result<us
         .open(path)
         .map_err(io)?;
     let mut out = BufWriter::new(file);
+    let blocks = write_blocking(store, root, &mut out).map_err(|e| match e {
+        CarError::Io { source, .. } => io(source),
+        other => other,
+    })?;
+    let file = out.into_inner().map_err(|e| io(e.into_error()))?;
+    file.sync_all().map_err(io)?;
+    Ok(blocks)
+}
+
+/// Writes the DAG under `root` as a CAR v1 to `out` (depth first, root
+/// first); returns the number of blocks.
+///
+/// # Errors
+/// A block of the DAG is missing or corrupt, or a write fails.
+pub fn write_blocking(
+    store: &BlockStore,
+    root: &Cid,
+    out: &mut impl Write,
+) -> Result<usize, CarError> {
+    let io = |source| CarError::Io {
+        path: "(stream)".into(),
+        source,
+    };
     let header = serde_ipld_dagcbor::to_vec(&Header {
         roots: vec![*root],
         version: 1,
@@ -131,8 +154,7 @@ pub fn export_blocking(store: &BlockStore, root: &Cid, path: &Path) -> Result<us
         })?;
         stack.extend(links.into_iter().rev().map(|c| (c, depth + 1)));
     }
-    let file = out.into_inner().map_err(|e| io(e.into_error()))?;
-    file.sync_all().map_err(io)?;
+    out.flush().map_err(io)?;
     Ok(seen.len())
 }
 

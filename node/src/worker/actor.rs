@@ -23,6 +23,7 @@ use super::workdirs::{self, WorkDirs};
 use super::{Command, runtime_version, worker_capabilities};
 use crate::config::WorkerConfig;
 use crate::error_line;
+use crate::metrics::RejectLabels;
 
 /// How long shutdown waits for the worker's tasks once they are cancelled
 /// (a guest in the sandbox stops at its own deadline; the task waiting on it
@@ -168,7 +169,12 @@ impl Actor {
     fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::Submit { peer, spec, reply } => {
-                let _ = reply.send(self.admit(peer, *spec));
+                let answer = self.admit(peer, *spec);
+                if let Err(rejection) = &answer {
+                    let labels = RejectLabels::of(rejection);
+                    self.ctx.metrics.rejected.get_or_create(&labels).inc();
+                }
+                let _ = reply.send(answer);
             }
             Command::State { id, reply } => {
                 let _ = reply.send(self.table.state(&id).cloned());
@@ -204,6 +210,7 @@ impl Actor {
         }
         self.admission.reserve(peer)?;
         self.table.insert(id);
+        self.ctx.metrics.admitted.inc();
         info!(job = %id, %peer, "job accepted");
         self.queue.push_back(Job {
             id,
@@ -218,7 +225,7 @@ impl Actor {
     fn start_queued(&mut self) {
         while self.running < self.slots {
             let Some(job) = self.queue.pop_front() else {
-                return;
+                break;
             };
             self.running += 1;
             let dir = self.dirs.take();
@@ -254,6 +261,13 @@ impl Actor {
             );
             self.job_tasks.insert(handle.id(), (id, requester));
         }
+        let metrics = &self.ctx.metrics;
+        metrics
+            .running
+            .set(i64::try_from(self.running).unwrap_or(i64::MAX));
+        metrics
+            .queued
+            .set(i64::try_from(self.queue.len()).unwrap_or(i64::MAX));
     }
 
     fn on_progress(&mut self, id: JobId, state: JobState) {
@@ -324,6 +338,10 @@ impl Actor {
         match outcome {
             Outcome::Ran(receipt) => {
                 info!(job = %id, status = %receipt.receipt().status, "job finished");
+                let (metrics, r) = (&self.ctx.metrics, receipt.receipt());
+                metrics.receipts.inc();
+                metrics.run_seconds.observe(r.wall_time_ms as f64 / 1000.0);
+                metrics.fuel.observe(r.fuel_consumed as f64);
                 let state = JobState::Done {
                     status: receipt.receipt().status.clone(),
                     receipt: receipt.cid(),
@@ -366,6 +384,10 @@ impl Actor {
         if !self.cancel.is_cancelled() {
             self.start_queued();
         }
+        let metrics = &self.ctx.metrics;
+        metrics
+            .running
+            .set(i64::try_from(self.running).unwrap_or(i64::MAX));
     }
 
     /// Applies the queued pin changes, one batch at a time, in order.

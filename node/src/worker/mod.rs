@@ -38,6 +38,7 @@ use phase_protocol::{Capability, JobSpec, SignedReceipt};
 pub use self::pipeline::{FETCH_DEADLINE, MAX_JOB_STDIN, MAX_MODULE_SIZE};
 use crate::config::WorkerConfig;
 use crate::executor::Executor;
+use crate::metrics::JobMetrics;
 use crate::network::NetworkClient;
 
 /// Commands queued to the worker's actor at most.
@@ -89,6 +90,22 @@ enum Command {
     },
 }
 
+/// What a worker runs with: the node's identity (it signs receipts), its
+/// network and store, the sandbox, and the metrics it counts into.
+#[derive(Debug)]
+pub struct WorkerParts {
+    /// The node's identity key.
+    pub key: Keypair,
+    /// The network handle.
+    pub network: NetworkClient,
+    /// The block store.
+    pub store: crate::store::BlockStore,
+    /// The sandbox.
+    pub executor: Executor,
+    /// Where the worker counts jobs.
+    pub metrics: JobMetrics,
+}
+
 /// Handle to the worker's actor. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Worker {
@@ -106,13 +123,17 @@ impl Worker {
     /// When that folder cannot be made.
     pub fn spawn(
         config: WorkerConfig,
-        key: Keypair,
-        network: NetworkClient,
-        store: crate::store::BlockStore,
-        executor: Executor,
+        parts: WorkerParts,
         work_dir: &Path,
         cancel: CancellationToken,
     ) -> std::io::Result<(Self, impl Future<Output = ()> + Send + 'static)> {
+        let WorkerParts {
+            key,
+            network,
+            store,
+            executor,
+            metrics,
+        } = parts;
         let (commands, commands_rx) = mpsc::channel(COMMAND_QUEUE);
         let (progress, progress_rx) = mpsc::channel(PROGRESS_QUEUE);
         let events = broadcast::channel(EVENT_BUFFER).0;
@@ -123,6 +144,7 @@ impl Worker {
             executor,
             max_input: config.max_input.0,
             progress,
+            metrics,
         });
         let actor = actor::Actor::new(
             config,

@@ -24,7 +24,8 @@ use phase_protocol::{Capability, Cid, JobSpec, Receipt, SignedReceipt};
 use super::runtime_version;
 use super::workdirs::{self, WorkDir};
 use crate::blocks::{FetchError, FetchOptions};
-use crate::executor::{ExecError, Executor, ModuleKind, RunSpec, Stdin};
+use crate::executor::{CacheSource, ExecError, Executor, ModuleKind, RunSpec, Stdin};
+use crate::metrics::JobMetrics;
 use crate::network::{NetworkClient, NetworkError};
 use crate::store::files::{self, FilesError};
 use crate::store::{BlockStore, StoreError};
@@ -74,6 +75,8 @@ pub(super) struct Context {
     pub(super) max_input: u64,
     /// Where progress goes (the actor).
     pub(super) progress: mpsc::Sender<(JobId, JobState)>,
+    /// What the worker counts.
+    pub(super) metrics: JobMetrics,
 }
 
 /// An admitted job.
@@ -122,6 +125,10 @@ pub(super) async fn run(
                 .await
                 .map_err(|e| JobError::Module(spec.module, e))?
         }
+    };
+    match module.source() {
+        CacheSource::Compiled => ctx.metrics.cache_misses.inc(),
+        CacheSource::Memory | CacheSource::Disk => ctx.metrics.cache_hits.inc(),
     };
     if spec.capabilities.contains(&Capability::WASI_P1) && module.kind() == ModuleKind::Component {
         return Err(JobError::Kind("component"));

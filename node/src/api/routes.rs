@@ -1,0 +1,614 @@
+//! The routes of `/api/v1/` and their handlers. [`routes`] is the one list
+//! of what the server answers: the router is built from it, and a test holds
+//! it to `node/openapi.json` both ways.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::{Method, StatusCode, header, request::Parts};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, delete, get, post};
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+use tokio_util::io::{ReaderStream, StreamReader, SyncIoBridge};
+use tracing::debug;
+
+use phase_protocol::job::{JobId, JobRequest, JobResponse};
+use phase_protocol::{Cid, JobSpec, Message};
+
+use super::types::{
+    AddAnswer, AddQuery, ApiError, ErrorBody, ErrorCode, FetchAnswer, GcAnswer, IdAnswer, JobQuery,
+    JobStatusAnswer, PeersAnswer, PeersQuery, PinAnswer, PinsAnswer, ReceiptAnswer, StreamLine,
+    SubmitRequest,
+};
+use crate::blocks::{self, FetchOptions};
+use crate::error_line;
+use crate::node::NodeHandle;
+use crate::requester::SubmitOptions;
+use crate::store::{car, files};
+
+/// Largest JSON request body.
+pub const MAX_JSON_BODY: usize = 64 * 1024;
+/// Largest upload to `POST /api/v1/add`.
+pub const MAX_UPLOAD: u64 = 64 << 30;
+/// Deadline of a request that is not a stream (a `wait` for peers included).
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(60);
+/// Deadline of a streamed fetch, or of fetching what `cat` and `get` lack.
+pub const FETCH_DEADLINE: Duration = Duration::from_secs(600);
+/// Longest a submission may wait: a job's own timeout is at most a day.
+pub const MAX_SUBMIT_DEADLINE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Progress lines buffered per streamed answer; a slow reader misses some.
+const PROGRESS_QUEUE: usize = 16;
+/// Bytes buffered between a blocking export and the response body.
+const PIPE_BYTES: usize = 256 * 1024;
+
+/// What every handler gets.
+#[derive(Clone, Debug)]
+pub(crate) struct ApiState {
+    pub(crate) node: Arc<NodeHandle>,
+}
+
+/// One route: method, path (axum's and OpenAPI's `{param}` syntax), handler.
+#[derive(Debug)]
+pub(crate) struct Route {
+    pub(crate) method: Method,
+    pub(crate) path: &'static str,
+    pub(crate) handler: MethodRouter<ApiState>,
+}
+
+/// Every route the API answers.
+pub(crate) fn routes() -> Vec<Route> {
+    let json_limit = || DefaultBodyLimit::max(MAX_JSON_BODY);
+    let r = |method: Method, path, handler: MethodRouter<ApiState>| Route {
+        method,
+        path,
+        handler,
+    };
+    vec![
+        r(Method::GET, "/api/v1/id", get(id)),
+        r(Method::GET, "/api/v1/peers", get(peers)),
+        r(
+            Method::POST,
+            "/api/v1/add",
+            post(add).layer(DefaultBodyLimit::disable()),
+        ),
+        r(Method::GET, "/api/v1/cat/{cid}", get(cat)),
+        r(Method::GET, "/api/v1/get/{cid}", get(get_car)),
+        r(Method::POST, "/api/v1/fetch/{cid}", post(fetch)),
+        r(Method::GET, "/api/v1/pins", get(pins)),
+        r(Method::POST, "/api/v1/pins/{cid}", post(pin)),
+        r(Method::DELETE, "/api/v1/pins/{cid}", delete(unpin)),
+        r(Method::POST, "/api/v1/gc", post(gc)),
+        r(
+            Method::POST,
+            "/api/v1/jobs",
+            post(submit).layer(json_limit()),
+        ),
+        r(Method::GET, "/api/v1/jobs/{id}", get(job_status)),
+        r(Method::GET, "/api/v1/jobs/{id}/receipt", get(job_receipt)),
+        r(Method::GET, "/metrics", get(metrics)),
+    ]
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match self.code {
+            ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (status, Json(ErrorBody { error: self })).into_response()
+    }
+}
+
+fn internal(e: &dyn std::error::Error) -> ApiError {
+    ApiError::new(ErrorCode::Internal, error_line(e))
+}
+
+fn unavailable(e: &dyn std::error::Error) -> ApiError {
+    ApiError::new(ErrorCode::Unavailable, error_line(e))
+}
+
+/// A query string, refused with a JSON error naming the field.
+pub(crate) struct Q<T>(T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Q<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| Q(q))
+            .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))
+    }
+}
+
+/// A JSON body, refused with a JSON error naming the field.
+pub(crate) struct J<T>(T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for J<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Json::<T>::from_request(req, state)
+            .await
+            .map(|Json(j)| J(j))
+            .map_err(|e| {
+                let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ErrorCode::TooLarge
+                } else {
+                    ErrorCode::BadRequest
+                };
+                ApiError::new(code, e.body_text())
+            })
+    }
+}
+
+/// A `{cid}` (or `{id}`) path segment.
+pub(crate) struct CidPath(Cid);
+
+impl<S: Send + Sync> FromRequestParts<S> for CidPath {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(text) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
+        text.parse().map(CidPath).map_err(|e| {
+            ApiError::new(
+                ErrorCode::BadRequest,
+                format!("path: `{text}` is not a CID: {e}"),
+            )
+        })
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+/// `work` within `deadline`, or a timeout error.
+async fn within<T>(
+    deadline: Duration,
+    work: impl Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    tokio::time::timeout(deadline, work).await.map_err(|_| {
+        ApiError::new(
+            ErrorCode::Timeout,
+            format!("no answer within {}", humantime::format_duration(deadline)),
+        )
+    })?
+}
+
+async fn id(State(s): State<ApiState>) -> ApiResult<IdAnswer> {
+    let listen = s.node.listen_addrs().await.map_err(|e| unavailable(&e))?;
+    Ok(Json(IdAnswer {
+        peer_id: s.node.peer_id(),
+        listen,
+    }))
+}
+
+async fn peers(State(s): State<ApiState>, Q(query): Q<PeersQuery>) -> ApiResult<PeersAnswer> {
+    let network = s.node.network();
+    if let Some(n) = query.wait {
+        within(REQUEST_DEADLINE, async {
+            network
+                .wait_routing_peers(n)
+                .await
+                .map_err(|e| unavailable(&e))
+        })
+        .await?;
+    }
+    let peers = network.routing_peers().await.map_err(|e| unavailable(&e))?;
+    Ok(Json(PeersAnswer { peers }))
+}
+
+async fn add(State(s): State<ApiState>, Q(query): Q<AddQuery>, body: Body) -> ApiResult<AddAnswer> {
+    let reader = StreamReader::new(
+        body.into_data_stream()
+            .map(|chunk| chunk.map_err(std::io::Error::other)),
+    );
+    let store = s.node.store().clone();
+    let (root, size) = tokio::task::spawn_blocking(move || {
+        let mut counted = Counted {
+            inner: std::io::Read::take(SyncIoBridge::new(reader), MAX_UPLOAD + 1),
+            n: 0,
+        };
+        let root = files::add_reader_blocking(&store, &mut counted, std::path::Path::new("upload"));
+        (root, counted.n)
+    })
+    .await
+    .map_err(|e| internal(&e))?;
+    if size > MAX_UPLOAD {
+        return Err(ApiError::new(
+            ErrorCode::TooLarge,
+            format!("uploads are at most {MAX_UPLOAD} bytes"),
+        ));
+    }
+    let root = root.map_err(|e| ApiError::new(ErrorCode::BadRequest, error_line(&e)))?;
+    if query.pin {
+        s.node
+            .pin_and_provide(root.cid)
+            .await
+            .map_err(|e| internal(&e))?;
+    }
+    Ok(Json(AddAnswer {
+        cid: root.cid,
+        size,
+    }))
+}
+
+/// A reader that counts what passes.
+struct Counted<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+}
+
+/// Fetches `cid` from the network unless the store has it.
+async fn ensure_local(s: &ApiState, cid: Cid) -> Result<(), ApiError> {
+    let (network, store) = (s.node.network(), s.node.store());
+    if store.has(&cid).await.map_err(|e| internal(&e))? {
+        return Ok(());
+    }
+    within(FETCH_DEADLINE, async {
+        blocks::fetch(network, store, cid, FetchOptions::default(), |_| {})
+            .await
+            .map(|_| ())
+            .map_err(|e| ApiError::new(ErrorCode::NotFound, error_line(&e)))
+    })
+    .await
+}
+
+/// Streams what a blocking `export` writes as the response body. A client
+/// that goes away breaks the pipe, which ends the export.
+fn piped(
+    content_type: &'static str,
+    export: impl FnOnce(&mut SyncIoBridge<tokio::io::DuplexStream>) -> Result<(), String>
+    + Send
+    + 'static,
+) -> Response {
+    let (write, read) = tokio::io::duplex(PIPE_BYTES);
+    tokio::task::spawn_blocking(move || {
+        let mut out = SyncIoBridge::new(write);
+        if let Err(e) = export(&mut out) {
+            debug!(error = %e, "export for an API client ended");
+        }
+    });
+    (
+        [(header::CONTENT_TYPE, content_type)],
+        Body::from_stream(ReaderStream::new(read)),
+    )
+        .into_response()
+}
+
+async fn cat(State(s): State<ApiState>, CidPath(cid): CidPath) -> Result<Response, ApiError> {
+    ensure_local(&s, cid).await?;
+    // A directory or missing block is an error before any byte is sent.
+    let store = s.node.store().clone();
+    let root = files::entry(&store, cid, "").await;
+    if let Err(e) = root {
+        return Err(ApiError::new(ErrorCode::BadRequest, error_line(&e)));
+    }
+    Ok(piped("application/octet-stream", move |out| {
+        files::cat_blocking(&store, &cid, out)
+            .map(|_| ())
+            .map_err(|e| error_line(&e))
+    }))
+}
+
+async fn get_car(State(s): State<ApiState>, CidPath(cid): CidPath) -> Result<Response, ApiError> {
+    ensure_local(&s, cid).await?;
+    let store = s.node.store().clone();
+    Ok(piped("application/vnd.ipld.car", move |out| {
+        car::write_blocking(&store, &cid, out)
+            .map(|_| ())
+            .map_err(|e| error_line(&e))
+    }))
+}
+
+/// One NDJSON line.
+fn line<P: Serialize, R: Serialize>(l: &StreamLine<P, R>) -> Result<Bytes, std::io::Error> {
+    let mut bytes = serde_json::to_vec(l).expect("answers always serialize");
+    bytes.push(b'\n');
+    Ok(Bytes::from(bytes))
+}
+
+/// Streams `progress` as NDJSON lines while `work` runs, then its result.
+/// Dropping the body (the client went away) drops `work`.
+fn ndjson<P, R>(
+    progress: mpsc::Receiver<P>,
+    work: impl Future<Output = Result<R, ApiError>> + Send + 'static,
+) -> Response
+where
+    P: Serialize + Send + 'static,
+    R: Serialize + Send + 'static,
+{
+    let state = Some((Box::pin(work), progress));
+    let stream = futures::stream::unfold(state, |state| async move {
+        let (mut work, mut progress) = state?;
+        tokio::select! {
+            biased;
+            Some(p) = progress.recv() => {
+                Some((line::<P, R>(&StreamLine::Progress(p)), Some((work, progress))))
+            }
+            result = &mut work => {
+                let last = match result {
+                    Ok(r) => StreamLine::Result(r),
+                    Err(e) => StreamLine::Error(e),
+                };
+                Some((line::<P, R>(&last), None))
+            }
+        }
+    });
+    (
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+async fn fetch(State(s): State<ApiState>, CidPath(cid): CidPath) -> Response {
+    let (tx, rx) = mpsc::channel(PROGRESS_QUEUE);
+    let work = async move {
+        within(FETCH_DEADLINE, async {
+            let blocks = blocks::fetch(
+                s.node.network(),
+                s.node.store(),
+                cid,
+                FetchOptions::default(),
+                |p| {
+                    let _ = tx.try_send(p);
+                },
+            )
+            .await
+            .map_err(|e| ApiError::new(ErrorCode::NotFound, error_line(&e)))?;
+            Ok(FetchAnswer { blocks })
+        })
+        .await
+    };
+    ndjson(rx, work)
+}
+
+async fn pins(State(s): State<ApiState>) -> ApiResult<PinsAnswer> {
+    let pins = s.node.store().pins().await.map_err(|e| internal(&e))?;
+    Ok(Json(PinsAnswer { pins }))
+}
+
+async fn pin(State(s): State<ApiState>, CidPath(cid): CidPath) -> ApiResult<PinAnswer> {
+    within(REQUEST_DEADLINE, async {
+        s.node.pin_and_provide(cid).await.map_err(|e| internal(&e))
+    })
+    .await?;
+    Ok(Json(PinAnswer { cid }))
+}
+
+async fn unpin(State(s): State<ApiState>, CidPath(cid): CidPath) -> ApiResult<PinAnswer> {
+    match s.node.store().unpin(&cid).await {
+        Ok(true) => Ok(Json(PinAnswer { cid })),
+        Ok(false) => Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("{cid} is not pinned"),
+        )),
+        Err(e) => Err(internal(&e)),
+    }
+}
+
+async fn gc(State(s): State<ApiState>) -> ApiResult<GcAnswer> {
+    let removed = s.node.store().gc().await.map_err(|e| internal(&e))?;
+    Ok(Json(GcAnswer { removed }))
+}
+
+async fn submit(State(s): State<ApiState>, J(request): J<SubmitRequest>) -> Response {
+    let spec = match load_spec(&s, request.job).await {
+        Ok(spec) => spec,
+        Err(e) => return e.into_response(),
+    };
+    if request.replicas == 0 {
+        return ApiError::new(ErrorCode::BadRequest, "replicas: must be at least 1")
+            .into_response();
+    }
+    let (tx, rx) = mpsc::channel(PROGRESS_QUEUE);
+    let options = SubmitOptions {
+        worker: request.worker,
+        replicas: request.replicas,
+        attempts: request.attempts,
+        ..SubmitOptions::default()
+    };
+    let deadline = request.timeout.min(MAX_SUBMIT_DEADLINE);
+    let work = async move {
+        let progress = move |stage| {
+            let _ = tx.try_send(stage);
+        };
+        let report = within(deadline, async {
+            s.node
+                .requester()
+                .submit(&spec, &options, &progress)
+                .await
+                .map_err(|e| ApiError::new(ErrorCode::Unavailable, error_line(&e)))
+        })
+        .await?;
+        s.node.metrics().jobs.submitted.inc();
+        Ok(report)
+    };
+    ndjson(rx, work)
+}
+
+async fn load_spec(s: &ApiState, job: JobId) -> Result<JobSpec, ApiError> {
+    let bytes = s
+        .node
+        .store()
+        .get(&job.0)
+        .await
+        .map_err(|e| internal(&e))?
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::NotFound,
+                format!("job: spec {job} is not in the store"),
+            )
+        })?;
+    let spec = JobSpec::decode(&bytes)
+        .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("job: {}", error_line(&e))))?;
+    if spec.id() != job {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!("job: block {job} is not a canonical job spec"),
+        ));
+    }
+    Ok(spec)
+}
+
+/// A job's state or receipt: from this node's worker, else from `worker`.
+async fn ask_about(
+    s: &ApiState,
+    job: JobId,
+    worker: Option<libp2p::PeerId>,
+    receipt: bool,
+) -> Result<JobResponse, ApiError> {
+    let local = match s.node.worker() {
+        Some(w) if receipt => w
+            .receipt(job)
+            .await
+            .map(|r| JobResponse::Receipt(Box::new(r))),
+        Some(w) => w
+            .state(job)
+            .await
+            .map(|state| JobResponse::Status { job, state }),
+        None => None,
+    };
+    match (local, worker) {
+        (Some(r), _) => Ok(r),
+        (None, Some(worker)) => {
+            let request = if receipt {
+                JobRequest::Receipt(job)
+            } else {
+                JobRequest::Status(job)
+            };
+            within(REQUEST_DEADLINE, async {
+                s.node
+                    .network()
+                    .request_job(worker, request)
+                    .await
+                    .map_err(|e| unavailable(&e))
+            })
+            .await
+        }
+        (None, None) => Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("job {job} did not run on this node; name its worker with worker=PEERID"),
+        )),
+    }
+}
+
+async fn job_status(
+    State(s): State<ApiState>,
+    CidPath(job): CidPath,
+    Q(query): Q<JobQuery>,
+) -> ApiResult<JobStatusAnswer> {
+    let job = JobId(job);
+    match ask_about(&s, job, query.worker, false).await? {
+        JobResponse::Status { state, .. } => Ok(Json(JobStatusAnswer { job, state })),
+        JobResponse::NotFound(_) => Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("the worker does not know job {job}"),
+        )),
+        other => Err(ApiError::new(
+            ErrorCode::Internal,
+            format!("unexpected answer from the worker: {other:?}"),
+        )),
+    }
+}
+
+async fn job_receipt(
+    State(s): State<ApiState>,
+    CidPath(job): CidPath,
+    Q(query): Q<JobQuery>,
+) -> ApiResult<ReceiptAnswer> {
+    let job = JobId(job);
+    match ask_about(&s, job, query.worker, true).await? {
+        JobResponse::Receipt(receipt) => {
+            let cid = receipt.cid();
+            s.node
+                .store()
+                .put(cid, Bytes::from(receipt.to_cbor()))
+                .await
+                .map_err(|e| internal(&e))?;
+            Ok(Json(ReceiptAnswer {
+                cid,
+                receipt: *receipt,
+            }))
+        }
+        JobResponse::NotFound(_) => Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("the worker does not know job {job}"),
+        )),
+        other => Err(ApiError::new(
+            ErrorCode::Internal,
+            format!("unexpected answer from the worker: {other:?}"),
+        )),
+    }
+}
+
+async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiError> {
+    let text = s.node.metrics().encode().map_err(|e| internal(&e))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// The (method, path) pairs `node/openapi.json` documents.
+    pub(crate) fn documented() -> BTreeSet<(String, String)> {
+        let doc: serde_json::Value =
+            serde_json::from_str(include_str!("../../openapi.json")).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let mut pairs = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                pairs.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+        pairs
+    }
+
+    #[test]
+    fn every_route_is_documented_and_every_documented_route_exists() {
+        let served: BTreeSet<(String, String)> = routes()
+            .iter()
+            .map(|r| (r.method.to_string(), r.path.to_owned()))
+            .collect();
+        let documented = documented();
+        let undocumented: Vec<_> = served.difference(&documented).collect();
+        let missing: Vec<_> = documented.difference(&served).collect();
+        assert!(
+            undocumented.is_empty(),
+            "served but not in openapi.json: {undocumented:?}"
+        );
+        assert!(
+            missing.is_empty(),
+            "in openapi.json but not served: {missing:?}"
+        );
+    }
+}

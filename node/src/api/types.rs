@@ -1,0 +1,231 @@
+//! The API's request and answer types, shared by the server, the CLI's
+//! client and the tests. PeerIds, CIDs and multiaddrs stay typed: they are
+//! strings only in the JSON itself.
+
+use libp2p::{Multiaddr, PeerId};
+use serde::{Deserialize, Serialize};
+
+use phase_protocol::job::{JobId, JobState};
+use phase_protocol::serde_helpers::cid as cid_string;
+use phase_protocol::{Cid, SignedReceipt};
+
+use crate::requester::{Stage, SubmitReport};
+
+/// What went wrong, as every failed request answers it:
+/// `{"error": {"code": "...", "message": "one line"}}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    /// The kind of failure; it also picks the HTTP status.
+    pub code: ErrorCode,
+    /// One line for people.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error of `code` saying `message`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Kinds of failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request is malformed (400); the message names the field.
+    BadRequest,
+    /// A bearer token is missing or wrong (401).
+    Unauthorized,
+    /// No such route, job, block or pin (404).
+    NotFound,
+    /// The body is larger than the route allows (413).
+    TooLarge,
+    /// The request took longer than its deadline (504).
+    Timeout,
+    /// The node cannot do it now: shutting down, no peers (503).
+    Unavailable,
+    /// Something failed inside the node (500).
+    Internal,
+}
+
+/// The body of an error answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ApiError,
+}
+
+/// One line of a streamed (NDJSON) answer: progress lines, then exactly one
+/// `result` or `error` line.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamLine<P, R> {
+    /// How the work is going.
+    Progress(P),
+    /// The work's result; the last line.
+    Result(R),
+    /// Why the work failed; the last line.
+    Error(ApiError),
+}
+
+/// `GET /api/v1/id`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdAnswer {
+    /// The node's PeerId.
+    pub peer_id: PeerId,
+    /// Its listen addresses, each ending in `/p2p/PEERID`.
+    pub listen: Vec<Multiaddr>,
+}
+
+/// Query of `GET /api/v1/peers`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeersQuery {
+    /// Wait (bounded) until the routing table holds this many peers.
+    pub wait: Option<usize>,
+}
+
+/// `GET /api/v1/peers`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeersAnswer {
+    /// Peers in the Kademlia routing table.
+    pub peers: Vec<PeerId>,
+}
+
+/// Query of `POST /api/v1/add`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddQuery {
+    /// Pin the root (default) and announce it.
+    #[serde(default = "yes")]
+    pub pin: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `POST /api/v1/add`: the uploaded file's root.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddAnswer {
+    /// Its CID, as `ipfs add --cid-version=1` makes it.
+    #[serde(with = "cid_string")]
+    pub cid: Cid,
+    /// Bytes uploaded.
+    pub size: u64,
+}
+
+/// `POST /api/v1/fetch/{cid}`: the last line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchAnswer {
+    /// Blocks fetched (the store had the others).
+    pub blocks: usize,
+}
+
+/// `GET /api/v1/pins`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinsAnswer {
+    /// Roots pinned by a user.
+    #[serde(with = "cids")]
+    pub pins: Vec<Cid>,
+}
+
+/// `POST` and `DELETE /api/v1/pins/{cid}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinAnswer {
+    /// The root.
+    #[serde(with = "cid_string")]
+    pub cid: Cid,
+}
+
+/// `POST /api/v1/gc`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcAnswer {
+    /// Blocks removed.
+    pub removed: usize,
+}
+
+/// `POST /api/v1/jobs`: the spec is the block `job` in the daemon's store.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    /// The job id: the CID of the spec block.
+    pub job: JobId,
+    /// Only this worker.
+    #[serde(default)]
+    pub worker: Option<PeerId>,
+    /// Distinct workers to run it on.
+    #[serde(default = "one")]
+    pub replicas: usize,
+    /// Workers to try per replica.
+    #[serde(default = "five")]
+    pub attempts: u32,
+    /// Give up after this long, e.g. `"5m"`.
+    #[serde(with = "humantime_serde")]
+    pub timeout: std::time::Duration,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn five() -> u32 {
+    5
+}
+
+/// A line of `POST /api/v1/jobs`'s answer.
+pub type SubmitLine = StreamLine<Stage, SubmitReport>;
+
+/// A line of `POST /api/v1/fetch/{cid}`'s answer.
+pub type FetchLine = StreamLine<crate::blocks::Progress, FetchAnswer>;
+
+/// Query of the job routes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobQuery {
+    /// Ask this worker (else: this node's own worker).
+    pub worker: Option<PeerId>,
+}
+
+/// `GET /api/v1/jobs/{id}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobStatusAnswer {
+    /// The job.
+    pub job: JobId,
+    /// Where it is.
+    pub state: JobState,
+}
+
+/// `GET /api/v1/jobs/{id}/receipt`: the receipt (also put in the store).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptAnswer {
+    /// The receipt's CID.
+    #[serde(with = "cid_string")]
+    pub cid: Cid,
+    /// The signed receipt (its signature checked as it is read).
+    pub receipt: SignedReceipt,
+}
+
+/// A list of CIDs as strings in JSON.
+mod cids {
+    use phase_protocol::Cid;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct One(#[serde(with = "phase_protocol::serde_helpers::cid")] Cid);
+
+    pub(super) fn serialize<S: Serializer>(cids: &[Cid], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(cids.iter().map(|c| One(*c)))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Cid>, D::Error> {
+        Ok(Vec::<One>::deserialize(d)?
+            .into_iter()
+            .map(|o| o.0)
+            .collect())
+    }
+}

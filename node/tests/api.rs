@@ -1,0 +1,349 @@
+//! The daemon's HTTP API with real `phase-node start` processes: bad input
+//! is a JSON error naming the field, garbage and slow clients do not stop
+//! it from answering others, TCP needs the token, and `/metrics` counts a
+//! job.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Generous: the suite shares two cores.
+const DEADLINE: Duration = Duration::from_secs(90);
+
+/// A `phase-node start` on loopback, stopped when dropped.
+struct Daemon {
+    child: Child,
+    dir: PathBuf,
+    addr: String,
+}
+
+impl Daemon {
+    fn start(dir: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_phase-node"))
+            .arg("--data-dir")
+            .arg(dir)
+            .args([
+                "start",
+                "--no-mdns",
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+                "--slots",
+                "1",
+            ])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The first stdout line is a listen address; the API is up by then.
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let addr = rx.recv_timeout(DEADLINE).expect("the daemon starts");
+        assert!(addr.starts_with("/ip4/"), "{addr}");
+        Self {
+            child,
+            dir: dir.to_owned(),
+            addr: addr.trim().to_owned(),
+        }
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("api.sock")
+    }
+
+    /// `phase-node ARGS` on this data dir, within the deadline.
+    fn cli(&self, args: &[&str]) -> Output {
+        let child = Command::new(env!("CARGO_BIN_EXE_phase-node"))
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        rx.recv_timeout(DEADLINE)
+            .unwrap_or_else(|_| panic!("phase-node {args:?} did not answer"))
+            .unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One raw HTTP/1.1 exchange on the socket: (status, body).
+fn http(socket: &Path, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut stream = UnixStream::connect(socket).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer[9..12].parse().unwrap();
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, body.to_owned())
+}
+
+fn error_of(body: &str) -> (String, String) {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    (
+        v["error"]["code"].as_str().unwrap().to_owned(),
+        v["error"]["message"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[test]
+fn bad_input_is_a_json_error_that_names_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), &[]);
+    let socket = daemon.socket();
+    let cases = [
+        ("POST", "/api/v1/jobs", "{not json", 400, "bad_request", ""),
+        (
+            "POST",
+            "/api/v1/jobs",
+            r#"{"job": "nope", "timeout": "1m"}"#,
+            400,
+            "bad_request",
+            "job",
+        ),
+        (
+            "POST",
+            "/api/v1/jobs",
+            r#"{"job": "bafyreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"}"#,
+            400,
+            "bad_request",
+            "timeout",
+        ),
+        (
+            "POST",
+            "/api/v1/jobs",
+            r#"{"job": "bafyreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy", "timeout": "1m", "replicas": "x"}"#,
+            400,
+            "bad_request",
+            "replicas",
+        ),
+        (
+            "GET",
+            "/api/v1/cat/notacid",
+            "",
+            400,
+            "bad_request",
+            "not a CID",
+        ),
+        (
+            "GET",
+            "/api/v1/peers?wait=many",
+            "",
+            400,
+            "bad_request",
+            "wait",
+        ),
+        (
+            "GET",
+            "/api/v1/jobs/bafyreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy",
+            "",
+            404,
+            "not_found",
+            "did not run on this node",
+        ),
+        (
+            "GET",
+            "/api/v1/nothing",
+            "",
+            404,
+            "not_found",
+            "no such route",
+        ),
+    ];
+    for (method, path, body, status, code, names) in cases {
+        let (got, answer) = http(&socket, method, path, body);
+        assert_eq!(got, status, "{method} {path}: {answer}");
+        let (got_code, message) = error_of(&answer);
+        assert_eq!(got_code, code, "{method} {path}: {answer}");
+        assert!(message.contains(names), "{method} {path}: {message}");
+        assert_eq!(message.lines().count(), 1, "{message}");
+    }
+    let big = "x".repeat(100 * 1024);
+    let (got, answer) = http(
+        &socket,
+        "POST",
+        "/api/v1/jobs",
+        &format!("{{\"pad\": \"{big}\"}}"),
+    );
+    assert_eq!(
+        (got, error_of(&answer).0.as_str()),
+        (413, "too_large"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn garbage_idle_and_abandoned_clients_do_not_stop_the_daemon_answering() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), &[]);
+    let socket = daemon.socket();
+    // 200 connections that send nothing at all.
+    let idle: Vec<UnixStream> = (0..200)
+        .map(|_| UnixStream::connect(&socket).unwrap())
+        .collect();
+    // 40 requests that wait for peers that never come, abandoned unread.
+    let waiting: Vec<UnixStream> = (0..40)
+        .map(|_| {
+            let mut s = UnixStream::connect(&socket).unwrap();
+            s.write_all(b"GET /api/v1/peers?wait=1000 HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    // A 10 MB header: refused (431) and closed, long before it is all sent.
+    let mut huge = UnixStream::connect(&socket).unwrap();
+    huge.set_write_timeout(Some(DEADLINE)).unwrap();
+    let _ = huge.write_all(b"GET /api/v1/id HTTP/1.1\r\nHost: x\r\nX-Pad: ");
+    let sent = (0..10 * 1024)
+        .take_while(|_| huge.write_all(&[b'a'; 1024]).is_ok())
+        .count();
+    assert!(sent < 10 * 1024, "the daemon read a 10 MB header");
+    // Garbage that is not HTTP.
+    let mut garbage = UnixStream::connect(&socket).unwrap();
+    let _ = garbage.write_all(&[0xff; 4096]);
+    // Meanwhile `phase-node id` answers.
+    let out = daemon.cli(&["id", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(id["running"], true, "{id}");
+    assert_eq!(id["listen"][0].as_str().unwrap(), daemon.addr);
+    drop((idle, waiting, huge, garbage));
+}
+
+#[test]
+fn tcp_needs_the_bearer_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(dir.path(), &["--api", "127.0.0.1:0"]);
+    let stderr = daemon.child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("API on http://") {
+                let _ = tx.send(rest.split('/').next().unwrap().to_owned());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(DEADLINE)
+        .expect("the daemon says where the API is");
+    let token = std::fs::read_to_string(dir.path().join("api.token")).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("api.token"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let get = |auth: Option<&str>| {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        let auth = auth
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        write!(
+            s,
+            "GET /api/v1/id HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    assert!(get(None).starts_with("HTTP/1.1 401"), "{}", get(None));
+    assert!(get(Some("wrong")).starts_with("HTTP/1.1 401"));
+    let ok = get(Some(token.trim()));
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    assert!(ok.contains("peer_id"), "{ok}");
+}
+
+/// Every line of OpenMetrics text is a comment or `name{labels} value`, and
+/// it ends with `# EOF`; returns the value of `name` (no labels).
+fn metric(text: &str, name: &str) -> f64 {
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    let mut found = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (key, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad line {line}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line}"));
+        let metric = key.split('{').next().unwrap();
+        assert!(
+            metric
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad name in {line}"
+        );
+        if key == name {
+            found = Some(value);
+        }
+    }
+    found.unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+#[test]
+fn metrics_parse_and_count_a_submitted_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let worker = Daemon::start(&dir.path().join("worker"), &[]);
+    let requester = Daemon::start(
+        &dir.path().join("requester"),
+        &["--no-worker", "--bootstrap", &worker.addr],
+    );
+    let out = requester.cli(&["peers", "--wait", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let job = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello.job.json");
+    let out = requester.cli(&["submit", job.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"dlroW ,olleH\n");
+    let (status, text) = http(&worker.socket(), "GET", "/metrics", "");
+    assert_eq!(status, 200);
+    assert_eq!(metric(&text, "phase_jobs_admitted_total"), 1.0);
+    assert_eq!(metric(&text, "phase_receipts_signed_total"), 1.0);
+    assert_eq!(metric(&text, "phase_job_run_seconds_count"), 1.0);
+    assert!(
+        metric(&text, "phase_blocks_fetched_total") >= 2.0,
+        "module and stdin"
+    );
+    let (_, text) = http(&requester.socket(), "GET", "/metrics", "");
+    assert_eq!(metric(&text, "phase_jobs_submitted_total"), 1.0);
+    assert!(metric(&text, "phase_blocks_served_total") >= 2.0);
+}
