@@ -347,3 +347,86 @@ fn metrics_parse_and_count_a_submitted_job() {
     assert_eq!(metric(&text, "phase_jobs_submitted_total"), 1.0);
     assert!(metric(&text, "phase_blocks_served_total") >= 2.0);
 }
+
+/// One raw exchange with a binary body: (status, body, de-chunked).
+fn http_bytes(socket: &Path, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let mut stream = UnixStream::connect(socket).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    let split = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&answer[..split]).to_lowercase();
+    let status = head[9..12].parse().unwrap();
+    let mut rest = &answer[split + 4..];
+    if !head.contains("transfer-encoding: chunked") {
+        return (status, rest.to_vec());
+    }
+    let mut out = Vec::new();
+    loop {
+        let end = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size = usize::from_str_radix(std::str::from_utf8(&rest[..end]).unwrap(), 16).unwrap();
+        rest = &rest[end + 2..];
+        if size == 0 {
+            return (status, out);
+        }
+        out.extend_from_slice(&rest[..size]);
+        rest = &rest[size + 2..];
+    }
+}
+
+#[test]
+fn add_cat_get_pins_and_gc_over_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), &[]);
+    let socket = daemon.socket();
+    // Three chunks and a bit: a DAG, not a single block.
+    let data: Vec<u8> = (0..800_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let (status, body) = http_bytes(&socket, "POST", "/api/v1/add", &data);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let added: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(added["size"], data.len());
+    let cid = added["cid"].as_str().unwrap().to_owned();
+    // The same CID as `phase-node add` (which matches `ipfs add --cid-version=1`).
+    let file = dir.path().join("data.bin");
+    std::fs::write(&file, &data).unwrap();
+    let out = daemon.cli(&["add", "--no-pin", file.to_str().unwrap()]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), cid);
+
+    let (status, bytes) = http_bytes(&socket, "GET", &format!("/api/v1/cat/{cid}"), b"");
+    assert_eq!(status, 200);
+    assert_eq!(bytes, data, "cat streams the file back");
+    let (status, car) = http_bytes(&socket, "GET", &format!("/api/v1/get/{cid}"), b"");
+    assert_eq!(status, 200);
+    let car_file = dir.path().join("x.car");
+    std::fs::write(&car_file, &car).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let import = Command::new(env!("CARGO_BIN_EXE_phase-node"))
+        .arg("--data-dir")
+        .arg(other.path())
+        .args(["car", "import", car_file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        import.status.success(),
+        "{}",
+        String::from_utf8_lossy(&import.stderr)
+    );
+    assert!(String::from_utf8_lossy(&import.stdout).contains(&cid));
+
+    let (_, pins) = http(&socket, "GET", "/api/v1/pins", "");
+    assert!(pins.contains(&cid), "{pins}");
+    let (status, _) = http(&socket, "DELETE", &format!("/api/v1/pins/{cid}"), "");
+    assert_eq!(status, 200);
+    let (status, answer) = http(&socket, "DELETE", &format!("/api/v1/pins/{cid}"), "");
+    assert_eq!((status, error_of(&answer).0.as_str()), (404, "not_found"));
+    let (status, answer) = http(&socket, "POST", "/api/v1/gc", "");
+    assert_eq!(status, 200, "{answer}");
+    let gc: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert!(gc["removed"].as_u64().unwrap() >= 4, "{answer}");
+}

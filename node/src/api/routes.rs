@@ -296,11 +296,17 @@ fn piped(
 
 async fn cat(State(s): State<ApiState>, CidPath(cid): CidPath) -> Result<Response, ApiError> {
     ensure_local(&s, cid).await?;
-    // A directory or missing block is an error before any byte is sent.
+    // A directory is an error before any byte is sent.
     let store = s.node.store().clone();
-    let root = files::entry(&store, cid, "").await;
-    if let Err(e) = root {
-        return Err(ApiError::new(ErrorCode::BadRequest, error_line(&e)));
+    let root = store.get(&cid).await.map_err(|e| internal(&e))?;
+    if let Some(data) = root
+        && let Ok(phase_protocol::unixfs::Node::Directory(_)) =
+            phase_protocol::unixfs::decode(&cid, &data)
+    {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!("{cid} is a directory: get it with /api/v1/get/{cid}"),
+        ));
     }
     Ok(piped("application/octet-stream", move |out| {
         files::cat_blocking(&store, &cid, out)
