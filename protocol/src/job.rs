@@ -433,11 +433,14 @@ pub enum JobState {
         #[serde(with = "crate::serde_helpers::cid")]
         receipt: Cid,
     },
-    /// The worker could not run it (inputs not found, worker shutting down).
+    /// The worker could not run it (inputs not found, module not runnable).
     Failed {
         /// Why, one line.
         message: String,
     },
+    /// The worker stopped (crashed, was killed) while the job was under
+    /// way; no run is attested. Requesters take it to another worker.
+    Interrupted,
 }
 
 /// What a worker offers, as it answers a capability query.

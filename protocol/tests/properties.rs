@@ -185,6 +185,7 @@ fn arb_response() -> impl Strategy<Value = JobResponse> {
         Just(JobState::Running),
         (arb_status(), arb_cid()).prop_map(|(status, receipt)| JobState::Done { status, receipt }),
         ".{0,20}".prop_map(|message| JobState::Failed { message }),
+        Just(JobState::Interrupted),
     ];
     let info = (
         prop::collection::btree_set(arb_capability(), 0..3),

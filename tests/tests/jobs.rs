@@ -566,3 +566,46 @@ async fn an_input_that_expands_past_max_input_is_refused_before_it_is_written() 
     assert!(err.to_string().contains("entries"), "{err}");
     net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_never_removes_a_users_pin() {
+    let mut config = worker_config(1, 4);
+    config.worker.keep_jobs = 1;
+    let net = net(vec![config]).await;
+    let c = requester(&net);
+    let worker_store = net.nodes[0].store().clone();
+    // Different stdin, so the two results differ.
+    let run = |nonce: u64| async move {
+        let mut spec = hello_spec(c, nonce).await;
+        spec.stdin = Some(add(c, Bytes::from(format!("Hello, {nonce}"))).await);
+        let report = within(
+            c.requester()
+                .submit(&spec, &SubmitOptions::default(), &quiet()),
+        )
+        .await
+        .unwrap();
+        report.results[0].receipt.clone()
+    };
+    let first = run(1).await;
+    // The worker's user pins the first job's result by hand.
+    let result = first.receipt().result;
+    worker_store.pin(&result).await.unwrap();
+    // A second job: the first is forgotten (keep_jobs = 1).
+    let second = run(2).await;
+    worker_store.gc().await.unwrap();
+    assert!(
+        worker_store.has(&result).await.unwrap(),
+        "gc keeps what the user pinned"
+    );
+    // Shutdown waits for the worker's tasks, forgetting included (the state
+    // database stays open in this handle).
+    net.shutdown().await;
+    let pins: HashSet<Cid> = worker_store.pins().await.unwrap().into_iter().collect();
+    assert!(pins.contains(&result), "the user's pin stays");
+    assert!(
+        !pins.contains(&first.cid()),
+        "the forgotten job's receipt is unpinned"
+    );
+    assert_ne!(second.receipt().result, result);
+    assert!(pins.contains(&second.cid()) && pins.contains(&second.receipt().result));
+}

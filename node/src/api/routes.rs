@@ -92,6 +92,7 @@ pub(crate) fn routes() -> Vec<Route> {
         ),
         r(Method::GET, "/api/v1/jobs/{id}", get(job_status)),
         r(Method::GET, "/api/v1/jobs/{id}/receipt", get(job_receipt)),
+        r(Method::GET, "/api/v1/submitted/{id}", get(submitted)),
         r(Method::GET, "/metrics", get(metrics)),
     ]
 }
@@ -447,6 +448,16 @@ async fn submit(State(s): State<ApiState>, J(request): J<SubmitRequest>) -> Resp
         })
         .await?;
         s.node.metrics().jobs.submitted.inc();
+        // Recorded before it is answered: `status` finds it after a restart.
+        let (store, record) = (s.node.store().clone(), report.clone());
+        tokio::task::spawn_blocking(move || -> Result<(), crate::store::StoreError> {
+            Ok(store
+                .state_blocking()?
+                .put_submitted(&record.job, &record)?)
+        })
+        .await
+        .map_err(|e| internal(&e))?
+        .map_err(|e| internal(&e))?;
         Ok(report)
     };
     ndjson(rx, work)
@@ -565,6 +576,26 @@ async fn job_receipt(
             format!("unexpected answer from the worker: {other:?}"),
         )),
     }
+}
+
+async fn submitted(
+    State(s): State<ApiState>,
+    CidPath(job): CidPath,
+) -> ApiResult<crate::requester::SubmitReport> {
+    let job = JobId(job);
+    let store = s.node.store().clone();
+    let found = tokio::task::spawn_blocking(move || -> Result<_, crate::store::StoreError> {
+        Ok(store.state_blocking()?.submitted(&job)?)
+    })
+    .await
+    .map_err(|e| internal(&e))?
+    .map_err(|e| internal(&e))?;
+    found.map(Json).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::NotFound,
+            format!("job {job} was not submitted from this node"),
+        )
+    })
 }
 
 async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiError> {

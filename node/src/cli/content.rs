@@ -11,7 +11,8 @@ use clap::{Args, Subcommand};
 use phase_protocol::Cid;
 
 use super::GlobalArgs;
-use crate::api::types::{FetchAnswer, PinAnswer};
+use super::pins::Pins;
+use crate::api::types::FetchAnswer;
 use crate::api::{ApiClient, client};
 use crate::store::files::FilesError;
 use crate::store::{BlockStore, StoreError, car, files};
@@ -90,14 +91,11 @@ impl AddArgs {
                 .with_context(|| format!("cannot add {}", self.path.display()))?
         };
         if !self.no_pin {
-            store.pin(&root.cid).await?;
-            if let Some(daemon) = ApiClient::find(global.data_dir()?.root()).await {
-                // The daemon shares the store; it announces the new root.
-                let path = format!("/api/v1/pins/{}", root.cid);
-                if let Err(e) = daemon.post::<(), PinAnswer>(&path, None).await {
-                    eprintln!("warning: added, but the daemon could not announce it: {e}");
-                }
-            }
+            // A daemon shares the store; it pins and announces the new root.
+            Pins::of(global.data_dir()?.root(), &store)
+                .await
+                .pin(root.cid)
+                .await?;
         }
         let mut out = std::io::stdout().lock();
         if self.json {
@@ -229,10 +227,11 @@ impl CarCommand {
                 let (roots, n) = car::import(&store, file.clone())
                     .await
                     .with_context(|| format!("cannot import {}", file.display()))?;
+                let pins = Pins::of(global.data_dir()?.root(), &store).await;
                 let mut out = std::io::stdout().lock();
                 for root in &roots {
                     if !no_pin {
-                        store.pin(root).await?;
+                        pins.pin(*root).await?;
                     }
                     writeln!(out, "{root}")?;
                 }
@@ -265,23 +264,24 @@ pub(super) enum PinCommand {
 impl PinCommand {
     pub(super) async fn execute(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         let store = global.store().await?;
+        let pins = Pins::of(global.data_dir()?.root(), &store).await;
         let mut out = std::io::stdout().lock();
         match self {
             PinCommand::Add { cid } => {
                 if !store.has(&cid).await? {
                     bail!("{cid} is not in the local store");
                 }
-                store.pin(&cid).await?;
+                pins.pin(cid).await?;
                 writeln!(out, "pinned {cid}")?;
             }
             PinCommand::Rm { cid } => {
-                if !store.unpin(&cid).await? {
+                if !pins.unpin(cid).await? {
                     bail!("{cid} is not pinned");
                 }
                 writeln!(out, "unpinned {cid}")?;
             }
             PinCommand::Ls => {
-                for cid in store.pins().await? {
+                for cid in pins.list().await? {
                     writeln!(out, "{cid}")?;
                 }
             }
@@ -297,7 +297,10 @@ pub(super) struct GcArgs {}
 impl GcArgs {
     pub(super) async fn execute(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         let store: BlockStore = global.store().await?;
-        let removed = store.gc().await?;
+        let removed = Pins::of(global.data_dir()?.root(), &store)
+            .await
+            .gc()
+            .await?;
         writeln!(std::io::stdout().lock(), "removed {removed} blocks")?;
         Ok(ExitCode::SUCCESS)
     }

@@ -16,9 +16,11 @@ use phase_protocol::{Cid, JobSpec, Message, SignedReceipt, Status};
 
 use super::GlobalArgs;
 use super::daemon::NodeArgs;
+use super::pins::Pins;
 use super::run::exit_code;
+use crate::api::types::ErrorCode;
 use crate::api::types::{JobStatusAnswer, ReceiptAnswer, SubmitRequest};
-use crate::api::{ApiClient, client};
+use crate::api::{ApiClient, ClientError, client};
 use crate::identity;
 use crate::node::NodeHandle;
 use crate::requester::{self, Stage, SubmitOptions, SubmitReport};
@@ -29,7 +31,8 @@ const JOIN_DEADLINE: Duration = Duration::from_secs(30);
 /// Extra time `submit` allows past the job's own timeout by default
 /// (finding workers, moving inputs and results, retries).
 const SUBMIT_MARGIN: Duration = Duration::from_secs(120);
-/// Folder of the data dir that records the jobs submitted from it.
+/// Folder of the data dir where earlier versions recorded the jobs
+/// submitted from it (one JSON file each; still read).
 const JOBS_DIR: &str = "jobs";
 
 /// Submit a job to the network and wait for its verified result.
@@ -93,7 +96,8 @@ impl SubmitArgs {
             .map_or(file.limits.timeout + SUBMIT_MARGIN, Into::into);
         let data_dir = global.data_dir()?;
         let store = global.store().await?;
-        let spec = import(&store, file).await?;
+        let pins = Pins::of(data_dir.root(), &store).await;
+        let spec = import(&store, &pins, file).await?;
         let job = spec.id();
         let options = SubmitOptions {
             worker: self.worker,
@@ -166,10 +170,14 @@ impl SubmitArgs {
                 .await;
                 bar.finish_and_clear();
                 node.shutdown().await;
-                result?
+                let report = result?;
+                // A daemon records what it submits; here this process did.
+                let (db, record) = (store.state().await?, report.clone());
+                tokio::task::spawn_blocking(move || db.put_submitted(&record.job, &record))
+                    .await??;
+                report
             }
         };
-        record(data_dir.root(), &report).await?;
         self.finish(&store, &spec, &report).await
     }
 
@@ -276,9 +284,10 @@ async fn read_job_file(path: &Path) -> anyhow::Result<JobFile> {
 
 /// Imports the job's local paths (pinned, so `gc` keeps them while workers
 /// fetch them) and builds the spec, with a fresh nonce.
-async fn import(store: &BlockStore, file: JobFile) -> anyhow::Result<JobSpec> {
+async fn import(store: &BlockStore, pins: &Pins, file: JobFile) -> anyhow::Result<JobSpec> {
     async fn one(
         store: &BlockStore,
+        pins: &Pins,
         field: &str,
         source: &Source,
         dir: bool,
@@ -298,16 +307,16 @@ async fn import(store: &BlockStore, file: JobFile) -> anyhow::Result<JobSpec> {
                     .cid
             }
         };
-        store.pin(&cid).await?;
+        pins.pin(cid).await?;
         Ok(cid)
     }
-    let module = one(store, "module", &file.module, false).await?;
+    let module = one(store, pins, "module", &file.module, false).await?;
     let stdin = match &file.stdin {
-        Some(s) => Some(one(store, "stdin", s, false).await?),
+        Some(s) => Some(one(store, pins, "stdin", s, false).await?),
         None => None,
     };
     let input = match &file.input {
-        Some(s) => Some(one(store, "input", s, true).await?),
+        Some(s) => Some(one(store, pins, "input", s, true).await?),
         None => None,
     };
     Ok(file.into_spec(module, stdin, input, rand::random())?)
@@ -364,18 +373,6 @@ fn stage_line(stage: &Stage) -> String {
     }
 }
 
-/// Writes `<data-dir>/jobs/<job>.json`, so `status` and `receipt` can tell
-/// about the job later (temp file + rename: never a torn record).
-async fn record(data_dir: &Path, report: &SubmitReport) -> anyhow::Result<()> {
-    let dir = data_dir.join(JOBS_DIR);
-    tokio::fs::create_dir_all(&dir).await?;
-    let path = dir.join(format!("{}.json", report.job));
-    let tmp = dir.join(format!(".{}.tmp", report.job));
-    tokio::fs::write(&tmp, serde_json::to_vec_pretty(report)?).await?;
-    tokio::fs::rename(&tmp, &path).await?;
-    Ok(())
-}
-
 /// Asks the data dir's daemon about a job that has no record here:
 /// `GET /api/v1/jobs/{job}{suffix}`.
 async fn ask_daemon<T: serde::de::DeserializeOwned>(
@@ -397,8 +394,24 @@ async fn ask_daemon<T: serde::de::DeserializeOwned>(
     Ok(daemon.get(&path).await?)
 }
 
-/// A job's record, if it was submitted from this data dir.
-async fn read_record(data_dir: &Path, job: &JobId) -> anyhow::Result<Option<SubmitReport>> {
+/// A job's record, if it was submitted from this data dir: from the
+/// daemon when one runs (it holds the state database), else from the state
+/// database, else from the JSON file earlier versions wrote.
+async fn read_record(global: &GlobalArgs, job: &JobId) -> anyhow::Result<Option<SubmitReport>> {
+    let data_dir = global.data_dir()?;
+    let data_dir = data_dir.root();
+    if let Some(daemon) = ApiClient::find(data_dir).await {
+        return match daemon.get(&format!("/api/v1/submitted/{job}")).await {
+            Ok(report) => Ok(Some(report)),
+            Err(ClientError::Api(e)) if e.code == ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        };
+    }
+    let db = global.store().await?.state().await?;
+    let id = *job;
+    if let Some(report) = tokio::task::spawn_blocking(move || db.submitted(&id)).await?? {
+        return Ok(Some(report));
+    }
     let path = data_dir.join(JOBS_DIR).join(format!("{job}.json"));
     match tokio::fs::read(&path).await {
         Ok(bytes) => {
@@ -439,7 +452,7 @@ impl StatusArgs {
         let data_dir = global.data_dir()?;
         let mut out = std::io::stdout().lock();
         if self.query.worker.is_none()
-            && let Some(record) = read_record(data_dir.root(), &self.query.job).await?
+            && let Some(record) = read_record(global, &self.query.job).await?
         {
             if self.json {
                 serde_json::to_writer_pretty(&mut out, &record)?;
@@ -477,6 +490,7 @@ fn state_line(state: &JobState) -> String {
         JobState::Running => "running".into(),
         JobState::Done { status, receipt } => format!("done: {status} (receipt {receipt})"),
         JobState::Failed { message } => format!("failed: {message}"),
+        JobState::Interrupted => "interrupted: the worker stopped while it ran".into(),
     }
 }
 
@@ -498,7 +512,7 @@ impl ReceiptArgs {
         let store = global.store().await?;
         let recorded = match (
             &self.query.worker,
-            read_record(data_dir.root(), &self.query.job).await?,
+            read_record(global, &self.query.job).await?,
         ) {
             (None, Some(record)) => record.results.first().map(|r| r.receipt.cid()),
             _ => None,

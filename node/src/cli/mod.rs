@@ -6,6 +6,7 @@
 mod content;
 mod daemon;
 mod jobs;
+mod pins;
 mod run;
 mod verify;
 

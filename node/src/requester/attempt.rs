@@ -45,6 +45,8 @@ pub(super) enum Lost {
     Forgot,
     #[error("no answer to {0} status queries in a row")]
     Silent(u32),
+    #[error("the worker stopped while the job ran")]
+    Interrupted,
 }
 
 /// Submits `spec` to `worker` and waits for the receipt.
@@ -107,6 +109,9 @@ async fn wait(
                             Some(JobResponse::Receipt(r)) => return Outcome::Done(r),
                             _ => missed += 1,
                         }
+                    }
+                    Some(JobResponse::Status { state: JobState::Interrupted, .. }) => {
+                        return Outcome::Lost(Lost::Interrupted);
                     }
                     Some(JobResponse::Status { state: JobState::Failed { message }, .. }) => {
                         return Outcome::Failed(message);

@@ -5,7 +5,8 @@
 //!   characters of the CID's base32 form (Kubo's flatfs `next-to-last/2`
 //!   sharding, so no folder grows past ~1,000 entries per million blocks);
 //! - `tmp/`: blocks being written;
-//! - `pins/<cid>`: one empty file per pinned root.
+//! - `state.redb`: pins and job records ([`super::state`]); the
+//!   `pins/<cid>` files of earlier versions are moved into it on first use.
 //!
 //! A block is written to `tmp/`, fsynced, then renamed into place: a crash at
 //! any point leaves either no block or a whole one, never a torn one (and a
@@ -26,7 +27,9 @@ use super::StoreError;
 pub struct FsStore {
     blocks: PathBuf,
     tmp: PathBuf,
-    pins: PathBuf,
+    /// Pins as files, as earlier versions kept them (moved into the state
+    /// database on first use).
+    old_pins: PathBuf,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -41,9 +44,9 @@ impl FsStore {
         let store = Self {
             blocks: root.join("blocks"),
             tmp: root.join("tmp"),
-            pins: root.join("pins"),
+            old_pins: root.join("pins"),
         };
-        for dir in [&store.blocks, &store.tmp, &store.pins] {
+        for dir in [&store.blocks, &store.tmp] {
             std::fs::create_dir_all(dir).map_err(io(dir))?;
         }
         // Temp files left by a crash are never part of the store.
@@ -128,34 +131,25 @@ impl FsStore {
         Ok(cids)
     }
 
-    pub(super) fn pin(&self, cid: &Cid) -> Result<(), StoreError> {
-        let path = self.pins.join(cid.to_string());
-        std::fs::write(&path, b"").map_err(io(&path))
-    }
-
-    pub(super) fn unpin(&self, cid: &Cid) -> Result<bool, StoreError> {
-        let path = self.pins.join(cid.to_string());
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(io(&path)(e)),
-        }
-    }
-
-    pub(super) fn pins(&self) -> Result<Vec<Cid>, StoreError> {
-        let mut pins = Vec::new();
-        for entry in std::fs::read_dir(&self.pins).map_err(io(&self.pins))? {
-            let entry = entry.map_err(io(&self.pins))?;
+    /// Moves the pin files of an earlier version into `db` as user pins,
+    /// then removes them.
+    pub(super) fn migrate_pins(&self, db: &super::state::StateDb) -> Result<(), StoreError> {
+        let entries = match std::fs::read_dir(&self.old_pins) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io(&self.old_pins)(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(io(&self.old_pins))?;
             if let Some(cid) = entry
                 .file_name()
                 .to_str()
                 .and_then(|n| Cid::from_str(n).ok())
             {
-                pins.push(cid);
+                db.pin(&cid, super::state::PinOwner::User)?;
             }
         }
-        pins.sort();
-        Ok(pins)
+        std::fs::remove_dir_all(&self.old_pins).map_err(io(&self.old_pins))
     }
 
     /// Overwrites a block's bytes in place (tests of corruption).

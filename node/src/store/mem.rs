@@ -1,6 +1,6 @@
 //! The in-memory backend.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
@@ -10,10 +10,9 @@ use phase_protocol::Cid;
 #[derive(Debug, Default)]
 struct State {
     blocks: HashMap<Cid, Bytes>,
-    pins: BTreeSet<Cid>,
 }
 
-/// Blocks and pins in a map.
+/// Blocks in a map.
 #[derive(Debug, Default)]
 pub struct MemStore {
     state: Mutex<State>,
@@ -43,18 +42,6 @@ impl MemStore {
 
     pub(super) fn cids(&self) -> Vec<Cid> {
         self.lock().blocks.keys().copied().collect()
-    }
-
-    pub(super) fn pin(&self, cid: Cid) {
-        self.lock().pins.insert(cid);
-    }
-
-    pub(super) fn unpin(&self, cid: &Cid) -> bool {
-        self.lock().pins.remove(cid)
-    }
-
-    pub(super) fn pins(&self) -> Vec<Cid> {
-        self.lock().pins.iter().copied().collect()
     }
 
     /// Overwrites a block's bytes without checking them (tests of corruption).

@@ -14,10 +14,11 @@ pub mod car;
 pub mod files;
 pub mod fs;
 pub mod mem;
+pub mod state;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tracing::warn;
@@ -25,6 +26,8 @@ use tracing::warn;
 use phase_protocol::cid::{self, Cid, SHA2_256};
 use phase_protocol::unixfs::{self, UnixfsError};
 use phase_protocol::wire::MAX_BLOCK_SIZE;
+
+use self::state::{PinOwner, StateDb, StateError};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +96,13 @@ pub enum StoreError {
     /// A blocking task panicked.
     #[error("block store task failed")]
     Join(#[from] tokio::task::JoinError),
+    /// The state database (pins) failed.
+    #[error(transparent)]
+    State(#[from] StateError),
 }
+
+/// The state database's file name under the store's root.
+pub const STATE_FILE: &str = "state.redb";
 
 /// Deepest DAG walked: a balanced file tree of 174-link nodes is 5 levels deep
 /// at 1 PiB; directories nest as deep as a path can. Deeper input is refused
@@ -131,6 +140,11 @@ enum Backend {
 #[derive(Clone, Debug)]
 pub struct BlockStore {
     backend: Arc<Backend>,
+    /// The state database, opened when first needed: commands that only
+    /// read or write blocks work beside a daemon that holds it.
+    state: Arc<Mutex<Option<StateDb>>>,
+    /// Its file (`None`: in memory).
+    state_path: Option<PathBuf>,
 }
 
 impl BlockStore {
@@ -139,6 +153,8 @@ impl BlockStore {
     pub fn memory() -> Self {
         Self {
             backend: Arc::new(Backend::Mem(mem::MemStore::default())),
+            state: Arc::default(),
+            state_path: None,
         }
     }
 
@@ -148,10 +164,47 @@ impl BlockStore {
     /// # Errors
     /// When the folders cannot be created.
     pub async fn open(root: PathBuf) -> Result<Self, StoreError> {
+        let state_path = root.join(STATE_FILE);
         let store = tokio::task::spawn_blocking(move || fs::FsStore::open(root)).await??;
         Ok(Self {
             backend: Arc::new(Backend::Fs(store)),
+            state: Arc::default(),
+            state_path: Some(state_path),
         })
+    }
+
+    /// The state database (pins, job records), opened on first use.
+    ///
+    /// # Errors
+    /// [`StateError::InUse`] when a daemon holds it, else a database error.
+    pub fn state_blocking(&self) -> Result<StateDb, StoreError> {
+        let mut slot = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(db) = slot.as_ref() {
+            return Ok(db.clone());
+        }
+        let db = match &self.state_path {
+            None => StateDb::memory()?,
+            Some(path) => {
+                let db = StateDb::open(path)?;
+                if let Backend::Fs(f) = self.backend.as_ref() {
+                    f.migrate_pins(&db)?;
+                }
+                db
+            }
+        };
+        *slot = Some(db.clone());
+        Ok(db)
+    }
+
+    /// [`BlockStore::state_blocking`] on the blocking pool.
+    ///
+    /// # Errors
+    /// As `state_blocking`.
+    pub async fn state(&self) -> Result<StateDb, StoreError> {
+        self.blocking(Self::state_blocking).await
     }
 
     /// Runs a blocking operation on the blocking pool.
@@ -314,17 +367,12 @@ impl BlockStore {
     /// I/O.
     pub async fn pin(&self, cid: &Cid) -> Result<(), StoreError> {
         let cid = *cid;
-        self.blocking(move |s| match s.backend.as_ref() {
-            Backend::Mem(m) => {
-                m.pin(cid);
-                Ok(())
-            }
-            Backend::Fs(f) => f.pin(&cid),
-        })
-        .await
+        self.blocking(move |s| Ok(s.state_blocking()?.pin(&cid, PinOwner::User)?))
+            .await
     }
 
-    /// Unpins a root; returns whether it was pinned.
+    /// Drops a user's pin of a root; returns whether there was one (the
+    /// root stays pinned while a kept job holds it).
     ///
     /// # Errors
     /// I/O.
@@ -338,22 +386,15 @@ impl BlockStore {
     /// # Errors
     /// I/O.
     pub fn unpin_blocking(&self, cid: &Cid) -> Result<bool, StoreError> {
-        match self.backend.as_ref() {
-            Backend::Mem(m) => Ok(m.unpin(cid)),
-            Backend::Fs(f) => f.unpin(cid),
-        }
+        Ok(self.state_blocking()?.unpin(cid, PinOwner::User)?)
     }
 
-    /// The pinned roots.
+    /// The pinned roots, whoever pinned them.
     ///
     /// # Errors
     /// I/O.
     pub async fn pins(&self) -> Result<Vec<Cid>, StoreError> {
-        self.blocking(|s| match s.backend.as_ref() {
-            Backend::Mem(m) => Ok(m.pins()),
-            Backend::Fs(f) => f.pins(),
-        })
-        .await
+        self.blocking(|s| Ok(s.state_blocking()?.pins()?)).await
     }
 
     /// Deletes every block not reachable from a pin; returns how many.

@@ -14,10 +14,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use phase_protocol::job::{JobId, JobState, Rejection, WorkerInfo};
-use phase_protocol::{Cid, JobSpec, SignedReceipt};
+use phase_protocol::{JobSpec, SignedReceipt};
 
 use super::admission::Admission;
 use super::pipeline::{self, Context, Job, JobError};
+use super::record;
 use super::table::JobTable;
 use super::workdirs::{self, WorkDirs};
 use super::{Command, runtime_version, worker_capabilities};
@@ -29,13 +30,6 @@ use crate::metrics::RejectLabels;
 /// (a guest in the sandbox stops at its own deadline; the task waiting on it
 /// is aborted past this).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
-
-/// A change to the store's pins, applied in the order the actor decided it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PinOp {
-    Pin(Cid),
-    Unpin(Cid),
-}
 
 /// How a job's task ended.
 #[derive(Debug)]
@@ -62,10 +56,9 @@ struct JobDone {
 #[derive(Debug)]
 enum Task {
     Job(Box<JobDone>),
-    /// A receipt delivered (or given up on), a spare directory removed.
+    /// A receipt delivered (or given up on), a spare directory removed,
+    /// old jobs forgotten.
     Background,
-    /// A batch of pin changes applied.
-    Pinned,
 }
 
 pub(super) struct Actor {
@@ -87,8 +80,6 @@ pub(super) struct Actor {
     /// The job (and its requester) each job task runs, so a task that
     /// panics still gives back its slot and fails its job.
     job_tasks: HashMap<tokio::task::Id, (JobId, PeerId)>,
-    pins: VecDeque<PinOp>,
-    pinning: bool,
 }
 
 impl std::fmt::Debug for Actor {
@@ -127,14 +118,13 @@ impl Actor {
             dirs: WorkDirs::new(work_dir, slots)?,
             tasks: JoinSet::new(),
             job_tasks: HashMap::new(),
-            pins: VecDeque::new(),
-            pinning: false,
         })
     }
 
     /// Runs until cancelled (or every handle is dropped), then waits for its
     /// tasks, at most [`SHUTDOWN_GRACE`].
     pub(super) async fn run(mut self) {
+        self.restore().await;
         loop {
             tokio::select! {
                 biased;
@@ -164,6 +154,25 @@ impl Actor {
             self.tasks.shutdown().await;
         }
         debug!("worker stopped");
+    }
+
+    /// Takes back the jobs recorded before a restart: finished ones with
+    /// their receipts, and those under way as interrupted.
+    async fn restore(&mut self) {
+        let store = self.ctx.store.clone();
+        match tokio::task::spawn_blocking(move || record::load_blocking(&store)).await {
+            Ok(Ok(jobs)) => {
+                if !jobs.is_empty() {
+                    info!(jobs = jobs.len(), "worker jobs restored");
+                }
+                for job in jobs {
+                    let forgotten = self.table.finish(job.id, job.state, job.receipt);
+                    self.forget(forgotten);
+                }
+            }
+            Ok(Err(e)) => warn!(error = %e, "cannot restore the worker's jobs"),
+            Err(e) => warn!(error = %e, "cannot restore the worker's jobs"),
+        }
     }
 
     fn on_command(&mut self, cmd: Command) {
@@ -235,13 +244,34 @@ impl Actor {
             let (id, requester) = (job.id, job.requester);
             let handle = self.tasks.spawn(
                 async move {
+                    let store = &ctx.store;
                     let outcome = tokio::select! {
                         () = cancel.cancelled() => Outcome::Abandoned,
-                        result = pipeline::run(&ctx, &job, &dir) => match result {
+                        result = async {
+                            record::save(store, id, requester, JobState::Fetching, Vec::new()).await;
+                            pipeline::run(&ctx, &job, &dir).await
+                        } => match result {
                             Ok(receipt) => Outcome::Ran(Box::new(receipt)),
                             Err(e) => Outcome::Failed(e),
                         },
                     };
+                    // The end is durable (the receipt and result pinned for
+                    // the job) before the actor answers that the job is done.
+                    match &outcome {
+                        Outcome::Ran(r) => {
+                            let state = JobState::Done {
+                                status: r.receipt().status.clone(),
+                                receipt: r.cid(),
+                            };
+                            let roots = vec![r.cid(), r.receipt().result];
+                            record::save(store, id, requester, state, roots).await;
+                        }
+                        Outcome::Failed(e) => {
+                            let state = JobState::Failed { message: error_line(e) };
+                            record::save(store, id, requester, state, Vec::new()).await;
+                        }
+                        Outcome::Abandoned => {} // recorded under way: interrupted on restart
+                    }
                     let dir = match outcome {
                         // The sandbox may still be writing into it.
                         Outcome::Abandoned => None,
@@ -284,20 +314,14 @@ impl Actor {
             }
             Err(e) => {
                 warn!(error = %e, "worker task ended abnormally");
-                match self.job_tasks.remove(&e.id()) {
-                    Some((id, requester)) => {
-                        let outcome = if e.is_cancelled() {
-                            Outcome::Abandoned
-                        } else {
-                            Outcome::Failed(JobError::Crashed)
-                        };
-                        self.on_job_done(id, requester, outcome, None);
-                    }
-                    // Only job tasks and the pin task matter here.
-                    None => {
-                        self.pinning = false;
-                        self.apply_pins();
-                    }
+                // A background task: nothing waits on it.
+                if let Some((id, requester)) = self.job_tasks.remove(&e.id()) {
+                    let outcome = if e.is_cancelled() {
+                        Outcome::Abandoned
+                    } else {
+                        Outcome::Failed(JobError::Crashed)
+                    };
+                    self.on_job_done(id, requester, outcome, None);
                 }
                 return;
             }
@@ -313,10 +337,6 @@ impl Actor {
                 self.on_job_done(id, requester, outcome, dir);
             }
             Task::Background => {}
-            Task::Pinned => {
-                self.pinning = false;
-                self.apply_pins();
-            }
         }
     }
 
@@ -337,6 +357,7 @@ impl Actor {
         }
         match outcome {
             Outcome::Ran(receipt) => {
+                let receipt = *receipt;
                 info!(job = %id, status = %receipt.receipt().status, "job finished");
                 let (metrics, r) = (&self.ctx.metrics, receipt.receipt());
                 metrics.receipts.inc();
@@ -346,14 +367,8 @@ impl Actor {
                     status: receipt.receipt().status.clone(),
                     receipt: receipt.cid(),
                 };
-                // The job counts as keeping its result before it is pinned,
-                // and pin changes apply in order: retention never unpins a
-                // result a kept job has.
-                self.pins.push_back(PinOp::Pin(receipt.cid()));
-                self.pins.push_back(PinOp::Pin(receipt.receipt().result));
-                let receipt = *receipt;
-                let unpin = self.table.finish(id, state.clone(), Some(receipt.clone()));
-                self.pins.extend(unpin.into_iter().map(PinOp::Unpin));
+                let forgotten = self.table.finish(id, state.clone(), Some(receipt.clone()));
+                self.forget(forgotten);
                 let _ = self.events.send((id, state));
                 let network = self.ctx.network.clone();
                 self.tasks.spawn(
@@ -363,16 +378,14 @@ impl Actor {
                     }
                     .instrument(info_span!("job", id = %id)),
                 );
-                self.apply_pins();
             }
             Outcome::Failed(e) => {
                 let message = error_line(&e);
                 warn!(job = %id, %message, "job failed");
                 let state = JobState::Failed { message };
-                let unpin = self.table.finish(id, state.clone(), None);
-                self.pins.extend(unpin.into_iter().map(PinOp::Unpin));
+                let forgotten = self.table.finish(id, state.clone(), None);
+                self.forget(forgotten);
                 let _ = self.events.send((id, state));
-                self.apply_pins();
             }
             Outcome::Abandoned => {
                 // Not `failed`: nothing is wrong with the job. Forgotten, it
@@ -390,25 +403,15 @@ impl Actor {
             .set(i64::try_from(self.running).unwrap_or(i64::MAX));
     }
 
-    /// Applies the queued pin changes, one batch at a time, in order.
-    fn apply_pins(&mut self) {
-        if self.pinning || self.pins.is_empty() {
+    /// Drops forgotten jobs' records and pins from the state database.
+    fn forget(&mut self, ids: Vec<JobId>) {
+        if ids.is_empty() {
             return;
         }
-        self.pinning = true;
-        let batch: Vec<PinOp> = self.pins.drain(..).collect();
         let store = self.ctx.store.clone();
-        self.tasks.spawn(async move {
-            for op in batch {
-                let result = match op {
-                    PinOp::Pin(cid) => store.pin(&cid).await,
-                    PinOp::Unpin(cid) => store.unpin(&cid).await.map(|_| ()),
-                };
-                if let Err(e) = result {
-                    warn!(?op, error = %e, "cannot change a job's pin");
-                }
-            }
-            Task::Pinned
+        self.tasks.spawn_blocking(move || {
+            record::forget_blocking(&store, &ids);
+            Task::Background
         });
     }
 }

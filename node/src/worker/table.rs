@@ -1,11 +1,12 @@
 //! The worker's job table: each job's state and receipt, and retention
-//! (which finished jobs are kept, and which blocks stop being pinned when
-//! one is forgotten). Owned by the worker's actor alone; plain data, no I/O.
+//! (which finished jobs are kept; a forgotten job's record and pins are
+//! dropped from the state database by the actor). Owned by the worker's
+//! actor alone; plain data, no I/O.
 
 use std::collections::{HashMap, VecDeque};
 
+use phase_protocol::SignedReceipt;
 use phase_protocol::job::{JobId, JobState};
-use phase_protocol::{Cid, SignedReceipt};
 
 /// A job the worker knows.
 #[derive(Debug)]
@@ -20,9 +21,6 @@ struct Entry {
 pub(super) struct JobTable {
     jobs: HashMap<JobId, Entry>,
     finished: VecDeque<JobId>,
-    /// Kept jobs per result CID: a result stays pinned while one of them is
-    /// kept (deterministic jobs share results).
-    results: HashMap<Cid, usize>,
     /// Finished jobs kept.
     keep: usize,
 }
@@ -33,7 +31,6 @@ impl JobTable {
         Self {
             jobs: HashMap::new(),
             finished: VecDeque::new(),
-            results: HashMap::new(),
             keep,
         }
     }
@@ -80,45 +77,35 @@ impl JobTable {
     }
 
     /// Records a finished job (with its receipt if a run happened) and
-    /// forgets the oldest past `keep`. Returns the blocks no kept job needs
-    /// pinned any more: the forgotten jobs' receipts, and their results
-    /// unless a kept job has the same.
+    /// forgets the oldest past `keep`. Returns the jobs forgotten: their
+    /// records and pins go from the state database (a result another kept
+    /// job, or a user, holds stays pinned there).
     pub(super) fn finish(
         &mut self,
         id: JobId,
         state: JobState,
         receipt: Option<SignedReceipt>,
-    ) -> Vec<Cid> {
-        if let Some(r) = &receipt {
-            *self.results.entry(r.receipt().result).or_default() += 1;
-        }
+    ) -> Vec<JobId> {
         let entry = Entry { state, receipt };
         self.jobs.insert(id, entry);
         self.finished.push_back(id);
-        let mut unpin = Vec::new();
+        let mut forgotten = Vec::new();
         while self.finished.len() > self.keep {
             let Some(old) = self.finished.pop_front() else {
                 break;
             };
-            let Some(receipt) = self.jobs.remove(&old).and_then(|e| e.receipt) else {
-                continue;
-            };
-            unpin.push(receipt.cid());
-            let result = receipt.receipt().result;
-            if let Some(n) = self.results.get_mut(&result) {
-                *n -= 1;
-                if *n == 0 {
-                    self.results.remove(&result);
-                    unpin.push(result);
-                }
-            }
+            self.jobs.remove(&old);
+            forgotten.push(old);
         }
-        unpin
+        forgotten
     }
 }
 
 fn is_final(state: &JobState) -> bool {
-    matches!(state, JobState::Done { .. } | JobState::Failed { .. })
+    matches!(
+        state,
+        JobState::Done { .. } | JobState::Failed { .. } | JobState::Interrupted
+    )
 }
 
 #[cfg(test)]
@@ -150,7 +137,7 @@ mod tests {
     }
 
     #[test]
-    fn old_jobs_are_forgotten_and_unpinned_unless_a_kept_job_shares_the_result() {
+    fn old_jobs_are_forgotten_past_keep_oldest_first() {
         let key = Keypair::generate_ed25519();
         let mut table = JobTable::new(2);
         let mut finish = |nonce: u64, result: &[u8]| {
@@ -160,21 +147,18 @@ mod tests {
                 status: Status::Exited { code: 0 },
                 receipt: r.cid(),
             };
-            (r.cid(), table.finish(id, state, Some(r)))
+            (id, table.finish(id, state, Some(r)))
         };
-        let x = phase_protocol::cid::raw_cid(b"x");
-        let (r1, unpin) = finish(1, b"x");
-        assert!(unpin.is_empty());
-        let (r2, unpin) = finish(2, b"x");
-        assert!(unpin.is_empty());
-        // Job 1 goes; its result is job 2's too, so only its receipt is unpinned.
-        let (_, unpin) = finish(3, b"y");
-        assert_eq!(unpin, vec![r1]);
-        // Job 2 goes, and with it the last job that had result x.
-        let (_, unpin) = finish(4, b"z");
-        assert_eq!(unpin, vec![r2, x]);
+        let (j1, forgotten) = finish(1, b"x");
+        assert!(forgotten.is_empty());
+        let (j2, forgotten) = finish(2, b"x");
+        assert!(forgotten.is_empty());
+        let (_, forgotten) = finish(3, b"y");
+        assert_eq!(forgotten, vec![j1]);
+        let (_, forgotten) = finish(4, b"z");
+        assert_eq!(forgotten, vec![j2]);
         assert_eq!(table.jobs.len(), 2);
-        assert!(!table.results.contains_key(&x));
+        assert!(table.state(&j1).is_none() && table.receipt(&j2).is_none());
     }
 
     #[test]

@@ -1,0 +1,368 @@
+//! What must survive a restart besides blocks, in one embedded
+//! transactional database (redb, as iroh-blobs uses: pure Rust, ACID, one
+//! file) at `<store>/state.redb`:
+//! - **pins with their owners**: a root stays pinned while any owner holds
+//!   it, so a job's retention ending never unpins what a user pinned by
+//!   hand (or another job kept);
+//! - **the worker's job records** (state, receipt, requester, times) and
+//!   the blocks each job holds pinned, written and forgotten in one
+//!   transaction each;
+//! - **the requester's records** of the jobs it submitted.
+//!
+//! Values are opaque serialized bytes to this module: the worker and the
+//! requester own their record types. Every write is one transaction that
+//! is durable when it returns, so a SIGKILL loses nothing committed.
+//! Calls are blocking: callers run them on the blocking pool.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{
+    Database, MultimapTableDefinition, ReadableDatabase, ReadableMultimapTable, ReadableTable,
+    TableDefinition,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use phase_protocol::Cid;
+use phase_protocol::job::JobId;
+
+/// Pinned roots (CID bytes) → owners ([`PinOwner::key`]).
+const PINS: MultimapTableDefinition<&[u8], &[u8]> = MultimapTableDefinition::new("pins");
+/// Job id → the roots that job holds pinned.
+const JOB_PINS: MultimapTableDefinition<&[u8], &[u8]> = MultimapTableDefinition::new("job_pins");
+/// Job id → the worker's record of it.
+const WORKER_JOBS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("worker_jobs");
+/// Job id → the requester's record of it.
+const SUBMITTED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("submitted");
+
+/// Why the state database failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The database itself (open, transaction, table, commit).
+    #[error("state database")]
+    Db(#[from] redb::Error),
+    /// Another process holds the database: a daemon runs on this data dir.
+    #[error(
+        "the state database is in use by another process (is a daemon running on this data dir?)"
+    )]
+    InUse,
+    /// A stored record does not decode.
+    #[error("a stored record does not decode")]
+    Record(#[source] serde_json::Error),
+    /// A stored CID does not decode.
+    #[error("a stored CID does not decode")]
+    Cid(#[source] cid::Error),
+}
+
+fn db_error(e: impl Into<redb::Error>) -> StateError {
+    StateError::Db(e.into())
+}
+
+/// Who holds a pin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PinOwner {
+    /// A user (`pin add`, `add`, the API).
+    User,
+    /// A job the worker keeps (its receipt and result).
+    Job(JobId),
+}
+
+impl PinOwner {
+    fn key(&self) -> Vec<u8> {
+        match self {
+            PinOwner::User => b"user".to_vec(),
+            PinOwner::Job(id) => [b"job:".as_slice(), &id.0.to_bytes()].concat(),
+        }
+    }
+}
+
+/// Handle to the state database. Cheap to clone.
+#[derive(Clone)]
+pub struct StateDb {
+    db: Arc<Database>,
+}
+
+impl std::fmt::Debug for StateDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateDb").finish_non_exhaustive()
+    }
+}
+
+impl StateDb {
+    /// Opens (creating if needed) the database file at `path`.
+    ///
+    /// # Errors
+    /// [`StateError::InUse`] when another process has it open, else a
+    /// database error.
+    pub fn open(path: &Path) -> Result<Self, StateError> {
+        match Database::create(path) {
+            Ok(db) => Ok(Self::init(db)?),
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(StateError::InUse),
+            Err(e) => Err(db_error(e)),
+        }
+    }
+
+    /// A database in memory (for memory stores).
+    ///
+    /// # Errors
+    /// A database error.
+    pub fn memory() -> Result<Self, StateError> {
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(db_error)?;
+        Self::init(db)
+    }
+
+    /// Creates the tables, so reads never meet a missing one.
+    fn init(db: Database) -> Result<Self, StateError> {
+        let txn = db.begin_write().map_err(db_error)?;
+        txn.open_multimap_table(PINS).map_err(db_error)?;
+        txn.open_multimap_table(JOB_PINS).map_err(db_error)?;
+        txn.open_table(WORKER_JOBS).map_err(db_error)?;
+        txn.open_table(SUBMITTED).map_err(db_error)?;
+        txn.commit().map_err(db_error)?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    /// Pins `cid` for `owner` (again is a no-op).
+    ///
+    /// # Errors
+    /// A database error.
+    pub fn pin(&self, cid: &Cid, owner: PinOwner) -> Result<(), StateError> {
+        let txn = self.db.begin_write().map_err(db_error)?;
+        {
+            let mut pins = txn.open_multimap_table(PINS).map_err(db_error)?;
+            pins.insert(cid.to_bytes().as_slice(), owner.key().as_slice())
+                .map_err(db_error)?;
+        }
+        txn.commit().map_err(db_error)
+    }
+
+    /// Drops `owner`'s pin of `cid`; returns whether it had one. The root
+    /// stays pinned while another owner holds it.
+    ///
+    /// # Errors
+    /// A database error.
+    pub fn unpin(&self, cid: &Cid, owner: PinOwner) -> Result<bool, StateError> {
+        let txn = self.db.begin_write().map_err(db_error)?;
+        let removed = {
+            let mut pins = txn.open_multimap_table(PINS).map_err(db_error)?;
+            pins.remove(cid.to_bytes().as_slice(), owner.key().as_slice())
+                .map_err(db_error)?
+        };
+        txn.commit().map_err(db_error)?;
+        Ok(removed)
+    }
+
+    /// Every pinned root, whoever holds it.
+    ///
+    /// # Errors
+    /// A database error.
+    pub fn pins(&self) -> Result<Vec<Cid>, StateError> {
+        self.pinned_by(None)
+    }
+
+    /// The roots a user pinned.
+    ///
+    /// # Errors
+    /// A database error.
+    pub fn user_pins(&self) -> Result<Vec<Cid>, StateError> {
+        self.pinned_by(Some(PinOwner::User))
+    }
+
+    fn pinned_by(&self, owner: Option<PinOwner>) -> Result<Vec<Cid>, StateError> {
+        let want = owner.map(|o| o.key());
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let pins = txn.open_multimap_table(PINS).map_err(db_error)?;
+        let mut out = Vec::new();
+        for entry in pins.iter().map_err(db_error)? {
+            let (cid, owners) = entry.map_err(db_error)?;
+            let held = match &want {
+                None => true,
+                Some(want) => owners
+                    .into_iter()
+                    .any(|o| o.is_ok_and(|o| o.value() == want.as_slice())),
+            };
+            if held {
+                out.push(Cid::try_from(cid.value()).map_err(StateError::Cid)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes the worker's `record` of job `id` and, in the same
+    /// transaction, pins `roots` for the job.
+    ///
+    /// # Errors
+    /// A database error.
+    pub fn put_job<T: Serialize>(
+        &self,
+        id: &JobId,
+        record: &T,
+        roots: &[Cid],
+    ) -> Result<(), StateError> {
+        let key = id.0.to_bytes();
+        let value = serde_json::to_vec(record).map_err(StateError::Record)?;
+        let owner = PinOwner::Job(*id).key();
+        let txn = self.db.begin_write().map_err(db_error)?;
+        {
+            let mut jobs = txn.open_table(WORKER_JOBS).map_err(db_error)?;
+            jobs.insert(key.as_slice(), value.as_slice())
+                .map_err(db_error)?;
+            let mut pins = txn.open_multimap_table(PINS).map_err(db_error)?;
+            let mut job_pins = txn.open_multimap_table(JOB_PINS).map_err(db_error)?;
+            for root in roots {
+                let root = root.to_bytes();
+                pins.insert(root.as_slice(), owner.as_slice())
+                    .map_err(db_error)?;
+                job_pins
+                    .insert(key.as_slice(), root.as_slice())
+                    .map_err(db_error)?;
+            }
+        }
+        txn.commit().map_err(db_error)
+    }
+
+    /// Forgets the worker's record of job `id` and drops the job's pins, in
+    /// one transaction.
+    ///
+    /// # Errors
+    /// A database error.
+    pub fn forget_job(&self, id: &JobId) -> Result<(), StateError> {
+        let key = id.0.to_bytes();
+        let owner = PinOwner::Job(*id).key();
+        let txn = self.db.begin_write().map_err(db_error)?;
+        {
+            let mut jobs = txn.open_table(WORKER_JOBS).map_err(db_error)?;
+            jobs.remove(key.as_slice()).map_err(db_error)?;
+            let mut pins = txn.open_multimap_table(PINS).map_err(db_error)?;
+            let mut job_pins = txn.open_multimap_table(JOB_PINS).map_err(db_error)?;
+            let roots: Vec<Vec<u8>> = job_pins
+                .remove_all(key.as_slice())
+                .map_err(db_error)?
+                .map(|r| r.map(|v| v.value().to_vec()))
+                .collect::<Result<_, _>>()
+                .map_err(db_error)?;
+            for root in roots {
+                pins.remove(root.as_slice(), owner.as_slice())
+                    .map_err(db_error)?;
+            }
+        }
+        txn.commit().map_err(db_error)
+    }
+
+    /// Every worker job record.
+    ///
+    /// # Errors
+    /// A database error, or a record that does not decode.
+    pub fn jobs<T: DeserializeOwned>(&self) -> Result<Vec<(JobId, T)>, StateError> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let jobs = txn.open_table(WORKER_JOBS).map_err(db_error)?;
+        let mut out = Vec::new();
+        for entry in jobs.iter().map_err(db_error)? {
+            let (key, value) = entry.map_err(db_error)?;
+            let id = JobId(Cid::try_from(key.value()).map_err(StateError::Cid)?);
+            let record = serde_json::from_slice(value.value()).map_err(StateError::Record)?;
+            out.push((id, record));
+        }
+        Ok(out)
+    }
+
+    /// Writes the requester's `record` of job `id`.
+    ///
+    /// # Errors
+    /// A database error.
+    pub fn put_submitted<T: Serialize>(&self, id: &JobId, record: &T) -> Result<(), StateError> {
+        let value = serde_json::to_vec(record).map_err(StateError::Record)?;
+        let txn = self.db.begin_write().map_err(db_error)?;
+        {
+            let mut table = txn.open_table(SUBMITTED).map_err(db_error)?;
+            table
+                .insert(id.0.to_bytes().as_slice(), value.as_slice())
+                .map_err(db_error)?;
+        }
+        txn.commit().map_err(db_error)
+    }
+
+    /// The requester's record of job `id`, if it submitted it.
+    ///
+    /// # Errors
+    /// A database error, or a record that does not decode.
+    pub fn submitted<T: DeserializeOwned>(&self, id: &JobId) -> Result<Option<T>, StateError> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let table = txn.open_table(SUBMITTED).map_err(db_error)?;
+        match table.get(id.0.to_bytes().as_slice()).map_err(db_error)? {
+            Some(value) => Ok(Some(
+                serde_json::from_slice(value.value()).map_err(StateError::Record)?,
+            )),
+            None => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phase_protocol::cid::raw_cid;
+
+    fn job(n: u8) -> JobId {
+        JobId(phase_protocol::cid::cid_of(0x71, &[n]))
+    }
+
+    #[test]
+    fn a_root_stays_pinned_while_any_owner_holds_it() {
+        let db = StateDb::memory().unwrap();
+        let x = raw_cid(b"x");
+        db.pin(&x, PinOwner::User).unwrap();
+        db.put_job(&job(1), &"done", &[x, raw_cid(b"receipt")])
+            .unwrap();
+        assert_eq!(db.pins().unwrap().len(), 2);
+        // Retention forgets the job: the user's pin of x stays.
+        db.forget_job(&job(1)).unwrap();
+        assert_eq!(db.pins().unwrap(), vec![x]);
+        assert_eq!(db.user_pins().unwrap(), vec![x]);
+        assert!(db.jobs::<String>().unwrap().is_empty());
+        assert!(db.unpin(&x, PinOwner::User).unwrap());
+        assert!(!db.unpin(&x, PinOwner::User).unwrap());
+        assert!(db.pins().unwrap().is_empty());
+    }
+
+    #[test]
+    fn two_jobs_with_one_result_keep_it_until_both_are_forgotten() {
+        let db = StateDb::memory().unwrap();
+        let r = raw_cid(b"result");
+        db.put_job(&job(1), &1, &[r]).unwrap();
+        db.put_job(&job(2), &2, &[r]).unwrap();
+        db.forget_job(&job(1)).unwrap();
+        assert_eq!(db.pins().unwrap(), vec![r]);
+        assert!(db.user_pins().unwrap().is_empty());
+        assert_eq!(db.jobs::<u32>().unwrap(), vec![(job(2), 2)]);
+        db.forget_job(&job(2)).unwrap();
+        assert!(db.pins().unwrap().is_empty());
+    }
+
+    #[test]
+    fn records_survive_reopening_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        {
+            let db = StateDb::open(&path).unwrap();
+            db.put_job(&job(1), &"running", &[]).unwrap();
+            db.put_submitted(&job(2), &"report").unwrap();
+            db.pin(&raw_cid(b"x"), PinOwner::User).unwrap();
+            assert!(matches!(StateDb::open(&path), Err(StateError::InUse)));
+        }
+        let db = StateDb::open(&path).unwrap();
+        assert_eq!(
+            db.jobs::<String>().unwrap(),
+            vec![(job(1), "running".into())]
+        );
+        assert_eq!(
+            db.submitted::<String>(&job(2)).unwrap().as_deref(),
+            Some("report")
+        );
+        assert_eq!(db.submitted::<String>(&job(3)).unwrap(), None);
+        assert_eq!(db.user_pins().unwrap(), vec![raw_cid(b"x")]);
+    }
+}

@@ -1,0 +1,122 @@
+//! The worker's jobs in the state database ([`crate::store::state`]): a
+//! job's record is written when it starts and when it ends (with its
+//! receipt and result pinned for the job, in the same transaction), and
+//! dropped with its pins when retention forgets it. On start, finished jobs
+//! come back with their receipts, and jobs that were under way when the
+//! worker stopped come back `interrupted`.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use libp2p::PeerId;
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+use phase_protocol::job::{JobId, JobState};
+use phase_protocol::{Cid, SignedReceipt};
+
+use crate::store::{BlockStore, StoreError};
+
+/// What the worker keeps of a job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct JobRecord {
+    pub(super) requester: PeerId,
+    pub(super) state: JobState,
+    /// When the record was written, in ms since the Unix epoch.
+    pub(super) updated_ms: u64,
+}
+
+/// A job as it comes back on start.
+#[derive(Debug)]
+pub(super) struct Restored {
+    pub(super) id: JobId,
+    pub(super) state: JobState,
+    pub(super) receipt: Option<SignedReceipt>,
+}
+
+pub(super) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Writes job `id`'s record (and pins `roots` for it); a failure is logged:
+/// the job goes on, it just would not survive a restart.
+pub(super) async fn save(
+    store: &BlockStore,
+    id: JobId,
+    requester: PeerId,
+    state: JobState,
+    roots: Vec<Cid>,
+) {
+    let store = store.clone();
+    let record = JobRecord {
+        requester,
+        state,
+        updated_ms: now_ms(),
+    };
+    let written = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+        Ok(store.state_blocking()?.put_job(&id, &record, &roots)?)
+    })
+    .await;
+    match written {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(job = %id, error = %e, "cannot record the job"),
+        Err(e) => warn!(job = %id, error = %e, "cannot record the job"),
+    }
+}
+
+/// Drops forgotten jobs' records and pins (blocking).
+pub(super) fn forget_blocking(store: &BlockStore, ids: &[JobId]) {
+    let db = match store.state_blocking() {
+        Ok(db) => db,
+        Err(e) => {
+            warn!(error = %e, "cannot forget old jobs");
+            return;
+        }
+    };
+    for id in ids {
+        if let Err(e) = db.forget_job(id) {
+            warn!(job = %id, error = %e, "cannot forget an old job");
+        }
+    }
+}
+
+/// The jobs recorded, oldest first (blocking). Jobs that were under way are
+/// recorded `interrupted` before they are returned.
+///
+/// # Errors
+/// The state database cannot be read.
+pub(super) fn load_blocking(store: &BlockStore) -> Result<Vec<Restored>, StoreError> {
+    let db = store.state_blocking()?;
+    let mut records: Vec<(JobId, JobRecord)> = db.jobs()?;
+    records.sort_by_key(|(_, r)| r.updated_ms);
+    let mut restored = Vec::with_capacity(records.len());
+    for (id, mut record) in records {
+        let receipt = match &record.state {
+            JobState::Done { receipt, .. } => {
+                let loaded = store
+                    .get_blocking(receipt)
+                    .ok()
+                    .flatten()
+                    .and_then(|bytes| SignedReceipt::from_cbor(&bytes).ok());
+                if loaded.is_none() {
+                    warn!(job = %id, %receipt, "a finished job's receipt is gone from the store");
+                }
+                loaded
+            }
+            JobState::Failed { .. } | JobState::Interrupted => None,
+            JobState::Queued | JobState::Fetching | JobState::Running => {
+                record.state = JobState::Interrupted;
+                record.updated_ms = now_ms();
+                db.put_job(&id, &record, &[])?;
+                None
+            }
+        };
+        restored.push(Restored {
+            id,
+            state: record.state,
+            receipt,
+        });
+    }
+    Ok(restored)
+}
