@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::PeerId;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -59,6 +59,8 @@ enum Task {
     /// A receipt delivered (or given up on), a spare directory removed,
     /// old jobs forgotten.
     Background,
+    /// An admitted job, recorded: queue it and answer its requester.
+    Admitted(Box<(Job, oneshot::Sender<Result<JobId, Rejection>>)>),
 }
 
 pub(super) struct Actor {
@@ -178,12 +180,8 @@ impl Actor {
     fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::Submit { peer, spec, reply } => {
-                let answer = self.admit(peer, *spec);
-                if let Err(rejection) = &answer {
-                    let labels = RejectLabels::of(rejection);
-                    self.ctx.metrics.rejected.get_or_create(&labels).inc();
-                }
-                let _ = reply.send(answer);
+                let id = spec.id();
+                self.on_submit(peer, *spec, id, reply);
             }
             Command::State { id, reply } => {
                 let _ = reply.send(self.table.state(&id).cloned());
@@ -193,6 +191,27 @@ impl Actor {
             }
             Command::Info { reply } => {
                 let _ = reply.send(self.info());
+            }
+        }
+    }
+
+    fn on_submit(
+        &mut self,
+        peer: PeerId,
+        spec: JobSpec,
+        id: JobId,
+        reply: oneshot::Sender<Result<JobId, Rejection>>,
+    ) {
+        match self.admit(peer, spec) {
+            Ok(Some(job)) => self.record_admitted(job, reply),
+            Ok(None) => {
+                // A repeated submission: the job is already here.
+                let _ = reply.send(Ok(id));
+            }
+            Err(rejection) => {
+                let labels = RejectLabels::of(&rejection);
+                self.ctx.metrics.rejected.get_or_create(&labels).inc();
+                let _ = reply.send(Err(rejection));
             }
         }
     }
@@ -208,26 +227,35 @@ impl Actor {
     }
 
     /// Checks and admits a job; it starts when a slot is free.
-    fn admit(&mut self, peer: PeerId, spec: JobSpec) -> Result<JobId, Rejection> {
+    /// Checks a job and takes its place; `None` when it is already here.
+    fn admit(&mut self, peer: PeerId, spec: JobSpec) -> Result<Option<Job>, Rejection> {
         if self.cancel.is_cancelled() {
             return Err(Rejection::Busy);
         }
         self.admission.check(&peer, &spec)?;
         let id = spec.id();
         if self.table.contains(&id) {
-            return Ok(id); // a repeated submission: the job is already here
+            return Ok(None);
         }
         self.admission.reserve(peer)?;
         self.table.insert(id);
         self.ctx.metrics.admitted.inc();
-        info!(job = %id, %peer, "job accepted");
-        self.queue.push_back(Job {
+        Ok(Some(Job {
             id,
             requester: peer,
             spec,
+        }))
+    }
+
+    /// Records an admitted job durably, then (back in the actor) queues it
+    /// and answers "accepted": a job the worker accepted survives a crash,
+    /// as interrupted at worst.
+    fn record_admitted(&mut self, job: Job, reply: oneshot::Sender<Result<JobId, Rejection>>) {
+        let store = self.ctx.store.clone();
+        self.tasks.spawn(async move {
+            record::save(&store, job.id, job.requester, JobState::Queued, Vec::new()).await;
+            Task::Admitted(Box::new((job, reply)))
         });
-        self.start_queued();
-        Ok(id)
     }
 
     /// Starts queued jobs while slots are free.
@@ -247,10 +275,7 @@ impl Actor {
                     let store = &ctx.store;
                     let outcome = tokio::select! {
                         () = cancel.cancelled() => Outcome::Abandoned,
-                        result = async {
-                            record::save(store, id, requester, JobState::Fetching, Vec::new()).await;
-                            pipeline::run(&ctx, &job, &dir).await
-                        } => match result {
+                        result = pipeline::run(&ctx, &job, &dir) => match result {
                             Ok(receipt) => Outcome::Ran(Box::new(receipt)),
                             Err(e) => Outcome::Failed(e),
                         },
@@ -267,7 +292,9 @@ impl Actor {
                             record::save(store, id, requester, state, roots).await;
                         }
                         Outcome::Failed(e) => {
-                            let state = JobState::Failed { message: error_line(e) };
+                            let state = JobState::Failed {
+                                message: error_line(e),
+                            };
                             record::save(store, id, requester, state, Vec::new()).await;
                         }
                         Outcome::Abandoned => {} // recorded under way: interrupted on restart
@@ -337,6 +364,19 @@ impl Actor {
                 self.on_job_done(id, requester, outcome, dir);
             }
             Task::Background => {}
+            Task::Admitted(admitted) => {
+                let (job, reply) = *admitted;
+                if self.cancel.is_cancelled() {
+                    self.admission.release(&job.requester);
+                    self.table.forget(&job.id);
+                    let _ = reply.send(Err(Rejection::Busy));
+                    return;
+                }
+                info!(job = %job.id, peer = %job.requester, "job accepted");
+                let _ = reply.send(Ok(job.id));
+                self.queue.push_back(job);
+                self.start_queued();
+            }
         }
     }
 
