@@ -19,6 +19,7 @@
 //!   `JoinSet`: [`ApiServer::shutdown`] ends them.
 
 pub mod client;
+mod extract;
 mod routes;
 pub mod types;
 

@@ -7,14 +7,13 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
-use axum::http::{Method, StatusCode, header, request::Parts};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{Method, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post};
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tokio_util::io::{ReaderStream, StreamReader, SyncIoBridge};
 use tracing::debug;
@@ -22,8 +21,9 @@ use tracing::debug;
 use phase_protocol::job::{JobId, JobRequest, JobResponse};
 use phase_protocol::{Cid, JobSpec, Message};
 
+use super::extract::{CidPath, J, Q, internal, unavailable};
 use super::types::{
-    AddAnswer, AddQuery, ApiError, ErrorBody, ErrorCode, FetchAnswer, GcAnswer, IdAnswer, JobQuery,
+    AddAnswer, AddQuery, ApiError, ErrorCode, FetchAnswer, GcAnswer, IdAnswer, JobQuery,
     JobStatusAnswer, PeersAnswer, PeersQuery, PinAnswer, PinsAnswer, ReceiptAnswer, StreamLine,
     SubmitRequest,
 };
@@ -95,80 +95,6 @@ pub(crate) fn routes() -> Vec<Route> {
         r(Method::GET, "/api/v1/submitted/{id}", get(submitted)),
         r(Method::GET, "/metrics", get(metrics)),
     ]
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = match self.code {
-            ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
-            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
-            ErrorCode::NotFound => StatusCode::NOT_FOUND,
-            ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        (status, Json(ErrorBody { error: self })).into_response()
-    }
-}
-
-fn internal(e: &dyn std::error::Error) -> ApiError {
-    ApiError::new(ErrorCode::Internal, error_line(e))
-}
-
-fn unavailable(e: &dyn std::error::Error) -> ApiError {
-    ApiError::new(ErrorCode::Unavailable, error_line(e))
-}
-
-/// A query string, refused with a JSON error naming the field.
-pub(crate) struct Q<T>(T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Q<T> {
-    type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|Query(q)| Q(q))
-            .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))
-    }
-}
-
-/// A JSON body, refused with a JSON error naming the field.
-pub(crate) struct J<T>(T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for J<T> {
-    type Rejection = ApiError;
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        Json::<T>::from_request(req, state)
-            .await
-            .map(|Json(j)| J(j))
-            .map_err(|e| {
-                let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ErrorCode::TooLarge
-                } else {
-                    ErrorCode::BadRequest
-                };
-                ApiError::new(code, e.body_text())
-            })
-    }
-}
-
-/// A `{cid}` (or `{id}`) path segment.
-pub(crate) struct CidPath(Cid);
-
-impl<S: Send + Sync> FromRequestParts<S> for CidPath {
-    type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Path(text) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
-        text.parse().map(CidPath).map_err(|e| {
-            ApiError::new(
-                ErrorCode::BadRequest,
-                format!("path: `{text}` is not a CID: {e}"),
-            )
-        })
-    }
 }
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
