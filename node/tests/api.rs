@@ -3,90 +3,15 @@
 //! it from answering others, TCP needs the token, and `/metrics` counts a
 //! job.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::mpsc;
-use std::time::Duration;
 
-/// Generous: the suite shares two cores.
-const DEADLINE: Duration = Duration::from_secs(90);
+mod common;
 
-/// A `phase-node start` on loopback, stopped when dropped.
-struct Daemon {
-    child: Child,
-    dir: PathBuf,
-    addr: String,
-}
-
-impl Daemon {
-    fn start(dir: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_phase-node"))
-            .arg("--data-dir")
-            .arg(dir)
-            .args([
-                "start",
-                "--no-mdns",
-                "--listen",
-                "/ip4/127.0.0.1/tcp/0",
-                "--slots",
-                "1",
-            ])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // The first stdout line is a listen address; the API is up by then.
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let addr = rx.recv_timeout(DEADLINE).expect("the daemon starts");
-        assert!(addr.starts_with("/ip4/"), "{addr}");
-        Self {
-            child,
-            dir: dir.to_owned(),
-            addr: addr.trim().to_owned(),
-        }
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.join("api.sock")
-    }
-
-    /// `phase-node ARGS` on this data dir, within the deadline.
-    fn cli(&self, args: &[&str]) -> Output {
-        let child = Command::new(env!("CARGO_BIN_EXE_phase-node"))
-            .arg("--data-dir")
-            .arg(&self.dir)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(child.wait_with_output());
-        });
-        rx.recv_timeout(DEADLINE)
-            .unwrap_or_else(|_| panic!("phase-node {args:?} did not answer"))
-            .unwrap()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{DEADLINE, Daemon};
 
 /// One raw HTTP/1.1 exchange on the socket: (status, body).
 fn http(socket: &Path, method: &str, path: &str, body: &str) -> (u16, String) {
@@ -115,7 +40,7 @@ fn error_of(body: &str) -> (String, String) {
 #[test]
 fn bad_input_is_a_json_error_that_names_the_field() {
     let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(dir.path(), &[]);
+    let daemon = Daemon::start(dir.path(), &[], None);
     let socket = daemon.socket();
     let cases = [
         ("POST", "/api/v1/jobs", "{not json", 400, "bad_request", ""),
@@ -201,7 +126,7 @@ fn bad_input_is_a_json_error_that_names_the_field() {
 #[test]
 fn garbage_idle_and_abandoned_clients_do_not_stop_the_daemon_answering() {
     let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(dir.path(), &[]);
+    let daemon = Daemon::start(dir.path(), &[], None);
     let socket = daemon.socket();
     // 200 connections that send nothing at all.
     let idle: Vec<UnixStream> = (0..200)
@@ -243,16 +168,16 @@ fn garbage_idle_and_abandoned_clients_do_not_stop_the_daemon_answering() {
 #[test]
 fn tcp_needs_the_bearer_token() {
     let dir = tempfile::tempdir().unwrap();
-    let mut daemon = Daemon::start(dir.path(), &["--api", "127.0.0.1:0"]);
-    let stderr = daemon.child.stderr.take().unwrap();
     let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+    let _daemon = Daemon::start(
+        dir.path(),
+        &["--api", "127.0.0.1:0"],
+        Some(Box::new(move |line: &str| {
             if let Some(rest) = line.strip_prefix("API on http://") {
                 let _ = tx.send(rest.split('/').next().unwrap().to_owned());
             }
-        }
-    });
+        })),
+    );
     let addr = rx
         .recv_timeout(DEADLINE)
         .expect("the daemon says where the API is");
@@ -315,10 +240,11 @@ fn metric(text: &str, name: &str) -> f64 {
 #[test]
 fn metrics_parse_and_count_a_submitted_job() {
     let dir = tempfile::tempdir().unwrap();
-    let worker = Daemon::start(&dir.path().join("worker"), &[]);
+    let worker = Daemon::start(&dir.path().join("worker"), &[], None);
     let requester = Daemon::start(
         &dir.path().join("requester"),
         &["--no-worker", "--bootstrap", &worker.addr],
+        None,
     );
     let out = requester.cli(&["peers", "--wait", "1"]);
     assert!(
@@ -383,7 +309,7 @@ fn http_bytes(socket: &Path, method: &str, path: &str, body: &[u8]) -> (u16, Vec
 #[test]
 fn add_cat_get_pins_and_gc_over_the_api() {
     let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(dir.path(), &[]);
+    let daemon = Daemon::start(dir.path(), &[], None);
     let socket = daemon.socket();
     // Three chunks and a bit: a DAG, not a single block.
     let data: Vec<u8> = (0..800_000u32).map(|i| (i * 7 % 251) as u8).collect();

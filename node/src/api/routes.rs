@@ -455,6 +455,20 @@ async fn ask_about(
     }
 }
 
+/// The error for a worker's answer that is not the one asked for.
+fn not_an_answer(job: JobId, answer: &JobResponse) -> ApiError {
+    match answer {
+        JobResponse::NotFound(_) => ApiError::new(
+            ErrorCode::NotFound,
+            format!("the worker does not know job {job}"),
+        ),
+        other => ApiError::new(
+            ErrorCode::Internal,
+            format!("unexpected answer from the worker: {other:?}"),
+        ),
+    }
+}
+
 async fn job_status(
     State(s): State<ApiState>,
     CidPath(job): CidPath,
@@ -463,14 +477,7 @@ async fn job_status(
     let job = JobId(job);
     match ask_about(&s, job, query.worker, false).await? {
         JobResponse::Status { state, .. } => Ok(Json(JobStatusAnswer { job, state })),
-        JobResponse::NotFound(_) => Err(ApiError::new(
-            ErrorCode::NotFound,
-            format!("the worker does not know job {job}"),
-        )),
-        other => Err(ApiError::new(
-            ErrorCode::Internal,
-            format!("unexpected answer from the worker: {other:?}"),
-        )),
+        other => Err(not_an_answer(job, &other)),
     }
 }
 
@@ -493,14 +500,7 @@ async fn job_receipt(
                 receipt: *receipt,
             }))
         }
-        JobResponse::NotFound(_) => Err(ApiError::new(
-            ErrorCode::NotFound,
-            format!("the worker does not know job {job}"),
-        )),
-        other => Err(ApiError::new(
-            ErrorCode::Internal,
-            format!("unexpected answer from the worker: {other:?}"),
-        )),
+        other => Err(not_an_answer(job, &other)),
     }
 }
 

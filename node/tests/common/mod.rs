@@ -6,6 +6,7 @@ use std::process::{Command, Output, Stdio};
 
 /// Runs `phase-node --data-dir DATA ARGS…` with `stdin`, collecting its output.
 /// `PHASE_TEST_SECRET` is set in its environment, to show it does not leak.
+#[allow(dead_code)] // not every test binary runs one-shot commands
 pub(crate) fn phase_in(data: &Path, args: &[&str], stdin: &[u8]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_phase-node"))
         .arg("--data-dir")
@@ -26,4 +27,113 @@ pub(crate) fn phase_in(data: &Path, args: &[&str], stdin: &[u8]) -> Output {
     child
         .wait_with_output()
         .expect("phase-node runs to the end")
+}
+
+/// Called with each line a daemon logs.
+#[allow(dead_code)]
+pub(crate) type LogHook = Box<dyn Fn(&str) + Send>;
+
+/// Generous: the suite shares two cores.
+#[allow(dead_code)] // not every test binary starts daemons
+pub(crate) const DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// A `phase-node start` on loopback TCP with one slot, stopped (SIGKILL)
+/// when dropped.
+#[allow(dead_code)]
+pub(crate) struct Daemon {
+    pub(crate) child: std::process::Child,
+    pub(crate) dir: std::path::PathBuf,
+    /// Its first listen address, ending in `/p2p/PEERID`.
+    pub(crate) addr: String,
+}
+
+#[allow(dead_code)]
+impl Daemon {
+    /// Starts a daemon on `dir` with `extra` flags; `on_log` gets each line
+    /// it logs (at `RUST_LOG=phase_node=info`). Returns once it listens (the
+    /// API is up by then).
+    pub(crate) fn start(dir: &Path, extra: &[&str], on_log: Option<LogHook>) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_phase-node"))
+            .arg("--data-dir")
+            .arg(dir)
+            .args([
+                "start",
+                "--no-mdns",
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+                "--slots",
+                "1",
+            ])
+            .args(extra)
+            .env("RUST_LOG", "phase_node=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the phase-node binary starts");
+        let stderr = child.stderr.take().expect("piped");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(f) = &on_log {
+                    f(&line);
+                }
+            }
+        });
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let addr = rx.recv_timeout(DEADLINE).expect("the daemon starts");
+        assert!(addr.starts_with("/ip4/"), "{addr}");
+        Self {
+            child,
+            dir: dir.to_owned(),
+            addr: addr.trim().to_owned(),
+        }
+    }
+
+    pub(crate) fn socket(&self) -> std::path::PathBuf {
+        self.dir.join("api.sock")
+    }
+
+    /// `phase-node ARGS` on this data dir, started.
+    pub(crate) fn spawn_cli(&self, args: &[&str]) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_phase-node"))
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the phase-node binary starts")
+    }
+
+    /// `phase-node ARGS` on this data dir, to its end (within the deadline).
+    pub(crate) fn cli(&self, args: &[&str]) -> Output {
+        finish(self.spawn_cli(args))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits (within the deadline) for `child` and collects its output.
+#[allow(dead_code)]
+pub(crate) fn finish(child: std::process::Child) -> Output {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    rx.recv_timeout(DEADLINE)
+        .expect("the command ends in time")
+        .expect("its output is collected")
 }
