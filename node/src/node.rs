@@ -285,7 +285,17 @@ async fn dispatch(
     mut events: mpsc::Receiver<NetworkEvent>,
     blocks: mpsc::Sender<BlockJob>,
 ) {
-    while let Some(event) = events.recv().await {
+    // Job requests the worker is answering; a submission waits for its
+    // admission to be recorded, and must not hold up status polls.
+    let mut answering = JoinSet::new();
+    loop {
+        let event = tokio::select! {
+            event = events.recv() => match event {
+                Some(event) => event,
+                None => break,
+            },
+            Some(_) = answering.join_next() => continue,
+        };
         match event {
             NetworkEvent::BlockRequest {
                 peer,
@@ -301,9 +311,31 @@ async fn dispatch(
                 request,
                 channel,
             } => {
+                let network = network.clone();
                 let response = match (request, &worker) {
                     (JobRequest::Deliver(receipt), _) => deliveries.deliver(peer, *receipt),
-                    (request, Some(worker)) => worker.handle(peer, request).await,
+                    (JobRequest::Status(_) | JobRequest::Receipt(_), Some(_))
+                        if answering.len() >= MAX_ANSWERING =>
+                    {
+                        // Dropped, not "not found": the peer asks again.
+                        debug!(%peer, "too many job requests in hand; query dropped");
+                        continue;
+                    }
+                    (_, Some(_)) if answering.len() >= MAX_ANSWERING => {
+                        debug!(%peer, "too many job requests in hand; busy");
+                        JobResponse::Rejected(Rejection::Busy)
+                    }
+                    (request, Some(worker)) => {
+                        let worker = worker.clone();
+                        answering.spawn(
+                            async move {
+                                let response = worker.handle(peer, request).await;
+                                let _ = network.respond_job(channel, response).await;
+                            }
+                            .in_current_span(),
+                        );
+                        continue;
+                    }
                     (JobRequest::Status(job) | JobRequest::Receipt(job), None) => {
                         JobResponse::NotFound(job)
                     }
@@ -315,4 +347,10 @@ async fn dispatch(
             }
         }
     }
+    answering.shutdown().await;
 }
+
+/// Job requests answered at once at most; past this a submission is
+/// answered `busy` and a status query dropped (the peer asks again), as
+/// when the network's event queue is full.
+const MAX_ANSWERING: usize = 256;
