@@ -311,43 +311,80 @@ async fn dispatch(
                 request,
                 channel,
             } => {
-                let network = network.clone();
-                let response = match (request, &worker) {
-                    (JobRequest::Deliver(receipt), _) => deliveries.deliver(peer, *receipt),
-                    (JobRequest::Status(_) | JobRequest::Receipt(_), Some(_))
-                        if answering.len() >= MAX_ANSWERING =>
-                    {
-                        // Dropped, not "not found": the peer asks again.
-                        debug!(%peer, "too many job requests in hand; query dropped");
-                        continue;
-                    }
-                    (_, Some(_)) if answering.len() >= MAX_ANSWERING => {
-                        debug!(%peer, "too many job requests in hand; busy");
-                        JobResponse::Rejected(Rejection::Busy)
-                    }
-                    (request, Some(worker)) => {
-                        let worker = worker.clone();
-                        answering.spawn(
-                            async move {
-                                let response = worker.handle(peer, request).await;
-                                let _ = network.respond_job(channel, response).await;
-                            }
-                            .in_current_span(),
-                        );
-                        continue;
-                    }
-                    (JobRequest::Status(job) | JobRequest::Receipt(job), None) => {
-                        JobResponse::NotFound(job)
-                    }
-                    (_, None) => JobResponse::Rejected(Rejection::Malformed {
-                        message: "this node does not run jobs".into(),
-                    }),
+                let Some(worker) = &worker else {
+                    let response = not_a_worker(&deliveries, peer, request);
+                    let _ = network.respond_job(channel, response).await;
+                    continue;
                 };
-                let _ = network.respond_job(channel, response).await;
+                if answering.len() >= MAX_ANSWERING {
+                    match request {
+                        // Dropped, not "not found": the peer asks again.
+                        JobRequest::Status(_) | JobRequest::Receipt(_) => {
+                            debug!(%peer, "too many job requests in hand; query dropped");
+                        }
+                        _ => {
+                            debug!(%peer, "too many job requests in hand; busy");
+                            let busy = JobResponse::Rejected(Rejection::Busy);
+                            let _ = network.respond_job(channel, busy).await;
+                        }
+                    }
+                    continue;
+                }
+                let (network, worker, deliveries) =
+                    (network.clone(), worker.clone(), deliveries.clone());
+                answering.spawn(
+                    async move {
+                        let response = answer_job(&worker, &deliveries, peer, request).await;
+                        let _ = network.respond_job(channel, response).await;
+                    }
+                    .in_current_span(),
+                );
             }
         }
     }
     answering.shutdown().await;
+}
+
+/// A worker's answer to a job request; delivered receipts go to the
+/// requester.
+async fn answer_job(
+    worker: &Worker,
+    deliveries: &Deliveries,
+    peer: PeerId,
+    request: JobRequest,
+) -> JobResponse {
+    match request {
+        JobRequest::Submit(spec) => match worker.submit(peer, spec).await {
+            Ok(id) => JobResponse::Accepted(id),
+            Err(rejection) => JobResponse::Rejected(rejection),
+        },
+        JobRequest::Status(job) => match worker.state(job).await {
+            Some(state) => JobResponse::Status { job, state },
+            None => JobResponse::NotFound(job),
+        },
+        JobRequest::Receipt(job) => match worker.receipt(job).await {
+            Some(r) => JobResponse::Receipt(Box::new(r)),
+            None => JobResponse::NotFound(job),
+        },
+        JobRequest::Capabilities => match worker.info().await {
+            Some(info) => JobResponse::Capabilities(info),
+            None => JobResponse::Rejected(Rejection::Busy), // stopping
+        },
+        JobRequest::Deliver(receipt) => deliveries.deliver(peer, *receipt),
+    }
+}
+
+/// The answer of a node that runs no jobs.
+fn not_a_worker(deliveries: &Deliveries, peer: PeerId, request: JobRequest) -> JobResponse {
+    match request {
+        JobRequest::Deliver(receipt) => deliveries.deliver(peer, *receipt),
+        JobRequest::Status(job) | JobRequest::Receipt(job) => JobResponse::NotFound(job),
+        JobRequest::Submit(_) | JobRequest::Capabilities => {
+            JobResponse::Rejected(Rejection::Malformed {
+                message: "this node does not run jobs".into(),
+            })
+        }
+    }
 }
 
 /// Job requests answered at once at most; past this a submission is

@@ -38,7 +38,7 @@ use libp2p::identity::Keypair;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use phase_protocol::job::{JobId, JobRequest, JobResponse, JobState, Rejection, WorkerInfo};
+use phase_protocol::job::{JobId, JobState, Rejection, WorkerInfo};
 use phase_protocol::{Capability, JobSpec, SignedReceipt};
 
 pub use self::pipeline::{FETCH_DEADLINE, MAX_JOB_STDIN, MAX_MODULE_SIZE};
@@ -195,37 +195,11 @@ impl Worker {
             .flatten()
     }
 
-    /// Answers a job request from `peer` (never waits on the job itself).
-    /// Deliveries are not for the worker: the node routes them to its
-    /// requester.
-    pub async fn handle(&self, peer: PeerId, request: JobRequest) -> JobResponse {
-        let stopped = || JobResponse::Rejected(Rejection::Busy);
-        match request {
-            JobRequest::Submit(spec) => {
-                match self
-                    .call(|reply| Command::Submit { peer, spec, reply })
-                    .await
-                {
-                    Some(Ok(id)) => JobResponse::Accepted(id),
-                    Some(Err(rejection)) => JobResponse::Rejected(rejection),
-                    None => stopped(),
-                }
-            }
-            JobRequest::Status(job) => match self.state(job).await {
-                Some(state) => JobResponse::Status { job, state },
-                None => JobResponse::NotFound(job),
-            },
-            JobRequest::Receipt(job) => match self.receipt(job).await {
-                Some(r) => JobResponse::Receipt(Box::new(r)),
-                None => JobResponse::NotFound(job),
-            },
-            JobRequest::Capabilities => match self.info().await {
-                Some(info) => JobResponse::Capabilities(info),
-                None => stopped(),
-            },
-            JobRequest::Deliver(_) => JobResponse::Rejected(Rejection::Malformed {
-                message: "receipts are delivered to requesters, not workers".into(),
-            }),
-        }
+    /// Admits (or refuses) `spec` from `peer`; an accepted job is recorded
+    /// before this answers. Never waits on the job itself.
+    pub async fn submit(&self, peer: PeerId, spec: Box<JobSpec>) -> Result<JobId, Rejection> {
+        self.call(|reply| Command::Submit { peer, spec, reply })
+            .await
+            .unwrap_or(Err(Rejection::Busy)) // stopped: try another worker
     }
 }
