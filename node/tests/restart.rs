@@ -30,10 +30,11 @@ fn get(daemon: &Daemon, path: &str) -> (u16, serde_json::Value) {
     )
 }
 
-/// A log hook that sends `i` on `tx` whenever the daemon accepts a job.
+/// A log hook that sends `i` on `tx` whenever the daemon has recorded a
+/// job as under way (so a kill now leaves it interrupted).
 fn on_accept(i: usize, tx: mpsc::Sender<usize>) -> Option<common::LogHook> {
     Some(Box::new(move |line: &str| {
-        if line.contains("job accepted") {
+        if line.contains("job recorded as under way") {
             let _ = tx.send(i);
         }
     }))
@@ -111,7 +112,7 @@ fn a_worker_killed_mid_job_keeps_what_it_finished_and_reports_the_rest_interrupt
     let submit = requester.spawn_cli(&["submit", "--json", job.to_str().unwrap()]);
     let chosen = accepted
         .recv_timeout(DEADLINE)
-        .expect("a worker takes the job");
+        .expect("a worker runs the job");
     let (mut victim, survivor) = if chosen == 0 { (w0, w1) } else { (w1, w0) };
     victim.child.kill().unwrap(); // SIGKILL
     victim.child.wait().unwrap();

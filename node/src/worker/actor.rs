@@ -13,14 +13,15 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use phase_protocol::JobSpec;
 use phase_protocol::job::{JobId, JobState, Rejection, WorkerInfo};
-use phase_protocol::{JobSpec, SignedReceipt};
 
 use super::admission::Admission;
-use super::pipeline::{self, Context, Job, JobError};
+use super::pipeline::{self, Context, Job, JobError, JobEvent};
 use super::record;
 use super::table::JobTable;
-use super::workdirs::{self, WorkDirs};
+use super::task::{self, JobDone, Outcome, Task};
+use super::workdirs::WorkDirs;
 use super::{Command, runtime_version, worker_capabilities};
 use crate::config::WorkerConfig;
 use crate::error_line;
@@ -31,42 +32,10 @@ use crate::metrics::RejectLabels;
 /// is aborted past this).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
-/// How a job's task ended.
-#[derive(Debug)]
-enum Outcome {
-    /// A run happened: its signed receipt.
-    Ran(Box<SignedReceipt>),
-    /// No run happened.
-    Failed(JobError),
-    /// The worker is shutting down.
-    Abandoned,
-}
-
-/// How a job's task ended, and what it hands back.
-#[derive(Debug)]
-struct JobDone {
-    id: JobId,
-    requester: PeerId,
-    outcome: Outcome,
-    /// The work directory, cleaned, to reuse.
-    dir: Option<PathBuf>,
-}
-
-/// What a task of the worker returns to the actor.
-#[derive(Debug)]
-enum Task {
-    Job(Box<JobDone>),
-    /// A receipt delivered (or given up on), a spare directory removed,
-    /// old jobs forgotten.
-    Background,
-    /// An admitted job, recorded: queue it and answer its requester.
-    Admitted(Box<(Job, oneshot::Sender<Result<JobId, Rejection>>)>),
-}
-
 pub(super) struct Actor {
     ctx: Arc<Context>,
     commands: mpsc::Receiver<Command>,
-    progress: mpsc::Receiver<(JobId, JobState)>,
+    progress: mpsc::Receiver<(JobId, JobEvent)>,
     events: broadcast::Sender<(JobId, JobState)>,
     cancel: CancellationToken,
     config: WorkerConfig,
@@ -100,7 +69,7 @@ impl Actor {
         ctx: Arc<Context>,
         work_dir: &Path,
         commands: mpsc::Receiver<Command>,
-        progress: mpsc::Receiver<(JobId, JobState)>,
+        progress: mpsc::Receiver<(JobId, JobEvent)>,
         events: broadcast::Sender<(JobId, JobState)>,
         cancel: CancellationToken,
     ) -> std::io::Result<Self> {
@@ -135,7 +104,7 @@ impl Actor {
                     Some(cmd) => self.on_command(cmd),
                     None => break,
                 },
-                Some((id, state)) = self.progress.recv() => self.on_progress(id, state),
+                Some((id, event)) = self.progress.recv() => self.on_progress(id, event),
                 Some(done) = self.tasks.join_next_with_id() => self.on_task(done),
             }
         }
@@ -143,7 +112,7 @@ impl Actor {
         let drain = async {
             loop {
                 tokio::select! {
-                    Some((id, state)) = self.progress.recv() => self.on_progress(id, state),
+                    Some((id, event)) = self.progress.recv() => self.on_progress(id, event),
                     done = self.tasks.join_next_with_id() => match done {
                         Some(done) => self.on_task(done),
                         None => break,
@@ -203,7 +172,12 @@ impl Actor {
         reply: oneshot::Sender<Result<JobId, Rejection>>,
     ) {
         match self.admit(peer, spec) {
-            Ok(Some(job)) => self.record_admitted(job, reply),
+            Ok(Some(job)) => {
+                info!(job = %job.id, peer = %job.requester, "job accepted");
+                let _ = reply.send(Ok(job.id));
+                self.queue.push_back(job);
+                self.start_queued();
+            }
             Ok(None) => {
                 // A repeated submission: the job is already here.
                 let _ = reply.send(Ok(id));
@@ -247,17 +221,6 @@ impl Actor {
         }))
     }
 
-    /// Records an admitted job durably, then (back in the actor) queues it
-    /// and answers "accepted": a job the worker accepted survives a crash,
-    /// as interrupted at worst.
-    fn record_admitted(&mut self, job: Job, reply: oneshot::Sender<Result<JobId, Rejection>>) {
-        let store = self.ctx.store.clone();
-        self.tasks.spawn(async move {
-            record::save(&store, job.id, job.requester, JobState::Queued, Vec::new()).await;
-            Task::Admitted(Box::new((job, reply)))
-        });
-    }
-
     /// Starts queued jobs while slots are free.
     fn start_queued(&mut self) {
         while self.running < self.slots {
@@ -270,52 +233,9 @@ impl Actor {
             let cancel = self.cancel.child_token();
             let span = info_span!("job", id = %job.id);
             let (id, requester) = (job.id, job.requester);
-            let handle = self.tasks.spawn(
-                async move {
-                    let store = &ctx.store;
-                    let outcome = tokio::select! {
-                        () = cancel.cancelled() => Outcome::Abandoned,
-                        result = pipeline::run(&ctx, &job, &dir) => match result {
-                            Ok(receipt) => Outcome::Ran(Box::new(receipt)),
-                            Err(e) => Outcome::Failed(e),
-                        },
-                    };
-                    // The end is durable (the receipt and result pinned for
-                    // the job) before the actor answers that the job is done.
-                    match &outcome {
-                        Outcome::Ran(r) => {
-                            let state = JobState::Done {
-                                status: r.receipt().status.clone(),
-                                receipt: r.cid(),
-                            };
-                            let roots = vec![r.cid(), r.receipt().result];
-                            record::save(store, id, requester, state, roots).await;
-                        }
-                        Outcome::Failed(e) => {
-                            let state = JobState::Failed {
-                                message: error_line(e),
-                            };
-                            record::save(store, id, requester, state, Vec::new()).await;
-                        }
-                        Outcome::Abandoned => {} // recorded under way: interrupted on restart
-                    }
-                    let dir = match outcome {
-                        // The sandbox may still be writing into it.
-                        Outcome::Abandoned => None,
-                        _ => tokio::task::spawn_blocking(move || workdirs::clean(dir.path))
-                            .await
-                            .ok()
-                            .flatten(),
-                    };
-                    Task::Job(Box::new(JobDone {
-                        id: job.id,
-                        requester: job.requester,
-                        outcome,
-                        dir,
-                    }))
-                }
-                .instrument(span),
-            );
+            let handle = self
+                .tasks
+                .spawn(task::job(ctx, job, dir, cancel).instrument(span));
             self.job_tasks.insert(handle.id(), (id, requester));
         }
         let metrics = &self.ctx.metrics;
@@ -327,9 +247,26 @@ impl Actor {
             .set(i64::try_from(self.queue.len()).unwrap_or(i64::MAX));
     }
 
-    fn on_progress(&mut self, id: JobId, state: JobState) {
-        if self.table.set_state(&id, state.clone()) {
-            let _ = self.events.send((id, state));
+    fn on_progress(&mut self, id: JobId, event: JobEvent) {
+        match event {
+            JobEvent::State(state) => {
+                if self.table.set_state(&id, state.clone()) {
+                    let _ = self.events.send((id, state));
+                }
+            }
+            // Delivered while the job's end is recorded: the requester does
+            // not wait for the worker's disk.
+            JobEvent::Signed(receipt) => {
+                let requester = receipt.receipt().requester;
+                let network = self.ctx.network.clone();
+                self.tasks.spawn(
+                    async move {
+                        pipeline::deliver(network, requester, *receipt).await;
+                        Task::Background
+                    }
+                    .instrument(info_span!("job", id = %id)),
+                );
+            }
         }
     }
 
@@ -364,19 +301,6 @@ impl Actor {
                 self.on_job_done(id, requester, outcome, dir);
             }
             Task::Background => {}
-            Task::Admitted(admitted) => {
-                let (job, reply) = *admitted;
-                if self.cancel.is_cancelled() {
-                    self.admission.release(&job.requester);
-                    self.table.forget(&job.id);
-                    let _ = reply.send(Err(Rejection::Busy));
-                    return;
-                }
-                info!(job = %job.id, peer = %job.requester, "job accepted");
-                let _ = reply.send(Ok(job.id));
-                self.queue.push_back(job);
-                self.start_queued();
-            }
         }
     }
 
@@ -410,14 +334,6 @@ impl Actor {
                 let forgotten = self.table.finish(id, state.clone(), Some(receipt.clone()));
                 self.forget(forgotten);
                 let _ = self.events.send((id, state));
-                let network = self.ctx.network.clone();
-                self.tasks.spawn(
-                    async move {
-                        pipeline::deliver(network, requester, receipt).await;
-                        Task::Background
-                    }
-                    .instrument(info_span!("job", id = %id)),
-                );
             }
             Outcome::Failed(e) => {
                 let message = error_line(&e);

@@ -8,12 +8,13 @@
 //!   selects over commands from [`Worker`] handles, progress reports from
 //!   its jobs, and their completions from one `JoinSet`;
 //! - each admitted job runs [`pipeline::run`] (fetch → run → package →
-//!   sign) as a task of that `JoinSet`, under `job{id}`, records its start
-//!   and (durably, with its receipt and result pinned for it) its end in
-//!   the state database ([`record`]), and returns a typed result to the
-//!   actor; delivering receipts and forgetting old jobs are tasks of the
-//!   same set, so shutdown waits for (or, past a bound, aborts) every task
-//!   the worker started;
+//!   sign) as a task of that `JoinSet` ([`task`]), under `job{id}`; it
+//!   records a job that runs a while as under way, and every job's end
+//!   (with its receipt and result pinned for it, in one transaction) in the
+//!   state database ([`record`]), and returns a typed result to the actor;
+//!   delivering receipts and forgetting old jobs are tasks of the same set,
+//!   so shutdown waits for (or, past a bound, aborts) every task the worker
+//!   started;
 //! - on start the actor restores the recorded jobs: finished ones answer
 //!   `status` and `receipt` again, and jobs that were under way when the
 //!   worker stopped answer `interrupted`.
@@ -28,6 +29,7 @@ mod admission;
 mod pipeline;
 mod record;
 mod table;
+mod task;
 mod workdirs;
 
 use std::path::Path;

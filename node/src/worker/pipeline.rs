@@ -74,9 +74,18 @@ pub(super) struct Context {
     /// Most new bytes a job's inputs may bring.
     pub(super) max_input: u64,
     /// Where progress goes (the actor).
-    pub(super) progress: mpsc::Sender<(JobId, JobState)>,
+    pub(super) progress: mpsc::Sender<(JobId, JobEvent)>,
     /// What the worker counts.
     pub(super) metrics: JobMetrics,
+}
+
+/// What a job's task tells the actor on its way.
+#[derive(Debug)]
+pub(super) enum JobEvent {
+    /// The job moved on (fetching, running).
+    State(JobState),
+    /// The receipt is signed and stored: deliver it now.
+    Signed(Box<SignedReceipt>),
 }
 
 /// An admitted job.
@@ -90,7 +99,7 @@ pub(super) struct Job {
 impl Context {
     async fn report(&self, id: JobId, state: JobState) {
         // The actor outlives its jobs; if it is gone the job is abandoned.
-        let _ = self.progress.send((id, state)).await;
+        let _ = self.progress.send((id, JobEvent::State(state))).await;
     }
 }
 

@@ -1,6 +1,7 @@
 //! The worker's jobs in the state database ([`crate::store::state`]): a
-//! job's record is written when it starts and when it ends (with its
-//! receipt and result pinned for the job, in the same transaction), and
+//! job's record is written while it runs (if it runs a while) and when it
+//! ends (with its receipt and result pinned for the job, in the same
+//! transaction), and
 //! dropped with its pins when retention forgets it. On start, finished jobs
 //! come back with their receipts, and jobs that were under way when the
 //! worker stopped come back `interrupted`.
