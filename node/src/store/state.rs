@@ -59,6 +59,22 @@ fn db_error(e: impl Into<redb::Error>) -> StateError {
     StateError::Db(e.into())
 }
 
+/// One change to the worker's job records.
+#[derive(Clone, Debug)]
+pub enum JobWrite {
+    /// Write a job's record (serialized) and pin `roots` for it.
+    Put {
+        /// The job.
+        id: JobId,
+        /// Its record, as the worker serializes it.
+        record: Vec<u8>,
+        /// Blocks the job holds pinned from now on.
+        roots: Vec<Cid>,
+    },
+    /// Drop a job's record and its pins.
+    Forget(JobId),
+}
+
 /// Who holds a pin.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PinOwner {
@@ -202,26 +218,12 @@ impl StateDb {
         record: &T,
         roots: &[Cid],
     ) -> Result<(), StateError> {
-        let key = id.0.to_bytes();
-        let value = serde_json::to_vec(record).map_err(StateError::Record)?;
-        let owner = PinOwner::Job(*id).key();
-        let txn = self.db.begin_write().map_err(db_error)?;
-        {
-            let mut jobs = txn.open_table(WORKER_JOBS).map_err(db_error)?;
-            jobs.insert(key.as_slice(), value.as_slice())
-                .map_err(db_error)?;
-            let mut pins = txn.open_multimap_table(PINS).map_err(db_error)?;
-            let mut job_pins = txn.open_multimap_table(JOB_PINS).map_err(db_error)?;
-            for root in roots {
-                let root = root.to_bytes();
-                pins.insert(root.as_slice(), owner.as_slice())
-                    .map_err(db_error)?;
-                job_pins
-                    .insert(key.as_slice(), root.as_slice())
-                    .map_err(db_error)?;
-            }
-        }
-        txn.commit().map_err(db_error)
+        let record = serde_json::to_vec(record).map_err(StateError::Record)?;
+        self.write_jobs(&[JobWrite::Put {
+            id: *id,
+            record,
+            roots: roots.to_vec(),
+        }])
     }
 
     /// Forgets the worker's record of job `id` and drops the job's pins, in
@@ -230,23 +232,52 @@ impl StateDb {
     /// # Errors
     /// A database error.
     pub fn forget_job(&self, id: &JobId) -> Result<(), StateError> {
-        let key = id.0.to_bytes();
-        let owner = PinOwner::Job(*id).key();
+        self.write_jobs(&[JobWrite::Forget(*id)])
+    }
+
+    /// Applies `writes` in order, in one transaction (one commit for many
+    /// jobs: a worker under load groups its records).
+    ///
+    /// # Errors
+    /// A database error; then none of them is applied.
+    pub fn write_jobs(&self, writes: &[JobWrite]) -> Result<(), StateError> {
         let txn = self.db.begin_write().map_err(db_error)?;
         {
             let mut jobs = txn.open_table(WORKER_JOBS).map_err(db_error)?;
-            jobs.remove(key.as_slice()).map_err(db_error)?;
             let mut pins = txn.open_multimap_table(PINS).map_err(db_error)?;
             let mut job_pins = txn.open_multimap_table(JOB_PINS).map_err(db_error)?;
-            let roots: Vec<Vec<u8>> = job_pins
-                .remove_all(key.as_slice())
-                .map_err(db_error)?
-                .map(|r| r.map(|v| v.value().to_vec()))
-                .collect::<Result<_, _>>()
-                .map_err(db_error)?;
-            for root in roots {
-                pins.remove(root.as_slice(), owner.as_slice())
-                    .map_err(db_error)?;
+            for write in writes {
+                match write {
+                    JobWrite::Put { id, record, roots } => {
+                        let key = id.0.to_bytes();
+                        let owner = PinOwner::Job(*id).key();
+                        jobs.insert(key.as_slice(), record.as_slice())
+                            .map_err(db_error)?;
+                        for root in roots {
+                            let root = root.to_bytes();
+                            pins.insert(root.as_slice(), owner.as_slice())
+                                .map_err(db_error)?;
+                            job_pins
+                                .insert(key.as_slice(), root.as_slice())
+                                .map_err(db_error)?;
+                        }
+                    }
+                    JobWrite::Forget(id) => {
+                        let key = id.0.to_bytes();
+                        let owner = PinOwner::Job(*id).key();
+                        jobs.remove(key.as_slice()).map_err(db_error)?;
+                        let roots: Vec<Vec<u8>> = job_pins
+                            .remove_all(key.as_slice())
+                            .map_err(db_error)?
+                            .map(|r| r.map(|v| v.value().to_vec()))
+                            .collect::<Result<_, _>>()
+                            .map_err(db_error)?;
+                        for root in roots {
+                            pins.remove(root.as_slice(), owner.as_slice())
+                                .map_err(db_error)?;
+                        }
+                    }
+                }
             }
         }
         txn.commit().map_err(db_error)

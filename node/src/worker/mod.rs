@@ -145,6 +145,7 @@ impl Worker {
         let (commands, commands_rx) = mpsc::channel(COMMAND_QUEUE);
         let (progress, progress_rx) = mpsc::channel(PROGRESS_QUEUE);
         let events = broadcast::channel(EVENT_BUFFER).0;
+        let (writes, writer) = record::writer(store.clone(), cancel.child_token());
         let context = Arc::new(pipeline::Context {
             key,
             network,
@@ -153,6 +154,7 @@ impl Worker {
             max_input: config.max_input.0,
             progress,
             metrics,
+            writes,
         });
         let actor = actor::Actor::new(
             config,
@@ -163,7 +165,11 @@ impl Worker {
             events.clone(),
             cancel,
         )?;
-        Ok((Self { commands, events }, actor.run()))
+        let run = async move {
+            // The writer stops with the actor (its token is the actor's child).
+            tokio::join!(actor.run(), writer);
+        };
+        Ok((Self { commands, events }, run))
     }
 
     /// Job state changes, as they happen.

@@ -77,6 +77,8 @@ pub(super) struct Context {
     pub(super) progress: mpsc::Sender<(JobId, JobEvent)>,
     /// What the worker counts.
     pub(super) metrics: JobMetrics,
+    /// Where job records go (grouped into few commits).
+    pub(super) writes: super::record::Writes,
 }
 
 /// What a job's task tells the actor on its way.

@@ -10,11 +10,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
-use tracing::warn;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
 
 use phase_protocol::job::{JobId, JobState};
 use phase_protocol::{Cid, SignedReceipt};
 
+use crate::store::state::JobWrite;
 use crate::store::{BlockStore, StoreError};
 
 /// What the worker keeps of a job.
@@ -40,29 +43,83 @@ pub(super) fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Writes job `id`'s record (and pins `roots` for it); a failure is logged:
-/// the job goes on, it just would not survive a restart.
+/// Record writes queued at most; a job's task waits for room.
+const WRITE_QUEUE: usize = 256;
+/// Record writes grouped into one commit at most.
+const MAX_BATCH: usize = 256;
+
+/// A write and who waits for its commit.
+type Write = (JobWrite, oneshot::Sender<()>);
+
+/// The sending side of the worker's record writer. Cheap to clone.
+#[derive(Clone, Debug)]
+pub(super) struct Writes {
+    tx: mpsc::Sender<Write>,
+}
+
+/// The record writer: each commit takes every write queued meanwhile, so
+/// a worker under load pays one commit (one fsync) for many jobs. Ends when
+/// `cancel` fires or every [`Writes`] is dropped.
+pub(super) fn writer(
+    store: BlockStore,
+    cancel: CancellationToken,
+) -> (Writes, impl Future<Output = ()> + Send + 'static) {
+    let (tx, mut rx) = mpsc::channel::<Write>(WRITE_QUEUE);
+    let run = async move {
+        loop {
+            let first = tokio::select! {
+                () = cancel.cancelled() => break,
+                first = rx.recv() => match first {
+                    Some(first) => first,
+                    None => break,
+                },
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(write) => batch.push(write),
+                    Err(_) => break,
+                }
+            }
+            let (writes, waiting): (Vec<JobWrite>, Vec<_>) = batch.into_iter().unzip();
+            let store = store.clone();
+            let committed = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+                Ok(store.state_blocking()?.write_jobs(&writes)?)
+            })
+            .await;
+            match committed {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => warn!(error = %e, "cannot record jobs"),
+                Err(e) => warn!(error = %e, "cannot record jobs"),
+            }
+            for done in waiting {
+                let _ = done.send(());
+            }
+        }
+    };
+    (Writes { tx }, run)
+}
+
+/// Writes job `id`'s record (and pins `roots` for it), waiting for the
+/// commit; a failure is logged: the job goes on, it just would not survive
+/// a restart.
 pub(super) async fn save(
-    store: &BlockStore,
+    writes: &Writes,
     id: JobId,
     requester: PeerId,
     state: JobState,
     roots: Vec<Cid>,
 ) {
-    let store = store.clone();
     let record = JobRecord {
         requester,
         state,
         updated_ms: now_ms(),
     };
-    let written = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
-        Ok(store.state_blocking()?.put_job(&id, &record, &roots)?)
-    })
-    .await;
-    match written {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => warn!(job = %id, error = %e, "cannot record the job"),
-        Err(e) => warn!(job = %id, error = %e, "cannot record the job"),
+    let record = serde_json::to_vec(&record).expect("job records always serialize");
+    let (done, committed) = oneshot::channel();
+    let write = JobWrite::Put { id, record, roots };
+    if writes.tx.send((write, done)).await.is_err() || committed.await.is_err() {
+        debug!(job = %id, "job not recorded: the worker is stopping");
     }
 }
 

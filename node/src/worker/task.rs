@@ -68,12 +68,12 @@ pub(super) async fn job(
     dir: WorkDir,
     cancel: CancellationToken,
 ) -> Task {
-    let (id, requester, store) = (job.id, job.requester, &ctx.store);
+    let (id, requester, writes) = (job.id, job.requester, &ctx.writes);
     let marking = AtomicBool::new(false);
     let mark = async {
         tokio::time::sleep(RECORD_RUNNING_AFTER).await;
         marking.store(true, Ordering::SeqCst);
-        record::save(store, id, requester, JobState::Running, Vec::new()).await;
+        record::save(writes, id, requester, JobState::Running, Vec::new()).await;
         info!("job recorded as under way");
     };
     tokio::pin!(mark);
@@ -106,14 +106,14 @@ pub(super) async fn job(
                 receipt: receipt.cid(),
             };
             let roots = vec![receipt.cid(), receipt.receipt().result];
-            record::save(store, id, requester, state, roots).await;
+            record::save(writes, id, requester, state, roots).await;
             Outcome::Ran(Box::new(receipt))
         }
         Some(Err(e)) => {
             let state = JobState::Failed {
                 message: error_line(&e),
             };
-            record::save(store, id, requester, state, Vec::new()).await;
+            record::save(writes, id, requester, state, Vec::new()).await;
             Outcome::Failed(e)
         }
     };
