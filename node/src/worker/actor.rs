@@ -17,10 +17,10 @@ use phase_protocol::JobSpec;
 use phase_protocol::job::{JobId, JobState, Rejection, WorkerInfo};
 
 use super::admission::Admission;
-use super::pipeline::{self, Context, Job, JobError, JobEvent};
+use super::pipeline::{self, Context, Job, JobError};
 use super::record;
 use super::table::JobTable;
-use super::task::{self, JobDone, Outcome, Task};
+use super::task::{self, JobDone, Outcome, Recorded, Task};
 use super::workdirs::WorkDirs;
 use super::{Command, runtime_version, worker_capabilities};
 use crate::config::WorkerConfig;
@@ -35,7 +35,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 pub(super) struct Actor {
     ctx: Arc<Context>,
     commands: mpsc::Receiver<Command>,
-    progress: mpsc::Receiver<(JobId, JobEvent)>,
+    progress: mpsc::Receiver<(JobId, JobState)>,
     events: broadcast::Sender<(JobId, JobState)>,
     cancel: CancellationToken,
     config: WorkerConfig,
@@ -69,7 +69,7 @@ impl Actor {
         ctx: Arc<Context>,
         work_dir: &Path,
         commands: mpsc::Receiver<Command>,
-        progress: mpsc::Receiver<(JobId, JobEvent)>,
+        progress: mpsc::Receiver<(JobId, JobState)>,
         events: broadcast::Sender<(JobId, JobState)>,
         cancel: CancellationToken,
     ) -> std::io::Result<Self> {
@@ -104,7 +104,7 @@ impl Actor {
                     Some(cmd) => self.on_command(cmd),
                     None => break,
                 },
-                Some((id, event)) = self.progress.recv() => self.on_progress(id, event),
+                Some((id, state)) = self.progress.recv() => self.on_progress(id, state),
                 Some(done) = self.tasks.join_next_with_id() => self.on_task(done),
             }
         }
@@ -112,7 +112,7 @@ impl Actor {
         let drain = async {
             loop {
                 tokio::select! {
-                    Some((id, event)) = self.progress.recv() => self.on_progress(id, event),
+                    Some((id, state)) = self.progress.recv() => self.on_progress(id, state),
                     done = self.tasks.join_next_with_id() => match done {
                         Some(done) => self.on_task(done),
                         None => break,
@@ -247,26 +247,9 @@ impl Actor {
             .set(i64::try_from(self.queue.len()).unwrap_or(i64::MAX));
     }
 
-    fn on_progress(&mut self, id: JobId, event: JobEvent) {
-        match event {
-            JobEvent::State(state) => {
-                if self.table.set_state(&id, state.clone()) {
-                    let _ = self.events.send((id, state));
-                }
-            }
-            // Delivered while the job's end is recorded: the requester does
-            // not wait for the worker's disk.
-            JobEvent::Signed(receipt) => {
-                let requester = receipt.receipt().requester;
-                let network = self.ctx.network.clone();
-                self.tasks.spawn(
-                    async move {
-                        pipeline::deliver(network, requester, *receipt).await;
-                        Task::Background
-                    }
-                    .instrument(info_span!("job", id = %id)),
-                );
-            }
+    fn on_progress(&mut self, id: JobId, state: JobState) {
+        if self.table.set_state(&id, state.clone()) {
+            let _ = self.events.send((id, state));
         }
     }
 
@@ -301,6 +284,12 @@ impl Actor {
                 self.on_job_done(id, requester, outcome, dir);
             }
             Task::Background => {}
+            Task::Recorded(done) => {
+                let Recorded { id, state, receipt } = *done;
+                let forgotten = self.table.finish(id, state.clone(), receipt);
+                self.forget(forgotten);
+                let _ = self.events.send((id, state));
+            }
         }
     }
 
@@ -331,17 +320,28 @@ impl Actor {
                     status: receipt.receipt().status.clone(),
                     receipt: receipt.cid(),
                 };
-                let forgotten = self.table.finish(id, state.clone(), Some(receipt.clone()));
-                self.forget(forgotten);
-                let _ = self.events.send((id, state));
+                // Delivered while the end is recorded: the requester does
+                // not wait for the worker's disk.
+                let network = self.ctx.network.clone();
+                let delivered = receipt.clone();
+                self.tasks.spawn(
+                    async move {
+                        pipeline::deliver(network, requester, delivered).await;
+                        Task::Background
+                    }
+                    .instrument(info_span!("job", id = %id)),
+                );
+                let ctx = Arc::clone(&self.ctx);
+                self.tasks
+                    .spawn(task::record_end(ctx, id, requester, state, Some(receipt)));
             }
             Outcome::Failed(e) => {
                 let message = error_line(&e);
                 warn!(job = %id, %message, "job failed");
                 let state = JobState::Failed { message };
-                let forgotten = self.table.finish(id, state.clone(), None);
-                self.forget(forgotten);
-                let _ = self.events.send((id, state));
+                let ctx = Arc::clone(&self.ctx);
+                self.tasks
+                    .spawn(task::record_end(ctx, id, requester, state, None));
             }
             Outcome::Abandoned => {
                 // Not `failed`: nothing is wrong with the job. Forgotten, it

@@ -74,20 +74,11 @@ pub(super) struct Context {
     /// Most new bytes a job's inputs may bring.
     pub(super) max_input: u64,
     /// Where progress goes (the actor).
-    pub(super) progress: mpsc::Sender<(JobId, JobEvent)>,
+    pub(super) progress: mpsc::Sender<(JobId, JobState)>,
     /// What the worker counts.
     pub(super) metrics: JobMetrics,
     /// Where job records go (grouped into few commits).
     pub(super) writes: super::record::Writes,
-}
-
-/// What a job's task tells the actor on its way.
-#[derive(Debug)]
-pub(super) enum JobEvent {
-    /// The job moved on (fetching, running).
-    State(JobState),
-    /// The receipt is signed and stored: deliver it now.
-    Signed(Box<SignedReceipt>),
 }
 
 /// An admitted job.
@@ -101,7 +92,7 @@ pub(super) struct Job {
 impl Context {
     async fn report(&self, id: JobId, state: JobState) {
         // The actor outlives its jobs; if it is gone the job is abandoned.
-        let _ = self.progress.send((id, JobEvent::State(state))).await;
+        let _ = self.progress.send((id, state)).await;
     }
 }
 

@@ -7,9 +7,10 @@
 //!   then restarted reports it `interrupted`; a shorter one is recorded
 //!   only at its end (killed before, it is simply unknown after a restart,
 //!   and its requester takes it elsewhere all the same).
-//! - A signed receipt goes to the actor for delivery at once, while its end
-//!   is recorded (with its receipt and result pinned for the job, in one
-//!   transaction); the actor marks the job done only after that commit.
+//! - The task ends as soon as the job does; the actor delivers the receipt
+//!   and records the end (with the receipt and result pinned for the job,
+//!   in one transaction) while the job's slot goes to the next job, and
+//!   marks the job done once that commit is made.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,10 +24,9 @@ use tracing::info;
 use phase_protocol::SignedReceipt;
 use phase_protocol::job::{JobId, JobState};
 
-use super::pipeline::{self, Context, Job, JobError, JobEvent};
+use super::pipeline::{self, Context, Job, JobError};
 use super::record;
 use super::workdirs::{self, WorkDir};
-use crate::error_line;
 
 /// How long a job runs before it is recorded as under way.
 pub(super) const RECORD_RUNNING_AFTER: Duration = Duration::from_millis(50);
@@ -52,6 +52,30 @@ pub(super) struct JobDone {
     pub(super) dir: Option<PathBuf>,
 }
 
+/// A finished job whose end is committed.
+#[derive(Debug)]
+pub(super) struct Recorded {
+    pub(super) id: JobId,
+    pub(super) state: JobState,
+    pub(super) receipt: Option<SignedReceipt>,
+}
+
+/// Records a finished job's end (waiting for the commit).
+pub(super) async fn record_end(
+    ctx: Arc<Context>,
+    id: JobId,
+    requester: PeerId,
+    state: JobState,
+    receipt: Option<SignedReceipt>,
+) -> Task {
+    let roots = receipt
+        .as_ref()
+        .map(|r| vec![r.cid(), r.receipt().result])
+        .unwrap_or_default();
+    record::save(&ctx.writes, id, requester, state.clone(), roots).await;
+    Task::Recorded(Box::new(Recorded { id, state, receipt }))
+}
+
 /// What a task of the worker returns to the actor.
 #[derive(Debug)]
 pub(super) enum Task {
@@ -59,6 +83,8 @@ pub(super) enum Task {
     /// A receipt delivered (or given up on), a spare directory removed,
     /// old jobs forgotten.
     Background,
+    /// A finished job's end, recorded: it now reads as finished.
+    Recorded(Box<Recorded>),
 }
 
 /// Runs `job` in `dir` until it ends or `cancel` fires.
@@ -94,28 +120,11 @@ pub(super) async fn job(
     if marking.load(Ordering::SeqCst) && !marked {
         mark.await;
     }
+    // The end is recorded by the actor (its slot is free meanwhile).
     let outcome = match result {
         None => Outcome::Abandoned,
-        Some(Ok(receipt)) => {
-            let _ = ctx
-                .progress
-                .send((id, JobEvent::Signed(Box::new(receipt.clone()))))
-                .await;
-            let state = JobState::Done {
-                status: receipt.receipt().status.clone(),
-                receipt: receipt.cid(),
-            };
-            let roots = vec![receipt.cid(), receipt.receipt().result];
-            record::save(writes, id, requester, state, roots).await;
-            Outcome::Ran(Box::new(receipt))
-        }
-        Some(Err(e)) => {
-            let state = JobState::Failed {
-                message: error_line(&e),
-            };
-            record::save(writes, id, requester, state, Vec::new()).await;
-            Outcome::Failed(e)
-        }
+        Some(Ok(receipt)) => Outcome::Ran(Box::new(receipt)),
+        Some(Err(e)) => Outcome::Failed(e),
     };
     let dir = match outcome {
         // The sandbox may still be writing into it.
