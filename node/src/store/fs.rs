@@ -146,7 +146,7 @@ impl FsStore {
                 .to_str()
                 .and_then(|n| Cid::from_str(n).ok())
             {
-                db.pin(&cid, super::state::PinOwner::User)?;
+                db.pin(&cid)?;
             }
         }
         std::fs::remove_dir_all(&self.old_pins).map_err(io(&self.old_pins))

@@ -27,7 +27,7 @@ use phase_protocol::cid::{self, Cid, SHA2_256};
 use phase_protocol::unixfs::{self, UnixfsError};
 use phase_protocol::wire::MAX_BLOCK_SIZE;
 
-use self::state::{PinOwner, StateDb, StateError};
+use self::state::{StateDb, StateError};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -367,7 +367,7 @@ impl BlockStore {
     /// I/O.
     pub async fn pin(&self, cid: &Cid) -> Result<(), StoreError> {
         let cid = *cid;
-        self.blocking(move |s| Ok(s.state_blocking()?.pin(&cid, PinOwner::User)?))
+        self.blocking(move |s| Ok(s.state_blocking()?.pin(&cid)?))
             .await
     }
 
@@ -386,7 +386,7 @@ impl BlockStore {
     /// # Errors
     /// I/O.
     pub fn unpin_blocking(&self, cid: &Cid) -> Result<bool, StoreError> {
-        Ok(self.state_blocking()?.unpin(cid, PinOwner::User)?)
+        Ok(self.state_blocking()?.unpin(cid)?)
     }
 
     /// The pinned roots, whoever pinned them.

@@ -1,12 +1,13 @@
 //! What must survive a restart besides blocks, in one embedded
 //! transactional database (redb, as iroh-blobs uses: pure Rust, ACID, one
 //! file) at `<store>/state.redb`:
-//! - **pins with their owners**: a root stays pinned while any owner holds
-//!   it, so a job's retention ending never unpins what a user pinned by
-//!   hand (or another job kept);
-//! - **the worker's job records** (state, receipt, requester, times) and
-//!   the blocks each job holds pinned, written and forgotten in one
-//!   transaction each;
+//! - **pins with their owners**: a user's pins in one table, and each kept
+//!   job's receipt and result held by the job's record itself; a root stays
+//!   pinned while any owner holds it, so a job's retention ending never
+//!   unpins what a user pinned by hand (or another job kept);
+//! - **the worker's job records** (state, receipt, requester, times, and
+//!   the roots the job holds pinned), one row each: writing or forgetting a
+//!   job is one insert or remove;
 //! - **the requester's records** of the jobs it submitted.
 //!
 //! Values are opaque serialized bytes to this module: the worker and the
@@ -17,21 +18,17 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{
-    Database, MultimapTableDefinition, ReadableDatabase, ReadableMultimapTable, ReadableTable,
-    TableDefinition,
-};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use phase_protocol::Cid;
 use phase_protocol::job::JobId;
 
-/// Pinned roots (CID bytes) → owners ([`PinOwner::key`]).
-const PINS: MultimapTableDefinition<&[u8], &[u8]> = MultimapTableDefinition::new("pins");
-/// Job id → the roots that job holds pinned.
-const JOB_PINS: MultimapTableDefinition<&[u8], &[u8]> = MultimapTableDefinition::new("job_pins");
-/// Job id → the worker's record of it.
+/// Roots (CID bytes) a user pinned.
+const PINS: TableDefinition<&[u8], ()> = TableDefinition::new("user_pins");
+/// Job id → the roots it holds pinned and the worker's record of it
+/// ([`encode_job`]).
 const WORKER_JOBS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("worker_jobs");
 /// Job id → the requester's record of it.
 const SUBMITTED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("submitted");
@@ -50,6 +47,9 @@ pub enum StateError {
     /// A stored record does not decode.
     #[error("a stored record does not decode")]
     Record(#[source] serde_json::Error),
+    /// A stored job row is cut short.
+    #[error("a stored job row is damaged")]
+    Row,
     /// A stored CID does not decode.
     #[error("a stored CID does not decode")]
     Cid(#[source] cid::Error),
@@ -73,24 +73,6 @@ pub enum JobWrite {
     },
     /// Drop a job's record and its pins.
     Forget(JobId),
-}
-
-/// Who holds a pin.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum PinOwner {
-    /// A user (`pin add`, `add`, the API).
-    User,
-    /// A job the worker keeps (its receipt and result).
-    Job(JobId),
-}
-
-impl PinOwner {
-    fn key(&self) -> Vec<u8> {
-        match self {
-            PinOwner::User => b"user".to_vec(),
-            PinOwner::Job(id) => [b"job:".as_slice(), &id.0.to_bytes()].concat(),
-        }
-    }
 }
 
 /// Handle to the state database. Cheap to clone.
@@ -133,76 +115,72 @@ impl StateDb {
     /// Creates the tables, so reads never meet a missing one.
     fn init(db: Database) -> Result<Self, StateError> {
         let txn = db.begin_write().map_err(db_error)?;
-        txn.open_multimap_table(PINS).map_err(db_error)?;
-        txn.open_multimap_table(JOB_PINS).map_err(db_error)?;
+        txn.open_table(PINS).map_err(db_error)?;
         txn.open_table(WORKER_JOBS).map_err(db_error)?;
         txn.open_table(SUBMITTED).map_err(db_error)?;
         txn.commit().map_err(db_error)?;
         Ok(Self { db: Arc::new(db) })
     }
 
-    /// Pins `cid` for `owner` (again is a no-op).
+    /// Pins `cid` for the user (again is a no-op).
     ///
     /// # Errors
     /// A database error.
-    pub fn pin(&self, cid: &Cid, owner: PinOwner) -> Result<(), StateError> {
+    pub fn pin(&self, cid: &Cid) -> Result<(), StateError> {
         let txn = self.db.begin_write().map_err(db_error)?;
         {
-            let mut pins = txn.open_multimap_table(PINS).map_err(db_error)?;
-            pins.insert(cid.to_bytes().as_slice(), owner.key().as_slice())
+            let mut pins = txn.open_table(PINS).map_err(db_error)?;
+            pins.insert(cid.to_bytes().as_slice(), ())
                 .map_err(db_error)?;
         }
         txn.commit().map_err(db_error)
     }
 
-    /// Drops `owner`'s pin of `cid`; returns whether it had one. The root
-    /// stays pinned while another owner holds it.
+    /// Drops the user's pin of `cid`; returns whether there was one. The
+    /// root stays pinned while a kept job holds it.
     ///
     /// # Errors
     /// A database error.
-    pub fn unpin(&self, cid: &Cid, owner: PinOwner) -> Result<bool, StateError> {
+    pub fn unpin(&self, cid: &Cid) -> Result<bool, StateError> {
         let txn = self.db.begin_write().map_err(db_error)?;
         let removed = {
-            let mut pins = txn.open_multimap_table(PINS).map_err(db_error)?;
-            pins.remove(cid.to_bytes().as_slice(), owner.key().as_slice())
+            let mut pins = txn.open_table(PINS).map_err(db_error)?;
+            pins.remove(cid.to_bytes().as_slice())
                 .map_err(db_error)?
+                .is_some()
         };
         txn.commit().map_err(db_error)?;
         Ok(removed)
     }
 
-    /// Every pinned root, whoever holds it.
+    /// Every pinned root, whoever holds it (a user or a kept job), sorted.
     ///
     /// # Errors
-    /// A database error.
+    /// A database error, or a stored CID that does not decode.
     pub fn pins(&self) -> Result<Vec<Cid>, StateError> {
-        self.pinned_by(None)
+        let mut all = self.user_pins()?;
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let jobs = txn.open_table(WORKER_JOBS).map_err(db_error)?;
+        for entry in jobs.iter().map_err(db_error)? {
+            let (_, value) = entry.map_err(db_error)?;
+            all.extend(decode_job(value.value())?.0);
+        }
+        all.sort();
+        all.dedup();
+        Ok(all)
     }
 
     /// The roots a user pinned.
     ///
     /// # Errors
-    /// A database error.
+    /// A database error, or a stored CID that does not decode.
     pub fn user_pins(&self) -> Result<Vec<Cid>, StateError> {
-        self.pinned_by(Some(PinOwner::User))
-    }
-
-    fn pinned_by(&self, owner: Option<PinOwner>) -> Result<Vec<Cid>, StateError> {
-        let want = owner.map(|o| o.key());
         let txn = self.db.begin_read().map_err(db_error)?;
-        let pins = txn.open_multimap_table(PINS).map_err(db_error)?;
+        let pins = txn.open_table(PINS).map_err(db_error)?;
         let mut out = Vec::new();
         for entry in pins.iter().map_err(db_error)? {
-            let (cid, owners) = entry.map_err(db_error)?;
-            let held = match &want {
-                None => true,
-                Some(want) => owners
-                    .into_iter()
-                    .any(|o| o.is_ok_and(|o| o.value() == want.as_slice())),
-            };
-            if held {
-                out.push(Cid::try_from(cid.value()).map_err(StateError::Cid)?);
-            }
+            let (cid, _) = entry.map_err(db_error)?;
+            out.push(Cid::try_from(cid.value()).map_err(StateError::Cid)?);
         }
         Ok(out)
     }
@@ -244,38 +222,15 @@ impl StateDb {
         let txn = self.db.begin_write().map_err(db_error)?;
         {
             let mut jobs = txn.open_table(WORKER_JOBS).map_err(db_error)?;
-            let mut pins = txn.open_multimap_table(PINS).map_err(db_error)?;
-            let mut job_pins = txn.open_multimap_table(JOB_PINS).map_err(db_error)?;
             for write in writes {
                 match write {
                     JobWrite::Put { id, record, roots } => {
-                        let key = id.0.to_bytes();
-                        let owner = PinOwner::Job(*id).key();
-                        jobs.insert(key.as_slice(), record.as_slice())
+                        let value = encode_job(roots, record);
+                        jobs.insert(id.0.to_bytes().as_slice(), value.as_slice())
                             .map_err(db_error)?;
-                        for root in roots {
-                            let root = root.to_bytes();
-                            pins.insert(root.as_slice(), owner.as_slice())
-                                .map_err(db_error)?;
-                            job_pins
-                                .insert(key.as_slice(), root.as_slice())
-                                .map_err(db_error)?;
-                        }
                     }
                     JobWrite::Forget(id) => {
-                        let key = id.0.to_bytes();
-                        let owner = PinOwner::Job(*id).key();
-                        jobs.remove(key.as_slice()).map_err(db_error)?;
-                        let roots: Vec<Vec<u8>> = job_pins
-                            .remove_all(key.as_slice())
-                            .map_err(db_error)?
-                            .map(|r| r.map(|v| v.value().to_vec()))
-                            .collect::<Result<_, _>>()
-                            .map_err(db_error)?;
-                        for root in roots {
-                            pins.remove(root.as_slice(), owner.as_slice())
-                                .map_err(db_error)?;
-                        }
+                        jobs.remove(id.0.to_bytes().as_slice()).map_err(db_error)?;
                     }
                 }
             }
@@ -294,7 +249,8 @@ impl StateDb {
         for entry in jobs.iter().map_err(db_error)? {
             let (key, value) = entry.map_err(db_error)?;
             let id = JobId(Cid::try_from(key.value()).map_err(StateError::Cid)?);
-            let record = serde_json::from_slice(value.value()).map_err(StateError::Record)?;
+            let (_, record) = decode_job(value.value())?;
+            let record = serde_json::from_slice(record).map_err(StateError::Record)?;
             out.push((id, record));
         }
         Ok(out)
@@ -332,6 +288,35 @@ impl StateDb {
     }
 }
 
+/// A job's row: the number of roots, each root's CID (length-prefixed),
+/// then the worker's record.
+fn encode_job(roots: &[Cid], record: &[u8]) -> Vec<u8> {
+    let mut buf = unsigned_varint::encode::u64_buffer();
+    let mut out = unsigned_varint::encode::u64(roots.len() as u64, &mut buf).to_vec();
+    for root in roots {
+        let bytes = root.to_bytes();
+        out.extend_from_slice(unsigned_varint::encode::u64(bytes.len() as u64, &mut buf));
+        out.extend_from_slice(&bytes);
+    }
+    out.extend_from_slice(record);
+    out
+}
+
+/// [`encode_job`] undone: the roots and the record's bytes.
+fn decode_job(row: &[u8]) -> Result<(Vec<Cid>, &[u8]), StateError> {
+    let bad = |_| StateError::Row;
+    let (n, mut rest) = unsigned_varint::decode::u64(row).map_err(bad)?;
+    let mut roots = Vec::new();
+    for _ in 0..n {
+        let (len, tail) = unsigned_varint::decode::u64(rest).map_err(bad)?;
+        let len = usize::try_from(len).map_err(|_| StateError::Row)?;
+        let cid = tail.get(..len).ok_or(StateError::Row)?;
+        roots.push(Cid::try_from(cid).map_err(StateError::Cid)?);
+        rest = &tail[len..];
+    }
+    Ok((roots, rest))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,17 +330,18 @@ mod tests {
     fn a_root_stays_pinned_while_any_owner_holds_it() {
         let db = StateDb::memory().unwrap();
         let x = raw_cid(b"x");
-        db.pin(&x, PinOwner::User).unwrap();
+        db.pin(&x).unwrap();
         db.put_job(&job(1), &"done", &[x, raw_cid(b"receipt")])
             .unwrap();
         assert_eq!(db.pins().unwrap().len(), 2);
+        assert_eq!(db.jobs::<String>().unwrap(), vec![(job(1), "done".into())]);
         // Retention forgets the job: the user's pin of x stays.
         db.forget_job(&job(1)).unwrap();
         assert_eq!(db.pins().unwrap(), vec![x]);
         assert_eq!(db.user_pins().unwrap(), vec![x]);
         assert!(db.jobs::<String>().unwrap().is_empty());
-        assert!(db.unpin(&x, PinOwner::User).unwrap());
-        assert!(!db.unpin(&x, PinOwner::User).unwrap());
+        assert!(db.unpin(&x).unwrap());
+        assert!(!db.unpin(&x).unwrap());
         assert!(db.pins().unwrap().is_empty());
     }
 
@@ -381,7 +367,7 @@ mod tests {
             let db = StateDb::open(&path).unwrap();
             db.put_job(&job(1), &"running", &[]).unwrap();
             db.put_submitted(&job(2), &"report").unwrap();
-            db.pin(&raw_cid(b"x"), PinOwner::User).unwrap();
+            db.pin(&raw_cid(b"x")).unwrap();
             assert!(matches!(StateDb::open(&path), Err(StateError::InUse)));
         }
         let db = StateDb::open(&path).unwrap();

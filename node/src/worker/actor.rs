@@ -21,7 +21,7 @@ use super::pipeline::{self, Context, Job, JobError};
 use super::record;
 use super::table::JobTable;
 use super::task::{self, JobDone, Outcome, Recorded, Task};
-use super::workdirs::WorkDirs;
+use super::workdirs::{self, WorkDirs};
 use super::{Command, runtime_version, worker_capabilities};
 use crate::config::WorkerConfig;
 use crate::error_line;
@@ -284,6 +284,14 @@ impl Actor {
                 self.on_job_done(id, requester, outcome, dir);
             }
             Task::Background => {}
+            Task::Cleaned(dir) => {
+                if let Some(remove) = dir.and_then(|d| self.dirs.give_back(d)) {
+                    self.tasks.spawn_blocking(move || {
+                        let _ = std::fs::remove_dir_all(remove);
+                        Task::Background
+                    });
+                }
+            }
             Task::Recorded(done) => {
                 let Recorded { id, state, receipt } = *done;
                 let forgotten = self.table.finish(id, state.clone(), receipt);
@@ -302,11 +310,10 @@ impl Actor {
     ) {
         self.running -= 1;
         self.admission.release(&requester);
-        if let Some(remove) = dir.and_then(|d| self.dirs.give_back(d)) {
-            self.tasks.spawn_blocking(move || {
-                let _ = std::fs::remove_dir_all(remove);
-                Task::Background
-            });
+        if let Some(dir) = dir {
+            // Cleaned off the job's slot, which goes to the next job now.
+            self.tasks
+                .spawn_blocking(move || Task::Cleaned(workdirs::clean(dir)));
         }
         match outcome {
             Outcome::Ran(receipt) => {

@@ -26,7 +26,7 @@ use phase_protocol::job::{JobId, JobState};
 
 use super::pipeline::{self, Context, Job, JobError};
 use super::record;
-use super::workdirs::{self, WorkDir};
+use super::workdirs::WorkDir;
 
 /// How long a job runs before it is recorded as under way.
 pub(super) const RECORD_RUNNING_AFTER: Duration = Duration::from_millis(50);
@@ -48,7 +48,7 @@ pub(super) struct JobDone {
     pub(super) id: JobId,
     pub(super) requester: PeerId,
     pub(super) outcome: Outcome,
-    /// The work directory, cleaned, to reuse.
+    /// The work directory, to clean and reuse.
     pub(super) dir: Option<PathBuf>,
 }
 
@@ -83,6 +83,8 @@ pub(super) enum Task {
     /// A receipt delivered (or given up on), a spare directory removed,
     /// old jobs forgotten.
     Background,
+    /// A work directory cleaned for the next job (`None`: removed).
+    Cleaned(Option<PathBuf>),
     /// A finished job's end, recorded: it now reads as finished.
     Recorded(Box<Recorded>),
 }
@@ -129,10 +131,7 @@ pub(super) async fn job(
     let dir = match outcome {
         // The sandbox may still be writing into it.
         Outcome::Abandoned => None,
-        _ => tokio::task::spawn_blocking(move || workdirs::clean(dir.path))
-            .await
-            .ok()
-            .flatten(),
+        _ => Some(dir.path),
     };
     Task::Job(Box::new(JobDone {
         id,
