@@ -6,7 +6,7 @@
 //! come back with their receipts, and jobs that were under way when the
 //! worker stopped come back `interrupted`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
@@ -45,6 +45,8 @@ pub(super) fn now_ms() -> u64 {
 
 /// Record writes queued at most; a job's task waits for room.
 const WRITE_QUEUE: usize = 256;
+/// How long the writer waits for more records before it commits.
+const LINGER: Duration = Duration::from_millis(2);
 /// Record writes grouped into one commit at most.
 const MAX_BATCH: usize = 256;
 
@@ -74,6 +76,13 @@ pub(super) fn writer(
                     None => break,
                 },
             };
+            // A moment for the records of other jobs ending now to join this
+            // commit (nobody waits on it: the job's slot and its receipt
+            // have moved on).
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                () = tokio::time::sleep(LINGER) => {}
+            }
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
