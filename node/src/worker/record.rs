@@ -46,7 +46,7 @@ pub(super) fn now_ms() -> u64 {
 /// Record writes queued at most; a job's task waits for room.
 const WRITE_QUEUE: usize = 256;
 /// How long the writer waits for more records before it commits.
-const LINGER: Duration = Duration::from_millis(2);
+const LINGER: Duration = Duration::from_millis(10);
 /// Record writes grouped into one commit at most.
 const MAX_BATCH: usize = 256;
 
