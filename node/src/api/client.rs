@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use axum::http::{Method, Request, StatusCode, header};
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -231,11 +231,11 @@ fn request<B: Serialize>(method: Method, path: &str, body: Option<&B>) -> Reques
 async fn read_capped(mut body: Incoming) -> Result<Bytes, ClientError> {
     let mut buf = BytesMut::new();
     while let Some(frame) = body.frame().await {
-        if let Ok(mut data) = frame?.into_data() {
-            if buf.len() + data.remaining() > MAX_ANSWER {
+        if let Ok(data) = frame?.into_data() {
+            if buf.len() + data.len() > MAX_ANSWER {
                 return Err(ClientError::TooLarge);
             }
-            buf.extend_from_slice(&data.copy_to_bytes(data.remaining()));
+            buf.extend_from_slice(&data);
         }
     }
     Ok(buf.freeze())

@@ -396,10 +396,13 @@ async fn ask_daemon<T: serde::de::DeserializeOwned>(
 
 /// A job's record, if it was submitted from this data dir: from the
 /// daemon when one runs (it holds the state database), else from the state
-/// database, else from the JSON file earlier versions wrote.
-async fn read_record(global: &GlobalArgs, job: &JobId) -> anyhow::Result<Option<SubmitReport>> {
-    let data_dir = global.data_dir()?;
-    let data_dir = data_dir.root();
+/// database (through `store`, the command's one handle on it), else from
+/// the JSON file earlier versions wrote.
+async fn read_record(
+    data_dir: &Path,
+    store: &BlockStore,
+    job: &JobId,
+) -> anyhow::Result<Option<SubmitReport>> {
     if let Some(daemon) = ApiClient::find(data_dir).await {
         return match daemon.get(&format!("/api/v1/submitted/{job}")).await {
             Ok(report) => Ok(Some(report)),
@@ -407,7 +410,7 @@ async fn read_record(global: &GlobalArgs, job: &JobId) -> anyhow::Result<Option<
             Err(e) => Err(e.into()),
         };
     }
-    let db = global.store().await?.state().await?;
+    let db = store.state().await?;
     let id = *job;
     if let Some(report) = tokio::task::spawn_blocking(move || db.submitted(&id)).await?? {
         return Ok(Some(report));
@@ -450,9 +453,10 @@ pub(super) struct StatusArgs {
 impl StatusArgs {
     pub(super) async fn execute(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         let data_dir = global.data_dir()?;
+        let store = global.store().await?;
         let mut out = std::io::stdout().lock();
         if self.query.worker.is_none()
-            && let Some(record) = read_record(global, &self.query.job).await?
+            && let Some(record) = read_record(data_dir.root(), &store, &self.query.job).await?
         {
             if self.json {
                 serde_json::to_writer_pretty(&mut out, &record)?;
@@ -512,7 +516,7 @@ impl ReceiptArgs {
         let store = global.store().await?;
         let recorded = match (
             &self.query.worker,
-            read_record(global, &self.query.job).await?,
+            read_record(data_dir.root(), &store, &self.query.job).await?,
         ) {
             (None, Some(record)) => record.results.first().map(|r| r.receipt.cid()),
             _ => None,

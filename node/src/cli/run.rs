@@ -59,12 +59,7 @@ impl LimitArgs {
             timeout: self.timeout.into(),
             max_output: self.max_output,
         };
-        Limits {
-            fuel: limits.fuel.min(phase_protocol::job::MAX_FUEL),
-            ..limits
-        }
-        .validate()
-        .context("limit out of range")?;
+        executor::validate(&limits).context("limit out of range")?;
         Ok(limits)
     }
 }

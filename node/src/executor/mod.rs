@@ -573,7 +573,10 @@ impl Executor {
 /// `u64::MAX` for "uncapped" (a local `run` without `--fuel`), is safe to
 /// set; jobs from the network are held to [`phase_protocol::job::MAX_FUEL`]
 /// by their spec's validation and the worker's maximum.
-fn validate(limits: &Limits) -> Result<(), LimitError> {
+///
+/// # Errors
+/// The first limit out of range.
+pub fn validate(limits: &Limits) -> Result<(), LimitError> {
     Limits {
         fuel: limits.fuel.min(phase_protocol::job::MAX_FUEL),
         ..*limits

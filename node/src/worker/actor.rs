@@ -27,6 +27,10 @@ use crate::config::WorkerConfig;
 use crate::error_line;
 use crate::metrics::RejectLabels;
 
+/// Receipt deliveries in flight at most: each may wait out a few request
+/// timeouts on a requester that went away.
+const MAX_DELIVERIES: usize = 256;
+
 /// How long shutdown waits for the worker's tasks once they are cancelled
 /// (a guest in the sandbox stops at its own deadline; the task waiting on it
 /// is aborted past this).
@@ -45,19 +49,21 @@ pub(super) struct Actor {
     /// bounded by admission).
     queue: VecDeque<Job>,
     slots: usize,
-    running: usize,
     dirs: WorkDirs,
     tasks: JoinSet<Task>,
-    /// The job (and its requester) each job task runs, so a task that
-    /// panics still gives back its slot and fails its job.
+    /// The job (and its requester) each running job's task runs: one entry
+    /// per busy slot, and a task that panics still gives back its slot and
+    /// fails its job.
     job_tasks: HashMap<tokio::task::Id, (JobId, PeerId)>,
+    /// Receipt deliveries under way (at most [`MAX_DELIVERIES`]).
+    delivering: usize,
 }
 
 impl std::fmt::Debug for Actor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Actor")
             .field("slots", &self.slots)
-            .field("running", &self.running)
+            .field("running", &self.job_tasks.len())
             .field("queued", &self.queue.len())
             .finish_non_exhaustive()
     }
@@ -85,10 +91,10 @@ impl Actor {
             config,
             queue: VecDeque::new(),
             slots,
-            running: 0,
             dirs: WorkDirs::new(work_dir, slots)?,
             tasks: JoinSet::new(),
             job_tasks: HashMap::new(),
+            delivering: 0,
         })
     }
 
@@ -195,7 +201,8 @@ impl Actor {
             capabilities: worker_capabilities().into_iter().collect(),
             max_limits: self.config.max_limits(),
             slots: u32::try_from(self.slots).unwrap_or(u32::MAX),
-            free_slots: u32::try_from(self.slots.saturating_sub(self.running)).unwrap_or(u32::MAX),
+            free_slots: u32::try_from(self.slots.saturating_sub(self.job_tasks.len()))
+                .unwrap_or(u32::MAX),
             runtime: runtime_version(),
         }
     }
@@ -223,11 +230,10 @@ impl Actor {
 
     /// Starts queued jobs while slots are free.
     fn start_queued(&mut self) {
-        while self.running < self.slots {
+        while self.job_tasks.len() < self.slots {
             let Some(job) = self.queue.pop_front() else {
                 break;
             };
-            self.running += 1;
             let dir = self.dirs.take();
             let ctx = Arc::clone(&self.ctx);
             let cancel = self.cancel.child_token();
@@ -241,7 +247,7 @@ impl Actor {
         let metrics = &self.ctx.metrics;
         metrics
             .running
-            .set(i64::try_from(self.running).unwrap_or(i64::MAX));
+            .set(i64::try_from(self.job_tasks.len()).unwrap_or(i64::MAX));
         metrics
             .queued
             .set(i64::try_from(self.queue.len()).unwrap_or(i64::MAX));
@@ -261,7 +267,8 @@ impl Actor {
             }
             Err(e) => {
                 warn!(error = %e, "worker task ended abnormally");
-                // A background task: nothing waits on it.
+                // A job's task gives back its slot and fails its job; for
+                // any other task nothing waits on it.
                 if let Some((id, requester)) = self.job_tasks.remove(&e.id()) {
                     let outcome = if e.is_cancelled() {
                         Outcome::Abandoned
@@ -284,6 +291,7 @@ impl Actor {
                 self.on_job_done(id, requester, outcome, dir);
             }
             Task::Background => {}
+            Task::Delivered => self.delivering -= 1,
             Task::Cleaned(dir) => {
                 if let Some(remove) = dir.and_then(|d| self.dirs.give_back(d)) {
                     self.tasks.spawn_blocking(move || {
@@ -308,7 +316,6 @@ impl Actor {
         outcome: Outcome,
         dir: Option<PathBuf>,
     ) {
-        self.running -= 1;
         self.admission.release(&requester);
         if let Some(dir) = dir {
             // Cleaned off the job's slot, which goes to the next job now.
@@ -328,16 +335,20 @@ impl Actor {
                     receipt: receipt.cid(),
                 };
                 // Delivered while the end is recorded: the requester does
-                // not wait for the worker's disk.
-                let network = self.ctx.network.clone();
-                let delivered = receipt.clone();
-                self.tasks.spawn(
-                    async move {
-                        pipeline::deliver(network, requester, delivered).await;
-                        Task::Background
-                    }
-                    .instrument(info_span!("job", id = %id)),
-                );
+                // not wait for the worker's disk. Past the bound (requesters
+                // that do not answer), it fetches the receipt by polling.
+                if self.delivering < MAX_DELIVERIES {
+                    self.delivering += 1;
+                    let network = self.ctx.network.clone();
+                    let delivered = receipt.clone();
+                    self.tasks.spawn(
+                        async move {
+                            pipeline::deliver(network, requester, delivered).await;
+                            Task::Delivered
+                        }
+                        .instrument(info_span!("job", id = %id)),
+                    );
+                }
                 let ctx = Arc::clone(&self.ctx);
                 self.tasks
                     .spawn(task::record_end(ctx, id, requester, state, Some(receipt)));
@@ -363,7 +374,7 @@ impl Actor {
         let metrics = &self.ctx.metrics;
         metrics
             .running
-            .set(i64::try_from(self.running).unwrap_or(i64::MAX));
+            .set(i64::try_from(self.job_tasks.len()).unwrap_or(i64::MAX));
     }
 
     /// Drops forgotten jobs' records and pins from the state database.

@@ -80,11 +80,12 @@ pub(super) async fn record_end(
 #[derive(Debug)]
 pub(super) enum Task {
     Job(Box<JobDone>),
-    /// A receipt delivered (or given up on), a spare directory removed,
-    /// old jobs forgotten.
+    /// A spare directory removed, old jobs forgotten.
     Background,
     /// A work directory cleaned for the next job (`None`: removed).
     Cleaned(Option<PathBuf>),
+    /// A receipt delivered (or given up on).
+    Delivered,
     /// A finished job's end, recorded: it now reads as finished.
     Recorded(Box<Recorded>),
 }
