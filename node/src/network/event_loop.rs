@@ -3,8 +3,8 @@
 //! `try_send`, and when the node is too busy to take one the inbound request
 //! is dropped (the peer sees a failed request) rather than queued.
 
-use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use libp2p::metrics::Recorder;
@@ -19,6 +19,7 @@ use phase_protocol::block::{BlockResponse, MAX_WANT};
 use phase_protocol::job::{JobRequest, JobResponse, Rejection};
 
 use super::behaviour::{Behaviour, BehaviourEvent};
+use super::queries::{Queries, Start};
 use super::{Command, NetworkError, NetworkEvent, Reply};
 use crate::metrics::BlockMetrics;
 
@@ -31,8 +32,7 @@ pub(crate) struct EventLoop {
     routing_peers: watch::Sender<usize>,
     cancel: CancellationToken,
     bootstrap_interval: Duration,
-    pending_providers: HashMap<kad::QueryId, (Reply<HashSet<PeerId>>, HashSet<PeerId>)>,
-    pending_provide: HashMap<kad::QueryId, Reply<()>>,
+    queries: Queries,
     pending_blocks: HashMap<OutboundRequestId, Reply<BlockResponse>>,
     pending_jobs: HashMap<OutboundRequestId, Reply<JobResponse>>,
     p2p: libp2p::metrics::Metrics,
@@ -65,8 +65,7 @@ impl EventLoop {
             routing_peers,
             cancel,
             bootstrap_interval,
-            pending_providers: HashMap::new(),
-            pending_provide: HashMap::new(),
+            queries: Queries::default(),
             pending_blocks: HashMap::new(),
             pending_jobs: HashMap::new(),
             p2p,
@@ -117,18 +116,22 @@ impl EventLoop {
                 let _ = reply.send(result);
             }
             Command::Provide { key, reply } => {
-                match self.swarm.behaviour_mut().kad.start_providing(key) {
-                    Ok(id) => {
-                        self.pending_provide.insert(id, reply);
-                    }
+                let Start::Query(reply) = self.queries.provide(&key, reply, Instant::now()) else {
+                    return;
+                };
+                match self.swarm.behaviour_mut().kad.start_providing(key.clone()) {
+                    Ok(id) => self.queries.started_provide(id, key, reply),
                     Err(e) => {
                         let _ = reply.send(Err(NetworkError::Provide(e)));
                     }
                 }
             }
             Command::FindProviders { key, reply } => {
-                let id = self.swarm.behaviour_mut().kad.get_providers(key);
-                self.pending_providers.insert(id, (reply, HashSet::new()));
+                let Start::Query(reply) = self.queries.lookup(&key, reply, Instant::now()) else {
+                    return;
+                };
+                let id = self.swarm.behaviour_mut().kad.get_providers(key.clone());
+                self.queries.started_lookup(id, key, reply);
             }
             Command::RequestBlocks {
                 peer,
@@ -251,7 +254,10 @@ impl EventLoop {
             kad::Event::OutboundQueryProgressed {
                 id, result, step, ..
             } => (id, result, step),
-            kad::Event::RoutingUpdated { .. } => {
+            kad::Event::RoutingUpdated { is_new_peer, .. } => {
+                if is_new_peer {
+                    self.queries.routing_changed();
+                }
                 let n = self.routing_table().len();
                 self.routing_peers.send_replace(n);
                 return;
@@ -266,9 +272,7 @@ impl EventLoop {
                 providers,
                 ..
             })) => {
-                if let Some((_, found)) = self.pending_providers.get_mut(&id) {
-                    found.extend(providers);
-                }
+                self.queries.lookup_found(id, providers);
             }
             kad::QueryResult::GetProviders(Ok(
                 kad::GetProvidersOk::FinishedWithNoAdditionalRecord { .. },
@@ -277,21 +281,19 @@ impl EventLoop {
                 debug!(%e, "provider query ended");
             }
             kad::QueryResult::StartProviding(result) => {
-                if let Some(reply) = self.pending_provide.remove(&id) {
-                    // With no peers to store the record on, the local record
-                    // still answers queries that reach this node.
-                    let _ = reply.send(result.map(|_| ()).or_else(|e| match e {
-                        kad::AddProviderError::Timeout { .. } => Ok(()),
-                    }));
+                // A timeout (no peers to store the record on, or none
+                // answering) is not an error: the local record still answers
+                // queries that reach this node.
+                if let Err(kad::AddProviderError::Timeout { key }) = result {
+                    debug!(?key, "provider record stored on no peer");
                 }
+                self.queries.provide_ended(id, Instant::now());
             }
             kad::QueryResult::Bootstrap(_) => {}
             other => trace!(?other, "kad query result"),
         }
-        if step.last
-            && let Some((reply, found)) = self.pending_providers.remove(&id)
-        {
-            let _ = reply.send(Ok(found));
+        if step.last {
+            self.queries.lookup_ended(id, Instant::now());
         }
     }
 

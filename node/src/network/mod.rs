@@ -15,6 +15,7 @@
 mod behaviour;
 mod codec;
 mod event_loop;
+mod queries;
 
 use std::collections::HashSet;
 use std::time::Duration;
