@@ -7,7 +7,7 @@
 //! new one.
 
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use libp2p::identity::Keypair;
@@ -86,7 +86,17 @@ pub fn load_or_create(data_dir: &Path) -> Result<Keypair, IdentityError> {
 }
 
 fn create(path: &Path) -> Result<Keypair, IdentityError> {
-    let write = |source| IdentityError::Write {
+    create_with(path, |file, bytes| file.write_all(bytes))
+}
+
+/// Writes a new key to a temp file beside `path` with `write`, fsyncs it
+/// and links it into place: a failed write (a full disk) leaves no key
+/// file, never a torn one that would block every later start.
+fn create_with(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File, &[u8]) -> std::io::Result<()>,
+) -> Result<Keypair, IdentityError> {
+    let failed = |source| IdentityError::Write {
         path: path.to_owned(),
         source,
     };
@@ -94,18 +104,18 @@ fn create(path: &Path) -> Result<Keypair, IdentityError> {
     let bytes = key
         .to_protobuf_encoding()
         .expect("an ed25519 key always encodes");
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(write)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(failed)?;
+    // Made with mode 0600.
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(failed)?;
+    write(tmp.as_file_mut(), &bytes).map_err(failed)?;
+    tmp.as_file().sync_all().map_err(failed)?;
+    // No clobbering: two nodes starting at once on one data dir cannot both
+    // win.
+    tmp.persist_noclobber(path).map_err(|e| failed(e.error))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
     }
-    // create_new: two nodes starting at once on one data dir cannot both win.
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(write)?;
-    file.write_all(&bytes).map_err(write)?;
-    file.sync_all().map_err(write)?;
     Ok(key)
 }
 
@@ -124,6 +134,32 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_key_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(KEY_FILE);
+        let full = |file: &mut std::fs::File, bytes: &[u8]| {
+            file.write_all(&bytes[..bytes.len() / 2])?;
+            Err(std::io::Error::from_raw_os_error(28)) // ENOSPC
+        };
+        assert!(matches!(
+            create_with(&path, full),
+            Err(IdentityError::Write { .. })
+        ));
+        assert!(!path.exists());
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "no temp file left"
+        );
+        // The next start makes a good one.
+        let key = load_or_create(dir.path()).unwrap();
+        assert_eq!(
+            load_or_create(dir.path()).unwrap().public().to_peer_id(),
+            key.public().to_peer_id()
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod config;
 pub mod executor;
 pub mod identity;
 pub mod jobfile;
+pub mod lock;
 pub mod metrics;
 pub mod network;
 pub mod node;

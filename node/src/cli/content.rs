@@ -15,7 +15,7 @@ use super::pins::Pins;
 use crate::api::types::FetchAnswer;
 use crate::api::{ApiClient, client};
 use crate::store::files::FilesError;
-use crate::store::{BlockStore, StoreError, car, files};
+use crate::store::{StoreError, car, files};
 
 /// Whether an error means "a block is not here" (so a daemon could fetch it).
 fn is_missing(e: &FilesError) -> bool {
@@ -296,11 +296,13 @@ pub(super) struct GcArgs {}
 
 impl GcArgs {
     pub(super) async fn execute(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-        let store: BlockStore = global.store().await?;
-        let removed = Pins::of(global.data_dir()?.root(), &store)
-            .await
-            .gc()
-            .await?;
+        let data_dir = global.data_dir()?;
+        let removed = match ApiClient::find(data_dir.root()).await {
+            Some(daemon) => Pins::Daemon(daemon).gc().await?,
+            // Alone: a command beside it may be adding blocks it has not
+            // pinned yet.
+            None => Pins::Local(global.store_alone().await?).gc().await?,
+        };
         writeln!(std::io::stdout().lock(), "removed {removed} blocks")?;
         Ok(ExitCode::SUCCESS)
     }

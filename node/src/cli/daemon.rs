@@ -16,7 +16,9 @@ use crate::api::{self, ApiClient};
 use crate::config::NodeConfig;
 use crate::executor::{Executor, ExecutorConfig};
 use crate::identity;
+use crate::lock::DirLock;
 use crate::node::NodeHandle;
+use crate::store::BlockStore;
 
 /// Network settings shared by `start` and `config show`.
 #[derive(Debug, Args)]
@@ -101,8 +103,17 @@ impl StartArgs {
         let data_dir = global.data_dir()?;
         std::fs::create_dir_all(data_dir.root())
             .with_context(|| format!("cannot create data dir {}", data_dir.root().display()))?;
+        // Before anything is touched: one daemon per data dir.
+        let _lock = DirLock::daemon(data_dir.root())?;
         let key = identity::load_or_create(data_dir.root())?;
-        let store = global.store().await?;
+        let store_dir = data_dir.store();
+        let store = BlockStore::open(store_dir.clone())
+            .await
+            .with_context(|| format!("cannot open the block store in {}", store_dir.display()))?;
+        let cleared = store.clear_tmp().await;
+        if cleared > 0 {
+            tracing::info!(files = cleared, "temp files of an earlier crash removed");
+        }
         let listeners = config.network.listen.len();
         let executor = if config.worker.enabled {
             Some(Executor::new(ExecutorConfig {

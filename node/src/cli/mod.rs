@@ -13,17 +13,21 @@ mod verify;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
 use self::run::{InspectArgs, RunArgs};
 use self::verify::VerifyArgs;
 use crate::config::DataDir;
+use crate::lock::{DirLock, Hold};
 use crate::store::BlockStore;
 
 pub use self::run::{
     EXIT_MEMORY, EXIT_OUT_OF_FUEL, EXIT_OUTPUT, EXIT_RUN_ERROR, EXIT_TIMEOUT, EXIT_TRAP, exit_code,
 };
+
+/// This command's hold on its data dir, for the process's life.
+static COMMAND_LOCK: std::sync::OnceLock<DirLock> = std::sync::OnceLock::new();
 
 /// A spinner line on stderr when it is a terminal (hidden when stderr is a
 /// pipe or file), with `{msg}` in `template`.
@@ -67,12 +71,52 @@ impl GlobalArgs {
         Ok(DataDir::resolve(self.data_dir.as_deref())?)
     }
 
-    /// The local block store of the data dir.
+    /// The local block store of the data dir, with the data dir held for
+    /// this command's life ([`crate::lock`]): shared beside other commands,
+    /// not at all beside a daemon; the first command alone clears what
+    /// crashed processes left in the store's temp folder.
     async fn store(&self) -> anyhow::Result<BlockStore> {
-        let dir = self.data_dir()?.store();
-        BlockStore::open(dir.clone())
+        let data_dir = self.data_dir()?;
+        let dir = data_dir.store();
+        let store = BlockStore::open(dir.clone())
             .await
-            .with_context(|| format!("cannot open the block store in {}", dir.display()))
+            .with_context(|| format!("cannot open the block store in {}", dir.display()))?
+            .with_transient_state();
+        if COMMAND_LOCK.get().is_none() {
+            let mut lock = DirLock::command(data_dir.root())?;
+            if lock.hold() == Hold::Exclusive {
+                store.clear_tmp().await;
+                lock.share();
+            }
+            let _ = COMMAND_LOCK.set(lock);
+        }
+        Ok(store)
+    }
+
+    /// The local block store, with the data dir held exclusively for this
+    /// command's life (for `gc`, which must not run beside another command
+    /// that adds blocks it has not pinned yet).
+    async fn store_alone(&self) -> anyhow::Result<BlockStore> {
+        let data_dir = self.data_dir()?;
+        let lock = DirLock::command(data_dir.root())?;
+        match lock.hold() {
+            Hold::Exclusive => {}
+            Hold::Shared => bail!(
+                "another phase-node command is using {}; try again when it has ended",
+                data_dir.root().display()
+            ),
+            Hold::None => bail!(
+                "a phase-node daemon holds {}, but its API does not answer",
+                data_dir.root().display()
+            ),
+        }
+        let dir = data_dir.store();
+        let store = BlockStore::open(dir.clone())
+            .await
+            .with_context(|| format!("cannot open the block store in {}", dir.display()))?;
+        store.clear_tmp().await;
+        let _ = COMMAND_LOCK.set(lock);
+        Ok(store)
     }
 }
 

@@ -311,7 +311,10 @@ mod tests {
         assert!(matches!(q.lookup(&key(1), c, now), Start::Done));
         assert_eq!(c_rx.try_recv().unwrap().unwrap(), HashSet::from([peer]));
         let (d, _) = oneshot::channel();
-        assert!(matches!(q.lookup(&key(1), d, now + FOUND_FOR), Start::Query(_)));
+        assert!(matches!(
+            q.lookup(&key(1), d, now + FOUND_FOR),
+            Start::Query(_)
+        ));
 
         // Nobody found: asked again next time.
         let (e, _) = oneshot::channel();
@@ -335,6 +338,10 @@ mod tests {
         }
         assert_eq!(recent.entries.len(), REMEMBERED);
         assert_eq!(recent.order.len(), REMEMBERED);
-        assert!(recent.get(&kad::RecordKey::new(&0usize.to_be_bytes()), now).is_none());
+        assert!(
+            recent
+                .get(&kad::RecordKey::new(&0usize.to_be_bytes()), now)
+                .is_none()
+        );
     }
 }

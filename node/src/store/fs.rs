@@ -49,13 +49,19 @@ impl FsStore {
         for dir in [&store.blocks, &store.tmp] {
             std::fs::create_dir_all(dir).map_err(io(dir))?;
         }
-        // Temp files left by a crash are never part of the store.
-        if let Ok(entries) = std::fs::read_dir(&store.tmp) {
+        Ok(store)
+    }
+
+    /// Removes the temp files crashed processes left (only the data dir's
+    /// exclusive holder may: another process may be writing them).
+    pub(super) fn clear_tmp(&self) -> usize {
+        let mut removed = 0;
+        if let Ok(entries) = std::fs::read_dir(&self.tmp) {
             for entry in entries.flatten() {
-                let _ = std::fs::remove_file(entry.path());
+                removed += usize::from(std::fs::remove_file(entry.path()).is_ok());
             }
         }
-        Ok(store)
+        removed
     }
 
     fn path(&self, cid: &Cid) -> PathBuf {

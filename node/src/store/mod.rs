@@ -16,7 +16,7 @@ pub mod fs;
 pub mod mem;
 pub mod state;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -132,6 +132,10 @@ enum Backend {
     Fs(fs::FsStore),
 }
 
+/// How long a command waits for another command to close the state
+/// database.
+const STATE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Handle to the node's block store. Cheap to clone; all clones share one store.
 ///
 /// The async methods run filesystem work on tokio's blocking pool; the
@@ -145,6 +149,37 @@ pub struct BlockStore {
     state: Arc<Mutex<Option<StateDb>>>,
     /// Its file (`None`: in memory).
     state_path: Option<PathBuf>,
+    /// Whether the state database stays open once opened (a daemon, a
+    /// node in a test); a command opens it for each use and closes it
+    /// after, so commands beside each other take turns.
+    keep_state: bool,
+    /// Roots held by work under way (a job's inputs and result): kept by
+    /// [`BlockStore::gc`] like pins, but only in memory.
+    held: Arc<Mutex<HashMap<Cid, usize>>>,
+}
+
+/// Roots held against [`BlockStore::gc`] until this is dropped.
+#[derive(Debug)]
+pub struct Held {
+    roots: Vec<Cid>,
+    held: Arc<Mutex<HashMap<Cid, usize>>>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for root in &self.roots {
+            if let Some(n) = held.get_mut(root) {
+                *n -= 1;
+                if *n == 0 {
+                    held.remove(root);
+                }
+            }
+        }
+    }
 }
 
 impl BlockStore {
@@ -155,6 +190,8 @@ impl BlockStore {
             backend: Arc::new(Backend::Mem(mem::MemStore::default())),
             state: Arc::default(),
             state_path: None,
+            keep_state: true,
+            held: Arc::default(),
         }
     }
 
@@ -170,7 +207,27 @@ impl BlockStore {
             backend: Arc::new(Backend::Fs(store)),
             state: Arc::default(),
             state_path: Some(state_path),
+            keep_state: true,
+            held: Arc::default(),
         })
+    }
+
+    /// Removes the temp files that crashed processes left in the store;
+    /// returns how many. Call only while holding the data dir exclusively
+    /// ([`crate::lock`]): other processes may be writing theirs.
+    pub async fn clear_tmp(&self) -> usize {
+        match self.backend.as_ref() {
+            Backend::Mem(_) => 0,
+            Backend::Fs(_) => {
+                let s = self.clone();
+                tokio::task::spawn_blocking(move || match s.backend.as_ref() {
+                    Backend::Fs(f) => f.clear_tmp(),
+                    Backend::Mem(_) => 0,
+                })
+                .await
+                .unwrap_or(0)
+            }
+        }
     }
 
     /// The state database (pins, job records), opened on first use.
@@ -188,15 +245,43 @@ impl BlockStore {
         let db = match &self.state_path {
             None => StateDb::memory()?,
             Some(path) => {
-                let db = StateDb::open(path)?;
+                let db = self.open_state(path)?;
                 if let Backend::Fs(f) = self.backend.as_ref() {
                     f.migrate_pins(&db)?;
                 }
                 db
             }
         };
-        *slot = Some(db.clone());
+        if self.keep_state {
+            *slot = Some(db.clone());
+        }
         Ok(db)
+    }
+
+    /// Opens the state file; a command that finds another command using it
+    /// waits its turn (bounded: a daemon holds it for good).
+    fn open_state(&self, path: &std::path::Path) -> Result<StateDb, StateError> {
+        let deadline = std::time::Instant::now() + STATE_WAIT;
+        loop {
+            match StateDb::open(path) {
+                Err(StateError::InUse)
+                    if !self.keep_state && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// This handle (and its clones) opens the state database for each use
+    /// and closes it after, instead of keeping it open: for commands, so
+    /// that several can run on one data dir.
+    #[must_use]
+    pub fn with_transient_state(mut self) -> Self {
+        self.keep_state = false;
+        self.state = Arc::default();
+        self
     }
 
     /// [`BlockStore::state_blocking`] on the blocking pool.
@@ -397,15 +482,50 @@ impl BlockStore {
         self.blocking(|s| Ok(s.state_blocking()?.pins()?)).await
     }
 
-    /// Deletes every block not reachable from a pin; returns how many.
+    /// Holds `roots` (and what they link to, as far as it is stored)
+    /// against [`BlockStore::gc`] until the guard is dropped: work under
+    /// way, like a job's inputs while it is queued or running.
+    #[must_use]
+    pub fn hold(&self, roots: impl IntoIterator<Item = Cid>) -> Held {
+        let roots: Vec<Cid> = roots.into_iter().collect();
+        let mut held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for root in &roots {
+            *held.entry(*root).or_insert(0) += 1;
+        }
+        Held {
+            roots,
+            held: Arc::clone(&self.held),
+        }
+    }
+
+    /// Deletes every block not reachable from a pin or a held root
+    /// ([`BlockStore::hold`]); returns how many.
     ///
-    /// A pinned DAG with a missing or corrupt block is kept as far as it can
-    /// be walked, and the rest of the store is still collected.
+    /// The blocks are listed before the live ones are walked, so a block
+    /// stored meanwhile is never a candidate. A pinned DAG with a missing or
+    /// corrupt block is kept as far as it can be walked, and the rest of the
+    /// store is still collected.
     ///
     /// # Errors
     /// I/O.
     pub async fn gc(&self) -> Result<usize, StoreError> {
-        let pins = self.pins().await?;
+        let all = self
+            .blocking(|s| match s.backend.as_ref() {
+                Backend::Mem(m) => Ok(m.cids()),
+                Backend::Fs(f) => f.cids(),
+            })
+            .await?;
+        let mut pins = self.pins().await?;
+        pins.extend(
+            self.held
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .keys()
+                .copied(),
+        );
         self.blocking(move |s| {
             let mut live = HashSet::new();
             let mut stack: Vec<(Cid, usize)> = pins.into_iter().map(|c| (c, 0)).collect();
@@ -423,10 +543,6 @@ impl BlockStore {
                     Err(e) => warn!(%cid, error = %e, "pinned block does not decode; not following its links"),
                 }
             }
-            let all = match s.backend.as_ref() {
-                Backend::Mem(m) => m.cids(),
-                Backend::Fs(f) => f.cids()?,
-            };
             let mut removed = 0;
             for cid in all.into_iter().filter(|c| !live.contains(c)) {
                 let gone = match s.backend.as_ref() {

@@ -26,6 +26,7 @@ use super::{Command, runtime_version, worker_capabilities};
 use crate::config::WorkerConfig;
 use crate::error_line;
 use crate::metrics::RejectLabels;
+use crate::store::Held;
 
 /// Receipt deliveries in flight at most: each may wait out a few request
 /// timeouts on a requester that went away.
@@ -221,10 +222,17 @@ impl Actor {
         self.admission.reserve(peer)?;
         self.table.insert(id);
         self.ctx.metrics.admitted.inc();
+        let inputs = self.ctx.store.hold(
+            [spec.module]
+                .into_iter()
+                .chain(spec.stdin)
+                .chain(spec.input),
+        );
         Ok(Some(Job {
             id,
             requester: peer,
             spec,
+            inputs,
         }))
     }
 
@@ -275,7 +283,7 @@ impl Actor {
                     } else {
                         Outcome::Failed(JobError::Crashed)
                     };
-                    self.on_job_done(id, requester, outcome, None);
+                    self.on_job_done(id, requester, outcome, None, None);
                 }
                 return;
             }
@@ -287,8 +295,9 @@ impl Actor {
                     requester,
                     outcome,
                     dir,
+                    result,
                 } = *done;
-                self.on_job_done(id, requester, outcome, dir);
+                self.on_job_done(id, requester, outcome, dir, result);
             }
             Task::Background => {}
             Task::Delivered => self.delivering -= 1,
@@ -315,6 +324,7 @@ impl Actor {
         requester: PeerId,
         outcome: Outcome,
         dir: Option<PathBuf>,
+        result: Option<Held>,
     ) {
         self.admission.release(&requester);
         if let Some(dir) = dir {
@@ -350,8 +360,14 @@ impl Actor {
                     );
                 }
                 let ctx = Arc::clone(&self.ctx);
-                self.tasks
-                    .spawn(task::record_end(ctx, id, requester, state, Some(receipt)));
+                self.tasks.spawn(task::record_end(
+                    ctx,
+                    id,
+                    requester,
+                    state,
+                    Some(receipt),
+                    result,
+                ));
             }
             Outcome::Failed(e) => {
                 let message = error_line(&e);
@@ -359,7 +375,7 @@ impl Actor {
                 let state = JobState::Failed { message };
                 let ctx = Arc::clone(&self.ctx);
                 self.tasks
-                    .spawn(task::record_end(ctx, id, requester, state, None));
+                    .spawn(task::record_end(ctx, id, requester, state, None, None));
             }
             Outcome::Abandoned => {
                 // Not `failed`: nothing is wrong with the job. Forgotten, it

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use libp2p::PeerId;
 use libp2p::identity::Keypair;
 use tokio::sync::mpsc;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use phase_protocol::job::{JobId, JobState};
 use phase_protocol::unixfs::{self, Root};
@@ -28,7 +28,7 @@ use crate::executor::{CacheSource, ExecError, Executor, ModuleKind, RunSpec, Std
 use crate::metrics::JobMetrics;
 use crate::network::{NetworkClient, NetworkError};
 use crate::store::files::{self, FilesError};
-use crate::store::{BlockStore, StoreError};
+use crate::store::{BlockStore, Held, StoreError};
 
 /// Deadline for fetching a job's module and inputs.
 pub const FETCH_DEADLINE: Duration = Duration::from_secs(300);
@@ -50,6 +50,8 @@ pub(super) enum JobError {
     Files(#[from] FilesError),
     #[error("cannot store the result")]
     Store(#[from] StoreError),
+    #[error("cannot store the job's output")]
+    Output(#[source] FilesError),
     #[error("module {0} is not runnable")]
     Module(Cid, #[source] ExecError),
     #[error("the run failed")]
@@ -87,6 +89,9 @@ pub(super) struct Job {
     pub(super) id: JobId,
     pub(super) requester: PeerId,
     pub(super) spec: JobSpec,
+    /// The job's inputs, held against `gc` from admission to its end.
+    #[expect(dead_code, reason = "kept for its Drop")]
+    pub(super) inputs: Held,
 }
 
 impl Context {
@@ -193,7 +198,22 @@ pub(super) async fn run(
         .map_err(JobError::Exec)?;
     let ended = SystemTime::now();
 
-    let result = package(&ctx.store, &outcome.stdout, &outcome.stderr, output_dir).await?;
+    // A run that happened gets a receipt, whatever becomes of its output.
+    let (out, err) = (&outcome.stdout, &outcome.stderr);
+    let result = match kept_output(output_dir, spec.limits.max_output.0).await {
+        Ok(output) => match package(&ctx.store, out, err, output).await {
+            Ok(root) => root,
+            Err(e) => {
+                let note = format!("the output was not kept: {}", crate::error_line(&e));
+                warn!(job = %id, %note);
+                package(&ctx.store, out, err, Kept::Cut(note)).await?
+            }
+        },
+        Err(note) => {
+            warn!(job = %id, %note);
+            package(&ctx.store, out, err, Kept::Cut(note)).await?
+        }
+    };
     let receipt = Receipt {
         job: id,
         module: spec.module,
@@ -251,23 +271,88 @@ async fn fetch_all(ctx: &Context, requester: PeerId, roots: &[Cid]) -> Result<()
     Ok(())
 }
 
+/// What of `/output` goes into the result package.
+#[derive(Debug)]
+enum Kept {
+    /// All of it: this folder.
+    All(PathBuf),
+    /// None of it (`output/` is empty), for this reason, which the package
+    /// carries in a file `output-cut`.
+    Cut(String),
+}
+
+/// The name of the note in a package whose output was cut.
+pub(crate) const OUTPUT_CUT: &str = "output-cut";
+
+/// Whether `/output` fits the job's `max_output` (bytes of regular files)
+/// and the entries a package may hold; measured without reading a byte,
+/// and the walk stops as soon as it is over.
+async fn kept_output(dir: PathBuf, max_output: u64) -> Result<Kept, String> {
+    tokio::task::spawn_blocking(move || {
+        let mut bytes = 0u64;
+        let mut entries = 0u64;
+        let mut stack = vec![dir.clone()];
+        while let Some(d) = stack.pop() {
+            let Ok(list) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for entry in list.flatten() {
+                entries += 1;
+                if entries > files::MAX_ENTRIES {
+                    return Err(format!(
+                        "/output holds more than {} entries",
+                        files::MAX_ENTRIES
+                    ));
+                }
+                let Ok(meta) = entry.metadata() else { continue };
+                if meta.is_dir() {
+                    stack.push(entry.path());
+                } else if meta.is_file() {
+                    bytes = bytes.saturating_add(meta.len());
+                    if bytes > max_output {
+                        return Err(format!(
+                            "/output holds more than max_output ({max_output} bytes)"
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(Kept::All(dir))
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("cannot measure /output: {e}")))
+}
+
 /// The result package: a UnixFS directory of `stdout`, `stderr` and
-/// `output/`.
+/// `output/` (and, when the output was cut, `output-cut` saying why).
 async fn package(
     store: &BlockStore,
     stdout: &Bytes,
     stderr: &Bytes,
-    output_dir: PathBuf,
+    output: Kept,
 ) -> Result<Root, JobError> {
     let out = files::add_bytes(store, stdout.clone()).await?;
     let err = files::add_bytes(store, stderr.clone()).await?;
-    let (output, _) = files::add_path(store, output_dir, true).await?;
-    let (block, root) = unixfs::directory(vec![
-        ("stdout".into(), out),
-        ("stderr".into(), err),
-        ("output".into(), output),
-    ])
-    .map_err(|e| StoreError::Unixfs {
+    let mut entries = vec![("stdout".into(), out), ("stderr".into(), err)];
+    match output {
+        Kept::All(dir) => {
+            let (output, _) = files::add_path(store, dir, true)
+                .await
+                .map_err(JobError::Output)?;
+            entries.push(("output".into(), output));
+        }
+        Kept::Cut(note) => {
+            let (block, empty) = unixfs::directory(Vec::new()).map_err(|e| StoreError::Unixfs {
+                cid: out.cid,
+                source: Box::new(e),
+            })?;
+            store.put(block.cid, Bytes::from(block.data)).await?;
+            entries.push(("output".into(), empty));
+            let note = files::add_bytes(store, Bytes::from(format!("{note}\n"))).await?;
+            entries.push((OUTPUT_CUT.into(), note));
+        }
+    }
+    let (block, root) = unixfs::directory(entries).map_err(|e| StoreError::Unixfs {
         cid: out.cid,
         source: Box::new(e),
     })?;

@@ -27,6 +27,7 @@ use phase_protocol::job::{JobId, JobState};
 use super::pipeline::{self, Context, Job, JobError};
 use super::record;
 use super::workdirs::WorkDir;
+use crate::store::Held;
 
 /// How long a job runs before it is recorded as under way.
 pub(super) const RECORD_RUNNING_AFTER: Duration = Duration::from_millis(50);
@@ -50,6 +51,9 @@ pub(super) struct JobDone {
     pub(super) outcome: Outcome,
     /// The work directory, to clean and reuse.
     pub(super) dir: Option<PathBuf>,
+    /// The receipt and result, held against `gc` until the job's record
+    /// pins them.
+    pub(super) result: Option<Held>,
 }
 
 /// A finished job whose end is committed.
@@ -67,12 +71,14 @@ pub(super) async fn record_end(
     requester: PeerId,
     state: JobState,
     receipt: Option<SignedReceipt>,
+    result: Option<Held>,
 ) -> Task {
     let roots = receipt
         .as_ref()
         .map(|r| vec![r.cid(), r.receipt().result])
         .unwrap_or_default();
     record::save(&ctx.writes, id, requester, state.clone(), roots).await;
+    drop(result);
     Task::Recorded(Box::new(Recorded { id, state, receipt }))
 }
 
@@ -134,10 +140,16 @@ pub(super) async fn job(
         Outcome::Abandoned => None,
         _ => Some(dir.path),
     };
+    let result = match &outcome {
+        Outcome::Ran(r) => Some(ctx.store.hold([r.cid(), r.receipt().result])),
+        _ => None,
+    };
+    drop(job);
     Task::Job(Box::new(JobDone {
         id,
         requester,
         outcome,
         dir,
+        result,
     }))
 }

@@ -1,0 +1,166 @@
+//! One owner of a data dir: a second daemon refuses before it touches
+//! anything, commands beside each other never clear each other's temp
+//! files, and `gc` never removes what a job under way needs.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::mpsc;
+
+mod common;
+
+use common::{DEADLINE, Daemon, finish, phase_in};
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// A job that counts for a second or two of one core.
+fn counting_job(dir: &Path) -> (PathBuf, PathBuf) {
+    let wasm = wat::parse_str(
+        r#"(module
+          (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+          (memory (export "memory") 1)
+          (func (export "_start") (local $i i32)
+            (loop $l
+              (local.set $i (i32.add (local.get $i) (i32.const 1)))
+              (br_if $l (i32.lt_u (local.get $i) (i32.const 400000000))))
+            (call $exit (i32.const 0))))"#,
+    )
+    .unwrap();
+    let module = dir.join("count.wasm");
+    std::fs::write(&module, wasm).unwrap();
+    let job = dir.join("count.job.json");
+    std::fs::write(
+        &job,
+        r#"{"module": {"path": "count.wasm"},
+            "limits": {"fuel": 100000000000, "memory": "16MiB", "timeout": "100s", "max_output": "1MiB"}}"#,
+    )
+    .unwrap();
+    (module, job)
+}
+
+/// Where the file store keeps block `cid` under `data_dir`.
+fn block_path(data_dir: &Path, cid: &str) -> PathBuf {
+    let shard = &cid[cid.len() - 3..cid.len() - 1];
+    data_dir.join("store").join("blocks").join(shard).join(cid)
+}
+
+/// A log hook that says when the daemon has a job under way.
+fn on_running(tx: mpsc::Sender<()>) -> Option<common::LogHook> {
+    Some(Box::new(move |line: &str| {
+        if line.contains("job recorded as under way") {
+            let _ = tx.send(());
+        }
+    }))
+}
+
+#[test]
+fn a_second_start_refuses_in_one_line_and_gc_keeps_a_running_jobs_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tx, running) = mpsc::channel();
+    let worker = Daemon::start(&dir.path().join("w"), &[], on_running(tx));
+    let requester = Daemon::start(
+        &dir.path().join("r"),
+        &["--no-worker", "--bootstrap", &worker.addr],
+        None,
+    );
+    ok(&requester.cli(&["peers", "--wait", "1"]));
+    let (module, job) = counting_job(dir.path());
+    let module_cid = ok(&phase_in(
+        &dir.path().join("scratch"),
+        &["add", module.to_str().unwrap()],
+        b"",
+    ))
+    .trim()
+    .to_owned();
+
+    let submit = requester.spawn_cli(&["submit", "--json", job.to_str().unwrap()]);
+    running
+        .recv_timeout(DEADLINE)
+        .expect("the worker runs the job");
+
+    // A second daemon on the worker's data dir.
+    let second = worker.cli(&["start", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"]);
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains("in use by another phase-node (daemon, pid"),
+        "{stderr}"
+    );
+    assert!(
+        worker.dir.join("work").exists(),
+        "its job files are left alone"
+    );
+
+    // gc on the worker (through its daemon) while the job runs.
+    ok(&worker.cli(&["gc"]));
+    assert!(
+        block_path(&worker.dir, &module_cid).exists(),
+        "the running job's module is held"
+    );
+
+    let report: serde_json::Value = serde_json::from_str(&ok(&finish(submit))).unwrap();
+    assert_eq!(
+        report["results"][0]["status"], "exited with code 0",
+        "{report}"
+    );
+    // The job over, nothing holds its module (it is not pinned) any more.
+    ok(&worker.cli(&["gc"]));
+    assert!(!block_path(&worker.dir, &module_cid).exists());
+}
+
+#[test]
+fn add_beside_many_pin_ls_and_cat_keeps_its_temp_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let small = ok(&phase_in(&data, &["add", "-"], b"small"))
+        .trim()
+        .to_owned();
+    // 64 MiB of bytes that do not repeat (so every chunk is a new block).
+    let big = dir.path().join("big.bin");
+    let mut bytes = Vec::with_capacity(64 << 20);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    while bytes.len() < 64 << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        bytes.extend_from_slice(&x.to_le_bytes());
+    }
+    std::fs::write(&big, &bytes).unwrap();
+
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_phase-node"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let add = run(&["add", big.to_str().unwrap()]);
+    let others: Vec<_> = (0..20)
+        .map(|i| {
+            if i % 2 == 0 {
+                run(&["pin", "ls"])
+            } else {
+                run(&["cat", &small])
+            }
+        })
+        .collect();
+    for other in others {
+        ok(&finish(other));
+    }
+    let root = ok(&finish(add)).trim().to_owned();
+    let out = phase_in(&data, &["cat", &root], b"");
+    assert!(out.status.success());
+    assert_eq!(out.stdout.len(), bytes.len());
+    assert!(out.stdout == bytes, "the file comes back whole");
+}
