@@ -196,6 +196,13 @@ pub struct WorkerConfig {
     /// Most bytes of module, stdin and input directory a job may bring
     /// (fetched blocks the store did not have yet).
     pub max_input: ByteSize,
+    /// Longest a module may take to compile (in a child process; past
+    /// this, the job fails as `module too complex`).
+    #[serde(with = "humantime_serde")]
+    pub max_compile_time: Duration,
+    /// Most memory (address space) compiling one module may take; at least
+    /// 256 MiB (the compiler's own set-up takes about 100).
+    pub max_compile_memory: ByteSize,
     /// Finished jobs whose states and receipts are kept (in memory) and
     /// whose receipts and results stay pinned; older ones are forgotten and
     /// unpinned, so `gc` can reclaim their blocks.
@@ -221,6 +228,8 @@ impl Default for WorkerConfig {
             max_timeout: Duration::from_secs(600),
             max_output: ByteSize(64 << 20),
             max_input: ByteSize(1 << 30),
+            max_compile_time: crate::executor::DEFAULT_COMPILE_TIME,
+            max_compile_memory: crate::executor::DEFAULT_COMPILE_MEMORY,
             keep_jobs: DEFAULT_KEEP_JOBS,
             max_per_requester: 0,
             allow: Vec::new(),

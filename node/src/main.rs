@@ -15,6 +15,13 @@ const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
+    // A worker compiling an untrusted module runs this binary as a child
+    // under rlimits; no runtime, no logging, nothing else.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(phase_node::executor::COMPILE_CHILD_ARG) {
+        let code = phase_node::executor::compile_child_main(&args[2..]);
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         // A flag's value that does not parse is one line, like every other

@@ -96,3 +96,32 @@ fn status_and_receipt_of_an_unknown_job_say_so() {
     let out = phase_in(dir.path(), &["status", "not-a-cid"], b"");
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }
+
+#[test]
+fn a_module_or_stdin_over_the_workers_caps_is_refused_by_size_before_hashing() {
+    let dir = tempfile::tempdir().unwrap();
+    // Sparse: 100 GB that take no disk, and would take minutes to hash.
+    let huge = std::fs::File::create(dir.path().join("huge.bin")).unwrap();
+    huge.set_len(100_000_000_000).unwrap();
+    std::fs::write(dir.path().join("m.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    for (job, field) in [
+        (r#"{"module": {"path": "huge.bin"}}"#, "module: "),
+        (
+            r#"{"module": {"path": "m.wasm"}, "stdin": {"path": "huge.bin"}}"#,
+            "stdin: ",
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        let out = submit(dir.path(), job);
+        assert!(!out.status.success());
+        let stderr = text(&out.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(field), "{stderr}");
+        assert!(
+            stderr.contains("over the 256 MiB a worker accepts"),
+            "{stderr}"
+        );
+        // Not hashed: 100 GB would take minutes.
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    }
+}

@@ -14,7 +14,10 @@ use super::GlobalArgs;
 use crate::api::types::{IdAnswer, PeersAnswer};
 use crate::api::{self, ApiClient};
 use crate::config::NodeConfig;
-use crate::executor::{Executor, ExecutorConfig};
+use crate::executor::{CompileBudget, Executor, ExecutorConfig};
+
+/// The least compile memory a worker accepts.
+const MIN_COMPILE_MEMORY: u64 = 256 << 20;
 use crate::identity;
 use crate::lock::DirLock;
 use crate::node::NodeHandle;
@@ -116,8 +119,17 @@ impl StartArgs {
         }
         let listeners = config.network.listen.len();
         let executor = if config.worker.enabled {
+            if config.worker.max_compile_memory.0 < MIN_COMPILE_MEMORY {
+                bail!("worker.max_compile_memory must be at least 256 MiB");
+            }
+            let budget = CompileBudget::this_binary(
+                config.worker.max_compile_time,
+                config.worker.max_compile_memory,
+            )
+            .context("cannot find the phase-node binary to compile modules with")?;
             Some(Executor::new(ExecutorConfig {
                 cache_dir: Some(data_dir.module_cache()),
+                compile: Some(budget),
                 ..ExecutorConfig::default()
             })?)
         } else {

@@ -12,7 +12,7 @@ use libp2p::{Multiaddr, PeerId};
 
 use crate::jobfile::{JobFile, MAX_JOB_FILE, Source};
 use phase_protocol::job::{JobId, JobState};
-use phase_protocol::{Cid, JobSpec, Message, SignedReceipt, Status};
+use phase_protocol::{ByteSize, Cid, JobSpec, Message, SignedReceipt, Status};
 
 use super::GlobalArgs;
 use super::daemon::NodeArgs;
@@ -273,10 +273,28 @@ async fn read_job_file(path: &Path) -> anyhow::Result<JobFile> {
         ("stdin", file.stdin.as_ref()),
         ("input", file.input.as_ref()),
     ] {
-        if let Some(Source::Path(p)) = source
-            && !p.exists()
-        {
-            bail!("{name}: {field}: {} does not exist", p.display());
+        if let Some(Source::Path(p)) = source {
+            let Ok(meta) = std::fs::metadata(p) else {
+                bail!("{name}: {field}: {} does not exist", p.display());
+            };
+            // Refused by size before a byte is hashed: no worker would take
+            // it (a sparse 100 GB file would otherwise be hashed for minutes).
+            let cap = match field {
+                "module" => Some(crate::worker::MAX_MODULE_SIZE),
+                "stdin" => Some(crate::worker::MAX_JOB_STDIN),
+                _ => None,
+            };
+            if let Some(cap) = cap
+                && meta.is_file()
+                && meta.len() > cap
+            {
+                bail!(
+                    "{name}: {field}: {} is {} bytes, over the {} a worker accepts",
+                    p.display(),
+                    meta.len(),
+                    ByteSize(cap)
+                );
+            }
         }
     }
     Ok(file)

@@ -16,7 +16,8 @@ use phase_protocol::{ByteSize, Limits, Status};
 use super::GlobalArgs;
 use crate::config::DataDir;
 use crate::executor::{
-    self, Executor, ExecutorConfig, ModuleInfo, Outcome, Preopen, RunSpec, Stdin,
+    self, CompileBudget, DEFAULT_COMPILE_MEMORY, Executor, ExecutorConfig, ModuleInfo, Outcome,
+    Preopen, RunSpec, Stdin,
 };
 
 /// Exit code of `run` when the guest trapped (128 + SIGABRT, as wasmtime).
@@ -132,6 +133,11 @@ pub(super) struct RunArgs {
     env: Vec<EnvVar>,
     #[command(flatten)]
     limits: LimitArgs,
+    /// Longest the module may take to compile (in a child process with at
+    /// most 512 MiB of memory, as a worker compiles); the compiled module is
+    /// cached, so later runs skip it.
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    compile_timeout: humantime::Duration,
     /// Run deterministically: virtual clocks, randomness seeded from the
     /// module's CID, so two runs give identical output and fuel.
     #[arg(long)]
@@ -199,8 +205,12 @@ impl RunArgs {
             .await
             .with_context(|| format!("cannot read {}", self.module.display()))?;
         let data_dir = DataDir::resolve(global.data_dir.as_deref())?;
+        let budget =
+            CompileBudget::this_binary(self.compile_timeout.into(), DEFAULT_COMPILE_MEMORY)
+                .context("cannot find the phase-node binary to compile modules with")?;
         let executor = Executor::new(ExecutorConfig {
             cache_dir: Some(data_dir.module_cache()),
+            compile: Some(budget),
             ..ExecutorConfig::default()
         })?;
         let module = executor

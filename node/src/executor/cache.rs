@@ -60,6 +60,13 @@ impl<T> ModuleCache<T> {
         }
     }
 
+    /// Whether `<dir>/<cid>.cwasm` exists.
+    pub(crate) fn on_disk(&self, cid: &Cid) -> bool {
+        self.dir
+            .as_ref()
+            .is_some_and(|d| d.join(format!("{cid}.cwasm")).exists())
+    }
+
     pub(crate) fn dir(&self) -> Option<&Path> {
         self.dir.as_deref()
     }

@@ -21,7 +21,7 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 #[derive(Debug, thiserror::Error)]
 #[error("output limit of {limit} bytes reached")]
 pub(crate) struct OutputLimitHit {
-    limit: usize,
+    pub(super) limit: usize,
 }
 
 #[derive(Debug, Default)]

@@ -15,11 +15,14 @@
 //!   thread ([`Executor::run_blocking`]); the async runtime never blocks.
 
 mod cache;
+mod compile;
 mod determinism;
+mod error;
 mod inspect;
 mod io;
 mod limits;
 mod outcome;
+mod outputcap;
 mod wasi;
 
 use std::fmt;
@@ -40,6 +43,11 @@ use phase_protocol::job::LimitError;
 use phase_protocol::{Cid, Limits, Status, unixfs};
 
 use self::cache::ModuleCache;
+pub use self::compile::{
+    COMPILE_CHILD_ARG, CompileBudget, DEFAULT_COMPILE_MEMORY, DEFAULT_COMPILE_TIME,
+    MAX_FUNCTION_SIZE, MAX_LOCALS, MAX_NESTING, check_structure, child_main as compile_child_main,
+};
+pub use self::error::{EngineError, ExecError};
 pub use self::inspect::{ExportInfo, ImportInfo, ModuleInfo, ModuleKind, inspect};
 
 pub use self::limits::EPOCH_TICK;
@@ -61,76 +69,6 @@ pub const DEFAULT_MEMORY_CACHE_ENTRIES: usize = 64;
 /// interrupt.
 const HOST_CALL_GRACE: Duration = Duration::from_millis(500);
 
-/// A wasmtime error as a `std::error::Error` (wasmtime 48's own error type
-/// is not one), keeping its chain of causes.
-pub struct EngineError(wasmtime::Error);
-
-impl fmt::Debug for EngineError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
-    }
-}
-
-impl fmt::Display for EngineError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
-    }
-}
-
-impl std::error::Error for EngineError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        AsRef::<dyn std::error::Error>::as_ref(&self.0).source()
-    }
-}
-
-/// Why a module could not be loaded or run. A guest that misbehaves is not
-/// an error: it is an [`Outcome`] with a [`Status`].
-#[derive(Debug, thiserror::Error)]
-pub enum ExecError {
-    /// Neither a core module nor a component.
-    #[error("not a WebAssembly module or component")]
-    NotWasm,
-    /// Has the wasm header but does not parse.
-    #[error("malformed WebAssembly")]
-    Malformed(#[source] wasmparser::BinaryReaderError),
-    /// Does not validate or compile.
-    #[error("invalid WebAssembly")]
-    Invalid(#[source] EngineError),
-    /// A core module without `_start`.
-    #[error("core module has no `_start` function: it is a library, not a WASI command")]
-    NoStart,
-    /// A component without `wasi:cli/run`.
-    #[error("component does not export `wasi:cli/run`: it is a library, not a WASI command")]
-    NotACommand(#[source] EngineError),
-    /// Imports something the sandbox does not provide.
-    #[error("module imports something the sandbox does not provide")]
-    Link(#[source] EngineError),
-    /// A limit out of range.
-    #[error("invalid limits")]
-    Limits(#[from] LimitError),
-    /// A host directory to preopen could not be opened.
-    #[error("cannot open directory {path} for the guest")]
-    Preopen {
-        /// The host path.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: EngineError,
-    },
-    /// The engine could not be set up.
-    #[error("cannot set up the WebAssembly engine")]
-    Engine(#[source] EngineError),
-    /// The epoch ticker thread could not start.
-    #[error("cannot start the epoch ticker thread")]
-    Ticker(#[source] std::io::Error),
-    /// Instantiation failed for a reason other than a guest fault.
-    #[error("cannot instantiate the module")]
-    Instantiate(#[source] EngineError),
-    /// The blocking task running the guest panicked or was cancelled.
-    #[error("execution task failed")]
-    Join(#[source] tokio::task::JoinError),
-}
-
 /// Settings of an [`Executor`].
 #[derive(Clone, Debug)]
 pub struct ExecutorConfig {
@@ -139,6 +77,9 @@ pub struct ExecutorConfig {
     pub cache_dir: Option<PathBuf>,
     /// Compiled modules kept ready in memory.
     pub memory_cache_entries: usize,
+    /// Compile in a child process within this budget (needs `cache_dir`);
+    /// `None` compiles in this process, without a bound.
+    pub compile: Option<CompileBudget>,
 }
 
 impl Default for ExecutorConfig {
@@ -146,6 +87,7 @@ impl Default for ExecutorConfig {
         Self {
             cache_dir: None,
             memory_cache_entries: DEFAULT_MEMORY_CACHE_ENTRIES,
+            compile: None,
         }
     }
 }
@@ -299,6 +241,8 @@ struct Inner {
     core_linker: Linker<P1Host>,
     component_linker: wasmtime::component::Linker<P2Host>,
     cache: ModuleCache<Compiled>,
+    /// The budget and the cache folder a compile child writes into.
+    compile: Option<(CompileBudget, PathBuf)>,
     _ticker: EpochTicker,
 }
 
@@ -321,6 +265,7 @@ impl Executor {
         wasmtime_wasi::p2::add_to_linker_sync(&mut component_linker)
             .map_err(|e| ExecError::Engine(EngineError(e)))?;
 
+        let compile = config.compile.zip(config.cache_dir.clone());
         let cache = ModuleCache::new(&engine, config.cache_dir, config.memory_cache_entries);
         let ticker = EpochTicker::start(&engine).map_err(ExecError::Ticker)?;
         Ok(Self {
@@ -329,6 +274,7 @@ impl Executor {
                 core_linker,
                 component_linker,
                 cache,
+                compile,
                 _ticker: ticker,
             }),
         })
@@ -374,7 +320,11 @@ impl Executor {
     }
 
     /// Loads `bytes` under a CID the caller has already verified.
-    fn load_cid_blocking(&self, cid: Cid, bytes: &[u8]) -> Result<LoadedModule, ExecError> {
+    pub(crate) fn load_cid_blocking(
+        &self,
+        cid: Cid,
+        bytes: &[u8],
+    ) -> Result<LoadedModule, ExecError> {
         let kind = ModuleKind::detect(bytes)?;
         if let Some(compiled) = self.inner.cache.get_memory(&cid) {
             return Ok(LoadedModule {
@@ -383,6 +333,20 @@ impl Executor {
                 compiled,
                 source: CacheSource::Memory,
             });
+        }
+        if let Some((budget, cache_root)) = &self.inner.compile
+            && !self.inner.cache.on_disk(&cid)
+        {
+            check_structure(bytes)?;
+            let started = Instant::now();
+            compile::in_child(budget, cache_root, &cid, bytes)?;
+            debug!(%cid, elapsed = ?started.elapsed(), "compiled in a child process");
+            if !self.inner.cache.on_disk(&cid) {
+                return Err(ExecError::Compiler(
+                    "the compiler process left no artifact (is the module cache writable?)"
+                        .to_owned(),
+                ));
+            }
         }
         let (compiled, source) = match kind {
             ModuleKind::CoreModule => {
@@ -503,16 +467,14 @@ impl Executor {
                     wasi: wasi.build_p1(),
                     limiter,
                 };
-                let mut store = self.new_store(host, &spec.limits, |h| &mut h.limiter);
+                let mut store = self.new_store(host, &spec, |h| &mut h.limiter);
                 let result = pre.instantiate(&mut store).and_then(|instance| {
                     let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
                     start.call(&mut store, ())
                 });
-                (
-                    result.map(|()| 0),
-                    store.get_fuel(),
-                    store.into_data().limiter,
-                )
+                let fuel = store.get_fuel();
+                let host = store.into_data();
+                (result.map(|()| 0), fuel, host.limiter)
             }
             Compiled::Component(pre) => {
                 let mut wasi = wasi;
@@ -521,7 +483,7 @@ impl Executor {
                     table: ResourceTable::new(),
                     limiter,
                 };
-                let mut store = self.new_store(host, &spec.limits, |h| &mut h.limiter);
+                let mut store = self.new_store(host, &spec, |h| &mut h.limiter);
                 let result = pre
                     .instantiate(&mut store)
                     .and_then(|command| command.wasi_cli_run().call_run(&mut store));
@@ -549,16 +511,24 @@ impl Executor {
     fn new_store<T: 'static>(
         &self,
         host: T,
-        limits: &Limits,
+        spec: &RunSpec,
         limiter: impl (FnMut(&mut T) -> &mut JobLimiter) + Send + Sync + 'static,
     ) -> Store<T> {
+        let limits = &spec.limits;
         let mut store = Store::new(&self.inner.engine, host);
         let mut limiter = limiter;
         store.limiter(move |h| limiter(h) as &mut dyn wasmtime::ResourceLimiter);
         store
             .set_fuel(limits.fuel)
             .expect("fuel is enabled in every engine this module builds");
-        store.set_epoch_deadline(epoch_ticks(limits.timeout));
+        match &spec.output_dir {
+            // A sandbox whose one writable folder is /output: measured as
+            // the guest runs.
+            Some(dir) if spec.preopens.is_empty() => {
+                outputcap::watch(&mut store, dir.clone(), limits.max_output.0, limits.timeout);
+            }
+            _ => store.set_epoch_deadline(epoch_ticks(limits.timeout)),
+        }
         store
     }
 

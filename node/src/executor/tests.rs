@@ -301,3 +301,42 @@ fn a_run_without_a_fuel_cap_still_counts_fuel() {
     assert_eq!(out.status, Status::Exited { code: 1 });
     assert!(out.fuel_consumed > 0 && out.fuel_consumed < 1_000_000);
 }
+
+/// Opens `/output/out` (fd 3 is the only preopen) and writes 64 KiB to it
+/// forever, whatever the writes answer.
+const WRITE_FOREVER: &str = r#"(module
+  (import "wasi_snapshot_preview1" "path_open"
+    (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  (data (i32.const 100) "out")
+  (data (i32.const 16) "\00\04\00\00\00\00\01\00")
+  (func (export "_start")
+    (drop (call $open (i32.const 3) (i32.const 0) (i32.const 100) (i32.const 3)
+      (i32.const 9) (i64.const 64) (i64.const 0) (i32.const 0) (i32.const 200)))
+    (loop $w
+      (drop (call $write (i32.load (i32.const 200)) (i32.const 16) (i32.const 1) (i32.const 300)))
+      (br $w))))"#;
+
+#[test]
+fn writing_to_output_forever_is_stopped_soon_after_max_output() {
+    let ex = executor();
+    let m = load(&ex, WRITE_FOREVER);
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = spec();
+    s.output_dir = Some(dir.path().to_path_buf());
+    s.limits.max_output = phase_protocol::ByteSize(1 << 20);
+    s.limits.timeout = Duration::from_secs(60);
+    s.limits.fuel = u64::MAX;
+    let out = ex.run_blocking(&m, s).unwrap();
+    assert_eq!(out.status, Status::OutputLimit);
+    assert!(
+        out.wall_time < Duration::from_secs(30),
+        "{:?}",
+        out.wall_time
+    );
+    let on_disk = std::fs::metadata(dir.path().join("out")).unwrap().len();
+    // The cap plus what the guest wrote between two measurements (one
+    // epoch tick); unwatched, it would write until its timeout.
+    assert!(on_disk < (1 << 20) + (64 << 20), "{on_disk} bytes on disk");
+}

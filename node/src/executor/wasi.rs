@@ -87,6 +87,13 @@ pub(super) fn wasi_builder(spec: &RunSpec, pipes: &Pipes) -> Result<WasiCtxBuild
     Ok(b)
 }
 
+/// An error of type `E` in `err`'s contexts or sources: a trap raised in a
+/// WASI call that a shadowing host function made arrives wrapped.
+fn find<E: std::error::Error + Send + Sync + 'static>(err: &wasmtime::Error) -> Option<&E> {
+    err.downcast_ref::<E>()
+        .or_else(|| err.chain().find_map(|e| e.downcast_ref::<E>()))
+}
+
 /// Turns the raw result of a run into a [`Status`].
 pub(super) fn classify(
     result: wasmtime::Result<i32>,
@@ -101,13 +108,13 @@ pub(super) fn classify(
         Ok(code) => return Status::Exited { code },
         Err(err) => err,
     };
-    if let Some(exit) = err.downcast_ref::<I32Exit>() {
+    if let Some(exit) = find::<I32Exit>(&err) {
         return Status::Exited { code: exit.0 };
     }
-    if err.downcast_ref::<OutputLimitHit>().is_some() {
+    if find::<OutputLimitHit>(&err).is_some() {
         return Status::OutputLimit;
     }
-    match err.downcast_ref::<Trap>() {
+    match find::<Trap>(&err) {
         Some(Trap::OutOfFuel) => return Status::OutOfFuel,
         Some(Trap::Interrupt) => return Status::TimedOut,
         _ => {}
@@ -115,7 +122,7 @@ pub(super) fn classify(
     if limiter.refused {
         return Status::MemoryLimit;
     }
-    if let Some(trap) = err.downcast_ref::<Trap>() {
+    if let Some(trap) = find::<Trap>(&err) {
         return Status::Trapped {
             message: trap.to_string(),
         };
@@ -124,6 +131,7 @@ pub(super) fn classify(
     // (e.g. an invalid exit code), or instantiation failed.
     let message = err.to_string();
     debug!(error = %message, "run ended by a host error");
+    eprintln!("DEBUGCHAIN {err:?}");
     Status::Trapped {
         message: message.lines().next().unwrap_or_default().to_owned(),
     }

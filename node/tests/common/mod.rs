@@ -37,8 +37,8 @@ pub(crate) type LogHook = Box<dyn Fn(&str) + Send>;
 #[allow(dead_code)] // not every test binary starts daemons
 pub(crate) const DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
 
-/// A `phase-node start` on loopback TCP with one slot, stopped (SIGKILL)
-/// when dropped.
+/// A `phase-node start` on loopback TCP with one slot (unless `extra` says
+/// `--slots`), stopped (SIGKILL) when dropped.
 #[allow(dead_code)]
 pub(crate) struct Daemon {
     pub(crate) child: std::process::Child,
@@ -57,14 +57,12 @@ impl Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_phase-node"))
             .arg("--data-dir")
             .arg(dir)
-            .args([
-                "start",
-                "--no-mdns",
-                "--listen",
-                "/ip4/127.0.0.1/tcp/0",
-                "--slots",
-                "1",
-            ])
+            .args(["start", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"])
+            .args(if extra.contains(&"--slots") {
+                &[][..]
+            } else {
+                &["--slots", "1"][..]
+            })
             .args(extra)
             .env("RUST_LOG", "phase_node=info")
             .stdin(Stdio::null())
