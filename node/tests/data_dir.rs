@@ -164,3 +164,45 @@ fn add_beside_many_pin_ls_and_cat_keeps_its_temp_files() {
     assert_eq!(out.stdout.len(), bytes.len());
     assert!(out.stdout == bytes, "the file comes back whole");
 }
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn add_through_a_daemon_that_dies_meanwhile_fails_instead_of_pinning_quietly() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(&dir.path().join("d"), &["--no-worker"], None);
+    let mut add = std::process::Command::new(env!("CARGO_BIN_EXE_phase-node"))
+        .arg("--data-dir")
+        .arg(&daemon.dir)
+        .args(["add", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = add.stdin.take().unwrap();
+    stdin.write_all(b"the first bytes").unwrap();
+    // `add` has looked for the daemon once one of its threads waits in
+    // read(0, …) for more input (it reads only after that): x86-64's
+    // read is syscall 0, and /proc shows each thread's current call.
+    let tasks = format!("/proc/{}/task", add.id());
+    let started = std::time::Instant::now();
+    while !std::fs::read_dir(&tasks).unwrap().flatten().any(|t| {
+        std::fs::read_to_string(t.path().join("syscall")).is_ok_and(|s| s.starts_with("0 0x0 "))
+    }) {
+        assert!(started.elapsed() < DEADLINE, "add reads its input");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // The daemon dies while `add` is still reading its input.
+    daemon.child.kill().unwrap();
+    daemon.child.wait().unwrap();
+    stdin.write_all(b" and the rest").unwrap();
+    drop(stdin);
+    let out = finish(add);
+    assert!(!out.status.success(), "exit non-zero");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("added to the local store, but not pinned or announced"),
+        "{stderr}"
+    );
+}

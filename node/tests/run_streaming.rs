@@ -115,3 +115,57 @@ fn json_output_still_captures_the_guests_stdout() {
     assert!(report["fuel_consumed"].as_u64().unwrap() > 0, "{report}");
     assert_eq!(report["status"]["kind"], "exited", "{report}");
 }
+
+#[test]
+fn sigint_and_sigterm_end_a_run_with_130_and_143_and_remove_its_temporary_output() {
+    for (signal, code) in [("-INT", 130), ("-TERM", 143)] {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir(&tmp).unwrap();
+        let path = module(&dir, "ticker.wasm", &ticker(true));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_phase-node"))
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["run", "--timeout", "10m"])
+            .arg(&path)
+            .env("TMPDIR", &tmp)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = stdout.read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        assert_eq!(
+            rx.recv_timeout(DEADLINE).unwrap(),
+            "tick\n",
+            "the guest runs"
+        );
+        assert_eq!(
+            std::fs::read_dir(&tmp).unwrap().count(),
+            1,
+            "its temporary /output is there"
+        );
+        let killed = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        let status = rx.recv_timeout(DEADLINE).expect("the run ends").unwrap();
+        assert_eq!(status.code(), Some(code), "{signal}");
+        assert_eq!(
+            std::fs::read_dir(&tmp).unwrap().count(),
+            0,
+            "its temporary /output is gone"
+        );
+    }
+}

@@ -42,8 +42,11 @@ pub enum Status {
     OutOfFuel,
     /// The wall-clock limit passed.
     TimedOut,
-    /// The guest tried to grow memory (or a table) past its limit and then failed.
+    /// The guest tried to grow memory past its limit and then failed.
     MemoryLimit,
+    /// The guest tried to grow a table past its limit (or declared one
+    /// larger) and then failed.
+    TableLimit,
     /// The guest wrote more than the output cap to stdout, stderr or `/output`.
     OutputLimit,
 }
@@ -64,6 +67,7 @@ impl fmt::Display for Status {
             Status::OutOfFuel => f.write_str("ran out of fuel"),
             Status::TimedOut => f.write_str("timed out"),
             Status::MemoryLimit => f.write_str("memory limit reached"),
+            Status::TableLimit => f.write_str("table limit reached"),
             Status::OutputLimit => f.write_str("output limit reached"),
         }
     }

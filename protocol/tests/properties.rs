@@ -82,6 +82,7 @@ fn arb_status() -> impl Strategy<Value = Status> {
         Just(Status::OutOfFuel),
         Just(Status::TimedOut),
         Just(Status::MemoryLimit),
+        Just(Status::TableLimit),
         Just(Status::OutputLimit),
     ]
 }

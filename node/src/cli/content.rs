@@ -68,6 +68,9 @@ pub(super) struct AddArgs {
 
 impl AddArgs {
     pub(super) async fn execute(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+        // A daemon running now is the one that pins and announces the root:
+        // if it is gone by then, that is an error, not a quiet local pin.
+        let daemon = ApiClient::find(global.data_dir()?.root()).await;
         let store = global.store().await?;
         let (root, added) = if self.path.as_os_str() == "-" {
             let store2 = store.clone();
@@ -92,10 +95,15 @@ impl AddArgs {
         };
         if !self.no_pin {
             // A daemon shares the store; it pins and announces the new root.
-            Pins::of(global.data_dir()?.root(), &store)
-                .await
-                .pin(root.cid)
-                .await?;
+            match daemon {
+                Some(daemon) => Pins::Daemon(daemon).pin(root.cid).await.with_context(|| {
+                    format!(
+                        "{} is added to the local store, but not pinned or announced",
+                        root.cid
+                    )
+                })?,
+                None => Pins::Local(store.clone()).pin(root.cid).await?,
+            }
         }
         let mut out = std::io::stdout().lock();
         if self.json {

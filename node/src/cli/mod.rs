@@ -23,7 +23,8 @@ use crate::lock::{DirLock, Hold};
 use crate::store::BlockStore;
 
 pub use self::run::{
-    EXIT_MEMORY, EXIT_OUT_OF_FUEL, EXIT_OUTPUT, EXIT_RUN_ERROR, EXIT_TIMEOUT, EXIT_TRAP, exit_code,
+    EXIT_MEMORY, EXIT_OUT_OF_FUEL, EXIT_OUTPUT, EXIT_RUN_ERROR, EXIT_SIGINT, EXIT_SIGTERM,
+    EXIT_TIMEOUT, EXIT_TRAP, exit_code,
 };
 
 /// This command's hold on its data dir, for the process's life.

@@ -24,6 +24,10 @@ use crate::executor::{
 pub const EXIT_TRAP: u8 = 134;
 /// Exit code of `run` when the guest ran out of fuel.
 pub const EXIT_OUT_OF_FUEL: u8 = 135;
+/// Exit code of `run` stopped by SIGINT (Ctrl-C), as a shell reports it.
+pub const EXIT_SIGINT: u8 = 130;
+/// Exit code of `run` stopped by SIGTERM.
+pub const EXIT_SIGTERM: u8 = 143;
 /// Exit code of `run` when the guest timed out (as `timeout(1)`).
 pub const EXIT_TIMEOUT: u8 = 124;
 /// Exit code of `run` when the guest hit the memory limit (128 + SIGKILL, as an OOM kill).
@@ -218,7 +222,7 @@ impl RunArgs {
             .await
             .with_context(|| format!("cannot load {}", self.module.display()))?;
 
-        let temp_output;
+        let mut temp_output = None;
         let output_dir = match &self.output {
             Some(dir) => {
                 tokio::fs::create_dir_all(dir)
@@ -227,8 +231,10 @@ impl RunArgs {
                 dir.clone()
             }
             None => {
-                temp_output = tempfile::tempdir().context("cannot create a temporary /output")?;
-                temp_output.path().to_path_buf()
+                let temp = tempfile::tempdir().context("cannot create a temporary /output")?;
+                let path = temp.path().to_path_buf();
+                temp_output = Some(temp);
+                path
             }
         };
         let program_name = self
@@ -263,7 +269,24 @@ impl RunArgs {
                 .deterministic
                 .then(|| run_seed(&module.cid().to_bytes())),
         };
-        let outcome = executor.run(&module, spec).await?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot listen for SIGTERM")?;
+        let outcome = tokio::select! {
+            outcome = executor.run(&module, spec) => outcome?,
+            // Like a shell: 128 + the signal. What the guest printed went
+            // out as it wrote it; its temporary /output goes now.
+            code = async {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => EXIT_SIGINT,
+                    _ = term.recv() => EXIT_SIGTERM,
+                }
+            } => {
+                drop(temp_output);
+                let _ = std::io::stdout().flush();
+                eprintln!("interrupted");
+                return Ok(ExitCode::from(code));
+            }
+        };
         let code = exit_code(&outcome.status);
 
         let mut stdout = std::io::stdout().lock();
@@ -315,7 +338,7 @@ pub fn exit_code(status: &Status) -> u8 {
         Status::Trapped { .. } => EXIT_TRAP,
         Status::OutOfFuel => EXIT_OUT_OF_FUEL,
         Status::TimedOut => EXIT_TIMEOUT,
-        Status::MemoryLimit => EXIT_MEMORY,
+        Status::MemoryLimit | Status::TableLimit => EXIT_MEMORY,
         Status::OutputLimit => EXIT_OUTPUT,
     }
 }
@@ -331,6 +354,10 @@ fn limit_message(outcome: &Outcome, limits: &Limits) -> Option<String> {
             humantime::format_duration(limits.timeout)
         ),
         Status::MemoryLimit => format!("memory limit of {} reached", limits.memory),
+        Status::TableLimit => format!(
+            "table limit of {} elements reached",
+            phase_protocol::job::DEFAULT_TABLE_ELEMENTS
+        ),
         Status::OutputLimit => format!("output limit of {} reached", limits.max_output),
     })
 }
@@ -428,6 +455,8 @@ mod tests {
             exit_code(&Status::MemoryLimit),
             exit_code(&Status::OutputLimit),
             EXIT_RUN_ERROR,
+            EXIT_SIGINT,
+            EXIT_SIGTERM,
         ];
         let unique: std::collections::HashSet<_> = codes.iter().collect();
         assert_eq!(unique.len(), codes.len());

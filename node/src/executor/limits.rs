@@ -29,7 +29,15 @@ pub(crate) struct JobLimiter {
     table_elements: usize,
     memory_total: usize,
     pub(crate) peak_memory: usize,
-    pub(crate) refused: bool,
+    /// What it refused, if it did.
+    pub(crate) refused: Option<Refused>,
+}
+
+/// What a [`JobLimiter`] refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    Memory,
+    Table,
 }
 
 impl JobLimiter {
@@ -39,7 +47,7 @@ impl JobLimiter {
             table_elements: table_elements as usize,
             memory_total: 0,
             peak_memory: 0,
-            refused: false,
+            refused: None,
         }
     }
 }
@@ -56,7 +64,7 @@ impl ResourceLimiter for JobLimiter {
             .saturating_sub(current)
             .saturating_add(desired);
         if total > self.memory_limit {
-            self.refused = true;
+            self.refused = Some(Refused::Memory);
             return Ok(false);
         }
         self.memory_total = total;
@@ -71,7 +79,7 @@ impl ResourceLimiter for JobLimiter {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         if desired > self.table_elements {
-            self.refused = true;
+            self.refused = Some(Refused::Table);
             return Ok(false);
         }
         Ok(true)
@@ -156,11 +164,12 @@ mod tests {
         let mut l = JobLimiter::new(100, 10);
         assert!(l.memory_growing(0, 60, None).unwrap());
         assert!(l.memory_growing(0, 40, None).unwrap());
-        assert!(!l.refused);
+        assert_eq!(l.refused, None);
         assert!(!l.memory_growing(40, 41, None).unwrap());
-        assert!(l.refused);
+        assert_eq!(l.refused, Some(Refused::Memory));
         assert_eq!(l.peak_memory, 100);
         assert!(!l.table_growing(0, 11, None).unwrap());
+        assert_eq!(l.refused, Some(Refused::Table), "a table is not memory");
     }
 
     #[test]

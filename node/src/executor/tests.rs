@@ -340,3 +340,19 @@ fn writing_to_output_forever_is_stopped_soon_after_max_output() {
     // epoch tick); unwatched, it would write until its timeout.
     assert!(on_disk < (1 << 20) + (64 << 20), "{on_disk} bytes on disk");
 }
+
+#[test]
+fn a_table_past_its_limit_is_a_table_limit_not_a_memory_limit() {
+    let ex = executor();
+    // Grows its table by a million elements and traps when refused.
+    let m = load(
+        &ex,
+        r#"(module
+          (table 1 funcref)
+          (func (export "_start")
+            (if (i32.eq (table.grow (ref.null func) (i32.const 1000000)) (i32.const -1))
+              (then unreachable))))"#,
+    );
+    let out = ex.run_blocking(&m, spec()).unwrap();
+    assert_eq!(out.status, Status::TableLimit);
+}

@@ -13,7 +13,7 @@ use phase_protocol::{Limits, Status};
 
 use super::determinism;
 use super::io::{CappedPipe, OutputLimitHit, Sink};
-use super::limits::JobLimiter;
+use super::limits::{JobLimiter, Refused};
 use super::{EngineError, ExecError, RunSpec, Stdin};
 
 /// The guest's stdout and stderr: captured, or streamed to the host's.
@@ -119,8 +119,10 @@ pub(super) fn classify(
         Some(Trap::Interrupt) => return Status::TimedOut,
         _ => {}
     }
-    if limiter.refused {
-        return Status::MemoryLimit;
+    match limiter.refused {
+        Some(Refused::Memory) => return Status::MemoryLimit,
+        Some(Refused::Table) => return Status::TableLimit,
+        None => {}
     }
     if let Some(trap) = find::<Trap>(&err) {
         return Status::Trapped {

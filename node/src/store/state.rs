@@ -44,6 +44,15 @@ pub enum StateError {
         "the state database is in use by another process (is a daemon running on this data dir?)"
     )]
     InUse,
+    /// A new database file cannot be made.
+    #[error("cannot create the state database {}", path.display())]
+    Create {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A stored record does not decode.
     #[error("a stored record does not decode")]
     Record(#[source] serde_json::Error),
@@ -94,10 +103,39 @@ impl StateDb {
     /// [`StateError::InUse`] when another process has it open, else a
     /// database error.
     pub fn open(path: &Path) -> Result<Self, StateError> {
-        match Database::create(path) {
+        if !path.exists() {
+            Self::create(path)?;
+        }
+        match Database::open(path) {
             Ok(db) => Ok(Self::init(db)?),
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(StateError::InUse),
             Err(e) => Err(db_error(e)),
+        }
+    }
+
+    /// Makes a new database file at `path` whole or not at all: built in a
+    /// temp file beside it, fsynced, and linked into place (a process
+    /// killed while creating it leaves no half-made file that every later
+    /// open would refuse). Someone else creating it first is fine.
+    fn create(path: &Path) -> Result<(), StateError> {
+        let io = |source| StateError::Create {
+            path: path.to_owned(),
+            source,
+        };
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".state-")
+            .tempfile_in(dir)
+            .map_err(io)?;
+        // redb initializes an empty file.
+        let made = Database::create(tmp.path()).map_err(db_error)?;
+        Self::init(made)?;
+        tmp.as_file().sync_all().map_err(io)?;
+        match tmp.persist_noclobber(path) {
+            Ok(_) => Ok(()),
+            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(io(e.error)),
         }
     }
 
