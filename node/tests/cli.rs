@@ -328,6 +328,7 @@ mod verify {
             status: Status::OutOfFuel,
             fuel_consumed: 1_000_000,
             wall_time_ms: 12,
+            compile_time_ms: 0,
             peak_memory: 65536,
             worker: worker.public().to_peer_id(),
             requester: Keypair::ed25519_from_bytes([9; 32])

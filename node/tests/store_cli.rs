@@ -164,6 +164,7 @@ async fn verify_reads_a_receipt_from_the_store_by_cid() {
         status: Status::Exited { code: 0 },
         fuel_consumed: 1,
         wall_time_ms: 1,
+        compile_time_ms: 0,
         peak_memory: 1,
         worker: worker.public().to_peer_id(),
         requester: worker.public().to_peer_id(),

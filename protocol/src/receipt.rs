@@ -95,8 +95,14 @@ pub struct Receipt {
     pub status: Status,
     /// Fuel consumed.
     pub fuel_consumed: u64,
-    /// Wall time of the run in milliseconds.
+    /// Wall time of the run in milliseconds (the run alone: compiling is
+    /// in `compile_time_ms`).
     pub wall_time_ms: u64,
+    /// Time the worker spent compiling the module for this run, in
+    /// milliseconds; 0 (and left out of the encoding) when it had the
+    /// module compiled already.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub compile_time_ms: u64,
     /// Peak linear memory in bytes.
     pub peak_memory: u64,
     /// The worker that ran the job and signs this receipt.
@@ -109,6 +115,14 @@ pub struct Receipt {
     pub ended_at_ms: u64,
     /// Software that ran it, e.g. `phase-node/0.1.0 wasmtime/48.0.8`.
     pub runtime: String,
+}
+
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if signature"
+)]
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Receipt {

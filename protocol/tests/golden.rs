@@ -41,6 +41,7 @@ fn receipt() -> Receipt {
         status: Status::Exited { code: 0 },
         fuel_consumed: 3980,
         wall_time_ms: 1,
+        compile_time_ms: 0,
         peak_memory: 1_114_112,
         worker: worker_key().public().to_peer_id(),
         requester: requester_key().public().to_peer_id(),

@@ -127,6 +127,7 @@ fn arb_receipt() -> impl Strategy<Value = (Receipt, Keypair)> {
                     status,
                     fuel_consumed: fuel,
                     wall_time_ms: wall,
+                    compile_time_ms: wall / 2,
                     peak_memory: peak,
                     worker: key.public().to_peer_id(),
                     requester,

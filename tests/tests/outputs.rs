@@ -63,6 +63,9 @@ async fn submit(net: &TestNet, module: Bytes, max_output: u64) -> (phase_protoco
     let c: &NodeHandle = &net.nodes[1];
     let root = files::add_bytes(c.store(), module).await.unwrap();
     let mut spec = JobSpec::new(root.cid);
+    // Each submission a job of its own.
+    static NONCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    spec.nonce = NONCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     spec.limits = Limits {
         fuel: 10_000_000_000,
         memory: ByteSize(16 << 20),
@@ -154,5 +157,18 @@ async fn ten_thousand_files_in_output_still_give_a_receipt() {
         !note.contains("input"),
         "names the output, not the inputs: {note}"
     );
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_receipt_reports_compile_time_beside_the_runs_wall_time() {
+    let net = net().await;
+    let module = output_module("(drop (call $open))");
+    let (first, _) = submit(&net, module.clone(), 1 << 20).await;
+    assert_eq!(first.status, Status::Exited { code: 0 });
+    assert!(first.compile_time_ms > 0, "compiled for this run: {first:?}");
+    // The same module again (another job: a new nonce) is compiled already.
+    let (second, _) = submit(&net, module, 1 << 20).await;
+    assert_eq!(second.compile_time_ms, 0, "{second:?}");
     net.shutdown().await;
 }

@@ -123,14 +123,21 @@ pub(super) async fn run(
         .map_err(|_| JobError::FetchTimeout(FETCH_DEADLINE))?
         .map_err(JobError::Fetch)?;
 
-    let module = match cached {
-        Some(module) => module,
+    let (module, compile_time) = match cached {
+        Some(module) => (module, Duration::ZERO),
         None => {
             let bytes = files::cat_to_vec_capped(&ctx.store, spec.module, MAX_MODULE_SIZE).await?;
-            ctx.executor
+            let loading = std::time::Instant::now();
+            let module = ctx
+                .executor
                 .load(Bytes::from(bytes))
                 .await
-                .map_err(|e| JobError::Module(spec.module, e))?
+                .map_err(|e| JobError::Module(spec.module, e))?;
+            let took = match module.source() {
+                CacheSource::Compiled => loading.elapsed(),
+                CacheSource::Memory | CacheSource::Disk => Duration::ZERO,
+            };
+            (module, took)
         }
     };
     match module.source() {
@@ -223,6 +230,7 @@ pub(super) async fn run(
         status: outcome.status,
         fuel_consumed: outcome.fuel_consumed,
         wall_time_ms: u64::try_from(outcome.wall_time.as_millis()).unwrap_or(u64::MAX),
+        compile_time_ms: u64::try_from(compile_time.as_millis()).unwrap_or(u64::MAX),
         peak_memory: outcome.peak_memory_bytes,
         worker: ctx.key.public().to_peer_id(),
         requester: job.requester,

@@ -126,6 +126,7 @@ mod tests {
             status: Status::Exited { code: 0 },
             fuel_consumed: 1,
             wall_time_ms: 1,
+            compile_time_ms: 0,
             peak_memory: 0,
             worker: key.public().to_peer_id(),
             requester: PeerId::random(),
