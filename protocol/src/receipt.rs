@@ -47,6 +47,12 @@ pub enum Status {
     /// The guest tried to grow a table past its limit (or declared one
     /// larger) and then failed.
     TableLimit,
+    /// The sandbox refused the module when instantiating it (too many
+    /// instances, memories or tables, say): the guest never ran.
+    Refused {
+        /// Why, one line.
+        message: String,
+    },
     /// The guest wrote more than the output cap to stdout, stderr or `/output`.
     OutputLimit,
 }
@@ -68,6 +74,7 @@ impl fmt::Display for Status {
             Status::TimedOut => f.write_str("timed out"),
             Status::MemoryLimit => f.write_str("memory limit reached"),
             Status::TableLimit => f.write_str("table limit reached"),
+            Status::Refused { message } => write!(f, "refused at instantiation: {message}"),
             Status::OutputLimit => f.write_str("output limit reached"),
         }
     }

@@ -83,6 +83,7 @@ fn arb_status() -> impl Strategy<Value = Status> {
         Just(Status::TimedOut),
         Just(Status::MemoryLimit),
         Just(Status::TableLimit),
+        ".{0,40}".prop_map(|message| Status::Refused { message }),
         Just(Status::OutputLimit),
     ]
 }

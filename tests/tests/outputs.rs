@@ -166,7 +166,10 @@ async fn the_receipt_reports_compile_time_beside_the_runs_wall_time() {
     let module = output_module("(drop (call $open))");
     let (first, _) = submit(&net, module.clone(), 1 << 20).await;
     assert_eq!(first.status, Status::Exited { code: 0 });
-    assert!(first.compile_time_ms > 0, "compiled for this run: {first:?}");
+    assert!(
+        first.compile_time_ms > 0,
+        "compiled for this run: {first:?}"
+    );
     // The same module again (another job: a new nonce) is compiled already.
     let (second, _) = submit(&net, module, 1 << 20).await;
     assert_eq!(second.compile_time_ms, 0, "{second:?}");

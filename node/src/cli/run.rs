@@ -339,6 +339,7 @@ pub fn exit_code(status: &Status) -> u8 {
         Status::OutOfFuel => EXIT_OUT_OF_FUEL,
         Status::TimedOut => EXIT_TIMEOUT,
         Status::MemoryLimit | Status::TableLimit => EXIT_MEMORY,
+        Status::Refused { .. } => EXIT_RUN_ERROR,
         Status::OutputLimit => EXIT_OUTPUT,
     }
 }
@@ -354,6 +355,7 @@ fn limit_message(outcome: &Outcome, limits: &Limits) -> Option<String> {
             humantime::format_duration(limits.timeout)
         ),
         Status::MemoryLimit => format!("memory limit of {} reached", limits.memory),
+        Status::Refused { message } => format!("the sandbox refused the module: {message}"),
         Status::TableLimit => format!(
             "table limit of {} elements reached",
             phase_protocol::job::DEFAULT_TABLE_ELEMENTS

@@ -53,7 +53,7 @@ pub use self::inspect::{ExportInfo, ImportInfo, ModuleInfo, ModuleKind, inspect}
 pub use self::limits::EPOCH_TICK;
 use self::limits::{EpochTicker, JobLimiter, epoch_ticks};
 pub use self::outcome::Outcome;
-use self::wasi::{Pipes, classify, dir_size, wasi_builder};
+use self::wasi::{Pipes, classify, dir_size, instantiation_error, wasi_builder};
 
 /// The wasmtime this crate is built with, as receipts name it. The
 /// workspace manifest pins it exactly (`=48.0.8`); a test holds this to the
@@ -468,10 +468,13 @@ impl Executor {
                     limiter,
                 };
                 let mut store = self.new_store(host, &spec, |h| &mut h.limiter);
-                let result = pre.instantiate(&mut store).and_then(|instance| {
-                    let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-                    start.call(&mut store, ())
-                });
+                let result = pre
+                    .instantiate(&mut store)
+                    .map_err(instantiation_error)
+                    .and_then(|instance| {
+                        let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+                        start.call(&mut store, ())
+                    });
                 let fuel = store.get_fuel();
                 let host = store.into_data();
                 (result.map(|()| 0), fuel, host.limiter)
@@ -486,6 +489,7 @@ impl Executor {
                 let mut store = self.new_store(host, &spec, |h| &mut h.limiter);
                 let result = pre
                     .instantiate(&mut store)
+                    .map_err(instantiation_error)
                     .and_then(|command| command.wasi_cli_run().call_run(&mut store));
                 let code = result.map(|r| i32::from(r.is_err()));
                 (code, store.get_fuel(), store.into_data().limiter)

@@ -356,3 +356,20 @@ fn a_table_past_its_limit_is_a_table_limit_not_a_memory_limit() {
     let out = ex.run_blocking(&m, spec()).unwrap();
     assert_eq!(out.status, Status::TableLimit);
 }
+
+#[test]
+fn a_module_the_sandbox_refuses_at_instantiation_is_a_refusal_not_a_trap() {
+    let ex = executor();
+    // More memories than a store may create (64; validation allows 100).
+    let memories = "(memory 0) ".repeat(80);
+    let m = load(
+        &ex,
+        &format!(r#"(module {memories} (func (export "_start")))"#),
+    );
+    let out = ex.run_blocking(&m, spec()).unwrap();
+    assert!(
+        matches!(out.status, Status::Refused { .. }),
+        "{:?}",
+        out.status
+    );
+}

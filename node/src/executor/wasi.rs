@@ -94,6 +94,23 @@ fn find<E: std::error::Error + Send + Sync + 'static>(err: &wasmtime::Error) -> 
         .or_else(|| err.chain().find_map(|e| e.downcast_ref::<E>()))
 }
 
+/// Instantiation failed for a reason other than a trap or a limit.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(super) struct InstantiationRefused(pub(super) String);
+
+/// `err` of an instantiation, marked as such unless it is a trap (a start
+/// function or an out-of-bounds segment traps, as the spec says).
+pub(super) fn instantiation_error(err: wasmtime::Error) -> wasmtime::Error {
+    if find::<Trap>(&err).is_some() {
+        return err;
+    }
+    let line = err.to_string();
+    wasmtime::Error::new(InstantiationRefused(
+        line.lines().next().unwrap_or_default().to_owned(),
+    ))
+}
+
 /// Turns the raw result of a run into a [`Status`].
 pub(super) fn classify(
     result: wasmtime::Result<i32>,
@@ -129,11 +146,17 @@ pub(super) fn classify(
             message: trap.to_string(),
         };
     }
+    // Not a trap, before the guest ran: the sandbox refused the module
+    // (too many instances, memories or tables).
+    if let Some(refused) = find::<InstantiationRefused>(&err) {
+        return Status::Refused {
+            message: refused.0.clone(),
+        };
+    }
     // Not a trap: the guest called an import in a way the host refused
-    // (e.g. an invalid exit code), or instantiation failed.
+    // (e.g. an invalid exit code).
     let message = err.to_string();
     debug!(error = %message, "run ended by a host error");
-    eprintln!("DEBUGCHAIN {err:?}");
     Status::Trapped {
         message: message.lines().next().unwrap_or_default().to_owned(),
     }
