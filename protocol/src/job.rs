@@ -438,6 +438,13 @@ pub enum JobState {
         /// Why, one line.
         message: String,
     },
+    /// The module is over the worker's structural bounds or compile budget
+    /// (`module_too_complex` on the wire); no run happened.
+    ModuleTooComplex {
+        /// Which bound, one line (e.g. "compiling takes more than the
+        /// budget of 10s and 512 MiB").
+        message: String,
+    },
     /// The worker stopped (crashed, was killed) while the job was under
     /// way; no run is attested. Requesters take it to another worker.
     Interrupted,

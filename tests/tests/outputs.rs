@@ -175,3 +175,30 @@ async fn the_receipt_reports_compile_time_beside_the_runs_wall_time() {
     assert_eq!(second.compile_time_ms, 0, "{second:?}");
     net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_module_over_the_structural_bounds_is_refused_with_a_typed_reason() {
+    let net = net().await;
+    let mut wat = String::from("(module (func (export \"_start\")");
+    wat.push_str(&" (block".repeat(10_001));
+    wat.push_str(&")".repeat(10_001));
+    wat.push_str("))");
+    let c: &NodeHandle = &net.nodes[1];
+    let root = files::add_bytes(c.store(), Bytes::from(wat::parse_str(wat).unwrap()))
+        .await
+        .unwrap();
+    let spec = JobSpec::new(root.cid);
+    let err = within(
+        c.requester()
+            .submit(&spec, &SubmitOptions::default(), &|_| {}),
+    )
+    .await
+    .unwrap_err();
+    match err {
+        phase_node::requester::SubmitError::ModuleTooComplex { message, .. } => {
+            assert!(message.contains("nested more than 10000 deep"), "{message}");
+        }
+        other => panic!("expected module_too_complex, got {other}"),
+    }
+    net.shutdown().await;
+}

@@ -512,6 +512,7 @@ fn state_line(state: &JobState) -> String {
         JobState::Running => "running".into(),
         JobState::Done { status, receipt } => format!("done: {status} (receipt {receipt})"),
         JobState::Failed { message } => format!("failed: {message}"),
+        JobState::ModuleTooComplex { message } => format!("module too complex: {message}"),
         JobState::Interrupted => "interrupted: the worker stopped while it ran".into(),
     }
 }

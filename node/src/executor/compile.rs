@@ -76,34 +76,42 @@ impl CompileBudget {
 /// Refuses a module whose structure is out of bounds, before compiling.
 ///
 /// # Errors
-/// [`ExecError::TooComplex`] naming what is over; [`ExecError::Malformed`]
-/// when the bytes do not parse.
+/// [`ExecError::TooComplex`] naming what is over (bytes that do not parse
+/// pass: the compiler refuses them as invalid).
 pub fn check_structure(bytes: &[u8]) -> Result<(), ExecError> {
-    let too = |what: String| Err(ExecError::TooComplex(what));
+    match structure(bytes) {
+        Ok(None) => Ok(()),
+        Ok(Some(what)) => Err(ExecError::TooComplex(what)),
+        // Bytes that do not parse are the compiler's to refuse, as invalid.
+        Err(_) => Ok(()),
+    }
+}
+
+/// What is over a structural bound, if anything.
+fn structure(bytes: &[u8]) -> Result<Option<String>, wasmparser::BinaryReaderError> {
     for payload in Parser::new(0).parse_all(bytes) {
-        let Payload::CodeSectionEntry(body) = payload.map_err(ExecError::Malformed)? else {
+        let Payload::CodeSectionEntry(body) = payload? else {
             continue;
         };
         let size = body.range().len();
         if size > MAX_FUNCTION_SIZE {
-            return too(format!(
+            return Ok(Some(format!(
                 "a function of {size} bytes (at most {MAX_FUNCTION_SIZE})"
-            ));
+            )));
         }
         let mut locals = 0u64;
-        for local in body.get_locals_reader().map_err(ExecError::Malformed)? {
-            let (count, _) = local.map_err(ExecError::Malformed)?;
-            locals += u64::from(count);
+        for local in body.get_locals_reader()? {
+            locals += u64::from(local?.0);
         }
         if locals > MAX_LOCALS {
-            return too(format!(
+            return Ok(Some(format!(
                 "a function with {locals} locals (at most {MAX_LOCALS})"
-            ));
+            )));
         }
         let mut depth = 0usize;
-        let mut reader = body.get_operators_reader().map_err(ExecError::Malformed)?;
+        let mut reader = body.get_operators_reader()?;
         while !reader.eof() {
-            match reader.read().map_err(ExecError::Malformed)? {
+            match reader.read()? {
                 Operator::Block { .. }
                 | Operator::Loop { .. }
                 | Operator::If { .. }
@@ -111,9 +119,9 @@ pub fn check_structure(bytes: &[u8]) -> Result<(), ExecError> {
                 | Operator::TryTable { .. } => {
                     depth += 1;
                     if depth > MAX_NESTING {
-                        return too(format!(
+                        return Ok(Some(format!(
                             "blocks nested more than {MAX_NESTING} deep in one function"
-                        ));
+                        )));
                     }
                 }
                 Operator::End => depth = depth.saturating_sub(1),
@@ -121,7 +129,7 @@ pub fn check_structure(bytes: &[u8]) -> Result<(), ExecError> {
             }
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Compiles `bytes` (module `cid`) into the disk cache under `cache_root`

@@ -334,10 +334,12 @@ impl Executor {
                 source: CacheSource::Memory,
             });
         }
+        if !self.inner.cache.on_disk(&cid) {
+            check_structure(bytes)?;
+        }
         if let Some((budget, cache_root)) = &self.inner.compile
             && !self.inner.cache.on_disk(&cid)
         {
-            check_structure(bytes)?;
             let started = Instant::now();
             compile::in_child(budget, cache_root, &cid, bytes)?;
             debug!(%cid, elapsed = ?started.elapsed(), "compiled in a child process");

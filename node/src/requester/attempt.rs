@@ -30,6 +30,8 @@ pub(super) enum Outcome {
     /// The worker says the job failed without a run: final, another worker
     /// would fail too.
     Failed(String),
+    /// The worker refused the module as too complex for its bounds.
+    TooComplex(String),
     /// The worker's receipt (not yet checked).
     Done(Box<SignedReceipt>),
 }
@@ -116,6 +118,10 @@ async fn wait(
                     Some(JobResponse::Status { state: JobState::Failed { message }, .. }) => {
                         return Outcome::Failed(message);
                     }
+                    Some(JobResponse::Status {
+                        state: JobState::ModuleTooComplex { message },
+                        ..
+                    }) => return Outcome::TooComplex(message),
                     Some(JobResponse::Status { state, .. }) => {
                         missed = 0;
                         if shown.as_ref() != Some(&state) {

@@ -127,6 +127,15 @@ pub enum SubmitError {
         /// Its reason.
         message: String,
     },
+    /// The worker refused the module as too complex to compile within its
+    /// bounds (no run happened, no receipt).
+    #[error("worker {worker} refused the module: module too complex: {message}")]
+    ModuleTooComplex {
+        /// The worker.
+        worker: PeerId,
+        /// Which bound.
+        message: String,
+    },
     /// Every attempt failed.
     #[error("gave up after {attempts} failed attempts; the last: {last}")]
     GaveUp {

@@ -105,6 +105,9 @@ impl<'a> Driver<'a> {
                     Outcome::Failed(message) => {
                         return Err(SubmitError::Failed { worker, message });
                     }
+                    Outcome::TooComplex(message) => {
+                        return Err(SubmitError::ModuleTooComplex { worker, message });
+                    }
                     Outcome::Rejected(rejection) => {
                         self.fail(st, AttemptError::Rejected(worker, rejection));
                         self.start(replica, st, &mut in_flight)?;

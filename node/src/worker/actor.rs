@@ -25,6 +25,7 @@ use super::workdirs::{self, WorkDirs};
 use super::{Command, runtime_version, worker_capabilities};
 use crate::config::WorkerConfig;
 use crate::error_line;
+use crate::executor::ExecError;
 use crate::metrics::RejectLabels;
 use crate::store::Held;
 
@@ -372,7 +373,14 @@ impl Actor {
             Outcome::Failed(e) => {
                 let message = error_line(&e);
                 warn!(job = %id, %message, "job failed");
-                let state = JobState::Failed { message };
+                let state = match &e {
+                    JobError::Module(_, ExecError::TooComplex(bound)) => {
+                        JobState::ModuleTooComplex {
+                            message: bound.clone(),
+                        }
+                    }
+                    _ => JobState::Failed { message },
+                };
                 let ctx = Arc::clone(&self.ctx);
                 self.tasks
                     .spawn(task::record_end(ctx, id, requester, state, None, None));

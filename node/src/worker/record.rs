@@ -171,7 +171,9 @@ pub(super) fn load_blocking(store: &BlockStore) -> Result<Vec<Restored>, StoreEr
                 }
                 loaded
             }
-            JobState::Failed { .. } | JobState::Interrupted => None,
+            JobState::Failed { .. } | JobState::ModuleTooComplex { .. } | JobState::Interrupted => {
+                None
+            }
             JobState::Queued | JobState::Fetching | JobState::Running => {
                 record.state = JobState::Interrupted;
                 record.updated_ms = now_ms();

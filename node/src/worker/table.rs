@@ -104,7 +104,10 @@ impl JobTable {
 fn is_final(state: &JobState) -> bool {
     matches!(
         state,
-        JobState::Done { .. } | JobState::Failed { .. } | JobState::Interrupted
+        JobState::Done { .. }
+            | JobState::Failed { .. }
+            | JobState::ModuleTooComplex { .. }
+            | JobState::Interrupted
     )
 }
 
