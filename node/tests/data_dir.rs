@@ -122,11 +122,12 @@ fn add_beside_many_pin_ls_and_cat_keeps_its_temp_files() {
     let small = ok(&phase_in(&data, &["add", "-"], b"small"))
         .trim()
         .to_owned();
-    // 64 MiB of bytes that do not repeat (so every chunk is a new block).
+    // 300 MB (the size of the reported failure) of bytes that do not repeat,
+    // so every chunk is a new block.
     let big = dir.path().join("big.bin");
-    let mut bytes = Vec::with_capacity(64 << 20);
+    let mut bytes = Vec::with_capacity(300_000_000);
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    while bytes.len() < 64 << 20 {
+    while bytes.len() < 300_000_000 {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
