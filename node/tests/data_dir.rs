@@ -8,7 +8,7 @@ use std::sync::mpsc;
 
 mod common;
 
-use common::{DEADLINE, Daemon, finish, phase_in};
+use common::{DEADLINE, Daemon, counting_job, finish, phase_in};
 
 fn ok(out: &Output) -> String {
     assert!(
@@ -17,31 +17,6 @@ fn ok(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-/// A job that counts for a second or two of one core.
-fn counting_job(dir: &Path) -> (PathBuf, PathBuf) {
-    let wasm = wat::parse_str(
-        r#"(module
-          (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
-          (memory (export "memory") 1)
-          (func (export "_start") (local $i i32)
-            (loop $l
-              (local.set $i (i32.add (local.get $i) (i32.const 1)))
-              (br_if $l (i32.lt_u (local.get $i) (i32.const 400000000))))
-            (call $exit (i32.const 0))))"#,
-    )
-    .unwrap();
-    let module = dir.join("count.wasm");
-    std::fs::write(&module, wasm).unwrap();
-    let job = dir.join("count.job.json");
-    std::fs::write(
-        &job,
-        r#"{"module": {"path": "count.wasm"},
-            "limits": {"fuel": 100000000000, "memory": "16MiB", "timeout": "100s", "max_output": "1MiB"}}"#,
-    )
-    .unwrap();
-    (module, job)
 }
 
 /// Where the file store keeps block `cid` under `data_dir`.
@@ -70,7 +45,7 @@ fn a_second_start_refuses_in_one_line_and_gc_keeps_a_running_jobs_inputs() {
         None,
     );
     ok(&requester.cli(&["peers", "--wait", "1"]));
-    let (module, job) = counting_job(dir.path());
+    let (module, job) = counting_job(dir.path(), 400_000_000);
     let module_cid = ok(&phase_in(
         &dir.path().join("scratch"),
         &["add", module.to_str().unwrap()],

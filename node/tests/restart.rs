@@ -4,13 +4,13 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::sync::mpsc;
 
 mod common;
 
-use common::{DEADLINE, Daemon, finish};
+use common::{DEADLINE, Daemon, counting_job, finish};
 
 fn get(daemon: &Daemon, path: &str) -> (u16, serde_json::Value) {
     let mut s = UnixStream::connect(daemon.socket()).unwrap();
@@ -49,30 +49,6 @@ fn report(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// A job that counts for a few seconds of one core.
-fn long_job(dir: &Path) -> PathBuf {
-    let wasm = wat::parse_str(
-        r#"(module
-          (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
-          (memory (export "memory") 1)
-          (func (export "_start") (local $i i32)
-            (loop $l
-              (local.set $i (i32.add (local.get $i) (i32.const 1)))
-              (br_if $l (i32.lt_u (local.get $i) (i32.const 1500000000))))
-            (call $exit (i32.const 0))))"#,
-    )
-    .unwrap();
-    std::fs::write(dir.join("count.wasm"), wasm).unwrap();
-    let job = dir.join("count.job.json");
-    std::fs::write(
-        &job,
-        r#"{"module": {"path": "count.wasm"},
-            "limits": {"fuel": 100000000000, "memory": "16MiB", "timeout": "100s", "max_output": "1MiB"}}"#,
-    )
-    .unwrap();
-    job
-}
-
 #[test]
 fn a_worker_killed_mid_job_keeps_what_it_finished_and_reports_the_rest_interrupted() {
     let dir = tempfile::tempdir().unwrap();
@@ -108,7 +84,7 @@ fn a_worker_killed_mid_job_keeps_what_it_finished_and_reports_the_rest_interrupt
     while accepted.try_recv().is_ok() {}
 
     // A long job; the worker that takes it is killed once it has.
-    let job = long_job(dir.path());
+    let (_, job) = counting_job(dir.path(), 1_500_000_000);
     let submit = requester.spawn_cli(&["submit", "--json", job.to_str().unwrap()]);
     let chosen = accepted
         .recv_timeout(DEADLINE)

@@ -135,3 +135,31 @@ pub(crate) fn finish(child: std::process::Child) -> Output {
         .expect("the command ends in time")
         .expect("its output is collected")
 }
+
+/// A job that counts to `steps` (about 2 ns a step on one core), then exits
+/// 0: `count.wasm` and `count.job.json` written into `dir`. Returns their
+/// paths (module, job).
+#[allow(dead_code)]
+pub(crate) fn counting_job(dir: &Path, steps: u32) -> (std::path::PathBuf, std::path::PathBuf) {
+    let wasm = wat::parse_str(format!(
+        r#"(module
+          (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+          (memory (export "memory") 1)
+          (func (export "_start") (local $i i32)
+            (loop $l
+              (local.set $i (i32.add (local.get $i) (i32.const 1)))
+              (br_if $l (i32.lt_u (local.get $i) (i32.const {steps}))))
+            (call $exit (i32.const 0))))"#
+    ))
+    .unwrap();
+    let module = dir.join("count.wasm");
+    std::fs::write(&module, wasm).unwrap();
+    let job = dir.join("count.job.json");
+    std::fs::write(
+        &job,
+        r#"{"module": {"path": "count.wasm"},
+            "limits": {"fuel": 100000000000, "memory": "16MiB", "timeout": "100s", "max_output": "1MiB"}}"#,
+    )
+    .unwrap();
+    (module, job)
+}
