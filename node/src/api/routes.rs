@@ -141,6 +141,8 @@ async fn add(State(s): State<ApiState>, Q(query): Q<AddQuery>, body: Body) -> Ap
             .map(|chunk| chunk.map_err(std::io::Error::other)),
     );
     let store = s.node.store().clone();
+    // `gc` waits until the upload's root is pinned (or the add is over).
+    let writing = store.writing().await;
     let (root, size) = tokio::task::spawn_blocking(move || {
         let mut counted = Counted {
             inner: std::io::Read::take(SyncIoBridge::new(reader), MAX_UPLOAD + 1),
@@ -159,6 +161,12 @@ async fn add(State(s): State<ApiState>, Q(query): Q<AddQuery>, body: Body) -> Ap
     }
     let root = root.map_err(|e| ApiError::new(ErrorCode::BadRequest, error_line(&e)))?;
     if query.pin {
+        s.node
+            .store()
+            .pin(&root.cid)
+            .await
+            .map_err(|e| internal(&e))?;
+        drop(writing);
         s.node
             .pin_and_provide(root.cid)
             .await

@@ -153,6 +153,10 @@ pub struct BlockStore {
     /// node in a test); a command opens it for each use and closes it
     /// after, so commands beside each other take turns.
     keep_state: bool,
+    /// Taken shared by work that stores a new DAG until it holds or pins
+    /// its root, and exclusively by [`BlockStore::gc`]: a DAG being
+    /// written is never collected from under its writer.
+    gc_lock: Arc<tokio::sync::RwLock<()>>,
     /// Roots held by work under way (a job's inputs and result): kept by
     /// [`BlockStore::gc`] like pins, but only in memory.
     held: Arc<Mutex<HashMap<Cid, usize>>>,
@@ -191,6 +195,7 @@ impl BlockStore {
             state: Arc::default(),
             state_path: None,
             keep_state: true,
+            gc_lock: Arc::default(),
             held: Arc::default(),
         }
     }
@@ -208,6 +213,7 @@ impl BlockStore {
             state: Arc::default(),
             state_path: Some(state_path),
             keep_state: true,
+            gc_lock: Arc::default(),
             held: Arc::default(),
         })
     }
@@ -482,6 +488,12 @@ impl BlockStore {
         self.blocking(|s| Ok(s.state_blocking()?.pins()?)).await
     }
 
+    /// Keeps [`BlockStore::gc`] out while the caller stores a new DAG;
+    /// drop it once the root is held ([`BlockStore::hold`]) or pinned.
+    pub async fn writing(&self) -> tokio::sync::OwnedRwLockReadGuard<()> {
+        Arc::clone(&self.gc_lock).read_owned().await
+    }
+
     /// Holds `roots` (and what they link to, as far as it is stored)
     /// against [`BlockStore::gc`] until the guard is dropped: work under
     /// way, like a job's inputs while it is queued or running.
@@ -512,6 +524,8 @@ impl BlockStore {
     /// # Errors
     /// I/O.
     pub async fn gc(&self) -> Result<usize, StoreError> {
+        // No DAG is half-written meanwhile (see `writing`).
+        let _alone = self.gc_lock.write().await;
         let all = self
             .blocking(|s| match s.backend.as_ref() {
                 Backend::Mem(m) => Ok(m.cids()),

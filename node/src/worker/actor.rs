@@ -27,7 +27,6 @@ use crate::config::WorkerConfig;
 use crate::error_line;
 use crate::executor::ExecError;
 use crate::metrics::RejectLabels;
-use crate::store::Held;
 
 /// Receipt deliveries in flight at most: each may wait out a few request
 /// timeouts on a requester that went away.
@@ -284,7 +283,7 @@ impl Actor {
                     } else {
                         Outcome::Failed(JobError::Crashed)
                     };
-                    self.on_job_done(id, requester, outcome, None, None);
+                    self.on_job_done(id, requester, outcome, None);
                 }
                 return;
             }
@@ -296,9 +295,8 @@ impl Actor {
                     requester,
                     outcome,
                     dir,
-                    result,
                 } = *done;
-                self.on_job_done(id, requester, outcome, dir, result);
+                self.on_job_done(id, requester, outcome, dir);
             }
             Task::Background => {}
             Task::Delivered => self.delivering -= 1,
@@ -325,7 +323,6 @@ impl Actor {
         requester: PeerId,
         outcome: Outcome,
         dir: Option<PathBuf>,
-        result: Option<Held>,
     ) {
         self.admission.release(&requester);
         if let Some(dir) = dir {
@@ -334,7 +331,7 @@ impl Actor {
                 .spawn_blocking(move || Task::Cleaned(workdirs::clean(dir)));
         }
         match outcome {
-            Outcome::Ran(receipt) => {
+            Outcome::Ran(receipt, result) => {
                 let receipt = *receipt;
                 info!(job = %id, status = %receipt.receipt().status, "job finished");
                 let (metrics, r) = (&self.ctx.metrics, receipt.receipt());
@@ -367,7 +364,7 @@ impl Actor {
                     requester,
                     state,
                     Some(receipt),
-                    result,
+                    Some(result),
                 ));
             }
             Outcome::Failed(e) => {

@@ -107,7 +107,7 @@ pub(super) async fn run(
     ctx: &Context,
     job: &Job,
     dir: &WorkDir,
-) -> Result<SignedReceipt, JobError> {
+) -> Result<(SignedReceipt, Held), JobError> {
     let (id, spec) = (job.id, &job.spec);
     ctx.report(id, JobState::Fetching).await;
     // A warm worker has the module compiled already: no need to fetch, read
@@ -206,6 +206,8 @@ pub(super) async fn run(
     let ended = SystemTime::now();
 
     // A run that happened gets a receipt, whatever becomes of its output.
+    // `gc` waits until the package and receipt are held.
+    let writing = ctx.store.writing().await;
     let (out, err) = (&outcome.stdout, &outcome.stderr);
     let result = match kept_output(output_dir, spec.limits.max_output.0).await {
         Ok(output) => match package(&ctx.store, out, err, output).await {
@@ -242,7 +244,9 @@ pub(super) async fn run(
     ctx.store
         .put(signed.cid(), Bytes::from(signed.to_cbor()))
         .await?;
-    Ok(signed)
+    let held = ctx.store.hold([signed.cid(), result.cid]);
+    drop(writing);
+    Ok((signed, held))
 }
 
 /// Fetches what the store lacks of each root: from the requester first,

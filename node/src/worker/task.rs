@@ -35,8 +35,9 @@ pub(super) const RECORD_RUNNING_AFTER: Duration = Duration::from_millis(50);
 /// How a job's task ended.
 #[derive(Debug)]
 pub(super) enum Outcome {
-    /// A run happened: its signed receipt.
-    Ran(Box<SignedReceipt>),
+    /// A run happened: its signed receipt, and its receipt and result held
+    /// against `gc`.
+    Ran(Box<SignedReceipt>, Held),
     /// No run happened.
     Failed(JobError),
     /// The worker is shutting down.
@@ -51,9 +52,6 @@ pub(super) struct JobDone {
     pub(super) outcome: Outcome,
     /// The work directory, to clean and reuse.
     pub(super) dir: Option<PathBuf>,
-    /// The receipt and result, held against `gc` until the job's record
-    /// pins them.
-    pub(super) result: Option<Held>,
 }
 
 /// A finished job whose end is committed.
@@ -132,7 +130,7 @@ pub(super) async fn job(
     // The end is recorded by the actor (its slot is free meanwhile).
     let outcome = match result {
         None => Outcome::Abandoned,
-        Some(Ok(receipt)) => Outcome::Ran(Box::new(receipt)),
+        Some(Ok((receipt, held))) => Outcome::Ran(Box::new(receipt), held),
         Some(Err(e)) => Outcome::Failed(e),
     };
     let dir = match outcome {
@@ -140,16 +138,11 @@ pub(super) async fn job(
         Outcome::Abandoned => None,
         _ => Some(dir.path),
     };
-    let result = match &outcome {
-        Outcome::Ran(r) => Some(ctx.store.hold([r.cid(), r.receipt().result])),
-        _ => None,
-    };
     drop(job);
     Task::Job(Box::new(JobDone {
         id,
         requester,
         outcome,
         dir,
-        result,
     }))
 }
