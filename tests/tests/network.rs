@@ -317,3 +317,28 @@ mod hostile {
         net.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_root_is_not_taken_for_its_whole_dag() {
+    let net = TestNet::new(2).await;
+    net.converge().await;
+    let data = pattern(3 << 20, 11);
+    let root = files::add_bytes(net.nodes[0].store(), Bytes::from(data.clone()))
+        .await
+        .unwrap();
+    within(net.nodes[0].pin_and_provide(root.cid))
+        .await
+        .unwrap();
+    // The root alone, as a fetch cut short (or one still under way beside
+    // this one) leaves it.
+    let node = &net.nodes[1];
+    let block = net.nodes[0].store().get(&root.cid).await.unwrap().unwrap();
+    node.store().put(root.cid, block).await.unwrap();
+    within(node.fetch(root.cid)).await.unwrap();
+    assert_eq!(
+        files::cat_to_vec(node.store(), root.cid).await.unwrap(),
+        data,
+        "the fetch got the blocks under the stored root"
+    );
+    net.shutdown().await;
+}

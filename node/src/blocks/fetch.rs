@@ -227,15 +227,34 @@ pub async fn fetch(
     }
 }
 
+/// Queues what the store lacks of `cids` and of what they link to. A block
+/// already stored is not proof of its DAG (another fetch of the same DAG
+/// may be under way, or an earlier one was cut short), so the links of
+/// stored dag-pb blocks are followed locally; raw leaves have none.
 async fn enqueue(
     store: &BlockStore,
     queue: &mut VecDeque<Cid>,
     queued: &mut HashSet<Cid>,
     cids: impl IntoIterator<Item = Cid>,
 ) -> Result<(), StoreError> {
-    for cid in cids {
-        if queued.insert(cid) && !store.has(&cid).await? {
-            queue.push_back(cid);
+    let mut stack: Vec<Cid> = cids.into_iter().collect();
+    while let Some(cid) = stack.pop() {
+        if !queued.insert(cid) {
+            continue;
+        }
+        if cid.codec() == phase_protocol::cid::RAW {
+            if !store.has(&cid).await? {
+                queue.push_back(cid);
+            }
+            continue;
+        }
+        match store.get(&cid).await? {
+            None => queue.push_back(cid),
+            Some(data) => {
+                if let Ok(links) = unixfs::links(&cid, &data) {
+                    stack.extend(links);
+                }
+            }
         }
     }
     Ok(())
