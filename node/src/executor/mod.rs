@@ -53,7 +53,8 @@ pub use self::inspect::{ExportInfo, ImportInfo, ModuleInfo, ModuleKind, inspect}
 pub use self::limits::EPOCH_TICK;
 use self::limits::{EpochTicker, JobLimiter, epoch_ticks};
 pub use self::outcome::Outcome;
-use self::wasi::{Pipes, classify, dir_size, instantiation_error, wasi_builder};
+pub use self::wasi::{Over, dir_over};
+use self::wasi::{Pipes, classify, instantiation_error, wasi_builder};
 
 /// The wasmtime this crate is built with, as receipts name it. The
 /// workspace manifest pins it exactly (`=48.0.8`); a test holds this to the
@@ -502,7 +503,7 @@ impl Executor {
         let output_over = spec
             .output_dir
             .as_deref()
-            .is_some_and(|dir| dir_size(dir) > spec.limits.max_output.0);
+            .is_some_and(|dir| dir_over(dir, spec.limits.max_output.0, u64::MAX).is_some());
         let status = classify(result, &pipes, &limiter, output_over);
         Ok(Outcome {
             status,

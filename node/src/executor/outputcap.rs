@@ -26,7 +26,7 @@ use wasmtime::{Store, UpdateDeadline};
 
 use super::io::OutputLimitHit;
 use super::limits::{EPOCH_TICK, epoch_ticks};
-use super::wasi::dir_size;
+use super::wasi::dir_over;
 
 /// Watches `dir` against `limit` and the run's `timeout` in `store`.
 pub(super) fn watch<T: 'static>(store: &mut Store<T>, dir: PathBuf, limit: u64, timeout: Duration) {
@@ -42,10 +42,10 @@ pub(super) fn watch<T: 'static>(store: &mut Store<T>, dir: PathBuf, limit: u64, 
         }
         let now = Instant::now();
         if now >= next_measure {
-            let size = dir_size(&dir);
+            let over = dir_over(&dir, limit, u64::MAX).is_some();
             let took = now.elapsed();
             next_measure = Instant::now() + (took * 10).max(EPOCH_TICK);
-            if size > limit {
+            if over {
                 return Err(wasmtime::Error::new(OutputLimitHit {
                     limit: usize::try_from(limit).unwrap_or(usize::MAX),
                 }));

@@ -162,23 +162,41 @@ pub(super) fn classify(
     }
 }
 
-/// Bytes of the regular files under `dir` (symlinks are not followed).
-pub(super) fn dir_size(dir: &Path) -> u64 {
-    let mut total = 0u64;
+/// What of a folder is over a bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Over {
+    /// Its regular files hold more bytes.
+    Bytes,
+    /// It has more entries (files, folders, links).
+    Entries,
+}
+
+/// Walks `dir` (symlinks are not followed, nothing is read) until its
+/// regular files pass `max_bytes` or its entries pass `max_entries`, and
+/// says which; `None` when it fits.
+pub fn dir_over(dir: &Path, max_bytes: u64, max_entries: u64) -> Option<Over> {
+    let (mut bytes, mut entries) = (0u64, 0u64);
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
+        let Ok(list) = std::fs::read_dir(&d) else {
             continue;
         };
-        for entry in entries.flatten() {
+        for entry in list.flatten() {
+            entries += 1;
+            if entries > max_entries {
+                return Some(Over::Entries);
+            }
             match entry.file_type() {
                 Ok(t) if t.is_dir() => stack.push(entry.path()),
                 Ok(t) if t.is_file() => {
-                    total = total.saturating_add(entry.metadata().map_or(0, |m| m.len()));
+                    bytes = bytes.saturating_add(entry.metadata().map_or(0, |m| m.len()));
+                    if bytes > max_bytes {
+                        return Some(Over::Bytes);
+                    }
                 }
                 _ => {}
             }
         }
     }
-    total
+    None
 }

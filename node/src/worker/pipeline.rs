@@ -24,7 +24,9 @@ use phase_protocol::{Capability, Cid, JobSpec, Receipt, SignedReceipt};
 use super::runtime_version;
 use super::workdirs::{self, WorkDir};
 use crate::blocks::{FetchError, FetchOptions};
-use crate::executor::{CacheSource, ExecError, Executor, ModuleKind, RunSpec, Stdin};
+use crate::executor::{
+    CacheSource, ExecError, Executor, ModuleKind, Over, RunSpec, Stdin, dir_over,
+};
 use crate::metrics::JobMetrics;
 use crate::network::{NetworkClient, NetworkError};
 use crate::store::files::{self, FilesError};
@@ -300,39 +302,21 @@ pub(crate) const OUTPUT_CUT: &str = "output-cut";
 /// and the entries a package may hold; measured without reading a byte,
 /// and the walk stops as soon as it is over.
 async fn kept_output(dir: PathBuf, max_output: u64) -> Result<Kept, String> {
-    tokio::task::spawn_blocking(move || {
-        let mut bytes = 0u64;
-        let mut entries = 0u64;
-        let mut stack = vec![dir.clone()];
-        while let Some(d) = stack.pop() {
-            let Ok(list) = std::fs::read_dir(&d) else {
-                continue;
-            };
-            for entry in list.flatten() {
-                entries += 1;
-                if entries > files::MAX_ENTRIES {
-                    return Err(format!(
-                        "/output holds more than {} entries",
-                        files::MAX_ENTRIES
-                    ));
-                }
-                let Ok(meta) = entry.metadata() else { continue };
-                if meta.is_dir() {
-                    stack.push(entry.path());
-                } else if meta.is_file() {
-                    bytes = bytes.saturating_add(meta.len());
-                    if bytes > max_output {
-                        return Err(format!(
-                            "/output holds more than max_output ({max_output} bytes)"
-                        ));
-                    }
-                }
-            }
-        }
-        Ok(Kept::All(dir))
-    })
-    .await
-    .unwrap_or_else(|e| Err(format!("cannot measure /output: {e}")))
+    let walked = dir.clone();
+    let over =
+        tokio::task::spawn_blocking(move || dir_over(&walked, max_output, files::MAX_ENTRIES))
+            .await
+            .map_err(|e| format!("cannot measure /output: {e}"))?;
+    match over {
+        None => Ok(Kept::All(dir)),
+        Some(Over::Entries) => Err(format!(
+            "/output holds more than {} entries",
+            files::MAX_ENTRIES
+        )),
+        Some(Over::Bytes) => Err(format!(
+            "/output holds more than max_output ({max_output} bytes)"
+        )),
+    }
 }
 
 /// The result package: a UnixFS directory of `stdout`, `stderr` and
