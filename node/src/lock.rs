@@ -9,15 +9,26 @@
 //!   moment) clears `store/tmp/` before sharing it.
 //! - A command beside a running daemon holds nothing: it reads blocks and
 //!   writes them through temp files that nobody clears while the daemon
-//!   holds the lock.
+//!   holds the lock. The daemon also holds `<data-dir>/daemon.lock`, so a
+//!   command that cannot share `lock` tells a daemon (hold nothing) from
+//!   another command in its exclusive moment (wait for it, bounded): a
+//!   command that wrote beside a clearing one unlocked would lose its
+//!   temp files to the next command that finds the dir alone.
 //!
 //! The kernel drops the lock when the process ends, however it ends.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// The lock file's name in a data dir.
 pub const LOCK_FILE: &str = "lock";
+
+/// The file only a daemon holds, for its whole life.
+const DAEMON_FILE: &str = "daemon.lock";
+
+/// How long a command waits for another one's exclusive moment to end.
+const COMMAND_WAIT: Duration = Duration::from_secs(10);
 
 /// Why a data dir cannot be locked.
 #[derive(Debug, thiserror::Error)]
@@ -56,11 +67,17 @@ pub enum Hold {
 #[derive(Debug)]
 pub struct DirLock {
     file: Option<File>,
+    /// The daemon's marker ([`DAEMON_FILE`]), held only by a daemon.
+    _daemon: Option<File>,
     hold: Hold,
 }
 
 fn open(dir: &Path) -> Result<(File, PathBuf), LockError> {
-    let path = dir.join(LOCK_FILE);
+    open_named(dir, LOCK_FILE)
+}
+
+fn open_named(dir: &Path, name: &str) -> Result<(File, PathBuf), LockError> {
+    let path = dir.join(name);
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -92,41 +109,67 @@ impl DirLock {
             Err(TryLockError::Error(source)) => return Err(LockError::Io { path, source }),
         }
         write_owner(&file, &format!("daemon, pid {}", std::process::id()));
+        // Nobody else takes this one exclusively: whoever holds `lock`
+        // exclusively gets it at once.
+        let (marker, marker_path) = open_named(dir, DAEMON_FILE)?;
+        marker.lock().map_err(|source| LockError::Io {
+            path: marker_path,
+            source,
+        })?;
         Ok(Self {
             file: Some(file),
+            _daemon: Some(marker),
             hold: Hold::Exclusive,
         })
     }
 
-    /// Takes `dir` for a command's own short work; never waits. Exclusive
-    /// when nobody else is there (the caller may then clear leftovers and
+    /// Takes `dir` for a command's own short work. Exclusive when nobody
+    /// else is there (the caller may then clear leftovers and
     /// [`share`](Self::share)), shared beside other commands, and
-    /// [`Hold::None`] beside a daemon.
+    /// [`Hold::None`] beside a daemon; waits (up to 10 s) while another
+    /// command holds it alone.
     ///
     /// # Errors
-    /// Only when the lock file cannot be opened or locked.
+    /// When the lock file cannot be opened or locked, or another command
+    /// holds the dir alone for longer than the wait.
     pub fn command(dir: &Path) -> Result<Self, LockError> {
         let (file, path) = open(dir)?;
-        match file.try_lock() {
-            Ok(()) => {
+        let deadline = Instant::now() + COMMAND_WAIT;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Self::held(file, Hold::Exclusive)),
+                Err(TryLockError::WouldBlock) => {}
+                Err(TryLockError::Error(source)) => return Err(LockError::Io { path, source }),
+            }
+            match file.try_lock_shared() {
+                Ok(()) => return Ok(Self::held(file, Hold::Shared)),
+                Err(TryLockError::WouldBlock) => {}
+                Err(TryLockError::Error(source)) => return Err(LockError::Io { path, source }),
+            }
+            // Held exclusively: by a daemon, or by a command clearing
+            // leftovers for a moment.
+            if daemon_runs(dir)? {
                 return Ok(Self {
-                    file: Some(file),
-                    hold: Hold::Exclusive,
+                    file: None,
+                    _daemon: None,
+                    hold: Hold::None,
                 });
             }
-            Err(TryLockError::WouldBlock) => {}
-            Err(TryLockError::Error(source)) => return Err(LockError::Io { path, source }),
+            if Instant::now() >= deadline {
+                return Err(LockError::Held {
+                    dir: dir.to_owned(),
+                    held_by: held_by(&path),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
-        match file.try_lock_shared() {
-            Ok(()) => Ok(Self {
-                file: Some(file),
-                hold: Hold::Shared,
-            }),
-            Err(TryLockError::WouldBlock) => Ok(Self {
-                file: None,
-                hold: Hold::None,
-            }),
-            Err(TryLockError::Error(source)) => Err(LockError::Io { path, source }),
+    }
+
+    fn held(file: File, hold: Hold) -> Self {
+        Self {
+            file: Some(file),
+            _daemon: None,
+            hold,
         }
     }
 
@@ -150,6 +193,16 @@ impl DirLock {
                 self.hold = Hold::Shared;
             }
         }
+    }
+}
+
+/// Whether a daemon holds `dir` (its marker file is locked).
+fn daemon_runs(dir: &Path) -> Result<bool, LockError> {
+    let (marker, path) = open_named(dir, DAEMON_FILE)?;
+    match marker.try_lock_shared() {
+        Ok(()) => Ok(false),
+        Err(TryLockError::WouldBlock) => Ok(true),
+        Err(TryLockError::Error(source)) => Err(LockError::Io { path, source }),
     }
 }
 
@@ -207,5 +260,17 @@ mod tests {
         ));
         drop((first, second));
         assert!(DirLock::daemon(dir.path()).is_ok());
+    }
+
+    #[test]
+    fn a_command_waits_out_another_commands_exclusive_moment_instead_of_holding_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = DirLock::command(dir.path()).unwrap();
+        assert_eq!(first.hold(), Hold::Exclusive);
+        let path = dir.path().to_owned();
+        let second = std::thread::spawn(move || DirLock::command(&path).unwrap().hold());
+        std::thread::sleep(Duration::from_millis(100));
+        first.share();
+        assert_eq!(second.join().unwrap(), Hold::Shared);
     }
 }
