@@ -18,7 +18,7 @@ cleanup() {
 trap cleanup EXIT
 
 start() { # name [bootstrap]; sets $addr and $pid
-  local fifo="$work/$1.out" args=(--data-dir "$work/$1" start --listen /ip4/127.0.0.1/udp/0/quic-v1 --no-mdns)
+  local fifo="$work/$1.out" args=(--data-dir "$work/$1" start --listen /ip4/127.0.0.1/udp/0/quic-v1 --no-mdns --dht-mode server)
   mkfifo "$fifo"
   [ -n "${2:-}" ] && args+=(--bootstrap "$2")
   "$bin" "${args[@]}" >"$fifo" 2>"$work/$1.log" &

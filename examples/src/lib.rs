@@ -2,7 +2,7 @@
 //! the benchmarks share.
 
 use anyhow::Context;
-use phase_node::config::NodeConfig;
+use phase_node::config::{DhtMode, NodeConfig};
 use phase_node::node::NodeHandle;
 use phase_node::store::BlockStore;
 use phase_protocol::Keypair;
@@ -16,6 +16,8 @@ pub fn bench_config(listen: &str) -> anyhow::Result<NodeConfig> {
     let mut config = NodeConfig::default();
     config.network.listen = vec![listen.parse().context("listen address")?];
     config.network.mdns = false;
+    // Loopback never confirms an address: answer DHT queries regardless.
+    config.network.dht_mode = DhtMode::Server;
     config.worker.enabled = false;
     Ok(config)
 }

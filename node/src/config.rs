@@ -145,6 +145,100 @@ pub struct NetworkConfig {
     /// Deadline of one request to a peer.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// When this node answers DHT queries: `auto` (only once it is
+    /// confirmed publicly reachable), `server` (always: public nodes whose
+    /// operator knows it, loopback and LAN testnets) or `client` (never).
+    pub dht_mode: DhtMode,
+    /// Addresses this node is known to be reachable at from the internet
+    /// (a public node's, e.g. `/ip4/198.51.100.1/tcp/4001`); taken as
+    /// confirmed at start, so the node counts as public.
+    pub external: Vec<Multiaddr>,
+    /// Ask the home router for port mappings with UPnP.
+    pub upnp: bool,
+    /// Relays to reserve a slot on when this node is not publicly
+    /// reachable, as `/…/p2p/PEERID`. Empty: relays found among the
+    /// bootstrap peers and other connected peers (via identify).
+    pub relays: Vec<Multiaddr>,
+    /// Most relays a private node keeps a reservation on.
+    pub max_relays: usize,
+    /// How long a job or block request to a peer reachable only through a
+    /// relay waits for a direct connection (hole punching) before it fails.
+    #[serde(with = "humantime_serde")]
+    pub direct_wait: Duration,
+    /// Serving as a relay for private nodes.
+    pub relay_server: RelayServerConfig,
+}
+
+/// When the node is a Kademlia server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DhtMode {
+    /// A server once confirmed publicly reachable, a client before.
+    #[default]
+    Auto,
+    /// Always a server.
+    Server,
+    /// Never a server.
+    Client,
+}
+
+/// The relay section: circuit relay v2 limits (the defaults are
+/// libp2p's). Relayed connections only carry the DHT, identify and the
+/// hole-punch handshake; job data and blocks wait for a direct connection.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelayServerConfig {
+    /// Serve as a relay. Unset: when `external` addresses are configured
+    /// (a public bootstrap node offers it by default).
+    pub enabled: Option<bool>,
+    /// Reservations held at once.
+    pub max_reservations: usize,
+    /// Reservations one peer may hold at once.
+    pub max_reservations_per_peer: usize,
+    /// How long a reservation lasts (clients renew it at 3/4).
+    #[serde(with = "humantime_serde")]
+    pub reservation_duration: Duration,
+    /// Relayed connections at once.
+    pub max_circuits: usize,
+    /// Relayed connections one peer may have at once.
+    pub max_circuits_per_peer: usize,
+    /// Longest one relayed connection lasts.
+    #[serde(with = "humantime_serde")]
+    pub max_circuit_duration: Duration,
+    /// Most bytes one relayed connection carries (each way).
+    pub max_circuit_bytes: ByteSize,
+}
+
+impl Default for RelayServerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: None,
+            max_reservations: 128,
+            max_reservations_per_peer: 4,
+            reservation_duration: Duration::from_secs(3600),
+            max_circuits: 16,
+            max_circuits_per_peer: 4,
+            max_circuit_duration: Duration::from_secs(120),
+            max_circuit_bytes: ByteSize(128 << 10),
+        }
+    }
+}
+
+impl NetworkConfig {
+    /// Whether this node serves as a relay.
+    #[must_use]
+    pub fn serves_relay(&self) -> bool {
+        self.relay_server
+            .enabled
+            .unwrap_or(!self.external.is_empty())
+    }
+
+    /// Whether the operator says this node is public (it then also serves
+    /// AutoNAT, so private nodes can learn what they are).
+    #[must_use]
+    pub fn known_public(&self) -> bool {
+        !self.external.is_empty() || self.serves_relay()
+    }
 }
 
 impl Default for NetworkConfig {
@@ -164,6 +258,13 @@ impl Default for NetworkConfig {
             max_connections_per_peer: 4,
             bootstrap_interval: Duration::from_secs(300),
             request_timeout: Duration::from_secs(30),
+            dht_mode: DhtMode::Auto,
+            external: Vec::new(),
+            upnp: false,
+            relays: Vec::new(),
+            max_relays: 2,
+            direct_wait: Duration::from_secs(15),
+            relay_server: RelayServerConfig::default(),
         }
     }
 }

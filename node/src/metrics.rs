@@ -74,6 +74,50 @@ pub struct BlockMetrics {
     pub peers: Gauge,
 }
 
+/// Labels of a reachability state or a connection kind.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// `public` / `private` / `unknown`, or `direct` / `relayed`.
+    pub kind: &'static str,
+}
+
+/// What NAT traversal counts. Relayed bytes are libp2p's
+/// `libp2p_bandwidth_bytes` whose `protocols` label has `p2p-circuit`.
+#[derive(Clone, Debug)]
+pub struct NatMetrics {
+    /// Hole punches tried (DCUtR outcomes).
+    pub hole_punch_attempts: Counter,
+    /// Hole punches that gave a direct connection.
+    pub hole_punch_successes: Counter,
+    /// 1 for the node's reachability now, 0 for the others.
+    reachability: Family<KindLabels, Gauge>,
+    /// Relays this node holds a reservation on.
+    relay_reservations: Gauge,
+    /// Open connections, direct and relayed.
+    connections: Family<KindLabels, Gauge>,
+}
+
+impl NatMetrics {
+    /// Sets the gauges from a snapshot.
+    pub fn set(&self, status: &crate::network::NatStatus) {
+        for state in ["public", "private", "unknown"] {
+            let now = i64::from(status.reachability.as_str() == state);
+            self.reachability
+                .get_or_create(&KindLabels { kind: state })
+                .set(now);
+        }
+        self.relay_reservations
+            .set(i64::try_from(status.relays.len()).unwrap_or(i64::MAX));
+        let relayed = status.connections.iter().filter(|c| c.relayed).count();
+        let direct = status.connections.len() - relayed;
+        for (kind, n) in [("direct", direct), ("relayed", relayed)] {
+            self.connections
+                .get_or_create(&KindLabels { kind })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+}
+
 /// The registry and the node's metric handles.
 #[derive(Debug)]
 pub struct Metrics {
@@ -82,6 +126,8 @@ pub struct Metrics {
     pub jobs: JobMetrics,
     /// Blocks and peers.
     pub blocks: BlockMetrics,
+    /// Reachability, relays, hole punching.
+    pub nat: NatMetrics,
 }
 
 impl Metrics {
@@ -174,14 +220,53 @@ impl Metrics {
             "Peers connected now",
             blocks.peers.clone(),
         );
+        let nat = NatMetrics {
+            hole_punch_attempts: Counter::default(),
+            hole_punch_successes: Counter::default(),
+            reachability: Family::default(),
+            relay_reservations: Gauge::default(),
+            connections: Family::default(),
+        };
+        phase.register(
+            "hole_punch_attempts",
+            "Hole punches tried (DCUtR)",
+            nat.hole_punch_attempts.clone(),
+        );
+        phase.register(
+            "hole_punch_successes",
+            "Hole punches that gave a direct connection",
+            nat.hole_punch_successes.clone(),
+        );
+        phase.register(
+            "reachability",
+            "1 for the node's reachability now (public, private, unknown)",
+            nat.reachability.clone(),
+        );
+        phase.register(
+            "relay_reservations",
+            "Relays this node holds a reservation on",
+            nat.relay_reservations.clone(),
+        );
+        phase.register(
+            "connections",
+            "Open connections, direct and relayed",
+            nat.connections.clone(),
+        );
         (
             Self {
                 registry,
                 jobs,
                 blocks,
+                nat,
             },
             p2p,
         )
+    }
+
+    /// The registry, for libp2p's bandwidth counters (added when the swarm
+    /// is built).
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
     }
 
     /// The metrics in the OpenMetrics text format Prometheus reads.

@@ -103,12 +103,14 @@ impl NodeHandle {
         let span = info_span!("node", peer = %short(&key.public().to_peer_id()));
         let cancel = CancellationToken::new();
         let mut tasks = JoinSet::new();
-        let (metrics, p2p) = Metrics::new();
+        let (mut metrics, p2p) = Metrics::new();
+        let (blocks, nat) = (metrics.blocks.clone(), metrics.nat.clone());
         let (network, events, event_loop) = network::new(
             key.clone(),
             &config.network,
             cancel.child_token(),
-            (p2p, metrics.blocks.clone()),
+            (p2p, blocks, nat),
+            metrics.registry_mut(),
         )?;
         tasks.spawn(event_loop.run().instrument(span.clone()));
         let worker = match executor {

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
-use phase_node::config::NodeConfig;
+use phase_node::config::{DhtMode, NodeConfig};
 use phase_node::node::NodeHandle;
 use phase_node::store::BlockStore;
 use phase_protocol::Keypair;
@@ -73,6 +73,8 @@ pub fn loopback_config() -> NodeConfig {
     let mut config = NodeConfig::default();
     config.network.listen = vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().expect("valid")];
     config.network.mdns = false;
+    // Loopback never confirms an address: answer DHT queries regardless.
+    config.network.dht_mode = DhtMode::Server;
     config.network.bootstrap_interval = Duration::from_secs(1);
     config.worker.enabled = false;
     config

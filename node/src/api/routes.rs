@@ -114,9 +114,19 @@ async fn within<T>(
 
 async fn id(State(s): State<ApiState>) -> ApiResult<IdAnswer> {
     let listen = s.node.listen_addrs().await.map_err(|e| unavailable(&e))?;
+    let nat = s
+        .node
+        .network()
+        .nat_status()
+        .await
+        .map_err(|e| unavailable(&e))?;
     Ok(Json(IdAnswer {
         peer_id: s.node.peer_id(),
         listen,
+        reachability: nat.reachability,
+        dht_server: nat.dht_server,
+        external: nat.external,
+        relays: nat.relays,
     }))
 }
 
@@ -132,7 +142,12 @@ async fn peers(State(s): State<ApiState>, Q(query): Q<PeersQuery>) -> ApiResult<
         .await?;
     }
     let peers = network.routing_peers().await.map_err(|e| unavailable(&e))?;
-    Ok(Json(PeersAnswer { peers }))
+    let nat = network.nat_status().await.map_err(|e| unavailable(&e))?;
+    Ok(Json(PeersAnswer {
+        peers,
+        reachability: nat.reachability,
+        connections: nat.connections,
+    }))
 }
 
 async fn add(State(s): State<ApiState>, Q(query): Q<AddQuery>, body: Body) -> ApiResult<AddAnswer> {

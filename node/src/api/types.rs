@@ -9,6 +9,7 @@ use phase_protocol::job::{JobId, JobState};
 use phase_protocol::serde_helpers::cid as cid_string;
 use phase_protocol::{Cid, SignedReceipt};
 
+use crate::network::{Connection, Reachability};
 use crate::requester::{Stage, SubmitReport};
 
 /// What went wrong, as every failed request answers it:
@@ -79,6 +80,14 @@ pub struct IdAnswer {
     pub peer_id: PeerId,
     /// Its listen addresses, each ending in `/p2p/PEERID`.
     pub listen: Vec<Multiaddr>,
+    /// `public`, `private` or `unknown`.
+    pub reachability: Reachability,
+    /// Whether it answers DHT queries now.
+    pub dht_server: bool,
+    /// Confirmed external addresses (relayed `/p2p-circuit` ones included).
+    pub external: Vec<Multiaddr>,
+    /// Relays it holds a reservation on.
+    pub relays: Vec<PeerId>,
 }
 
 /// Query of `GET /api/v1/peers`.
@@ -94,6 +103,10 @@ pub struct PeersQuery {
 pub struct PeersAnswer {
     /// Peers in the Kademlia routing table.
     pub peers: Vec<PeerId>,
+    /// This node's reachability.
+    pub reachability: Reachability,
+    /// Every open connection, direct or relayed, with the peer's address.
+    pub connections: Vec<Connection>,
 }
 
 /// Query of `POST /api/v1/add`.

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::GlobalArgs;
 use crate::api::types::{IdAnswer, PeersAnswer};
 use crate::api::{self, ApiClient};
-use crate::config::NodeConfig;
+use crate::config::{DhtMode, NodeConfig};
 use crate::executor::{CompileBudget, Executor, ExecutorConfig};
 
 /// The least compile memory a worker accepts.
@@ -39,6 +39,26 @@ pub(super) struct NodeArgs {
     /// Do not look for peers on the local network with mDNS.
     #[arg(long)]
     no_mdns: bool,
+    /// When to answer DHT queries: auto (once confirmed publicly
+    /// reachable), server (always; loopback and LAN testnets, public nodes)
+    /// or client (never).
+    #[arg(long, value_name = "MODE")]
+    dht_mode: Option<DhtMode>,
+    /// An address this node is reachable at from the internet (repeatable);
+    /// makes it public, and by default a relay.
+    #[arg(long, value_name = "MULTIADDR")]
+    external: Vec<Multiaddr>,
+    /// Reserve a slot on this relay when not publicly reachable
+    /// (repeatable; default: relays among the bootstrap and other peers).
+    #[arg(long, value_name = "MULTIADDR/p2p/PEERID")]
+    relay: Vec<Multiaddr>,
+    /// Serve as a relay for private nodes (needs a public address: see
+    /// --external).
+    #[arg(long)]
+    relay_server: bool,
+    /// Ask the home router for port mappings with UPnP.
+    #[arg(long)]
+    upnp: bool,
 }
 
 impl NodeArgs {
@@ -61,6 +81,28 @@ impl NodeArgs {
         }
         if self.no_mdns {
             config.network.mdns = false;
+        }
+        if let Some(mode) = self.dht_mode {
+            config.network.dht_mode = mode;
+        }
+        if !self.external.is_empty() {
+            config.network.external.clone_from(&self.external);
+        }
+        if !self.relay.is_empty() {
+            if let Some(bad) = self
+                .relay
+                .iter()
+                .find(|a| !matches!(a.iter().last(), Some(libp2p::multiaddr::Protocol::P2p(_))))
+            {
+                bail!("--relay {bad} must end in /p2p/PEERID");
+            }
+            config.network.relays.clone_from(&self.relay);
+        }
+        if self.relay_server {
+            config.network.relay_server.enabled = Some(true);
+        }
+        if self.upnp {
+            config.network.upnp = true;
         }
         Ok(config)
     }
@@ -194,10 +236,11 @@ impl IdArgs {
         let data_dir = global.data_dir()?;
         let key = identity::load_or_create(data_dir.root())?;
         let peer_id = key.public().to_peer_id();
-        let (listen, running) = match ApiClient::find(data_dir.root()).await {
+        let (listen, running, nat) = match ApiClient::find(data_dir.root()).await {
             Some(daemon) => {
                 let id: IdAnswer = daemon.get("/api/v1/id").await?;
-                (id.listen.iter().map(ToString::to_string).collect(), true)
+                let listen = id.listen.iter().map(ToString::to_string).collect();
+                (listen, true, Some(id))
             }
             None => (
                 self.node
@@ -208,12 +251,23 @@ impl IdArgs {
                     .map(ToString::to_string)
                     .collect::<Vec<_>>(),
                 false,
+                None,
             ),
         };
         let public_key = hex::encode(key.public().encode_protobuf());
+        let reachability = nat.as_ref().map_or("unknown", |n| n.reachability.as_str());
         let mut out = std::io::stdout().lock();
         if self.json {
-            let value = serde_json::json!({ "peer_id": peer_id.to_string(), "public_key": public_key, "listen": listen, "running": running });
+            let value = serde_json::json!({
+                "peer_id": peer_id.to_string(),
+                "public_key": public_key,
+                "listen": listen,
+                "running": running,
+                "reachability": reachability,
+                "dht_server": nat.as_ref().map(|n| n.dht_server),
+                "external": nat.as_ref().map(|n| &n.external),
+                "relays": nat.as_ref().map(|n| &n.relays),
+            });
             serde_json::to_writer_pretty(&mut out, &value)?;
             writeln!(out)?;
         } else {
@@ -230,6 +284,16 @@ impl IdArgs {
             )?;
             for addr in listen {
                 writeln!(out, "  {addr}")?;
+            }
+            if let Some(nat) = &nat {
+                let dht = if nat.dht_server { "server" } else { "client" };
+                writeln!(out, "reachable:  {reachability} (DHT {dht})")?;
+                for addr in &nat.external {
+                    writeln!(out, "  external {addr}")?;
+                }
+                for relay in &nat.relays {
+                    writeln!(out, "  relay    {relay}")?;
+                }
             }
         }
         Ok(ExitCode::SUCCESS)
@@ -254,8 +318,9 @@ impl ConfigCommand {
     }
 }
 
-/// List the running daemon's peers (its Kademlia routing table), one
-/// PeerId per line.
+/// List the running daemon's connections, each as `direct` or `relayed`
+/// (through a circuit relay) with the peer's address and who dialled, then
+/// the routing-table peers it is not connected to; and its reachability.
 #[derive(Debug, Args)]
 pub(super) struct PeersArgs {
     /// Wait (up to a minute) until the routing table holds at least this
@@ -283,8 +348,19 @@ impl PeersArgs {
             serde_json::to_writer_pretty(&mut out, &answer)?;
             writeln!(out)?;
         } else {
-            for peer in answer.peers {
-                writeln!(out, "{peer}")?;
+            writeln!(out, "reachability: {}", answer.reachability)?;
+            for c in &answer.connections {
+                let kind = if c.relayed { "relayed" } else { "direct" };
+                let way = if c.outbound { "out" } else { "in" };
+                writeln!(out, "{} {kind:<7} {way:<3} {}", c.peer, c.addr)?;
+            }
+            let connected: std::collections::HashSet<_> =
+                answer.connections.iter().map(|c| c.peer).collect();
+            for peer in answer.peers.iter().filter(|p| !connected.contains(p)) {
+                writeln!(
+                    out,
+                    "{peer} -       -   (in the routing table, not connected)"
+                )?;
             }
         }
         Ok(ExitCode::SUCCESS)

@@ -1,5 +1,7 @@
 //! The composed libp2p behaviour: connection limits first, then Kademlia,
-//! identify, ping, mDNS, the block protocol and the job protocol.
+//! identify, ping, mDNS, NAT traversal (relay client and server, DCUtR,
+//! AutoNAT v2 client and server, UPnP), the block protocol and the job
+//! protocol.
 
 use std::time::Duration;
 
@@ -7,13 +9,15 @@ use libp2p::connection_limits::{self, ConnectionLimits};
 use libp2p::identity::Keypair;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{StreamProtocol, identify, kad, mdns, ping, request_response};
+use libp2p::{
+    StreamProtocol, autonat, dcutr, identify, kad, mdns, ping, relay, request_response, upnp,
+};
 
 use phase_protocol::block::{BLOCK_PROTOCOL, BlockRequest, BlockResponse};
 use phase_protocol::job::{JOB_PROTOCOL, JobRequest, JobResponse};
 
 use super::codec::MessageCodec;
-use crate::config::NetworkConfig;
+use crate::config::{DhtMode, NetworkConfig};
 
 /// Protocol id of the phase Kademlia DHT (not the public IPFS one).
 pub const KAD_PROTOCOL: &str = "/phase/kad/1.0.0";
@@ -36,12 +40,22 @@ pub(crate) struct Behaviour {
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
+    pub(crate) relay_client: relay::client::Behaviour,
+    pub(crate) relay_server: Toggle<relay::Behaviour>,
+    pub(crate) dcutr: dcutr::Behaviour,
+    pub(crate) autonat: autonat::v2::client::Behaviour,
+    pub(crate) autonat_server: Toggle<autonat::v2::server::Behaviour>,
+    pub(crate) upnp: Toggle<upnp::tokio::Behaviour>,
     pub(crate) blocks: request_response::Behaviour<BlockCodec>,
     pub(crate) jobs: request_response::Behaviour<JobCodec>,
 }
 
 impl Behaviour {
-    pub(crate) fn new(key: &Keypair, config: &NetworkConfig) -> std::io::Result<Self> {
+    pub(crate) fn new(
+        key: &Keypair,
+        relay_client: relay::client::Behaviour,
+        config: &NetworkConfig,
+    ) -> std::io::Result<Self> {
         let peer_id = key.public().to_peer_id();
         let limits = ConnectionLimits::default()
             .with_max_established(Some(config.max_connections))
@@ -51,9 +65,13 @@ impl Behaviour {
         kad_config.set_query_timeout(config.request_timeout);
         let mut kad =
             kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
-        // Loopback and LAN nodes never confirm an external address; without
-        // this they stay clients and nobody can query them.
-        kad.set_mode(Some(kad::Mode::Server));
+        // Never libp2p's automatic mode: it turns a server on any confirmed
+        // external address, a relayed one included. The event loop sets the
+        // mode from what it knows of reachability.
+        kad.set_mode(Some(match config.dht_mode {
+            DhtMode::Server => kad::Mode::Server,
+            DhtMode::Auto | DhtMode::Client => kad::Mode::Client,
+        }));
         let identify = identify::Behaviour::new(
             identify::Config::new("/ipfs/id/1.0.0".into(), key.public())
                 .with_agent_version(format!("phase-node/{}", env!("CARGO_PKG_VERSION"))),
@@ -84,12 +102,37 @@ impl Behaviour {
                 .with_request_timeout(config.request_timeout)
                 .with_max_concurrent_streams(MAX_JOB_STREAMS),
         );
+        let relay_server = config.serves_relay().then(|| {
+            let r = &config.relay_server;
+            relay::Behaviour::new(
+                peer_id,
+                relay::Config {
+                    max_reservations: r.max_reservations,
+                    max_reservations_per_peer: r.max_reservations_per_peer,
+                    reservation_duration: r.reservation_duration,
+                    max_circuits: r.max_circuits,
+                    max_circuits_per_peer: r.max_circuits_per_peer,
+                    max_circuit_duration: r.max_circuit_duration,
+                    max_circuit_bytes: r.max_circuit_bytes.0,
+                    ..relay::Config::default()
+                },
+            )
+        });
         Ok(Self {
             limits: connection_limits::Behaviour::new(limits),
             kad,
             identify,
             ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(30))),
             mdns: mdns.into(),
+            relay_client,
+            relay_server: relay_server.into(),
+            dcutr: dcutr::Behaviour::new(peer_id),
+            autonat: autonat::v2::client::Behaviour::default(),
+            autonat_server: config
+                .known_public()
+                .then(autonat::v2::server::Behaviour::default)
+                .into(),
+            upnp: config.upnp.then(upnp::tokio::Behaviour::default).into(),
             blocks,
             jobs,
         })

@@ -6,22 +6,61 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+
 use futures::StreamExt;
+use libp2p::kad::store::RecordStore;
 use libp2p::metrics::Recorder;
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm, identify, kad, mdns};
+use libp2p::{Multiaddr, PeerId, Swarm, autonat, dcutr, identify, kad, mdns, relay, upnp};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, trace, warn};
 
-use phase_protocol::block::{BlockResponse, MAX_WANT};
+use phase_protocol::block::{BlockRequest, BlockResponse, MAX_WANT};
 use phase_protocol::job::{JobRequest, JobResponse, Rejection};
 
-use super::behaviour::{Behaviour, BehaviourEvent};
+use super::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
+use super::nat::{self, Connection, Nat, Route};
 use super::queries::{Queries, Start};
 use super::{Command, NetworkError, NetworkEvent, Reply};
-use crate::metrics::BlockMetrics;
+use crate::config::NetworkConfig;
+use crate::metrics::{BlockMetrics, NatMetrics};
+
+/// How often reservations, bootstrap connections and waiting requests are
+/// looked after.
+const TICK: Duration = Duration::from_secs(1);
+/// How often a bootstrap peer that is not connected is dialled again.
+const REDIAL: Duration = Duration::from_secs(10);
+/// Providers found by one lookup step that are dialled at once (their
+/// addresses, relayed ones included, are known only while the query runs).
+const DIAL_FOUND: usize = 16;
+
+/// A request waiting for a direct connection to its peer.
+#[derive(Debug)]
+enum Outbound {
+    Blocks(BlockRequest, Reply<BlockResponse>),
+    Job(JobRequest, Reply<JobResponse>),
+}
+
+impl Outbound {
+    /// Small control messages may cross a relay; job data and blocks not.
+    fn relay_ok(&self) -> bool {
+        matches!(self, Self::Job(JobRequest::Capabilities, _))
+    }
+
+    fn fail(self, error: NetworkError) {
+        match self {
+            Self::Blocks(_, reply) => {
+                let _ = reply.send(Err(error));
+            }
+            Self::Job(_, reply) => {
+                let _ = reply.send(Err(error));
+            }
+        }
+    }
+}
 
 /// The swarm actor; see the module docs.
 pub(crate) struct EventLoop {
@@ -35,8 +74,14 @@ pub(crate) struct EventLoop {
     queries: Queries,
     pending_blocks: HashMap<OutboundRequestId, Reply<BlockResponse>>,
     pending_jobs: HashMap<OutboundRequestId, Reply<JobResponse>>,
+    nat: Nat,
+    waiting: HashMap<PeerId, Vec<(Outbound, Instant)>>,
+    direct_wait: Duration,
+    bootstrap: Vec<Multiaddr>,
+    last_redial: Instant,
     p2p: libp2p::metrics::Metrics,
     metrics: BlockMetrics,
+    nat_metrics: NatMetrics,
 }
 
 impl std::fmt::Debug for EventLoop {
@@ -54,29 +99,39 @@ impl EventLoop {
         events: mpsc::Sender<NetworkEvent>,
         (listen_addrs, routing_peers): (watch::Sender<Vec<Multiaddr>>, watch::Sender<usize>),
         cancel: CancellationToken,
-        bootstrap_interval: Duration,
-        (p2p, metrics): (libp2p::metrics::Metrics, BlockMetrics),
+        config: &NetworkConfig,
+        (p2p, metrics, nat_metrics): (libp2p::metrics::Metrics, BlockMetrics, NatMetrics),
     ) -> Self {
-        Self {
+        let mut event_loop = Self {
             swarm,
             commands,
             events,
             listen_addrs,
             routing_peers,
             cancel,
-            bootstrap_interval,
+            bootstrap_interval: config.bootstrap_interval,
             queries: Queries::default(),
             pending_blocks: HashMap::new(),
             pending_jobs: HashMap::new(),
+            nat: Nat::new(config),
+            waiting: HashMap::new(),
+            direct_wait: config.direct_wait,
+            bootstrap: config.bootstrap.clone(),
+            last_redial: Instant::now(),
             p2p,
             metrics,
-        }
+            nat_metrics,
+        };
+        event_loop.nat_changed();
+        event_loop
     }
 
     /// Runs until cancelled or every client is dropped.
     pub(crate) async fn run(mut self) {
         let mut bootstrap = tokio::time::interval(self.bootstrap_interval);
         bootstrap.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
@@ -87,9 +142,177 @@ impl EventLoop {
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 _ = bootstrap.tick() => self.bootstrap(),
+                _ = tick.tick() => self.on_tick(Instant::now()),
+            }
+        }
+        for (_, waiting) in self.waiting.drain() {
+            for (out, _) in waiting {
+                out.fail(NetworkError::Shutdown);
             }
         }
         debug!("network stopped");
+    }
+
+    /// Looks after reservations, bootstrap peers and waiting requests.
+    fn on_tick(&mut self, now: Instant) {
+        for (relay, addr) in self.nat.relays_to_reserve(now) {
+            match self.swarm.listen_on(addr.clone()) {
+                Ok(listener) => {
+                    info!(%addr, "reserving a slot on a relay");
+                    self.nat.reserving(listener, relay);
+                }
+                Err(e) => {
+                    debug!(%addr, error = %e, "cannot reserve on relay");
+                    self.nat.reserve_failed(relay, now);
+                }
+            }
+        }
+        if now.duration_since(self.last_redial) >= REDIAL {
+            self.last_redial = now;
+            for addr in self.bootstrap.clone() {
+                if let Some(peer) = nat::peer_of(&addr)
+                    && !self.swarm.is_connected(&peer)
+                {
+                    let opts = DialOpts::peer_id(peer)
+                        .addresses(vec![addr])
+                        .condition(PeerCondition::DisconnectedAndNotDialing)
+                        .build();
+                    let _ = self.swarm.dial(opts);
+                }
+            }
+        }
+        let expired: Vec<PeerId> = self
+            .waiting
+            .iter()
+            .filter(|(_, w)| w.iter().any(|(_, deadline)| *deadline <= now))
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in expired {
+            let Some(waiting) = self.waiting.remove(&peer) else {
+                continue;
+            };
+            let (late, still): (Vec<_>, Vec<_>) = waiting.into_iter().partition(|(_, d)| *d <= now);
+            if !still.is_empty() {
+                self.waiting.insert(peer, still);
+            }
+            let relayed = !self.nat.relayed_to(peer).is_empty();
+            for (out, _) in late {
+                out.fail(if relayed {
+                    NetworkError::RelayOnly {
+                        peer,
+                        waited: self.direct_wait,
+                    }
+                } else {
+                    NetworkError::Unreachable {
+                        peer,
+                        reason: format!("no connection within {:?}", self.direct_wait),
+                    }
+                });
+            }
+        }
+    }
+
+    /// Sends a request now, or once `peer` is connected directly.
+    fn send_outbound(&mut self, peer: PeerId, out: Outbound) {
+        match self.nat.route(peer, out.relay_ok()) {
+            Route::Send => self.send_now(peer, out),
+            Route::Wait => self.wait(peer, out),
+            Route::Dial => {
+                let opts = DialOpts::peer_id(peer)
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build();
+                match self.swarm.dial(opts) {
+                    Ok(()) | Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => {
+                        self.wait(peer, out);
+                    }
+                    Err(e) => out.fail(NetworkError::Unreachable {
+                        peer,
+                        reason: e.to_string(),
+                    }),
+                }
+            }
+        }
+    }
+
+    fn wait(&mut self, peer: PeerId, out: Outbound) {
+        let deadline = Instant::now() + self.direct_wait;
+        self.waiting.entry(peer).or_default().push((out, deadline));
+    }
+
+    fn send_now(&mut self, peer: PeerId, out: Outbound) {
+        match out {
+            Outbound::Blocks(request, reply) => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .blocks
+                    .send_request(&peer, request);
+                self.pending_blocks.insert(id, reply);
+            }
+            Outbound::Job(request, reply) => {
+                let id = self.swarm.behaviour_mut().jobs.send_request(&peer, request);
+                self.pending_jobs.insert(id, reply);
+            }
+        }
+    }
+
+    /// Sends what waits for `peer` that may go now.
+    fn flush(&mut self, peer: PeerId) {
+        let Some(waiting) = self.waiting.remove(&peer) else {
+            return;
+        };
+        let mut still = Vec::new();
+        for (out, deadline) in waiting {
+            if self.nat.route(peer, out.relay_ok()) == Route::Send {
+                self.send_now(peer, out);
+            } else {
+                still.push((out, deadline));
+            }
+        }
+        if !still.is_empty() {
+            self.waiting.insert(peer, still);
+        }
+    }
+
+    /// Fails what waits for `peer` once it cannot be reached at all.
+    fn fail_waiting(&mut self, peer: PeerId, reason: &str) {
+        if self.nat.is_connected(peer) {
+            return;
+        }
+        for (out, _) in self.waiting.remove(&peer).unwrap_or_default() {
+            out.fail(NetworkError::Unreachable {
+                peer,
+                reason: reason.to_owned(),
+            });
+        }
+    }
+
+    /// Applies what changed in reachability: the DHT mode and the metrics.
+    fn nat_changed(&mut self) {
+        let mode = self.nat.kad_mode();
+        if self.swarm.behaviour().kad.mode() != mode {
+            info!(%mode, reachability = %self.nat.reachability(), "DHT mode");
+            self.swarm.behaviour_mut().kad.set_mode(Some(mode));
+        }
+        self.nat_metrics.set(&self.nat.status());
+    }
+
+    /// Announces every key this node provides again (its provider records
+    /// carry its external addresses, which changed).
+    fn provide_again(&mut self) {
+        self.queries.routing_changed();
+        let keys: Vec<kad::RecordKey> = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .store_mut()
+            .provided()
+            .map(|r| r.key.clone())
+            .take(1024)
+            .collect();
+        for key in keys {
+            let _ = self.swarm.behaviour_mut().kad.start_providing(key);
+        }
     }
 
     fn bootstrap(&mut self) {
@@ -137,14 +360,7 @@ impl EventLoop {
                 peer,
                 request,
                 reply,
-            } => {
-                let id = self
-                    .swarm
-                    .behaviour_mut()
-                    .blocks
-                    .send_request(&peer, request);
-                self.pending_blocks.insert(id, reply);
-            }
+            } => self.send_outbound(peer, Outbound::Blocks(request, reply)),
             Command::RespondBlocks { channel, response } => {
                 self.metrics
                     .served_blocks
@@ -165,9 +381,9 @@ impl EventLoop {
                 peer,
                 request,
                 reply,
-            } => {
-                let id = self.swarm.behaviour_mut().jobs.send_request(&peer, request);
-                self.pending_jobs.insert(id, reply);
+            } => self.send_outbound(peer, Outbound::Job(request, reply)),
+            Command::NatStatus { reply } => {
+                let _ = reply.send(Ok(self.nat.status()));
             }
             Command::RespondJob { channel, response } => {
                 if self
@@ -199,6 +415,7 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                connection_id,
                 endpoint,
                 num_established,
                 ..
@@ -206,23 +423,141 @@ impl EventLoop {
                 if num_established.get() == 1 {
                     self.metrics.peers.inc();
                 }
-                debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
+                let relayed = endpoint.is_relayed();
+                let addr = endpoint.get_remote_address().clone();
+                debug!(peer = %peer_id, %addr, relayed, "connected");
+                self.nat.connected(
+                    connection_id,
+                    Connection {
+                        peer: peer_id,
+                        addr,
+                        relayed,
+                        outbound: endpoint.is_dialer(),
+                    },
+                );
+                if !relayed {
+                    // Requests would keep crossing the relay otherwise.
+                    for id in self.nat.relayed_to(peer_id) {
+                        self.swarm.close_connection(id);
+                    }
+                }
+                self.flush(peer_id);
+                self.nat_changed();
             }
             SwarmEvent::ConnectionClosed {
-                num_established: 0, ..
+                peer_id,
+                connection_id,
+                num_established,
+                ..
             } => {
-                self.metrics.peers.dec();
+                if num_established == 0 {
+                    self.metrics.peers.dec();
+                }
+                let gone = self.nat.disconnected(connection_id);
+                self.flush(peer_id);
+                if num_established == 0 && self.waiting.contains_key(&peer_id) {
+                    let reason = match gone {
+                        Some(c) if c.relayed => "its relayed connection closed",
+                        _ => "the connection closed",
+                    };
+                    self.fail_waiting(peer_id, reason);
+                }
+                self.nat_changed();
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 debug!(peer = ?peer_id, %error, "dial failed");
+                if let Some(peer) = peer_id
+                    && self.waiting.contains_key(&peer)
+                {
+                    self.fail_waiting(peer, &first_line(&error));
+                }
+            }
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                info!(%address, "external address confirmed");
+                self.nat.external_confirmed(address);
+                self.nat_changed();
+                self.provide_again();
+            }
+            SwarmEvent::ExternalAddrExpired { address } => {
+                self.nat.external_expired(&address);
+                self.nat_changed();
+            }
+            SwarmEvent::ListenerClosed { listener_id, .. } => {
+                if self.nat.listener_closed(listener_id, Instant::now()) {
+                    info!("relay reservation ended");
+                    self.nat_changed();
+                }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(event)) => {
                 self.p2p.record(&event);
                 if let identify::Event::Received { peer_id, info, .. } = event {
-                    for addr in info.listen_addrs {
-                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                    // Only DHT servers belong in the routing table: a
+                    // private node in client mode would not answer.
+                    if info.protocols.iter().any(|p| p.as_ref() == KAD_PROTOCOL) {
+                        for addr in info.listen_addrs {
+                            if !nat::is_relayed(&addr) {
+                                self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                            }
+                        }
+                    }
+                    if info.protocols.contains(&relay::HOP_PROTOCOL_NAME) {
+                        self.nat.relay_found(peer_id);
                     }
                 }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(event)) => {
+                let autonat::v2::client::Event {
+                    tested_addr,
+                    server,
+                    result,
+                    ..
+                } = event;
+                debug!(%tested_addr, %server, ok = result.is_ok(), "AutoNAT v2 probe");
+                self.nat.probed(result.is_ok());
+                self.nat_changed();
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(event)) => {
+                if let relay::client::Event::ReservationReqAccepted {
+                    relay_peer_id,
+                    renewal,
+                    ..
+                } = event
+                {
+                    if !renewal {
+                        info!(relay = %relay_peer_id, "relay reservation accepted");
+                    }
+                    self.nat.reservation_accepted(relay_peer_id);
+                    self.nat_changed();
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::RelayServer(event)) => {
+                debug!(?event, "relay");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event {
+                remote_peer_id,
+                result,
+            })) => {
+                self.nat_metrics.hole_punch_attempts.inc();
+                match result {
+                    Ok(_) => {
+                        self.nat_metrics.hole_punch_successes.inc();
+                        info!(peer = %remote_peer_id, "hole punched: direct connection");
+                    }
+                    Err(e) => info!(peer = %remote_peer_id, error = %e, "hole punch failed"),
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Upnp(event)) => match event {
+                upnp::Event::NewExternalAddr { external_addr, .. } => {
+                    info!(addr = %external_addr, "UPnP port mapped");
+                }
+                upnp::Event::GatewayNotFound => info!("UPnP: no gateway found"),
+                upnp::Event::NonRoutableGateway => info!("UPnP: the gateway is not routable"),
+                upnp::Event::ExpiredExternalAddr { external_addr, .. } => {
+                    debug!(addr = %external_addr, "UPnP mapping expired");
+                }
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::AutonatServer(event)) => {
+                trace!(?event, "AutoNAT v2 server");
             }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(event)) => self.p2p.record(&event),
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
@@ -272,6 +607,21 @@ impl EventLoop {
                 providers,
                 ..
             })) => {
+                // A private provider's (relayed) addresses come only in its
+                // record and are known only while the query runs: dial now.
+                let me = *self.swarm.local_peer_id();
+                let unknown: Vec<PeerId> = providers
+                    .iter()
+                    .filter(|p| **p != me && !self.swarm.is_connected(p))
+                    .take(DIAL_FOUND)
+                    .copied()
+                    .collect();
+                for peer in unknown {
+                    let opts = DialOpts::peer_id(peer)
+                        .condition(PeerCondition::DisconnectedAndNotDialing)
+                        .build();
+                    let _ = self.swarm.dial(opts);
+                }
                 self.queries.lookup_found(id, providers);
             }
             kad::QueryResult::GetProviders(Ok(
@@ -405,6 +755,16 @@ impl EventLoop {
             request_response::Event::ResponseSent { .. } => {}
         }
     }
+}
+
+/// The first line of an error, for a one-line reason.
+fn first_line(error: &impl std::fmt::Display) -> String {
+    error
+        .to_string()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// Answers whoever waits on an outbound request (if anyone still does).

@@ -3,9 +3,13 @@
 //! a oneshot reply) and reads [`NetworkEvent`]s from a bounded channel.
 //!
 //! - Transports: QUIC, and TCP + Noise + Yamux as fallback.
-//! - Behaviours: connection limits, Kademlia on `/phase/kad/1.0.0` in server
-//!   mode, identify (its listen addresses fill the routing table), ping,
-//!   mDNS (optional), `/phase/block/1.0.0` and `/phase/job/1.0.0`.
+//! - Behaviours: connection limits, Kademlia on `/phase/kad/1.0.0` (a
+//!   server only when publicly reachable, see [`nat`]), identify (the
+//!   listen addresses of DHT servers fill the routing table), ping, mDNS
+//!   (optional), NAT traversal (relay v2 client and server, DCUtR, AutoNAT
+//!   v2, UPnP), `/phase/block/1.0.0` and `/phase/job/1.0.0`.
+//! - Job data and blocks go only over direct connections: a request to a
+//!   peer reached through a relay waits (bounded) for hole punching.
 //! - The network never touches the store or the executor: an inbound block
 //!   or job request becomes a [`NetworkEvent`] that the node answers with
 //!   [`NetworkClient::respond_blocks`] or [`NetworkClient::respond_job`].
@@ -15,6 +19,7 @@
 mod behaviour;
 mod codec;
 mod event_loop;
+mod nat;
 mod queries;
 
 use std::collections::HashSet;
@@ -33,6 +38,7 @@ use phase_protocol::job::{Capability, JobRequest, JobResponse};
 use self::behaviour::Behaviour;
 pub use self::behaviour::KAD_PROTOCOL;
 pub(crate) use self::event_loop::EventLoop;
+pub use self::nat::{Connection, NatStatus, Reachability};
 use crate::config::NetworkConfig;
 
 /// Commands queued to the swarm task at most.
@@ -82,6 +88,23 @@ pub enum NetworkError {
     /// Announcing a provider record failed.
     #[error("cannot announce provider record")]
     Provide(#[source] kad::store::Error),
+    /// A peer was reached only through a relay, and hole punching gave no
+    /// direct connection in time: job data and blocks never cross a relay.
+    #[error("{peer} is reachable only through a relay (no direct connection within {}s)", waited.as_secs())]
+    RelayOnly {
+        /// The peer.
+        peer: PeerId,
+        /// How long the request waited.
+        waited: Duration,
+    },
+    /// A peer could not be connected to.
+    #[error("cannot reach {peer}: {reason}")]
+    Unreachable {
+        /// The peer.
+        peer: PeerId,
+        /// Why, in one line.
+        reason: String,
+    },
 }
 
 /// Something the network needs the node to handle.
@@ -144,6 +167,9 @@ pub(crate) enum Command {
     },
     RoutingPeers {
         reply: Reply<Vec<PeerId>>,
+    },
+    NatStatus {
+        reply: Reply<NatStatus>,
     },
 }
 
@@ -334,6 +360,15 @@ impl NetworkClient {
         self.call(|reply| Command::RoutingPeers { reply }).await
     }
 
+    /// Reachability, external addresses, relay reservations and every open
+    /// connection as direct or relayed.
+    ///
+    /// # Errors
+    /// [`NetworkError::Shutdown`].
+    pub async fn nat_status(&self) -> Result<NatStatus, NetworkError> {
+        self.call(|reply| Command::NatStatus { reply }).await
+    }
+
     /// Waits until the routing table holds at least `n` peers.
     ///
     /// # Errors
@@ -361,11 +396,15 @@ pub(crate) fn new(
     key: Keypair,
     config: &NetworkConfig,
     cancel: CancellationToken,
-    metrics: (libp2p::metrics::Metrics, crate::metrics::BlockMetrics),
+    metrics: (
+        libp2p::metrics::Metrics,
+        crate::metrics::BlockMetrics,
+        crate::metrics::NatMetrics,
+    ),
+    registry: &mut prometheus_client::registry::Registry,
 ) -> Result<(NetworkClient, mpsc::Receiver<NetworkEvent>, EventLoop), NetworkError> {
     let setup = |e: Box<dyn std::error::Error + Send + Sync>| NetworkError::Setup(e);
     let peer_id = key.public().to_peer_id();
-    let behaviour = Behaviour::new(&key, config).map_err(|e| setup(e.into()))?;
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(
@@ -375,7 +414,13 @@ pub(crate) fn new(
         )
         .map_err(|e| setup(e.into()))?
         .with_quic()
-        .with_behaviour(|_| behaviour)
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| setup(e.into()))?
+        .with_bandwidth_metrics(registry)
+        .with_behaviour(|key, relay_client| {
+            Behaviour::new(key, relay_client, config)
+                .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.into() })
+        })
         .map_err(|e| setup(e.into()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_TIMEOUT))
         .build();
@@ -386,6 +431,9 @@ pub(crate) fn new(
                 addr: addr.clone(),
                 source,
             })?;
+    }
+    for addr in &config.external {
+        swarm.add_external_address(addr.clone());
     }
     for addr in &config.bootstrap {
         bootstrap_peer(&mut swarm, addr);
@@ -400,7 +448,7 @@ pub(crate) fn new(
         events_tx,
         (listen_tx, routing_tx),
         cancel,
-        config.bootstrap_interval,
+        config,
         metrics,
     );
     let client = NetworkClient {
