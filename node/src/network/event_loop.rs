@@ -289,6 +289,11 @@ impl EventLoop {
 
     /// Applies what changed in reachability: the DHT mode and the metrics.
     fn nat_changed(&mut self) {
+        // A node confirmed public needs no relay.
+        for listener in self.nat.reservations_not_needed() {
+            info!("publicly reachable: relay reservation dropped");
+            self.swarm.remove_listener(listener);
+        }
         let mode = self.nat.kad_mode();
         if self.swarm.behaviour().kad.mode() != mode {
             info!(%mode, reachability = %self.nat.reachability(), "DHT mode");
@@ -425,7 +430,11 @@ impl EventLoop {
                 }
                 let relayed = endpoint.is_relayed();
                 let addr = endpoint.get_remote_address().clone();
-                debug!(peer = %peer_id, %addr, relayed, "connected");
+                if relayed {
+                    info!(peer = %peer_id, %addr, "connected through a relay");
+                } else {
+                    debug!(peer = %peer_id, %addr, "connected");
+                }
                 self.nat.connected(
                     connection_id,
                     Connection {
@@ -436,8 +445,12 @@ impl EventLoop {
                     },
                 );
                 if !relayed {
+                    let relayed_before = self.nat.relayed_to(peer_id);
+                    if !relayed_before.is_empty() {
+                        info!(peer = %peer_id, "direct connection replaces a relayed one");
+                    }
                     // Requests would keep crossing the relay otherwise.
-                    for id in self.nat.relayed_to(peer_id) {
+                    for id in relayed_before {
                         self.swarm.close_connection(id);
                     }
                 }
@@ -455,12 +468,15 @@ impl EventLoop {
                 }
                 let gone = self.nat.disconnected(connection_id);
                 self.flush(peer_id);
-                if num_established == 0 && self.waiting.contains_key(&peer_id) {
-                    let reason = match gone {
-                        Some(c) if c.relayed => "its relayed connection closed",
-                        _ => "the connection closed",
-                    };
-                    self.fail_waiting(peer_id, reason);
+                // A relayed connection that closes leaves the requests
+                // waiting (to their deadline): the peer closes it once its
+                // own side of the hole punch gave a direct connection, which
+                // may reach this node a moment later.
+                if num_established == 0
+                    && self.waiting.contains_key(&peer_id)
+                    && gone.is_some_and(|c| !c.relayed)
+                {
+                    self.fail_waiting(peer_id, "the connection closed");
                 }
                 self.nat_changed();
             }

@@ -247,6 +247,14 @@ impl Nat {
         );
     }
 
+    /// The reservation listeners to close: all of them once public.
+    pub(super) fn reservations_not_needed(&mut self) -> Vec<ListenerId> {
+        if self.reachability() != Reachability::Public {
+            return Vec::new();
+        }
+        self.reservations.drain().map(|(id, _)| id).collect()
+    }
+
     pub(super) fn reservation_accepted(&mut self, relay: PeerId) {
         for r in self.reservations.values_mut() {
             if r.relay == relay {

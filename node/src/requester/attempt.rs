@@ -41,6 +41,8 @@ pub(super) enum Outcome {
 pub(super) enum Lost {
     #[error("submission failed")]
     Submit(#[source] NetworkError),
+    #[error("worker reachable only through a relay: no direct connection (hole punching failed) within {}s", .0.as_secs())]
+    RelayOnly(std::time::Duration),
     #[error("answered a submission with {0}")]
     Unexpected(String),
     #[error("the worker no longer knows the job")]
@@ -70,6 +72,9 @@ pub(super) async fn attempt(
         Ok(JobResponse::Rejected(Rejection::Busy)) => return Outcome::Busy,
         Ok(JobResponse::Rejected(rejection)) => return Outcome::Rejected(rejection),
         Ok(other) => return Outcome::Lost(Lost::Unexpected(format!("{other:?}"))),
+        Err(NetworkError::RelayOnly { waited, .. }) => {
+            return Outcome::Lost(Lost::RelayOnly(waited));
+        }
         Err(e) => return Outcome::Lost(Lost::Submit(e)),
     }
     info!(%worker, %job, "job accepted");
