@@ -369,7 +369,7 @@ scenario_symmetric() {
   start_daemon h2 h2 "$work/s-h2" --listen "$(listen_of "$t" 0.0.0.0)" --bootstrap "$boot" --slots 4
   start_daemon pub pub "$work/s-pub" --no-worker --listen "$(listen_of "$t" 198.51.100.2)" --bootstrap "$boot"
   if wait_until 60 has_relay "$work/s-h2" \
-    && out="$("$bin" --data-dir "$work/s-pub" submit "$root/examples/hello.job.json" --json --timeout 90s 2>"$work/submit.err")" \
+    && out="$(submit_found "$work/s-pub")" \
     && [ "$(echo "$out" | jq -r '.results[0].worker')" = "$(peer_id "$work/s-h2")" ]; then
     log "symmetric/$t: a public requester's job ran on the worker behind a symmetric NAT"
     record '{"scenario":"symmetric-public-requester","ok":true}'

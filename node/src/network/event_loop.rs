@@ -510,14 +510,36 @@ impl EventLoop {
                     // Only DHT servers belong in the routing table: a
                     // private node in client mode would not answer.
                     if info.protocols.iter().any(|p| p.as_ref() == KAD_PROTOCOL) {
-                        for addr in info.listen_addrs {
-                            if !nat::is_relayed(&addr) {
-                                self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                        for addr in &info.listen_addrs {
+                            if !nat::is_relayed(addr) {
+                                self.swarm
+                                    .behaviour_mut()
+                                    .kad
+                                    .add_address(&peer_id, addr.clone());
                             }
                         }
                     }
                     if info.protocols.contains(&relay::HOP_PROTOCOL_NAME) {
                         self.nat.relay_found(peer_id);
+                    }
+                    // Connection reversal: a peer reached only through a
+                    // relay that has a public address is dialled there
+                    // directly. Hole punching would have both sides act as
+                    // listener on the one connection a public peer accepts.
+                    if self.nat.only_relayed(peer_id) {
+                        let global: Vec<Multiaddr> = info
+                            .listen_addrs
+                            .into_iter()
+                            .filter(nat::is_global)
+                            .collect();
+                        if !global.is_empty() {
+                            debug!(peer = %peer_id, ?global, "dialling a relayed peer directly");
+                            let opts = DialOpts::peer_id(peer_id)
+                                .addresses(global)
+                                .condition(PeerCondition::Always)
+                                .build();
+                            let _ = self.swarm.dial(opts);
+                        }
                     }
                 }
             }

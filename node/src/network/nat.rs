@@ -130,6 +130,25 @@ pub(super) fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
     }
 }
 
+/// Whether `addr` is a direct address someone on the internet might dial:
+/// not relayed, not loopback, private, link-local or unspecified.
+pub(super) fn is_global(addr: &Multiaddr) -> bool {
+    if is_relayed(addr) {
+        return false;
+    }
+    match addr.iter().next() {
+        Some(Protocol::Ip4(ip)) => {
+            !(ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified())
+        }
+        Some(Protocol::Ip6(ip)) => {
+            let local =
+                (ip.segments()[0] & 0xfe00) == 0xfc00 || (ip.segments()[0] & 0xffc0) == 0xfe80;
+            !(ip.is_loopback() || ip.is_unspecified() || local)
+        }
+        _ => false,
+    }
+}
+
 /// Whether `addr` goes through a relay.
 pub(super) fn is_relayed(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| p == Protocol::P2pCircuit)
@@ -300,6 +319,18 @@ impl Nat {
             .collect()
     }
 
+    /// Whether every connection to `peer` goes through a relay.
+    pub(super) fn only_relayed(&self, peer: PeerId) -> bool {
+        let mut any = false;
+        for c in self.connections.values().filter(|c| c.peer == peer) {
+            if !c.relayed {
+                return false;
+            }
+            any = true;
+        }
+        any
+    }
+
     /// Whether `peer` has any connection.
     pub(super) fn is_connected(&self, peer: PeerId) -> bool {
         self.connections.values().any(|c| c.peer == peer)
@@ -411,12 +442,36 @@ mod tests {
     }
 
     #[test]
+    fn only_global_direct_addresses_are_worth_a_reversal_dial() {
+        assert!(is_global(&addr("/ip4/198.51.100.2/tcp/4001")));
+        assert!(is_global(&addr("/ip6/2001:db8::1/udp/4001/quic-v1")));
+        for local in [
+            "/ip4/10.0.1.2/tcp/4001",
+            "/ip4/192.168.1.5/tcp/4001",
+            "/ip4/127.0.0.1/tcp/4001",
+            "/ip4/169.254.1.1/tcp/4001",
+            "/ip6/::1/tcp/4001",
+            "/ip6/fe80::1/tcp/4001",
+            "/ip6/fd00::1/tcp/4001",
+        ] {
+            assert!(!is_global(&addr(local)), "{local}");
+        }
+        let circuit = format!(
+            "/ip4/198.51.100.1/tcp/4001/p2p/{}/p2p-circuit",
+            PeerId::random()
+        );
+        assert!(!is_global(&addr(&circuit)));
+    }
+
+    #[test]
     fn requests_wait_while_a_relayed_connection_is_open() {
         let mut nat = Nat::new(&NetworkConfig::default());
         let peer = PeerId::random();
         assert_eq!(nat.route(peer, false), Route::Dial);
+        assert!(!nat.only_relayed(peer));
         let relayed = ConnectionId::new_unchecked(1);
         nat.connected(relayed, conn(peer, true));
+        assert!(nat.only_relayed(peer));
         assert_eq!(nat.route(peer, false), Route::Wait);
         assert_eq!(nat.route(peer, true), Route::Send, "control messages may");
         let direct = ConnectionId::new_unchecked(2);

@@ -165,7 +165,8 @@ enum AttemptError {
     Busy(PeerId),
     #[error("worker {0} rejected the job: {1}")]
     Rejected(PeerId, Rejection),
-    #[error("worker {0}: {1}")]
+    // The reason follows as the source (error lines join the chain).
+    #[error("worker {0}")]
     Lost(PeerId, #[source] attempt::Lost),
     #[error("receipt from worker {0} rejected")]
     Receipt(PeerId, #[source] ReceiptError),

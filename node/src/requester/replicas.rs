@@ -3,7 +3,7 @@
 //! fetch) in flight per replica in a `FuturesUnordered`. Everything it
 //! decides happens between two awaits on that set: no locks.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -23,6 +23,11 @@ use crate::blocks::{self, FetchError, FetchOptions};
 
 /// Longest pause between asking busy workers again.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// How often the DHT is asked again for workers when every candidate
+/// failed (a worker that just joined may not have been found the first
+/// time), and the pause before.
+const REDISCOVERIES: u32 = 2;
+const REDISCOVERY_PAUSE: Duration = Duration::from_secs(1);
 
 type Progress<'a> = &'a (dyn Fn(Stage) + Send + Sync);
 
@@ -34,6 +39,8 @@ enum Step {
     },
     /// A backoff after a busy answer is over.
     Woke,
+    /// The DHT was asked again for workers.
+    Rediscovered(Vec<PeerId>),
     Fetched {
         worker: PeerId,
         receipt: Box<SignedReceipt>,
@@ -58,6 +65,9 @@ pub(super) struct Driver<'a> {
     progress: Progress<'a>,
     /// Workers not taken by a replica, in order of preference.
     pool: VecDeque<PeerId>,
+    /// Every worker ever in the pool: rediscovery adds only new ones.
+    seen: HashSet<PeerId>,
+    rediscoveries: u32,
     failed: Vec<Attempt>,
 }
 
@@ -74,7 +84,13 @@ impl<'a> Driver<'a> {
             spec,
             options,
             progress,
+            seen: candidates.iter().copied().collect(),
             pool: candidates.into(),
+            rediscoveries: if options.worker.is_some() {
+                0
+            } else {
+                REDISCOVERIES
+            },
             failed: Vec::new(),
         }
     }
@@ -91,6 +107,14 @@ impl<'a> Driver<'a> {
             let st = &mut state[replica];
             match step {
                 Step::Woke => self.start(replica, st, &mut in_flight)?,
+                Step::Rediscovered(found) => {
+                    for worker in found {
+                        if self.seen.insert(worker) {
+                            self.pool.push_back(worker);
+                        }
+                    }
+                    self.start(replica, st, &mut in_flight)?;
+                }
                 Step::Attempted { worker, outcome } => match outcome {
                     Outcome::Busy => {
                         st.last = Some(AttemptError::Busy(worker).to_string());
@@ -180,7 +204,19 @@ impl<'a> Driver<'a> {
         if st.failures >= self.options.attempts as usize {
             return Err(gave_up());
         }
-        let worker = self.pool.pop_front().ok_or_else(gave_up)?;
+        let Some(worker) = self.pool.pop_front() else {
+            if self.rediscoveries == 0 {
+                return Err(gave_up());
+            }
+            self.rediscoveries -= 1;
+            let (network, spec) = (&self.requester.network, self.spec);
+            in_flight.push(Box::pin(async move {
+                tokio::time::sleep(REDISCOVERY_PAUSE).await;
+                let found = super::find_workers(network, spec).await.unwrap_or_default();
+                (replica, Step::Rediscovered(found))
+            }));
+            return Ok(());
+        };
         let (requester, spec, options, progress) =
             (self.requester, self.spec, self.options, self.progress);
         in_flight.push(Box::pin(async move {
