@@ -75,6 +75,7 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v iptables >/dev/null || need+=(iptables)
 command -v conntrack >/dev/null || need+=(conntrack)
 command -v jq >/dev/null || need+=(jq)
+command -v curl >/dev/null || need+=(curl)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "nat-lab: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
@@ -227,6 +228,12 @@ wait_until() {
   done
 }
 
+metrics() { curl -sf --unix-socket "$1/api.sock" http://phase-node/metrics; }
+# Bytes that crossed relayed connections (libp2p's bandwidth counters by
+# protocol stack), both directions.
+relayed_bytes() { awk '/^libp2p_bandwidth_bytes_total\{.*p2p-circuit/ { s += $NF } END { printf "%d", s }'; }
+counter() { awk -v m="$1" '$1 == m { s += $2 } END { printf "%d", s }'; }
+
 has_relay() { [ "$("$bin" --data-dir "$1" id --json | jq '.relays | length')" -gt 0 ]; }
 
 now() { date +%s.%N; }
@@ -287,7 +294,7 @@ pair_rep() { # TRANSPORT REP
   local t0; t0="$(now)"
   start_daemon "h2" h2 "$d2" --listen "$(listen_of "$t" 0.0.0.0)" --bootstrap "$boot" --slots 1
   start_daemon "h1" h1 "$d1" --no-worker --listen "$(listen_of "$t" 0.0.0.0)" --bootstrap "$boot"
-  local ok=1 reserve="" punch="" direct=false conntrack=false verified=false
+  local ok=1 reserve="" punch="" direct=false conntrack=false verified=false relayed_bytes=0 punches=0
   if wait_until 60 has_relay "$d2"; then
     reserve="$(sub "$(now)" "$t0")"
   else
@@ -309,6 +316,12 @@ pair_rep() { # TRANSPORT REP
       direct=true
     fi
     conntrack_direct && conntrack=true
+    metrics "$d1" >"$work/h1.metrics" || true
+    metrics "$d2" >"$work/h2.metrics" || true
+    relayed_bytes="$(relayed_bytes <"$work/h1.metrics")"
+    punches="$(counter phase_hole_punch_successes_total <"$work/h1.metrics")"
+    punches=$(( punches + $(counter phase_hole_punch_successes_total <"$work/h2.metrics") ))
+    [ -z "${NATLAB_METRICS:-}" ] || cp "$work/h1.metrics" "$NATLAB_METRICS"
     local relayed_at punched_at
     relayed_at="$(log_time "$work/h1.log" "connected through a relay.*$worker" || true)"
     punched_at="$(log_time "$work/h1.log" "direct connection replaces a relayed one.*$worker" || true)"
@@ -328,9 +341,10 @@ pair_rep() { # TRANSPORT REP
   rm -rf "$d1" "$d2"
   record "$(jq -nc --arg s direct --arg t "$t" --argjson rep "$rep" \
     --argjson verified "$verified" --argjson direct "$direct" --argjson conntrack "$conntrack" \
-    --arg reserve "$reserve" --arg punch "$punch" \
+    --arg reserve "$reserve" --arg punch "$punch" --argjson relayed "$relayed_bytes" --argjson punches "$punches" \
     '{scenario:$s, transport:$t, rep:$rep, verified:$verified, direct:$direct, conntrack:$conntrack,
-      reserve_s:($reserve|tonumber? // null), relayed_to_direct_s:($punch|tonumber? // null)}')"
+      reserve_s:($reserve|tonumber? // null), relayed_to_direct_s:($punch|tonumber? // null),
+      relayed_bytes:$relayed, hole_punch_successes:$punches}')"
   [ "$verified" = true ] && [ "$direct" = true ] && [ "$conntrack" = true ]
 }
 
@@ -416,6 +430,34 @@ scenario_symmetric() {
   set_nat 1 "$symmetric"; set_nat 2 "$symmetric"
 }
 
+is_private() { [ "$("$bin" --data-dir "$1" id --json | jq -r .reachability)" = private ]; }
+
+# Private nodes learn they are private (AutoNAT v2: the relay's dial-back
+# is dropped by their router), stay DHT clients and stay out of the relay's
+# routing table; the relay is a DHT server.
+dht_hygiene() {
+  local d id
+  for d in "$work/rr-h1" "$work/rr-h2"; do
+    if ! wait_until 60 is_private "$d"; then
+      log "dht: FAILED: $(basename "$d") did not learn it is private"; failed=1; continue
+    fi
+    id="$(peer_id "$d")"
+    if "$bin" --data-dir "$d" id --json | jq -e '.dht_server' >/dev/null; then
+      log "dht: FAILED: private $(basename "$d") is a DHT server"; failed=1
+    fi
+    if "$bin" --data-dir "$relay_dir" peers --json | jq -e --arg id "$id" '.peers | index($id)' >/dev/null; then
+      log "dht: FAILED: the relay routes DHT queries to private $(basename "$d")"; failed=1
+    fi
+    [ "$(metrics "$d" | counter 'phase_reachability{kind="private"}')" = 1 ] \
+      || { log "dht: FAILED: /metrics of $(basename "$d") does not say private"; failed=1; }
+  done
+  if "$bin" --data-dir "$relay_dir" id --json | jq -e '.dht_server and .reachability == "public"' >/dev/null; then
+    log "dht: private nodes are DHT clients outside the relay's routing table; the public relay is a server"
+  else
+    log "dht: FAILED: the relay is not a public DHT server"; failed=1
+  fi
+}
+
 scenario_relay_restart() {
   local t="${transports[0]}"
   start_relay "$t"
@@ -423,6 +465,7 @@ scenario_relay_restart() {
   start_daemon h2 h2 "$work/rr-h2" --listen "$(listen_of "$t" 0.0.0.0)" --bootstrap "$boot"
   start_daemon h1 h1 "$work/rr-h1" --no-worker --listen "$(listen_of "$t" 0.0.0.0)" --bootstrap "$boot"
   wait_until 60 has_relay "$work/rr-h2" || { log "relay-restart: FAILED: no first reservation"; failed=1; return; }
+  dht_hygiene
   stop_daemon relay
   wait_until 30 bash -c "! $(printf %q "$bin") --data-dir $(printf %q "$work/rr-h2") id --json | jq -e '.relays | length > 0'" || true
   local t0; t0="$(now)"
@@ -430,7 +473,7 @@ scenario_relay_restart() {
   if wait_until 60 has_relay "$work/rr-h2"; then
     local took; took="$(sub "$(now)" "$t0")"
     log "relay-restart: h2 reserved again $(printf '%.1f' "$took")s after the relay came back"
-    if "$bin" --data-dir "$work/rr-h1" submit "$root/examples/hello.job.json" --timeout 90s >/dev/null 2>"$work/submit.err"; then
+    if submit_found "$work/rr-h1" >/dev/null; then
       log "relay-restart: a job from h1 ran on h2 after the restart"
       record "$(jq -nc --arg s "$took" '{scenario:"relay-restart", ok:true, re_reserve_s:($s|tonumber)}')"
     else

@@ -122,6 +122,11 @@ impl EventLoop {
             metrics,
             nat_metrics,
         };
+        // The operator's addresses are confirmed by the swarm without an
+        // event: count them here.
+        for addr in &config.external {
+            event_loop.nat.external_confirmed(addr.clone());
+        }
         event_loop.nat_changed();
         event_loop
     }
@@ -155,18 +160,11 @@ impl EventLoop {
 
     /// Looks after reservations, bootstrap peers and waiting requests.
     fn on_tick(&mut self, now: Instant) {
-        for (relay, addr) in self.nat.relays_to_reserve(now) {
-            match self.swarm.listen_on(addr.clone()) {
-                Ok(listener) => {
-                    info!(%addr, "reserving a slot on a relay");
-                    self.nat.reserving(listener, relay);
-                }
-                Err(e) => {
-                    debug!(%addr, error = %e, "cannot reserve on relay");
-                    self.nat.reserve_failed(relay, now);
-                }
-            }
+        if self.nat.tick(now) {
+            info!("no address confirmed reachable: private");
+            self.nat_changed();
         }
+        self.reserve(now);
         if now.duration_since(self.last_redial) >= REDIAL {
             self.last_redial = now;
             for addr in self.bootstrap.clone() {
@@ -208,6 +206,22 @@ impl EventLoop {
                         reason: format!("no connection within {:?}", self.direct_wait),
                     }
                 });
+            }
+        }
+    }
+
+    /// Reserves a slot on the relays this node wants and has none on.
+    fn reserve(&mut self, now: Instant) {
+        for (relay, addr) in self.nat.relays_to_reserve(now) {
+            match self.swarm.listen_on(addr.clone()) {
+                Ok(listener) => {
+                    info!(%addr, "reserving a slot on a relay");
+                    self.nat.reserving(listener, relay);
+                }
+                Err(e) => {
+                    debug!(%addr, error = %e, "cannot reserve on relay");
+                    self.nat.reserve_failed(relay, now);
+                }
             }
         }
     }
@@ -519,8 +533,16 @@ impl EventLoop {
                             }
                         }
                     }
+                    if info
+                        .protocols
+                        .iter()
+                        .any(|p| p.as_ref() == nat::AUTONAT_SERVER_PROTOCOL)
+                    {
+                        self.nat.autonat_server_seen(Instant::now());
+                    }
                     if info.protocols.contains(&relay::HOP_PROTOCOL_NAME) {
                         self.nat.relay_found(peer_id);
+                        self.reserve(Instant::now());
                     }
                     // Connection reversal: a peer reached only through a
                     // relay that has a public address is dialled there
@@ -563,6 +585,9 @@ impl EventLoop {
                 {
                     if !renewal {
                         info!(relay = %relay_peer_id, "relay reservation accepted");
+                        // Provider records carry the circuit address, and a
+                        // relay that restarted has forgotten them.
+                        self.provide_again();
                     }
                     self.nat.reservation_accepted(relay_peer_id);
                     self.nat_changed();

@@ -30,6 +30,14 @@ use crate::config::{DhtMode, NetworkConfig};
 
 /// How long a relay that refused or dropped a reservation is left alone.
 const RESERVE_RETRY: Duration = Duration::from_secs(5);
+/// How long a node connected to an AutoNAT v2 server may stay without a
+/// confirmed direct address before it counts as private. libp2p 0.57's
+/// server gives up on a dial-back after 10 s, as long as a TCP dial into a
+/// NAT that drops it takes, and then reports nothing at all: so silence is
+/// the usual answer a node behind NAT gets.
+pub(super) const PRIVATE_AFTER: Duration = Duration::from_secs(30);
+/// The AutoNAT v2 server's protocol.
+pub(super) const AUTONAT_SERVER_PROTOCOL: &str = "/libp2p/autonat/2/dial-request";
 
 /// Whether this node can be dialled from the internet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,6 +121,8 @@ pub(super) struct Nat {
     dht_mode: DhtMode,
     external: HashSet<Multiaddr>,
     probe_failed: bool,
+    /// When an AutoNAT v2 server was first seen.
+    autonat_since: Option<Instant>,
     configured_relays: Vec<(PeerId, Multiaddr)>,
     bootstrap: HashSet<PeerId>,
     max_relays: usize,
@@ -160,6 +170,7 @@ impl Nat {
             dht_mode: config.dht_mode,
             external: HashSet::new(),
             probe_failed: false,
+            autonat_since: None,
             configured_relays: config
                 .relays
                 .iter()
@@ -207,6 +218,25 @@ impl Nat {
         if !reachable {
             self.probe_failed = true;
         }
+    }
+
+    /// A connected peer serves AutoNAT v2.
+    pub(super) fn autonat_server_seen(&mut self, now: Instant) {
+        self.autonat_since.get_or_insert(now);
+    }
+
+    /// Counts the node private once an AutoNAT v2 server had
+    /// [`PRIVATE_AFTER`] to confirm an address and confirmed none; true
+    /// when that changed the reachability.
+    pub(super) fn tick(&mut self, now: Instant) -> bool {
+        let silent = self
+            .autonat_since
+            .is_some_and(|t| now.duration_since(t) >= PRIVATE_AFTER);
+        if silent && !self.probe_failed && self.reachability() == Reachability::Unknown {
+            self.probe_failed = true;
+            return true;
+        }
+        false
     }
 
     /// A connected peer speaks the relay hop protocol; `addr` is where this
@@ -304,7 +334,11 @@ impl Nat {
 
     pub(super) fn disconnected(&mut self, id: ConnectionId) -> Option<Connection> {
         let gone = self.connections.remove(&id)?;
-        if !self.connections.values().any(|c| c.peer == gone.peer) {
+        // A bootstrap relay stays a candidate while away: its reservation
+        // is tried again (every RESERVE_RETRY) until it is back.
+        if !self.connections.values().any(|c| c.peer == gone.peer)
+            && !self.bootstrap.contains(&gone.peer)
+        {
             self.candidates.remove(&gone.peer);
         }
         Some(gone)
@@ -423,6 +457,24 @@ mod tests {
         assert_eq!(nat.kad_mode(), kad::Mode::Server);
         nat.external_expired(&direct);
         assert_eq!(nat.kad_mode(), kad::Mode::Client);
+    }
+
+    #[test]
+    fn silence_from_an_autonat_server_means_private() {
+        let mut nat = Nat::new(&NetworkConfig::default());
+        let start = Instant::now();
+        assert!(!nat.tick(start + PRIVATE_AFTER), "no server seen: unknown");
+        nat.autonat_server_seen(start);
+        assert!(!nat.tick(start + PRIVATE_AFTER / 2));
+        assert_eq!(nat.reachability(), Reachability::Unknown);
+        assert!(nat.tick(start + PRIVATE_AFTER));
+        assert_eq!(nat.reachability(), Reachability::Private);
+        nat.external_confirmed(addr("/ip4/198.51.100.7/tcp/4001"));
+        assert_eq!(
+            nat.reachability(),
+            Reachability::Public,
+            "a confirmation wins"
+        );
     }
 
     #[test]
