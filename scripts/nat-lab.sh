@@ -21,8 +21,10 @@
 #                  hello.job.json, h2 runs it; the receipt verifies, the
 #                  connection that carried the job is direct (peers --json)
 #                  and r1's conntrack holds a flow between 198.51.100.11 and
-#                  198.51.100.12. Prints how many went direct and the time
-#                  to a reservation and from relayed contact to direct.
+#                  198.51.100.12, and the requester's relayed bytes stay
+#                  within one circuit's limit. Prints how many went direct
+#                  and the time to a reservation and from relayed contact
+#                  to direct.
 #   symmetric      h2 behind a symmetric NAT, the requester public: the job
 #                  completes. Then both NATs symmetric and a public worker
 #                  with fewer slots: the requester reports "reachable only
@@ -32,7 +34,7 @@
 # Exit status: 0 when every scenario passed (direct: at most one rep per
 # transport not direct), 1 otherwise, 77 when not root.
 #
-# Needs: iproute2, iptables, conntrack, jq (installed with apt-get when
+# Needs: iproute2, iptables, conntrack, jq, curl (installed with apt-get when
 # missing), and wasm-examples/out/hello.wasm (scripts/build-wasm-examples.sh).
 # The binary: $PHASE_NODE, else built with cargo.
 set -euo pipefail
@@ -55,7 +57,7 @@ while [ $# -gt 0 ]; do
     --scenario) scenario="${2:?--scenario needs a name}"; shift 2 ;;
     --symmetric) symmetric=1; shift ;;
     --json) json_out="${2:?--json needs a file}"; shift 2 ;;
-    -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
     *) echo "nat-lab.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -331,7 +333,11 @@ pair_rep() { # TRANSPORT REP
   fi
   stop_daemon h1; stop_daemon h2; stop_daemon relay
   # Fresh logs for the next rep (kept on failure for the report).
-  if [ "$verified" = true ] && [ "$direct" = true ] && [ "$conntrack" = true ]; then
+  # Job data never crossed the relay: what did is within one circuit's
+  # limit (128 KiB each way).
+  local within=false
+  [ "$relayed_bytes" -le $(( 2 * 131072 )) ] && within=true
+  if [ "$verified" = true ] && [ "$direct" = true ] && [ "$conntrack" = true ] && [ "$within" = true ]; then
     rm -f "$work/h1.log" "$work/h2.log"
   else
     mv "$work/h1.log" "$work/h1-$t-$rep.log" 2>/dev/null || true
@@ -345,7 +351,7 @@ pair_rep() { # TRANSPORT REP
     '{scenario:$s, transport:$t, rep:$rep, verified:$verified, direct:$direct, conntrack:$conntrack,
       reserve_s:($reserve|tonumber? // null), relayed_to_direct_s:($punch|tonumber? // null),
       relayed_bytes:$relayed, hole_punch_successes:$punches}')"
-  [ "$verified" = true ] && [ "$direct" = true ] && [ "$conntrack" = true ]
+  [ "$verified" = true ] && [ "$direct" = true ] && [ "$conntrack" = true ] && [ "$within" = true ]
 }
 
 # median and p95 of numbers on stdin
@@ -396,7 +402,8 @@ scenario_symmetric() {
   # 2. Both NATs symmetric; a public worker with one slot ranks after h2.
   set_nat 1 1
   start_daemon pubw pub "$work/s-pubw" --listen "$(listen_of "$t" 198.51.100.2)" --bootstrap "$boot" --slots 1
-  start_daemon h1 h1 "$work/s-h1" --no-worker --listen "$(listen_of "$t" 0.0.0.0)" --bootstrap "$boot"
+  # This one names its relay (--relay) instead of finding it.
+  start_daemon h1 h1 "$work/s-h1" --no-worker --listen "$(listen_of "$t" 0.0.0.0)" --bootstrap "$boot" --relay "$boot"
   wait_until 60 has_relay "$work/s-h1" || true
   local started; started="$(date +%s)"
   if out="$("$bin" --data-dir "$work/s-h1" submit "$root/examples/hello.job.json" --json --timeout 120s 2>"$work/submit.err")"; then

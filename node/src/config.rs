@@ -408,4 +408,32 @@ mod tests {
         let err = toml::from_str::<NodeConfig>("[worker]\nslot = 3\n").unwrap_err();
         assert!(err.to_string().contains("unknown field `slot`"), "{err}");
     }
+
+    #[test]
+    fn nat_settings_parse_and_an_external_address_makes_a_relay() {
+        let config = NetworkConfig::default();
+        assert_eq!(config.dht_mode, DhtMode::Auto);
+        assert!(!config.serves_relay() && !config.known_public() && !config.upnp);
+        let config: NodeConfig = toml::from_str(
+            "[network]\ndht_mode = \"client\"\nupnp = true\nexternal = [\"/ip4/198.51.100.1/tcp/4001\"]\n\
+             [network.relay_server]\nmax_circuits = 4\nmax_circuit_bytes = \"1MiB\"\nmax_circuit_duration = \"5m\"\n",
+        )
+        .unwrap();
+        let n = &config.network;
+        assert_eq!(n.dht_mode, DhtMode::Client);
+        assert!(n.upnp && n.serves_relay() && n.known_public());
+        assert_eq!(n.relay_server.max_circuits, 4);
+        assert_eq!(n.relay_server.max_circuit_bytes, ByteSize(1 << 20));
+        assert_eq!(
+            n.relay_server.max_circuit_duration,
+            Duration::from_secs(300)
+        );
+        let off: NodeConfig = toml::from_str(
+            "[network]\nexternal = [\"/ip4/198.51.100.1/tcp/4001\"]\n[network.relay_server]\nenabled = false\n",
+        )
+        .unwrap();
+        assert!(!off.network.serves_relay() && off.network.known_public());
+        let err = toml::from_str::<NodeConfig>("[network]\ndht_mode = \"sever\"\n").unwrap_err();
+        assert!(err.to_string().contains("unknown variant `sever`"), "{err}");
+    }
 }
