@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls exactly this).
 # Installs what the tests need (the wasm rustup targets, cargo-nextest if
-# missing), builds the guest programs, then runs format, lint and all tests.
+# missing, Helia's npm packages), builds the guest programs, then runs
+# format, lint and all tests.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 "$root/scripts/build-wasm-examples.sh"
+
+# A real Helia (Node 20) for the Bitswap interop tests, at the versions
+# pinned in interop/helia/package-lock.json.
+command -v node >/dev/null || { echo "test.sh: Node.js 20 is needed for the Helia interop tests" >&2; exit 1; }
+(cd "$root/interop/helia" && npm ci --no-audit --no-fund --loglevel=error)
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -16,6 +16,7 @@
 //! store, executor} → `phase-protocol`.
 
 pub mod api;
+pub mod bitswap;
 pub mod blocks;
 pub mod cli;
 pub mod config;

@@ -105,7 +105,7 @@ impl NodeHandle {
         let mut tasks = JoinSet::new();
         let (mut metrics, p2p) = Metrics::new();
         let (blocks, nat) = (metrics.blocks.clone(), metrics.nat.clone());
-        let (network, events, event_loop) = network::new(
+        let (network, events, event_loop, bitswap) = network::new(
             key.clone(),
             &config.network,
             cancel.child_token(),
@@ -113,6 +113,15 @@ impl NodeHandle {
             metrics.registry_mut(),
         )?;
         tasks.spawn(event_loop.run().instrument(span.clone()));
+        tasks.spawn(
+            crate::bitswap::run(
+                bitswap.control,
+                store.clone(),
+                bitswap.requests,
+                cancel.child_token(),
+            )
+            .instrument(span.clone()),
+        );
         let worker = match executor {
             Some(executor) if config.worker.enabled => {
                 let parts = WorkerParts {

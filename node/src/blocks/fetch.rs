@@ -5,6 +5,9 @@
 //! checked against its CID as it is stored: a provider that sends a wrong or
 //! unasked-for block, or fails a request, is dropped for this fetch and its
 //! blocks are asked of the others.
+//!
+//! Every source is used: phase peers over `/phase/block/1.0.0`, and
+//! connected peers that speak only Bitswap (Kubo, Helia) over Bitswap.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -25,6 +28,8 @@ use crate::store::{BlockStore, StoreError};
 pub const BATCH: usize = 32;
 /// Requests in flight at once.
 pub const WINDOW: usize = 8;
+/// How long a Bitswap peer has to answer a batch.
+const BITSWAP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Why a fetch failed.
 #[derive(Debug, thiserror::Error)]
@@ -109,16 +114,24 @@ pub async fn fetch(
     mut progress: impl FnMut(Progress),
 ) -> Result<usize, FetchError> {
     let max_bytes = options.max_bytes;
-    let providers = match options.providers {
+    let bitswap: HashSet<PeerId> = network.bitswap_peers().await?.into_iter().collect();
+    let mut providers = match options.providers {
         Some(peers) => peers,
         None => {
             let found = network.find_providers(root).await?;
-            if found.is_empty() && !store.has(&root).await? {
+            if found.is_empty() && bitswap.is_empty() && !store.has(&root).await? {
                 return Err(FetchError::NoProviders { cid: root });
             }
             found.into_iter().collect()
         }
     };
+    providers.extend(
+        bitswap
+            .iter()
+            .filter(|p| !providers.contains(p))
+            .copied()
+            .collect::<Vec<_>>(),
+    );
     let mut good: Vec<PeerId> = providers
         .into_iter()
         .filter(|p| *p != network.peer_id())
@@ -139,15 +152,24 @@ pub async fn fetch(
                 break;
             };
             let client = network.clone();
+            let over_bitswap = bitswap.contains(&peer);
             in_flight.push(async move {
-                let result = client
-                    .request_blocks(
-                        peer,
-                        BlockRequest {
-                            want: batch.clone(),
-                        },
-                    )
-                    .await;
+                let result = if over_bitswap {
+                    client
+                        .bitswap()
+                        .request(peer, batch.clone(), BITSWAP_DEADLINE)
+                        .await
+                        .map_err(NetworkError::Bitswap)
+                } else {
+                    client
+                        .request_blocks(
+                            peer,
+                            BlockRequest {
+                                want: batch.clone(),
+                            },
+                        )
+                        .await
+                };
                 (peer, batch, result)
             });
         }

@@ -46,6 +46,7 @@ pub(crate) struct Behaviour {
     pub(crate) autonat: autonat::v2::client::Behaviour,
     pub(crate) autonat_server: Toggle<autonat::v2::server::Behaviour>,
     pub(crate) upnp: Toggle<upnp::tokio::Behaviour>,
+    pub(crate) stream: libp2p_stream::Behaviour,
     pub(crate) blocks: request_response::Behaviour<BlockCodec>,
     pub(crate) jobs: request_response::Behaviour<JobCodec>,
 }
@@ -133,6 +134,7 @@ impl Behaviour {
                 .then(autonat::v2::server::Behaviour::default)
                 .into(),
             upnp: config.upnp.then(upnp::tokio::Behaviour::default).into(),
+            stream: libp2p_stream::Behaviour::new(),
             blocks,
             jobs,
         })

@@ -75,6 +75,8 @@ pub(crate) struct EventLoop {
     pending_blocks: HashMap<OutboundRequestId, Reply<BlockResponse>>,
     pending_jobs: HashMap<OutboundRequestId, Reply<JobResponse>>,
     nat: Nat,
+    /// Connected peers that speak Bitswap and not the block protocol.
+    bitswap_peers: std::collections::HashSet<PeerId>,
     waiting: HashMap<PeerId, Vec<(Outbound, Instant)>>,
     direct_wait: Duration,
     bootstrap: Vec<Multiaddr>,
@@ -114,6 +116,7 @@ impl EventLoop {
             pending_blocks: HashMap::new(),
             pending_jobs: HashMap::new(),
             nat: Nat::new(config),
+            bitswap_peers: std::collections::HashSet::new(),
             waiting: HashMap::new(),
             direct_wait: config.direct_wait,
             bootstrap: config.bootstrap.clone(),
@@ -401,6 +404,9 @@ impl EventLoop {
                 request,
                 reply,
             } => self.send_outbound(peer, Outbound::Job(request, reply)),
+            Command::BitswapPeers { reply } => {
+                let _ = reply.send(Ok(self.bitswap_peers.iter().copied().collect()));
+            }
             Command::NatStatus { reply } => {
                 let _ = reply.send(Ok(self.nat.status()));
             }
@@ -456,6 +462,7 @@ impl EventLoop {
                         addr,
                         relayed,
                         outbound: endpoint.is_dialer(),
+                        protocols: Vec::new(),
                     },
                 );
                 if !relayed {
@@ -479,6 +486,7 @@ impl EventLoop {
             } => {
                 if num_established == 0 {
                     self.metrics.peers.dec();
+                    self.bitswap_peers.remove(&peer_id);
                 }
                 let gone = self.nat.disconnected(connection_id);
                 self.flush(peer_id);
@@ -532,6 +540,16 @@ impl EventLoop {
                                     .add_address(&peer_id, addr.clone());
                             }
                         }
+                    }
+                    self.nat.identified(
+                        peer_id,
+                        info.protocols.iter().map(ToString::to_string).collect(),
+                    );
+                    let speaks = |name: &str| info.protocols.iter().any(|p| p.as_ref() == name);
+                    if speaks(phase_protocol::block::BLOCK_PROTOCOL) {
+                        self.bitswap_peers.remove(&peer_id);
+                    } else if crate::bitswap::PROTOCOLS.iter().any(|p| speaks(p.as_ref())) {
+                        self.bitswap_peers.insert(peer_id);
                     }
                     if info
                         .protocols

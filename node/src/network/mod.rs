@@ -39,6 +39,7 @@ use self::behaviour::Behaviour;
 pub use self::behaviour::KAD_PROTOCOL;
 pub(crate) use self::event_loop::EventLoop;
 pub use self::nat::{Connection, NatStatus, Reachability};
+use crate::bitswap::BitswapClient;
 use crate::config::NetworkConfig;
 
 /// Commands queued to the swarm task at most.
@@ -97,6 +98,9 @@ pub enum NetworkError {
         /// How long the request waited.
         waited: Duration,
     },
+    /// A Bitswap request failed.
+    #[error(transparent)]
+    Bitswap(crate::bitswap::BitswapError),
     /// A peer could not be connected to.
     #[error("cannot reach {peer}: {reason}")]
     Unreachable {
@@ -171,12 +175,16 @@ pub(crate) enum Command {
     NatStatus {
         reply: Reply<NatStatus>,
     },
+    BitswapPeers {
+        reply: Reply<Vec<PeerId>>,
+    },
 }
 
 /// Handle to the swarm task. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct NetworkClient {
     commands: mpsc::Sender<Command>,
+    bitswap: BitswapClient,
     listen_addrs: watch::Receiver<Vec<Multiaddr>>,
     routing_peers: watch::Receiver<usize>,
     peer_id: PeerId,
@@ -369,6 +377,21 @@ impl NetworkClient {
         self.call(|reply| Command::NatStatus { reply }).await
     }
 
+    /// Connected peers that speak Bitswap but not the block protocol (Kubo,
+    /// Helia): fetches ask them over Bitswap.
+    ///
+    /// # Errors
+    /// [`NetworkError::Shutdown`].
+    pub async fn bitswap_peers(&self) -> Result<Vec<PeerId>, NetworkError> {
+        self.call(|reply| Command::BitswapPeers { reply }).await
+    }
+
+    /// The Bitswap client of this node.
+    #[must_use]
+    pub fn bitswap(&self) -> &BitswapClient {
+        &self.bitswap
+    }
+
     /// Waits until the routing table holds at least `n` peers.
     ///
     /// # Errors
@@ -380,6 +403,12 @@ impl NetworkClient {
             .map_err(|_| NetworkError::Shutdown)?;
         Ok(())
     }
+}
+
+/// What the Bitswap actor needs from the swarm, for the node to spawn it.
+pub(crate) struct BitswapParts {
+    pub(crate) control: libp2p_stream::Control,
+    pub(crate) requests: mpsc::Receiver<crate::bitswap::Request>,
 }
 
 /// Kademlia key of a CID: its multihash, as IPFS uses.
@@ -402,7 +431,15 @@ pub(crate) fn new(
         crate::metrics::NatMetrics,
     ),
     registry: &mut prometheus_client::registry::Registry,
-) -> Result<(NetworkClient, mpsc::Receiver<NetworkEvent>, EventLoop), NetworkError> {
+) -> Result<
+    (
+        NetworkClient,
+        mpsc::Receiver<NetworkEvent>,
+        EventLoop,
+        BitswapParts,
+    ),
+    NetworkError,
+> {
     let setup = |e: Box<dyn std::error::Error + Send + Sync>| NetworkError::Setup(e);
     let peer_id = key.public().to_peer_id();
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
@@ -410,11 +447,11 @@ pub(crate) fn new(
         .with_tcp(
             tcp::Config::default().nodelay(true),
             noise::Config::new,
-            yamux::Config::default,
+            yamux_config,
         )
         .map_err(|e| setup(e.into()))?
         .with_quic()
-        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .with_relay_client(noise::Config::new, yamux_config)
         .map_err(|e| setup(e.into()))?
         .with_bandwidth_metrics(registry)
         .with_behaviour(|key, relay_client| {
@@ -438,6 +475,8 @@ pub(crate) fn new(
     for addr in &config.bootstrap {
         bootstrap_peer(&mut swarm, addr);
     }
+    let control = swarm.behaviour().stream.new_control();
+    let (bitswap_tx, bitswap_rx) = mpsc::channel(crate::bitswap::COMMAND_QUEUE);
     let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
     let (listen_tx, listen_rx) = watch::channel(Vec::new());
@@ -453,11 +492,31 @@ pub(crate) fn new(
     );
     let client = NetworkClient {
         commands: commands_tx,
+        bitswap: BitswapClient::new(bitswap_tx),
         listen_addrs: listen_rx,
         routing_peers: routing_rx,
         peer_id,
     };
-    Ok((client, events_rx, event_loop))
+    let parts = BitswapParts {
+        control,
+        requests: bitswap_rx,
+    };
+    Ok((client, events_rx, event_loop, parts))
+}
+
+/// Yamux streams per connection at most (yamux's default).
+const YAMUX_STREAMS: usize = 512;
+
+/// Yamux that JS peers can talk to: no stream's receive window grows past
+/// 1 MiB. JS yamux sends each frame as large as the whole send window and
+/// Rust yamux drops a stream on a frame over 1 MiB; each stream is
+/// guaranteed 256 KiB, and the connection's limit leaves 768 KiB of growth
+/// (see vendor/README.md).
+fn yamux_config() -> yamux::Config {
+    let mut config = yamux::Config::default();
+    config.set_max_num_streams(YAMUX_STREAMS);
+    config.set_max_connection_receive_window(Some(YAMUX_STREAMS * (256 << 10) + (768 << 10)));
+    config
 }
 
 /// Adds a `/…/p2p/PEERID` address to the routing table and dials it.

@@ -80,6 +80,9 @@ pub struct Connection {
     pub relayed: bool,
     /// This node dialled it.
     pub outbound: bool,
+    /// The protocols the peer says it speaks (identify), once it has.
+    #[serde(default)]
+    pub protocols: Vec<String>,
 }
 
 /// A snapshot of the node's NAT state, for `id`, `peers` and metrics.
@@ -130,6 +133,7 @@ pub(super) struct Nat {
     reservations: HashMap<ListenerId, Reservation>,
     retry_after: HashMap<PeerId, Instant>,
     connections: HashMap<ConnectionId, Connection>,
+    protocols: HashMap<PeerId, Vec<String>>,
 }
 
 /// The relay's PeerId at the end of `addr`.
@@ -182,7 +186,15 @@ impl Nat {
             reservations: HashMap::new(),
             retry_after: HashMap::new(),
             connections: HashMap::new(),
+            protocols: HashMap::new(),
         }
+    }
+
+    /// What a connected peer says it speaks (identify).
+    pub(super) fn identified(&mut self, peer: PeerId, mut protocols: Vec<String>) {
+        protocols.sort();
+        protocols.truncate(64);
+        self.protocols.insert(peer, protocols);
     }
 
     pub(super) fn reachability(&self) -> Reachability {
@@ -336,10 +348,11 @@ impl Nat {
         let gone = self.connections.remove(&id)?;
         // A bootstrap relay stays a candidate while away: its reservation
         // is tried again (every RESERVE_RETRY) until it is back.
-        if !self.connections.values().any(|c| c.peer == gone.peer)
-            && !self.bootstrap.contains(&gone.peer)
-        {
-            self.candidates.remove(&gone.peer);
+        if !self.connections.values().any(|c| c.peer == gone.peer) {
+            self.protocols.remove(&gone.peer);
+            if !self.bootstrap.contains(&gone.peer) {
+                self.candidates.remove(&gone.peer);
+            }
         }
         Some(gone)
     }
@@ -400,7 +413,14 @@ impl Nat {
         relays.dedup();
         let mut external: Vec<Multiaddr> = self.external.iter().cloned().collect();
         external.sort();
-        let mut connections: Vec<Connection> = self.connections.values().cloned().collect();
+        let mut connections: Vec<Connection> = self
+            .connections
+            .values()
+            .map(|c| Connection {
+                protocols: self.protocols.get(&c.peer).cloned().unwrap_or_default(),
+                ..c.clone()
+            })
+            .collect();
         connections.sort_by(|a, b| a.peer.cmp(&b.peer).then(a.addr.cmp(&b.addr)));
         NatStatus {
             reachability: self.reachability(),
@@ -434,6 +454,7 @@ mod tests {
             addr: addr(&a),
             relayed,
             outbound: true,
+            protocols: Vec::new(),
         }
     }
 

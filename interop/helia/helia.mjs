@@ -1,0 +1,60 @@
+// A real Helia node on 127.0.0.1 for phase-node's Bitswap tests.
+//
+//   node --import ./polyfill.mjs helia.mjs serve FILE [DIAL_MULTIADDR]
+//     adds FILE as `ipfs add --cid-version=1` would, prints one JSON line
+//     {"cid", "addrs"}, dials DIAL_MULTIADDR if given, serves until stdin
+//     closes.
+//   node --import ./polyfill.mjs helia.mjs fetch CID MULTIADDR OUT
+//     dials MULTIADDR, fetches CID over Bitswap, writes the file to OUT,
+//     prints {"bytes", "ms"}.
+import fs from 'node:fs'
+import { createHeliaLight } from 'helia'
+import { withLibp2pLight } from '@helia/libp2p'
+import { withBitswap } from '@helia/bitswap'
+import { unixfs } from '@helia/unixfs'
+import { tcp } from '@libp2p/tcp'
+import { noise } from '@libp2p/noise'
+import { yamux } from '@libp2p/yamux'
+import { identify } from '@libp2p/identify'
+import { multiaddr } from '@multiformats/multiaddr'
+import { CID } from 'multiformats/cid'
+
+const [mode, ...args] = process.argv.slice(2)
+const helia = withBitswap(withLibp2pLight(createHeliaLight(), {
+  addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+  transports: [tcp()],
+  connectionEncrypters: [noise()],
+  streamMuxers: [yamux()],
+  services: { identify: identify() }
+}))
+await helia.start()
+const fs2 = unixfs(helia)
+// `ipfs add --cid-version=1`: 256 KiB chunks, raw leaves, 174 links per node.
+const addOptions = { profile: 'unixfs-v0-2015', cidVersion: 1, rawLeaves: true }
+
+if (mode === 'serve') {
+  const [file, dial] = args
+  const cid = await fs2.addBytes(fs.readFileSync(file), addOptions)
+  if (dial) await helia.libp2p.dial(multiaddr(dial))
+  const addrs = helia.libp2p.getMultiaddrs().map(String)
+  process.stdout.write(JSON.stringify({ cid: cid.toString(), addrs }) + '\n')
+  process.stdin.resume()
+  process.stdin.on('end', async () => { await helia.stop(); process.exit(0) })
+} else if (mode === 'fetch') {
+  const [cid, addr, out] = args
+  const started = Date.now()
+  await helia.libp2p.dial(multiaddr(addr))
+  const fd = fs.openSync(out, 'w')
+  let bytes = 0
+  for await (const chunk of fs2.cat(CID.parse(cid), { signal: AbortSignal.timeout(120_000) })) {
+    fs.writeSync(fd, chunk)
+    bytes += chunk.length
+  }
+  fs.closeSync(fd)
+  process.stdout.write(JSON.stringify({ bytes, ms: Date.now() - started }) + '\n')
+  await helia.stop()
+  process.exit(0)
+} else {
+  process.stderr.write('usage: helia.mjs serve FILE [DIAL] | fetch CID MULTIADDR OUT\n')
+  process.exit(2)
+}

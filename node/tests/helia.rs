@@ -1,0 +1,127 @@
+//! Bitswap against a real Helia node (Node 20, `interop/helia`, installed by
+//! the test command), on loopback: Helia fetches from a phase-node daemon,
+//! and a daemon fetches what only Helia holds.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::Daemon;
+
+fn helia_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../interop/helia");
+    assert!(
+        dir.join("node_modules/helia").exists(),
+        "interop/helia is not installed: run `npm ci` there (scripts/test.sh does)"
+    );
+    dir
+}
+
+/// `node helia.mjs ARGS` in interop/helia.
+fn helia(args: &[&str]) -> Command {
+    let mut cmd = Command::new("node");
+    cmd.current_dir(helia_dir())
+        .args(["--import", "./polyfill.mjs", "helia.mjs"])
+        .args(args);
+    cmd
+}
+
+/// Bytes that do not repeat, so every chunk is its own block.
+fn random_file(path: &Path, len: usize) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(len);
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d ^ len as u64;
+    while bytes.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        bytes.extend_from_slice(&x.to_le_bytes());
+    }
+    bytes.truncate(len);
+    std::fs::write(path, &bytes).unwrap();
+    bytes
+}
+
+#[test]
+fn helia_fetches_a_10_mib_file_from_a_phase_node_over_bitswap() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&dir.path().join("d"), &["--no-worker"], None);
+    let file = dir.path().join("result.bin");
+    let bytes = random_file(&file, 10 << 20);
+    let out = daemon.cli(&["add", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let cid = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+
+    let fetched = dir.path().join("fetched.bin");
+    let out = helia(&["fetch", &cid, &daemon.addr, fetched.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        std::fs::read(&fetched).unwrap() == bytes,
+        "the bytes Helia got differ"
+    );
+}
+
+#[test]
+fn a_phase_node_fetches_a_file_only_a_helia_node_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&dir.path().join("d"), &["--no-worker"], None);
+    let file = dir.path().join("input.bin");
+    // Several of Helia's 1 MiB blocks in one Bitswap message.
+    let bytes = random_file(&file, 5 << 20);
+    let mut node = helia(&["serve", file.to_str().unwrap(), &daemon.addr])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(node.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let served: serde_json::Value = serde_json::from_str(&line).expect("helia prints its CID");
+    let cid = served["cid"].as_str().unwrap().to_owned();
+    let helia_id = served["addrs"][0]
+        .as_str()
+        .and_then(|a| a.rsplit("/p2p/").next())
+        .unwrap()
+        .to_owned();
+    // Helia dialled the daemon; wait (bounded) until the daemon knows from
+    // identify that it speaks Bitswap.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = daemon.cli(&["peers", "--json"]);
+        let peers: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let speaks = peers["connections"].as_array().unwrap().iter().any(|c| {
+            c["peer"] == helia_id.as_str()
+                && c["protocols"]
+                    .as_array()
+                    .is_some_and(|p| p.iter().any(|p| p == "/ipfs/bitswap/1.2.0"))
+        });
+        if speaks {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{peers}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    let got = dir.path().join("got.bin");
+    let out = daemon.cli(&["get", &cid, "-o", got.to_str().unwrap()]);
+    let _ = node.stdin.take().unwrap().write_all(b"");
+    let _ = node.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        std::fs::read(&got).unwrap() == bytes,
+        "the bytes from Helia differ"
+    );
+}
