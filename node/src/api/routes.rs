@@ -23,9 +23,9 @@ use phase_protocol::{Cid, JobSpec, Message};
 
 use super::extract::{CidPath, J, Q, internal, unavailable};
 use super::types::{
-    AddAnswer, AddQuery, ApiError, ErrorCode, FetchAnswer, GcAnswer, IdAnswer, JobQuery,
-    JobStatusAnswer, PeersAnswer, PeersQuery, PinAnswer, PinsAnswer, ReceiptAnswer, StreamLine,
-    SubmitRequest,
+    AddAnswer, AddQuery, ApiError, ConnectAnswer, ConnectQuery, ErrorCode, FetchAnswer, GcAnswer,
+    IdAnswer, JobQuery, JobStatusAnswer, PeersAnswer, PeersQuery, PinAnswer, PinsAnswer,
+    ReceiptAnswer, StreamLine, SubmitRequest,
 };
 use crate::blocks::{self, FetchOptions};
 use crate::error_line;
@@ -73,6 +73,7 @@ pub(crate) fn routes() -> Vec<Route> {
     vec![
         r(Method::GET, "/api/v1/id", get(id)),
         r(Method::GET, "/api/v1/peers", get(peers)),
+        r(Method::POST, "/api/v1/swarm/connect", post(connect)),
         r(
             Method::POST,
             "/api/v1/add",
@@ -128,6 +129,39 @@ async fn id(State(s): State<ApiState>) -> ApiResult<IdAnswer> {
         external: nat.external,
         relays: nat.relays,
     }))
+}
+
+/// How long `swarm/connect` waits for the connection and identify.
+const CONNECT_DEADLINE: Duration = Duration::from_secs(15);
+
+async fn connect(State(s): State<ApiState>, Q(query): Q<ConnectQuery>) -> ApiResult<ConnectAnswer> {
+    let Some(libp2p::multiaddr::Protocol::P2p(peer)) = query.addr.iter().last() else {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!("addr: {} does not end in /p2p/PEERID", query.addr),
+        ));
+    };
+    let network = s.node.network();
+    network
+        .dial(query.addr.clone())
+        .await
+        .map_err(|e| unavailable(&e))?;
+    within(CONNECT_DEADLINE, async {
+        loop {
+            let nat = network.nat_status().await.map_err(|e| unavailable(&e))?;
+            let connections: Vec<_> = nat
+                .connections
+                .into_iter()
+                .filter(|c| c.peer == peer)
+                .collect();
+            // Connected, and identify has told what it speaks.
+            if connections.iter().any(|c| !c.protocols.is_empty()) {
+                return Ok(Json(ConnectAnswer { peer, connections }));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
 }
 
 async fn peers(State(s): State<ApiState>, Q(query): Q<PeersQuery>) -> ApiResult<PeersAnswer> {

@@ -109,6 +109,24 @@ pub struct PeersAnswer {
     pub connections: Vec<Connection>,
 }
 
+/// Query of `POST /api/v1/swarm/connect`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectQuery {
+    /// Whom to dial, ending in `/p2p/PEERID`.
+    pub addr: Multiaddr,
+}
+
+/// `POST /api/v1/swarm/connect`: the connection made.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectAnswer {
+    /// The peer.
+    pub peer: PeerId,
+    /// The connection(s) to it now, with the protocols it speaks once
+    /// identify has told.
+    pub connections: Vec<Connection>,
+}
+
 /// Query of `POST /api/v1/add`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

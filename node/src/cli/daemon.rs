@@ -11,7 +11,7 @@ use libp2p::Multiaddr;
 use tokio_util::sync::CancellationToken;
 
 use super::GlobalArgs;
-use crate::api::types::{IdAnswer, PeersAnswer};
+use crate::api::types::{ConnectAnswer, IdAnswer, PeersAnswer};
 use crate::api::{self, ApiClient};
 use crate::config::{DhtMode, NodeConfig};
 use crate::executor::{CompileBudget, Executor, ExecutorConfig};
@@ -365,4 +365,85 @@ impl PeersArgs {
         }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// Connections of the running daemon, as Kubo's `ipfs swarm` has them.
+#[derive(Debug, Subcommand)]
+pub(super) enum SwarmCommand {
+    /// Dial a peer (a phase-node, a Kubo or a Helia node) and wait (up to
+    /// 15 s) until it is connected and has said what it speaks; blocks it
+    /// holds are then fetched from it over Bitswap if it is not a phase-node.
+    Connect {
+        /// The peer's address, ending in /p2p/PEERID.
+        #[arg(value_name = "MULTIADDR/p2p/PEERID")]
+        addr: Multiaddr,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List connections with the protocols each peer speaks.
+    Peers {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl SwarmCommand {
+    pub(super) async fn execute(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+        let data_dir = global.data_dir()?;
+        let Some(daemon) = ApiClient::find(data_dir.root()).await else {
+            bail!("no daemon is running on {}", data_dir.root().display());
+        };
+        let mut out = std::io::stdout().lock();
+        match self {
+            Self::Connect { addr, json } => {
+                if !matches!(
+                    addr.iter().last(),
+                    Some(libp2p::multiaddr::Protocol::P2p(_))
+                ) {
+                    bail!("{addr} must end in /p2p/PEERID");
+                }
+                let query = url_encode(&addr.to_string());
+                let answer: ConnectAnswer = daemon
+                    .post(&format!("/api/v1/swarm/connect?addr={query}"), None::<&()>)
+                    .await?;
+                if json {
+                    serde_json::to_writer_pretty(&mut out, &answer)?;
+                    writeln!(out)?;
+                } else {
+                    writeln!(out, "connected to {}", answer.peer)?;
+                }
+            }
+            Self::Peers { json } => {
+                let answer: PeersAnswer = daemon.get("/api/v1/peers").await?;
+                if json {
+                    serde_json::to_writer_pretty(&mut out, &answer.connections)?;
+                    writeln!(out)?;
+                } else {
+                    for c in &answer.connections {
+                        let kind = if c.relayed { "relayed" } else { "direct" };
+                        writeln!(out, "{} {kind} {}", c.peer, c.addr)?;
+                        if !c.protocols.is_empty() {
+                            writeln!(out, "  {}", c.protocols.join(" "))?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Percent-encodes what a query value cannot hold as is.
+fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

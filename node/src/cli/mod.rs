@@ -139,6 +139,8 @@ enum Command {
     #[command(subcommand)]
     Config(daemon::ConfigCommand),
     Peers(daemon::PeersArgs),
+    #[command(subcommand)]
+    Swarm(daemon::SwarmCommand),
     Submit(jobs::SubmitArgs),
     Status(jobs::StatusArgs),
     Receipt(jobs::ReceiptArgs),
@@ -174,6 +176,7 @@ impl Cli {
             Command::Id(args) => args.execute(global).await,
             Command::Config(cmd) => cmd.execute(),
             Command::Peers(args) => args.execute(global).await,
+            Command::Swarm(command) => command.execute(global).await,
             Command::Submit(args) => args.execute(global).await,
             Command::Status(args) => args.execute(global).await,
             Command::Receipt(args) => args.execute(global).await,
