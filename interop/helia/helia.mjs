@@ -7,6 +7,7 @@
 //   node --import ./polyfill.mjs helia.mjs fetch CID MULTIADDR OUT
 //     dials MULTIADDR, fetches CID over Bitswap, writes the file to OUT,
 //     prints {"bytes", "ms"}.
+//   HELIA_KEY=rsa gives the node an RSA identity instead of Ed25519.
 import fs from 'node:fs'
 import { createHeliaLight } from 'helia'
 import { withLibp2pLight } from '@helia/libp2p'
@@ -18,9 +19,13 @@ import { yamux } from '@libp2p/yamux'
 import { identify } from '@libp2p/identify'
 import { multiaddr } from '@multiformats/multiaddr'
 import { CID } from 'multiformats/cid'
+import { generateKeyPair } from '@libp2p/crypto/keys'
 
 const [mode, ...args] = process.argv.slice(2)
+// HELIA_KEY=rsa: an RSA identity, as old Kubo repos have (`Qm…` peer ids).
+const privateKey = process.env.HELIA_KEY === 'rsa' ? await generateKeyPair('RSA', 2048) : undefined
 const helia = withBitswap(withLibp2pLight(createHeliaLight(), {
+  privateKey,
   addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
   transports: [tcp()],
   connectionEncrypters: [noise()],

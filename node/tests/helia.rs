@@ -44,7 +44,7 @@ fn random_file(path: &Path, len: usize) -> Vec<u8> {
 }
 
 #[test]
-fn helia_fetches_a_10_mib_file_from_a_phase_node_over_bitswap() {
+fn helia_with_an_rsa_identity_fetches_a_10_mib_file_from_a_phase_node_over_bitswap() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(&dir.path().join("d"), &["--no-worker"], None);
     let file = dir.path().join("result.bin");
@@ -54,7 +54,9 @@ fn helia_fetches_a_10_mib_file_from_a_phase_node_over_bitswap() {
     let cid = String::from_utf8(out.stdout).unwrap().trim().to_owned();
 
     let fetched = dir.path().join("fetched.bin");
+    // An RSA identity, as Kubo repos made before 0.14 have.
     let out = helia(&["fetch", &cid, &daemon.addr, fetched.to_str().unwrap()])
+        .env("HELIA_KEY", "rsa")
         .output()
         .unwrap();
     assert!(
