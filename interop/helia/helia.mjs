@@ -7,6 +7,8 @@
 //   node --import ./polyfill.mjs helia.mjs fetch CID MULTIADDR OUT
 //     dials MULTIADDR, fetches CID over Bitswap, writes the file to OUT,
 //     prints {"bytes", "ms"}.
+//   node --import ./polyfill.mjs helia.mjs garbage MULTIADDR CID OUT
+//     sends garbage Bitswap frames to MULTIADDR, then fetches CID to OUT.
 //   HELIA_KEY=rsa gives the node an RSA identity instead of Ed25519.
 import fs from 'node:fs'
 import { createHeliaLight } from 'helia'
@@ -57,6 +59,28 @@ if (mode === 'serve') {
   }
   fs.closeSync(fd)
   process.stdout.write(JSON.stringify({ bytes, ms: Date.now() - started }) + '\n')
+  await helia.stop()
+  process.exit(0)
+} else if (mode === 'garbage') {
+  // Bad Bitswap input: an oversized length prefix on one stream, a frame
+  // that is not protobuf on another; then a fetch that must still work.
+  const [addr, cid, out] = args
+  const ma = multiaddr(addr)
+  await helia.libp2p.dial(ma)
+  const big = await helia.libp2p.dialProtocol(ma, '/ipfs/bitswap/1.2.0')
+  big.send(Uint8Array.from([0x80, 0x80, 0x80, 0x40, 1, 2, 3]))
+  await big.close().catch(() => {})
+  const junk = await helia.libp2p.dialProtocol(ma, '/ipfs/bitswap/1.2.0')
+  junk.send(Uint8Array.from([5, 0xff, 0xff, 0xff, 0xff, 0xff]))
+  await junk.close().catch(() => {})
+  const fd = fs.openSync(out, 'w')
+  let bytes = 0
+  for await (const chunk of fs2.cat(CID.parse(cid), { signal: AbortSignal.timeout(60_000) })) {
+    fs.writeSync(fd, chunk)
+    bytes += chunk.length
+  }
+  fs.closeSync(fd)
+  process.stdout.write(JSON.stringify({ bytes }) + '\n')
   await helia.stop()
   process.exit(0)
 } else {

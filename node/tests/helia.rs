@@ -123,3 +123,50 @@ fn a_phase_node_fetches_a_file_only_a_helia_node_holds() {
         "the bytes from Helia differ"
     );
 }
+
+#[test]
+fn garbage_bitswap_frames_are_refused_logged_once_and_the_node_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = logs.clone();
+    let daemon = Daemon::start(
+        &dir.path().join("d"),
+        &["--no-worker"],
+        Some(Box::new(move |line: &str| {
+            sink.lock().unwrap().push(line.to_owned())
+        })),
+    );
+    let file = dir.path().join("f.bin");
+    let bytes = random_file(&file, 1 << 20);
+    let out = daemon.cli(&["add", file.to_str().unwrap()]);
+    let cid = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let fetched = dir.path().join("fetched.bin");
+    let out = helia(&["garbage", &daemon.addr, &cid, fetched.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        std::fs::read(&fetched).unwrap() == bytes,
+        "served after the garbage"
+    );
+    assert!(daemon.cli(&["id"]).status.success(), "the daemon is up");
+    let logs = logs.lock().unwrap();
+    let refused: Vec<&String> = logs
+        .iter()
+        .filter(|l| l.contains("bad bitswap message"))
+        .collect();
+    assert_eq!(refused.len(), 2, "one line per bad stream: {refused:?}");
+    // Each names the peer (log fields may be colored: match the id itself).
+    assert!(
+        refused.iter().all(|l| l.contains("12D3KooW")),
+        "{refused:?}"
+    );
+    assert!(
+        refused.iter().any(|l| l.contains("at most 4194304")),
+        "{refused:?}"
+    );
+}
