@@ -37,7 +37,10 @@ const helia = withBitswap(withLibp2pLight(createHeliaLight(), {
 await helia.start()
 const fs2 = unixfs(helia)
 // `ipfs add --cid-version=1`: 256 KiB chunks, raw leaves, 174 links per node.
-const addOptions = { profile: 'unixfs-v0-2015', cidVersion: 1, rawLeaves: true }
+// HELIA_CID_VERSION=0: Kubo's default instead (CIDv0, dag-pb leaves).
+const addOptions = process.env.HELIA_CID_VERSION === '0'
+  ? { cidVersion: 0, rawLeaves: false }
+  : { profile: 'unixfs-v0-2015', cidVersion: 1, rawLeaves: true }
 
 if (mode === 'serve') {
   const [file, dial] = args

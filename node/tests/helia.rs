@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -70,14 +70,16 @@ fn helia_with_an_rsa_identity_fetches_a_10_mib_file_from_a_phase_node_over_bitsw
     );
 }
 
-#[test]
-fn a_phase_node_fetches_a_file_only_a_helia_node_holds() {
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(&dir.path().join("d"), &["--no-worker"], None);
-    let file = dir.path().join("input.bin");
-    // Several of Helia's 1 MiB blocks in one Bitswap message.
-    let bytes = random_file(&file, 5 << 20);
+/// Starts Helia serving `file` (with `env`), connects the daemon to it
+/// with `swarm connect`; Helia and the file's CID. Helia exits when its
+/// stdin is dropped.
+fn helia_serving(
+    daemon: &Daemon,
+    file: &Path,
+    env: &[(&str, &str)],
+) -> (std::process::Child, String) {
     let mut node = helia(&["serve", file.to_str().unwrap()])
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -106,12 +108,23 @@ fn a_phase_node_fetches_a_file_only_a_helia_node_holds() {
             .any(|p| p == "/ipfs/bitswap/1.2.0"),
         "{connected}"
     );
+    (node, cid)
+}
+
+#[test]
+fn a_phase_node_fetches_a_file_only_a_helia_node_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&dir.path().join("d"), &["--no-worker"], None);
+    let file = dir.path().join("input.bin");
+    // Several of Helia's 1 MiB blocks in one Bitswap message.
+    let bytes = random_file(&file, 5 << 20);
+    let (mut node, cid) = helia_serving(&daemon, &file, &[]);
     let out = daemon.cli(&["swarm", "peers"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("/ipfs/bitswap/1.2.0"));
 
     let got = dir.path().join("got.bin");
     let out = daemon.cli(&["get", &cid, "-o", got.to_str().unwrap()]);
-    let _ = node.stdin.take().unwrap().write_all(b"");
+    drop(node.stdin.take());
     let _ = node.wait();
     assert!(
         out.status.success(),
@@ -122,6 +135,35 @@ fn a_phase_node_fetches_a_file_only_a_helia_node_holds() {
         std::fs::read(&got).unwrap() == bytes,
         "the bytes from Helia differ"
     );
+}
+
+#[test]
+fn a_cidv0_file_with_dag_pb_leaves_from_helia_is_fetched_and_printed_as_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&dir.path().join("d"), &["--no-worker"], None);
+    let file = dir.path().join("kubo-style.bin");
+    let bytes = random_file(&file, 3 << 20);
+    // `ipfs add`'s default: CIDv0, leaves as dag-pb nodes.
+    let (mut node, cid) = helia_serving(&daemon, &file, &[("HELIA_CID_VERSION", "0")]);
+    assert!(cid.starts_with("Qm"), "{cid}");
+    let got = dir.path().join("got.bin");
+    let out = daemon.cli(&["get", &cid, "-o", got.to_str().unwrap()]);
+    drop(node.stdin.take());
+    let _ = node.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains(&cid), "printed as given: {said}");
+    assert!(std::fs::read(&got).unwrap() == bytes);
+    let out = daemon.cli(&["cat", &cid]);
+    assert!(out.stdout == bytes, "cat of a CIDv0");
 }
 
 #[test]
