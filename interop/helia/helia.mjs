@@ -1,7 +1,7 @@
 // A real Helia node on 127.0.0.1 for phase-node's Bitswap tests.
 //
-//   node --import ./polyfill.mjs helia.mjs serve FILE [DIAL_MULTIADDR]
-//     adds FILE as `ipfs add --cid-version=1` would, prints one JSON line
+//   node --import ./polyfill.mjs helia.mjs serve FILE|DIR [DIAL_MULTIADDR]
+//     adds FILE (or DIR, recursively) as `ipfs add --cid-version=1` would, prints one JSON line
 //     {"cid", "addrs"}, dials DIAL_MULTIADDR if given, serves until stdin
 //     closes.
 //   node --import ./polyfill.mjs helia.mjs fetch CID MULTIADDR OUT
@@ -42,9 +42,31 @@ const addOptions = process.env.HELIA_CID_VERSION === '0'
   ? { cidVersion: 0, rawLeaves: false }
   : { profile: 'unixfs-v0-2015', cidVersion: 1, rawLeaves: true }
 
+// A directory's files under its own name; the CID of the directory.
+async function addDirectory (dir) {
+  const name = dir.replace(/\/+$/, '').split('/').pop()
+  const files = []
+  const walk = (abs, rel) => {
+    for (const entry of fs.readdirSync(abs, { withFileTypes: true })) {
+      const a = `${abs}/${entry.name}`
+      const r = `${rel}/${entry.name}`
+      if (entry.isDirectory()) walk(a, r)
+      else files.push({ path: r, content: fs.readFileSync(a) })
+    }
+  }
+  walk(dir, name)
+  let root
+  for await (const entry of fs2.addAll(files, addOptions)) {
+    if (entry.path === name) root = entry.cid
+  }
+  return root
+}
+
 if (mode === 'serve') {
   const [file, dial] = args
-  const cid = await fs2.addBytes(fs.readFileSync(file), addOptions)
+  const cid = fs.statSync(file).isDirectory()
+    ? await addDirectory(file)
+    : await fs2.addBytes(fs.readFileSync(file), addOptions)
   if (dial) await helia.libp2p.dial(multiaddr(dial))
   const addrs = helia.libp2p.getMultiaddrs().map(String)
   process.stdout.write(JSON.stringify({ cid: cid.toString(), addrs }) + '\n')

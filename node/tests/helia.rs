@@ -212,3 +212,56 @@ fn garbage_bitswap_frames_are_refused_logged_once_and_the_node_keeps_serving() {
         "{refused:?}"
     );
 }
+
+#[test]
+fn a_worker_runs_a_job_whose_input_directory_only_a_helia_node_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let worker = Daemon::start(&dir.path().join("w"), &[], None);
+    let requester = Daemon::start(
+        &dir.path().join("r"),
+        &["--no-worker", "--bootstrap", &worker.addr],
+        None,
+    );
+    let texts = dir.path().join("texts");
+    std::fs::create_dir_all(texts.join("sub")).unwrap();
+    std::fs::write(texts.join("a.txt"), "one two three\n").unwrap();
+    std::fs::write(texts.join("sub/b.txt"), "four five\n").unwrap();
+    // The worker is connected to Helia; the requester has never seen the
+    // input.
+    let (mut node, input) = helia_serving(&worker, &texts, &[]);
+    let wasm = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wasm-examples/out/wordcount.wasm");
+    let job = dir.path().join("job.json");
+    std::fs::write(
+        &job,
+        serde_json::json!({
+            "module": {"path": wasm},
+            "input": input,
+            "limits": {"fuel": 1_000_000_000u64, "memory": "64MiB", "timeout": "30s", "max_output": "1MiB"},
+            "deterministic": true,
+            "capabilities": ["wasi-p1"],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let worker_id = worker.addr.rsplit("/p2p/").next().unwrap().to_owned();
+    let result = dir.path().join("result");
+    let out = requester.cli(&[
+        "submit",
+        job.to_str().unwrap(),
+        "--worker",
+        &worker_id,
+        "-o",
+        result.to_str().unwrap(),
+    ]);
+    drop(node.stdin.take());
+    let _ = node.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = std::fs::read_to_string(result.join("output/report.txt")).unwrap();
+    assert!(report.contains("3 a.txt"), "{report}");
+    assert!(report.contains("2 sub/b.txt"), "{report}");
+    assert!(report.contains("TOTAL 5"), "{report}");
+}
