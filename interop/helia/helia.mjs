@@ -9,6 +9,8 @@
 //     prints {"bytes", "ms"}.
 //   node --import ./polyfill.mjs helia.mjs garbage MULTIADDR CID OUT
 //     sends garbage Bitswap frames to MULTIADDR, then fetches CID to OUT.
+//   node --import ./polyfill.mjs helia.mjs flood MULTIADDR COUNT
+//     sends COUNT Bitswap wants for blocks nobody has, then waits.
 //   HELIA_KEY=rsa gives the node an RSA identity instead of Ed25519.
 import fs from 'node:fs'
 import { createHeliaLight } from 'helia'
@@ -86,6 +88,30 @@ if (mode === 'serve') {
   process.stdout.write(JSON.stringify({ bytes, ms: Date.now() - started }) + '\n')
   await helia.stop()
   process.exit(0)
+} else if (mode === 'flood') {
+  // FLOOD wants (want-block, send-dont-have) for random CIDs, 5,000 per
+  // message on one stream; prints {"sent"} once written, then stays until
+  // stdin closes.
+  const [addr, count] = args
+  const varint = (n) => { const out = []; while (n >= 0x80) { out.push((n & 0x7f) | 0x80); n = Math.floor(n / 128) } out.push(n); return out }
+  const bytesField = (num, bytes) => [...varint((num << 3) | 2), ...varint(bytes.length), ...bytes]
+  const ma = multiaddr(addr)
+  await helia.libp2p.dial(ma)
+  const stream = await helia.libp2p.dialProtocol(ma, '/ipfs/bitswap/1.2.0')
+  let sent = 0
+  const total = Number(count)
+  while (sent < total) {
+    const entries = []
+    for (let i = 0; i < 5000 && sent < total; i++, sent++) {
+      const cid = [0x01, 0x55, 0x12, 0x20, ...crypto.getRandomValues(new Uint8Array(32))]
+      entries.push(...bytesField(1, [...bytesField(1, cid), 0x28, 0x01]))
+    }
+    const msg = Uint8Array.from(bytesField(1, entries))
+    if (!stream.send(Uint8Array.from([...varint(msg.length), ...msg]))) await stream.onDrain()
+  }
+  process.stdout.write(JSON.stringify({ sent }) + '\n')
+  process.stdin.resume()
+  process.stdin.on('end', async () => { await helia.stop(); process.exit(0) })
 } else if (mode === 'garbage') {
   // Bad Bitswap input: an oversized length prefix on one stream, a frame
   // that is not protobuf on another; then a fetch that must still work.

@@ -265,3 +265,55 @@ fn a_worker_runs_a_job_whose_input_directory_only_a_helia_node_holds() {
     assert!(report.contains("2 sub/b.txt"), "{report}");
     assert!(report.contains("TOTAL 5"), "{report}");
 }
+
+/// Peak resident memory of a process, from /proc (Linux).
+fn peak_rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+#[test]
+fn a_flood_of_100_000_wants_from_one_peer_is_bounded_and_others_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&dir.path().join("d"), &["--no-worker"], None);
+    let file = dir.path().join("f.bin");
+    let bytes = random_file(&file, 4 << 20);
+    let out = daemon.cli(&["add", file.to_str().unwrap()]);
+    let cid = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+
+    let mut flood = helia(&["flood", &daemon.addr, "100000"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(flood.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("\"sent\":100000"), "{line}");
+
+    // Another peer is served meanwhile.
+    let fetched = dir.path().join("fetched.bin");
+    let out = helia(&["fetch", &cid, &daemon.addr, fetched.to_str().unwrap()])
+        .output()
+        .unwrap();
+    drop(flood.stdin.take());
+    let _ = flood.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(std::fs::read(&fetched).unwrap() == bytes);
+    let peak = peak_rss_bytes(daemon.child.id());
+    eprintln!("daemon peak RSS after the flood: {} MiB", peak >> 20);
+    assert!(peak < 256 << 20, "daemon peak RSS {} MiB", peak >> 20);
+    assert!(daemon.cli(&["id"]).status.success());
+}
