@@ -52,6 +52,11 @@ const ANSWER_BYTES: usize = 2 << 20;
 const MAX_INBOUND: usize = 256;
 /// Messages queued to one peer's writer at most.
 const WRITER_QUEUE: usize = 32;
+/// A writer with nothing to send for this long closes its stream and ends
+/// (a peer that went away leaves no task behind).
+const WRITER_IDLE: Duration = Duration::from_secs(60);
+/// Peers remembered as bad at most (then the memory starts over).
+const MAX_BAD: usize = 4096;
 /// Client requests queued to the actor at most.
 pub(crate) const COMMAND_QUEUE: usize = 64;
 
@@ -247,6 +252,9 @@ pub(crate) async fn run(
                 }
                 if wrong {
                     warn!(%peer, "bitswap peer sent a block it was not asked for; dropped");
+                    if bad.len() >= MAX_BAD {
+                        bad.clear();
+                    }
                     bad.insert(peer);
                     let ids: Vec<u64> = pending.iter().filter(|(_, p)| p.peer == peer).map(|(id, _)| *id).collect();
                     for id in ids {
@@ -296,6 +304,7 @@ pub(crate) async fn run(
             Some(done) = tasks.join_next() => match done {
                 Ok(Done::Reader) => readers -= 1,
                 Ok(Done::Writer(peer)) => {
+                    // Its receiver is gone: the next message starts a new one.
                     if writers.get(&peer).is_some_and(mpsc::Sender::is_closed) {
                         writers.remove(&peer);
                     }
@@ -425,7 +434,7 @@ async fn read_varint(stream: &mut libp2p::Stream) -> Result<Option<u64>, String>
 /// first message; ends when the queue closes or the stream fails.
 async fn write_stream(peer: PeerId, mut control: Control, mut rx: mpsc::Receiver<Message>) -> Done {
     let mut stream = None;
-    while let Some(message) = rx.recv().await {
+    while let Ok(Some(message)) = tokio::time::timeout(WRITER_IDLE, rx.recv()).await {
         if stream.is_none() {
             for protocol in &PROTOCOLS {
                 match control.open_stream(peer, protocol.clone()).await {
