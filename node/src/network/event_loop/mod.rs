@@ -9,20 +9,24 @@ use std::time::{Duration, Instant};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 
 use futures::StreamExt;
-use libp2p::kad::store::RecordStore;
 use libp2p::metrics::Recorder;
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm, autonat, dcutr, identify, kad, mdns, relay, upnp};
+use libp2p::{Multiaddr, PeerId, Swarm, identify, kad, mdns};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, trace, warn};
 
-use phase_protocol::block::{BlockRequest, BlockResponse, MAX_WANT};
+use phase_protocol::block::{BlockResponse, MAX_WANT};
 use phase_protocol::job::{JobRequest, JobResponse, Rejection};
 
-use super::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
-use super::nat::{self, Connection, Nat, Route};
+mod outbound;
+mod traversal;
+
+use self::outbound::Outbound;
+use self::traversal::on_upnp;
+use super::behaviour::{Behaviour, BehaviourEvent};
+use super::nat::{Connection, Nat};
 use super::queries::{Queries, Start};
 use super::{Command, NetworkError, NetworkEvent, Reply};
 use crate::config::NetworkConfig;
@@ -36,31 +40,6 @@ const REDIAL: Duration = Duration::from_secs(10);
 /// Providers found by one lookup step that are dialled at once (their
 /// addresses, relayed ones included, are known only while the query runs).
 const DIAL_FOUND: usize = 16;
-
-/// A request waiting for a direct connection to its peer.
-#[derive(Debug)]
-enum Outbound {
-    Blocks(BlockRequest, Reply<BlockResponse>),
-    Job(JobRequest, Reply<JobResponse>),
-}
-
-impl Outbound {
-    /// Small control messages may cross a relay; job data and blocks not.
-    fn relay_ok(&self) -> bool {
-        matches!(self, Self::Job(JobRequest::Capabilities, _))
-    }
-
-    fn fail(self, error: NetworkError) {
-        match self {
-            Self::Blocks(_, reply) => {
-                let _ = reply.send(Err(error));
-            }
-            Self::Job(_, reply) => {
-                let _ = reply.send(Err(error));
-            }
-        }
-    }
-}
 
 /// The swarm actor; see the module docs.
 pub(crate) struct EventLoop {
@@ -159,182 +138,6 @@ impl EventLoop {
             }
         }
         debug!("network stopped");
-    }
-
-    /// Looks after reservations, bootstrap peers and waiting requests.
-    fn on_tick(&mut self, now: Instant) {
-        if self.nat.tick(now) {
-            info!("no address confirmed reachable: private");
-            self.nat_changed();
-        }
-        self.reserve(now);
-        if now.duration_since(self.last_redial) >= REDIAL {
-            self.last_redial = now;
-            for addr in self.bootstrap.clone() {
-                if let Some(peer) = nat::peer_of(&addr)
-                    && !self.swarm.is_connected(&peer)
-                {
-                    let opts = DialOpts::peer_id(peer)
-                        .addresses(vec![addr])
-                        .condition(PeerCondition::DisconnectedAndNotDialing)
-                        .build();
-                    let _ = self.swarm.dial(opts);
-                }
-            }
-        }
-        let expired: Vec<PeerId> = self
-            .waiting
-            .iter()
-            .filter(|(_, w)| w.iter().any(|(_, deadline)| *deadline <= now))
-            .map(|(p, _)| *p)
-            .collect();
-        for peer in expired {
-            let Some(waiting) = self.waiting.remove(&peer) else {
-                continue;
-            };
-            let (late, still): (Vec<_>, Vec<_>) = waiting.into_iter().partition(|(_, d)| *d <= now);
-            if !still.is_empty() {
-                self.waiting.insert(peer, still);
-            }
-            let relayed = !self.nat.relayed_to(peer).is_empty();
-            for (out, _) in late {
-                out.fail(if relayed {
-                    NetworkError::RelayOnly {
-                        peer,
-                        waited: self.direct_wait,
-                    }
-                } else {
-                    NetworkError::Unreachable {
-                        peer,
-                        reason: format!("no connection within {:?}", self.direct_wait),
-                    }
-                });
-            }
-        }
-    }
-
-    /// Reserves a slot on the relays this node wants and has none on.
-    fn reserve(&mut self, now: Instant) {
-        for (relay, addr) in self.nat.relays_to_reserve(now) {
-            match self.swarm.listen_on(addr.clone()) {
-                Ok(listener) => {
-                    info!(%addr, "reserving a slot on a relay");
-                    self.nat.reserving(listener, relay);
-                }
-                Err(e) => {
-                    debug!(%addr, error = %e, "cannot reserve on relay");
-                    self.nat.reserve_failed(relay, now);
-                }
-            }
-        }
-    }
-
-    /// Sends a request now, or once `peer` is connected directly.
-    fn send_outbound(&mut self, peer: PeerId, out: Outbound) {
-        match self.nat.route(peer, out.relay_ok()) {
-            Route::Send => self.send_now(peer, out),
-            Route::Wait => self.wait(peer, out),
-            Route::Dial => {
-                let opts = DialOpts::peer_id(peer)
-                    .condition(PeerCondition::DisconnectedAndNotDialing)
-                    .build();
-                match self.swarm.dial(opts) {
-                    Ok(()) | Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => {
-                        self.wait(peer, out);
-                    }
-                    Err(e) => out.fail(NetworkError::Unreachable {
-                        peer,
-                        reason: e.to_string(),
-                    }),
-                }
-            }
-        }
-    }
-
-    fn wait(&mut self, peer: PeerId, out: Outbound) {
-        let deadline = Instant::now() + self.direct_wait;
-        self.waiting.entry(peer).or_default().push((out, deadline));
-    }
-
-    fn send_now(&mut self, peer: PeerId, out: Outbound) {
-        match out {
-            Outbound::Blocks(request, reply) => {
-                let id = self
-                    .swarm
-                    .behaviour_mut()
-                    .blocks
-                    .send_request(&peer, request);
-                self.pending_blocks.insert(id, reply);
-            }
-            Outbound::Job(request, reply) => {
-                let id = self.swarm.behaviour_mut().jobs.send_request(&peer, request);
-                self.pending_jobs.insert(id, reply);
-            }
-        }
-    }
-
-    /// Sends what waits for `peer` that may go now.
-    fn flush(&mut self, peer: PeerId) {
-        let Some(waiting) = self.waiting.remove(&peer) else {
-            return;
-        };
-        let mut still = Vec::new();
-        for (out, deadline) in waiting {
-            if self.nat.route(peer, out.relay_ok()) == Route::Send {
-                self.send_now(peer, out);
-            } else {
-                still.push((out, deadline));
-            }
-        }
-        if !still.is_empty() {
-            self.waiting.insert(peer, still);
-        }
-    }
-
-    /// Fails what waits for `peer` once it cannot be reached at all.
-    fn fail_waiting(&mut self, peer: PeerId, reason: &str) {
-        if self.nat.is_connected(peer) {
-            return;
-        }
-        for (out, _) in self.waiting.remove(&peer).unwrap_or_default() {
-            out.fail(NetworkError::Unreachable {
-                peer,
-                reason: reason.to_owned(),
-            });
-        }
-    }
-
-    /// Applies what changed in reachability: the DHT mode and the metrics.
-    fn nat_changed(&mut self) {
-        // A node confirmed public needs no relay.
-        for listener in self.nat.reservations_not_needed() {
-            info!("publicly reachable: relay reservation dropped");
-            self.swarm.remove_listener(listener);
-        }
-        let mode = self.nat.kad_mode();
-        if self.swarm.behaviour().kad.mode() != mode {
-            info!(%mode, reachability = %self.nat.reachability(), "DHT mode");
-            self.swarm.behaviour_mut().kad.set_mode(Some(mode));
-        }
-        self.nat_metrics.set(&self.nat.status());
-    }
-
-    /// Announces every key this node provides again (its provider records
-    /// carry its external addresses, which changed).
-    fn provide_again(&mut self) {
-        self.queries.routing_changed();
-        let keys: Vec<kad::RecordKey> = self
-            .swarm
-            .behaviour_mut()
-            .kad
-            .store_mut()
-            .provided()
-            .map(|r| r.key.clone())
-            .take(1024)
-            .collect();
-        for key in keys {
-            let _ = self.swarm.behaviour_mut().kad.start_providing(key);
-        }
     }
 
     fn bootstrap(&mut self) {
@@ -529,114 +332,18 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Identify(event)) => {
                 self.p2p.record(&event);
                 if let identify::Event::Received { peer_id, info, .. } = event {
-                    // Only DHT servers belong in the routing table: a
-                    // private node in client mode would not answer.
-                    if info.protocols.iter().any(|p| p.as_ref() == KAD_PROTOCOL) {
-                        for addr in &info.listen_addrs {
-                            if !nat::is_relayed(addr) {
-                                self.swarm
-                                    .behaviour_mut()
-                                    .kad
-                                    .add_address(&peer_id, addr.clone());
-                            }
-                        }
-                    }
-                    self.nat.identified(
-                        peer_id,
-                        info.protocols.iter().map(ToString::to_string).collect(),
-                    );
-                    let speaks = |name: &str| info.protocols.iter().any(|p| p.as_ref() == name);
-                    if speaks(phase_protocol::block::BLOCK_PROTOCOL) {
-                        self.bitswap_peers.remove(&peer_id);
-                    } else if crate::bitswap::PROTOCOLS.iter().any(|p| speaks(p.as_ref())) {
-                        self.bitswap_peers.insert(peer_id);
-                    }
-                    if info
-                        .protocols
-                        .iter()
-                        .any(|p| p.as_ref() == nat::AUTONAT_SERVER_PROTOCOL)
-                    {
-                        self.nat.autonat_server_seen(Instant::now());
-                    }
-                    if info.protocols.contains(&relay::HOP_PROTOCOL_NAME) {
-                        self.nat.relay_found(peer_id);
-                        self.reserve(Instant::now());
-                    }
-                    // Connection reversal: a peer reached only through a
-                    // relay that has a public address is dialled there
-                    // directly. Hole punching would have both sides act as
-                    // listener on the one connection a public peer accepts.
-                    if self.nat.only_relayed(peer_id) {
-                        let global: Vec<Multiaddr> = info
-                            .listen_addrs
-                            .into_iter()
-                            .filter(nat::is_global)
-                            .collect();
-                        if !global.is_empty() {
-                            debug!(peer = %peer_id, ?global, "dialling a relayed peer directly");
-                            let opts = DialOpts::peer_id(peer_id)
-                                .addresses(global)
-                                .condition(PeerCondition::Always)
-                                .build();
-                            let _ = self.swarm.dial(opts);
-                        }
-                    }
+                    self.on_identified(peer_id, info);
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Autonat(event)) => {
-                let autonat::v2::client::Event {
-                    tested_addr,
-                    server,
-                    result,
-                    ..
-                } = event;
-                debug!(%tested_addr, %server, ok = result.is_ok(), "AutoNAT v2 probe");
-                self.nat.probed(result.is_ok());
-                self.nat_changed();
-            }
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(event)) => self.on_autonat(event),
             SwarmEvent::Behaviour(BehaviourEvent::RelayClient(event)) => {
-                if let relay::client::Event::ReservationReqAccepted {
-                    relay_peer_id,
-                    renewal,
-                    ..
-                } = event
-                {
-                    if !renewal {
-                        info!(relay = %relay_peer_id, "relay reservation accepted");
-                        // Provider records carry the circuit address, and a
-                        // relay that restarted has forgotten them.
-                        self.provide_again();
-                    }
-                    self.nat.reservation_accepted(relay_peer_id);
-                    self.nat_changed();
-                }
+                self.on_relay_client(event)
             }
             SwarmEvent::Behaviour(BehaviourEvent::RelayServer(event)) => {
                 debug!(?event, "relay");
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event {
-                remote_peer_id,
-                result,
-            })) => {
-                self.nat_metrics.hole_punch_attempts.inc();
-                match result {
-                    Ok(_) => {
-                        self.nat_metrics.hole_punch_successes.inc();
-                        info!(peer = %remote_peer_id, "hole punched: direct connection");
-                    }
-                    Err(e) => info!(peer = %remote_peer_id, error = %e, "hole punch failed"),
-                }
-            }
-            SwarmEvent::Behaviour(BehaviourEvent::Upnp(event)) => match event {
-                upnp::Event::NewExternalAddr { external_addr, .. } => {
-                    info!(addr = %external_addr, "UPnP port mapped");
-                }
-                upnp::Event::GatewayNotFound => info!("UPnP: no gateway found"),
-                upnp::Event::NonRoutableGateway => info!("UPnP: the gateway is not routable"),
-                upnp::Event::ExpiredExternalAddr { external_addr, .. } => {
-                    debug!(addr = %external_addr, "UPnP mapping expired");
-                }
-            },
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(event)) => self.on_dcutr(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Upnp(event)) => on_upnp(event),
             SwarmEvent::Behaviour(BehaviourEvent::AutonatServer(event)) => {
                 trace!(?event, "AutoNAT v2 server");
             }
