@@ -43,31 +43,40 @@ fn random_file(path: &Path, len: usize) -> Vec<u8> {
     bytes
 }
 
-#[test]
-fn helia_with_an_rsa_identity_fetches_a_10_mib_file_from_a_phase_node_over_bitswap() {
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(&dir.path().join("d"), &["--no-worker"], None);
-    let file = dir.path().join("result.bin");
-    let bytes = random_file(&file, 10 << 20);
+/// `phase-node add FILE` through the daemon: the root CID.
+fn add(daemon: &Daemon, file: &Path) -> String {
     let out = daemon.cli(&["add", file.to_str().unwrap()]);
     assert!(out.status.success(), "{out:?}");
-    let cid = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
 
-    let fetched = dir.path().join("fetched.bin");
-    // An RSA identity, as Kubo repos made before 0.14 have.
-    let out = helia(&["fetch", &cid, &daemon.addr, fetched.to_str().unwrap()])
-        .env("HELIA_KEY", "rsa")
-        .output()
-        .unwrap();
+/// Runs a Helia command that writes `written`; asserts it succeeded and
+/// wrote `bytes`.
+fn helia_writes(mut cmd: Command, written: &Path, bytes: &[u8]) {
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        std::fs::read(&fetched).unwrap() == bytes,
-        "the bytes Helia got differ"
+        std::fs::read(written).unwrap() == bytes,
+        "Helia got other bytes"
     );
+}
+
+#[test]
+fn helia_with_an_rsa_identity_fetches_a_10_mib_file_from_a_phase_node_over_bitswap() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&dir.path().join("d"), &["--no-worker"], None);
+    let file = dir.path().join("result.bin");
+    let bytes = random_file(&file, 10 << 20);
+    let cid = add(&daemon, &file);
+    let fetched = dir.path().join("fetched.bin");
+    // An RSA identity, as Kubo repos made before 0.14 have.
+    let mut cmd = helia(&["fetch", &cid, &daemon.addr, fetched.to_str().unwrap()]);
+    cmd.env("HELIA_KEY", "rsa");
+    helia_writes(cmd, &fetched, &bytes);
 }
 
 /// Starts Helia serving `file` (with `env`), connects the daemon to it
@@ -180,20 +189,13 @@ fn garbage_bitswap_frames_are_refused_logged_once_and_the_node_keeps_serving() {
     );
     let file = dir.path().join("f.bin");
     let bytes = random_file(&file, 1 << 20);
-    let out = daemon.cli(&["add", file.to_str().unwrap()]);
-    let cid = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let cid = add(&daemon, &file);
     let fetched = dir.path().join("fetched.bin");
-    let out = helia(&["garbage", &daemon.addr, &cid, fetched.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        std::fs::read(&fetched).unwrap() == bytes,
-        "served after the garbage"
+    // Served after the garbage.
+    helia_writes(
+        helia(&["garbage", &daemon.addr, &cid, fetched.to_str().unwrap()]),
+        &fetched,
+        &bytes,
     );
     assert!(daemon.cli(&["id"]).status.success(), "the daemon is up");
     let logs = logs.lock().unwrap();
@@ -284,9 +286,7 @@ fn a_flood_of_100_000_wants_from_one_peer_is_bounded_and_others_are_served() {
     let daemon = Daemon::start(&dir.path().join("d"), &["--no-worker"], None);
     let file = dir.path().join("f.bin");
     let bytes = random_file(&file, 4 << 20);
-    let out = daemon.cli(&["add", file.to_str().unwrap()]);
-    let cid = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-
+    let cid = add(&daemon, &file);
     let mut flood = helia(&["flood", &daemon.addr, "100000"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -301,17 +301,13 @@ fn a_flood_of_100_000_wants_from_one_peer_is_bounded_and_others_are_served() {
 
     // Another peer is served meanwhile.
     let fetched = dir.path().join("fetched.bin");
-    let out = helia(&["fetch", &cid, &daemon.addr, fetched.to_str().unwrap()])
-        .output()
-        .unwrap();
+    helia_writes(
+        helia(&["fetch", &cid, &daemon.addr, fetched.to_str().unwrap()]),
+        &fetched,
+        &bytes,
+    );
     drop(flood.stdin.take());
     let _ = flood.wait();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(std::fs::read(&fetched).unwrap() == bytes);
     let peak = peak_rss_bytes(daemon.child.id());
     eprintln!("daemon peak RSS after the flood: {} MiB", peak >> 20);
     assert!(peak < 256 << 20, "daemon peak RSS {} MiB", peak >> 20);
