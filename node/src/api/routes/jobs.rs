@@ -1,0 +1,202 @@
+//! The job routes: submit (NDJSON stages, then the verified report), a
+//! job's state and receipt (asked of its worker), and the record of a job
+//! this node submitted.
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use phase_protocol::job::{JobId, JobRequest, JobResponse};
+use phase_protocol::{JobSpec, Message};
+
+use super::super::extract::{CidPath, J, Q, internal, unavailable};
+use super::super::types::{
+    ApiError, ErrorCode, JobQuery, JobStatusAnswer, ReceiptAnswer, SubmitRequest,
+};
+use super::{
+    ApiResult, ApiState, MAX_SUBMIT_DEADLINE, PROGRESS_QUEUE, REQUEST_DEADLINE, ndjson, within,
+};
+use crate::error_line;
+use crate::requester::SubmitOptions;
+
+pub(super) async fn submit(State(s): State<ApiState>, J(request): J<SubmitRequest>) -> Response {
+    let spec = match load_spec(&s, request.job).await {
+        Ok(spec) => spec,
+        Err(e) => return e.into_response(),
+    };
+    if request.replicas == 0 {
+        return ApiError::new(ErrorCode::BadRequest, "replicas: must be at least 1")
+            .into_response();
+    }
+    let (tx, rx) = mpsc::channel(PROGRESS_QUEUE);
+    let options = SubmitOptions {
+        worker: request.worker,
+        replicas: request.replicas,
+        attempts: request.attempts,
+        ..SubmitOptions::default()
+    };
+    let deadline = request.timeout.min(MAX_SUBMIT_DEADLINE);
+    let work = async move {
+        let progress = move |stage| {
+            let _ = tx.try_send(stage);
+        };
+        let report = within(deadline, async {
+            s.node
+                .requester()
+                .submit(&spec, &options, &progress)
+                .await
+                .map_err(|e| ApiError::new(ErrorCode::Unavailable, error_line(&e)))
+        })
+        .await?;
+        s.node.metrics().jobs.submitted.inc();
+        // Recorded before it is answered: `status` finds it after a restart.
+        let (store, record) = (s.node.store().clone(), report.clone());
+        tokio::task::spawn_blocking(move || -> Result<(), crate::store::StoreError> {
+            Ok(store
+                .state_blocking()?
+                .put_submitted(&record.job, &record)?)
+        })
+        .await
+        .map_err(|e| internal(&e))?
+        .map_err(|e| internal(&e))?;
+        Ok(report)
+    };
+    ndjson(rx, work)
+}
+
+async fn load_spec(s: &ApiState, job: JobId) -> Result<JobSpec, ApiError> {
+    let bytes = s
+        .node
+        .store()
+        .get(&job.0)
+        .await
+        .map_err(|e| internal(&e))?
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::NotFound,
+                format!("job: spec {job} is not in the store"),
+            )
+        })?;
+    let spec = JobSpec::decode(&bytes)
+        .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("job: {}", error_line(&e))))?;
+    if spec.id() != job {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!("job: block {job} is not a canonical job spec"),
+        ));
+    }
+    Ok(spec)
+}
+
+/// A job's state or receipt: from this node's worker, else from `worker`.
+async fn ask_about(
+    s: &ApiState,
+    job: JobId,
+    worker: Option<libp2p::PeerId>,
+    receipt: bool,
+) -> Result<JobResponse, ApiError> {
+    let local = match s.node.worker() {
+        Some(w) if receipt => w
+            .receipt(job)
+            .await
+            .map(|r| JobResponse::Receipt(Box::new(r))),
+        Some(w) => w
+            .state(job)
+            .await
+            .map(|state| JobResponse::Status { job, state }),
+        None => None,
+    };
+    match (local, worker) {
+        (Some(r), _) => Ok(r),
+        (None, Some(worker)) => {
+            let request = if receipt {
+                JobRequest::Receipt(job)
+            } else {
+                JobRequest::Status(job)
+            };
+            within(REQUEST_DEADLINE, async {
+                s.node
+                    .network()
+                    .request_job(worker, request)
+                    .await
+                    .map_err(|e| unavailable(&e))
+            })
+            .await
+        }
+        (None, None) => Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("job {job} did not run on this node; name its worker with worker=PEERID"),
+        )),
+    }
+}
+
+/// The error for a worker's answer that is not the one asked for.
+fn not_an_answer(job: JobId, answer: &JobResponse) -> ApiError {
+    match answer {
+        JobResponse::NotFound(_) => ApiError::new(
+            ErrorCode::NotFound,
+            format!("the worker does not know job {job}"),
+        ),
+        other => ApiError::new(
+            ErrorCode::Internal,
+            format!("unexpected answer from the worker: {other:?}"),
+        ),
+    }
+}
+
+pub(super) async fn job_status(
+    State(s): State<ApiState>,
+    CidPath(job): CidPath,
+    Q(query): Q<JobQuery>,
+) -> ApiResult<JobStatusAnswer> {
+    let job = JobId(job);
+    match ask_about(&s, job, query.worker, false).await? {
+        JobResponse::Status { state, .. } => Ok(Json(JobStatusAnswer { job, state })),
+        other => Err(not_an_answer(job, &other)),
+    }
+}
+
+pub(super) async fn job_receipt(
+    State(s): State<ApiState>,
+    CidPath(job): CidPath,
+    Q(query): Q<JobQuery>,
+) -> ApiResult<ReceiptAnswer> {
+    let job = JobId(job);
+    match ask_about(&s, job, query.worker, true).await? {
+        JobResponse::Receipt(receipt) => {
+            let cid = receipt.cid();
+            s.node
+                .store()
+                .put(cid, Bytes::from(receipt.to_cbor()))
+                .await
+                .map_err(|e| internal(&e))?;
+            Ok(Json(ReceiptAnswer {
+                cid,
+                receipt: *receipt,
+            }))
+        }
+        other => Err(not_an_answer(job, &other)),
+    }
+}
+
+pub(super) async fn submitted(
+    State(s): State<ApiState>,
+    CidPath(job): CidPath,
+) -> ApiResult<crate::requester::SubmitReport> {
+    let job = JobId(job);
+    let store = s.node.store().clone();
+    let found = tokio::task::spawn_blocking(move || -> Result<_, crate::store::StoreError> {
+        Ok(store.state_blocking()?.submitted(&job)?)
+    })
+    .await
+    .map_err(|e| internal(&e))?
+    .map_err(|e| internal(&e))?;
+    found.map(Json).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::NotFound,
+            format!("job {job} was not submitted from this node"),
+        )
+    })
+}
