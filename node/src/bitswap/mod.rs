@@ -20,10 +20,12 @@
 //!   requests fail and the peer is not asked again.
 
 pub mod message;
+mod requests;
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, StreamProtocol};
 use libp2p_stream::Control;
@@ -33,10 +35,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use phase_protocol::Cid;
-use phase_protocol::block::{BlockResponse, WireBlock};
+use phase_protocol::block::BlockResponse;
 
 use self::message::{Entry, Presence, WantType};
 pub use self::message::{MAX_MESSAGE, Message};
+use self::requests::{Delivery, Requests};
 use crate::store::BlockStore;
 
 /// The protocols served and spoken, newest first.
@@ -48,8 +51,12 @@ pub const PROTOCOLS: [StreamProtocol; 2] = [
 pub const MAX_WANTS_PER_PEER: usize = 1024;
 /// Block bytes in one answer message at most (under [`MAX_MESSAGE`]).
 const ANSWER_BYTES: usize = 2 << 20;
-/// Inbound streams read at once at most.
+/// Inbound streams read at once at most, and per peer (Kubo keeps one,
+/// Helia opens one per batch, one batch at a time).
 const MAX_INBOUND: usize = 256;
+const MAX_INBOUND_PER_PEER: usize = 8;
+/// Wants of all peers being answered at once at most.
+const MAX_WANTS: usize = 16 * MAX_WANTS_PER_PEER;
 /// Messages queued to one peer's writer at most.
 const WRITER_QUEUE: usize = 32;
 /// A writer with nothing to send for this long closes its stream and ends
@@ -143,18 +150,8 @@ impl BitswapClient {
     }
 }
 
-/// A client request in flight.
-struct Pending {
-    peer: PeerId,
-    wanted: HashSet<Cid>,
-    response: BlockResponse,
-    deadline: Instant,
-    waited: Duration,
-    reply: oneshot::Sender<Result<BlockResponse, BitswapError>>,
-}
-
 enum Done {
-    Reader,
+    Reader(PeerId),
     Writer(PeerId),
     Answered(PeerId, usize),
 }
@@ -174,24 +171,23 @@ pub(crate) async fn run(
     );
     let (inbound_tx, mut inbound) = mpsc::channel::<(PeerId, Result<Message, String>)>(64);
     let mut tasks: JoinSet<Done> = JoinSet::new();
-    let mut readers = 0usize;
+    let mut readers: HashMap<PeerId, usize> = HashMap::new();
     let mut writers: HashMap<PeerId, mpsc::Sender<Message>> = HashMap::new();
     let mut answering: HashMap<PeerId, usize> = HashMap::new();
-    let mut pending: HashMap<u64, Pending> = HashMap::new();
-    let mut by_want: HashMap<(PeerId, Cid), u64> = HashMap::new();
-    let mut next_id = 0u64;
+    let mut requests_in_flight = Requests::default();
     let mut bad: HashSet<PeerId> = HashSet::new();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tokio::select! {
             () = cancel.cancelled() => break,
             Some((peer, stream)) = incoming.next() => {
-                if readers >= MAX_INBOUND || bad.contains(&peer) {
+                let total: usize = readers.values().sum();
+                let of_peer = readers.get(&peer).copied().unwrap_or(0);
+                if total >= MAX_INBOUND || of_peer >= MAX_INBOUND_PER_PEER || bad.contains(&peer) {
                     debug!(%peer, "bitswap stream refused");
                     continue;
                 }
-                readers += 1;
-                debug!(%peer, readers, "bitswap stream accepted");
+                *readers.entry(peer).or_default() += 1;
                 let tx = inbound_tx.clone();
                 tasks.spawn(read_stream(peer, stream, tx));
             }
@@ -216,8 +212,11 @@ pub(crate) async fn run(
                 // Wants: answered from the store, bounded per peer.
                 let wants: Vec<Entry> = message.wantlist.iter().filter(|e| !e.cancel).cloned().collect();
                 if !wants.is_empty() {
+                    let all: usize = answering.values().sum();
                     let busy = answering.entry(peer).or_default();
-                    let room = MAX_WANTS_PER_PEER.saturating_sub(*busy);
+                    let room = MAX_WANTS_PER_PEER
+                        .saturating_sub(*busy)
+                        .min(MAX_WANTS.saturating_sub(all));
                     if wants.len() > room {
                         debug!(%peer, dropped = wants.len() - room, "bitswap wants over the limit dropped");
                     }
@@ -230,24 +229,12 @@ pub(crate) async fn run(
                 }
                 // Blocks and presences: for our requests.
                 let mut wrong = false;
-                for (cid, data) in message.blocks {
-                    match by_want.remove(&(peer, cid)) {
-                        Some(id) => {
-                            if let Some(p) = pending.get_mut(&id) {
-                                p.wanted.remove(&cid);
-                                p.response.blocks.push(WireBlock { cid, data });
-                            }
-                        }
-                        None => wrong |= pending.values().any(|p| p.peer == peer),
-                    }
+                for (cid, data) in &message.blocks {
+                    wrong |= requests_in_flight.block(peer, *cid, data) == Delivery::Unasked;
                 }
                 for (cid, presence) in message.presences {
-                    if presence == Presence::DontHave
-                        && let Some(id) = by_want.remove(&(peer, cid))
-                        && let Some(p) = pending.get_mut(&id)
-                    {
-                        p.wanted.remove(&cid);
-                        p.response.missing.push(cid);
+                    if presence == Presence::DontHave {
+                        requests_in_flight.dont_have(peer, cid);
                     }
                 }
                 if wrong {
@@ -256,15 +243,9 @@ pub(crate) async fn run(
                         bad.clear();
                     }
                     bad.insert(peer);
-                    let ids: Vec<u64> = pending.iter().filter(|(_, p)| p.peer == peer).map(|(id, _)| *id).collect();
-                    for id in ids {
-                        if let Some(p) = pending.remove(&id) {
-                            by_want.retain(|_, v| *v != id);
-                            let _ = p.reply.send(Err(BitswapError::WrongBlock { peer }));
-                        }
-                    }
+                    requests_in_flight.fail_peer(peer, || BitswapError::WrongBlock { peer });
                 }
-                finish_answered(&mut pending, &mut by_want);
+                requests_in_flight.finish_answered();
             }
             Some(request) = requests.recv() => {
                 let Request { peer, cids, deadline, reply } = request;
@@ -272,8 +253,6 @@ pub(crate) async fn run(
                     let _ = reply.send(Err(BitswapError::WrongBlock { peer }));
                     continue;
                 }
-                let id = next_id;
-                next_id += 1;
                 let wantlist: Vec<Entry> = cids.iter().map(|cid| Entry {
                     cid: *cid,
                     priority: 1,
@@ -281,28 +260,22 @@ pub(crate) async fn run(
                     want_type: WantType::Block,
                     send_dont_have: true,
                 }).collect();
-                for cid in &cids {
-                    by_want.insert((peer, *cid), id);
-                }
-                pending.insert(id, Pending {
-                    peer,
-                    wanted: cids.into_iter().collect(),
-                    response: BlockResponse { blocks: Vec::new(), missing: Vec::new() },
-                    deadline: Instant::now() + deadline,
-                    waited: deadline,
-                    reply,
-                });
+                let id = requests_in_flight.add(peer, &cids, deadline, reply);
                 let writer = writer_for(&mut writers, &mut tasks, &control, peer);
                 let message = Message { wantlist, ..Message::default() };
-                if writer.try_send(message).is_err()
-                    && let Some(p) = pending.remove(&id)
-                {
-                    by_want.retain(|_, v| *v != id);
-                    let _ = p.reply.send(Err(BitswapError::Stream { peer, reason: "writer busy or gone".into() }));
+                if writer.try_send(message).is_err() {
+                    requests_in_flight.fail(id, BitswapError::Stream { peer, reason: "writer busy or gone".into() });
                 }
             }
             Some(done) = tasks.join_next() => match done {
-                Ok(Done::Reader) => readers -= 1,
+                Ok(Done::Reader(peer)) => {
+                    if let Some(n) = readers.get_mut(&peer) {
+                        *n -= 1;
+                        if *n == 0 {
+                            readers.remove(&peer);
+                        }
+                    }
+                }
                 Ok(Done::Writer(peer)) => {
                     // Its receiver is gone: the next message starts a new one.
                     if writers.get(&peer).is_some_and(mpsc::Sender::is_closed) {
@@ -319,38 +292,10 @@ pub(crate) async fn run(
                 }
                 Err(e) => warn!(error = %e, "bitswap task failed"),
             },
-            _ = tick.tick() => {
-                let now = Instant::now();
-                let expired: Vec<u64> = pending.iter().filter(|(_, p)| p.deadline <= now).map(|(id, _)| *id).collect();
-                for id in expired {
-                    let Some(p) = pending.remove(&id) else { continue };
-                    by_want.retain(|_, v| *v != id);
-                    let answered = !p.response.blocks.is_empty() || !p.response.missing.is_empty();
-                    let _ = p.reply.send(if answered {
-                        Ok(p.response)
-                    } else {
-                        Err(BitswapError::Timeout { peer: p.peer, waited: p.waited })
-                    });
-                }
-            }
+            _ = tick.tick() => requests_in_flight.expire(Instant::now()),
         }
     }
     tasks.shutdown().await;
-}
-
-/// Replies to every request with nothing left to wait for.
-fn finish_answered(pending: &mut HashMap<u64, Pending>, by_want: &mut HashMap<(PeerId, Cid), u64>) {
-    let done: Vec<u64> = pending
-        .iter()
-        .filter(|(_, p)| p.wanted.is_empty())
-        .map(|(id, _)| *id)
-        .collect();
-    for id in done {
-        if let Some(p) = pending.remove(&id) {
-            by_want.retain(|_, v| *v != id);
-            let _ = p.reply.send(Ok(p.response));
-        }
-    }
 }
 
 /// The peer's writer (started when there is none).
@@ -395,11 +340,18 @@ async fn read_stream(
                 .await;
             break;
         }
-        #[allow(clippy::cast_possible_truncation)]
-        let mut frame = vec![0u8; len as usize];
-        if let Err(e) = stream.read_exact(&mut frame).await {
-            debug!(%peer, len, error = %e, "bitswap stream ended inside a frame");
-            break;
+        // Grown as bytes arrive: a length prefix alone reserves nothing.
+        let mut frame = Vec::new();
+        match (&mut stream).take(len).read_to_end(&mut frame).await {
+            Ok(n) if n as u64 == len => {}
+            Ok(_) => {
+                debug!(%peer, len, "bitswap stream ended inside a frame");
+                break;
+            }
+            Err(e) => {
+                debug!(%peer, len, error = %e, "bitswap stream failed inside a frame");
+                break;
+            }
         }
         let message = Message::decode(&frame).map_err(|e| e.to_string());
         debug!(%peer, len, ok = message.is_ok(), "bitswap frame read");
@@ -408,7 +360,7 @@ async fn read_stream(
             break;
         }
     }
-    Done::Reader
+    Done::Reader(peer)
 }
 
 /// A varint length prefix; `None` at a clean EOF.
@@ -472,7 +424,11 @@ async fn answer(
     let mut message = Message::default();
     let mut bytes = 0usize;
     for want in wants {
-        let block = store.get(&want.cid).await.ok().flatten();
+        let block = match want.want_type {
+            WantType::Block => store.get(&want.cid).await.ok().flatten(),
+            // A have is answered without reading the block.
+            WantType::Have => store.has(&want.cid).await.unwrap_or(false).then(Bytes::new),
+        };
         match (block, want.want_type) {
             (Some(data), WantType::Block) => {
                 if bytes + data.len() > ANSWER_BYTES && !message.is_empty() {
