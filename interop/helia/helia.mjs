@@ -44,6 +44,18 @@ const addOptions = process.env.HELIA_CID_VERSION === '0'
   ? { cidVersion: 0, rawLeaves: false }
   : { profile: 'unixfs-v0-2015', cidVersion: 1, rawLeaves: true }
 
+// Fetches file CID over Bitswap into OUT (2 minutes at most); its length.
+async function catTo (cid, out) {
+  const fd = fs.openSync(out, 'w')
+  let bytes = 0
+  for await (const chunk of fs2.cat(CID.parse(cid), { signal: AbortSignal.timeout(120_000) })) {
+    fs.writeSync(fd, chunk)
+    bytes += chunk.length
+  }
+  fs.closeSync(fd)
+  return bytes
+}
+
 // A directory's files under its own name; the CID of the directory.
 async function addDirectory (dir) {
   const name = dir.replace(/\/+$/, '').split('/').pop()
@@ -78,13 +90,7 @@ if (mode === 'serve') {
   const [cid, addr, out] = args
   const started = Date.now()
   await helia.libp2p.dial(multiaddr(addr))
-  const fd = fs.openSync(out, 'w')
-  let bytes = 0
-  for await (const chunk of fs2.cat(CID.parse(cid), { signal: AbortSignal.timeout(120_000) })) {
-    fs.writeSync(fd, chunk)
-    bytes += chunk.length
-  }
-  fs.closeSync(fd)
+  const bytes = await catTo(cid, out)
   process.stdout.write(JSON.stringify({ bytes, ms: Date.now() - started }) + '\n')
   await helia.stop()
   process.exit(0)
@@ -124,13 +130,7 @@ if (mode === 'serve') {
   const junk = await helia.libp2p.dialProtocol(ma, '/ipfs/bitswap/1.2.0')
   junk.send(Uint8Array.from([5, 0xff, 0xff, 0xff, 0xff, 0xff]))
   await junk.close().catch(() => {})
-  const fd = fs.openSync(out, 'w')
-  let bytes = 0
-  for await (const chunk of fs2.cat(CID.parse(cid), { signal: AbortSignal.timeout(60_000) })) {
-    fs.writeSync(fd, chunk)
-    bytes += chunk.length
-  }
-  fs.closeSync(fd)
+  const bytes = await catTo(cid, out)
   process.stdout.write(JSON.stringify({ bytes }) + '\n')
   await helia.stop()
   process.exit(0)

@@ -120,6 +120,31 @@ fn helia_serving(
     (node, cid)
 }
 
+/// `phase-node get CID -o got` on the daemon, then stops Helia; asserts the
+/// file came whole and returns what `get` said (stdout and stderr).
+fn daemon_gets(
+    daemon: &Daemon,
+    mut helia: std::process::Child,
+    cid: &str,
+    got: &Path,
+    bytes: &[u8],
+) -> String {
+    let out = daemon.cli(&["get", cid, "-o", got.to_str().unwrap()]);
+    drop(helia.stdin.take());
+    let _ = helia.wait();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{said}");
+    assert!(
+        std::fs::read(got).unwrap() == bytes,
+        "the bytes from Helia differ"
+    );
+    said
+}
+
 #[test]
 fn a_phase_node_fetches_a_file_only_a_helia_node_holds() {
     let dir = tempfile::tempdir().unwrap();
@@ -127,23 +152,10 @@ fn a_phase_node_fetches_a_file_only_a_helia_node_holds() {
     let file = dir.path().join("input.bin");
     // Several of Helia's 1 MiB blocks in one Bitswap message.
     let bytes = random_file(&file, 5 << 20);
-    let (mut node, cid) = helia_serving(&daemon, &file, &[]);
+    let (node, cid) = helia_serving(&daemon, &file, &[]);
     let out = daemon.cli(&["swarm", "peers"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("/ipfs/bitswap/1.2.0"));
-
-    let got = dir.path().join("got.bin");
-    let out = daemon.cli(&["get", &cid, "-o", got.to_str().unwrap()]);
-    drop(node.stdin.take());
-    let _ = node.wait();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        std::fs::read(&got).unwrap() == bytes,
-        "the bytes from Helia differ"
-    );
+    daemon_gets(&daemon, node, &cid, &dir.path().join("got.bin"), &bytes);
 }
 
 #[test]
@@ -153,24 +165,10 @@ fn a_cidv0_file_with_dag_pb_leaves_from_helia_is_fetched_and_printed_as_given() 
     let file = dir.path().join("kubo-style.bin");
     let bytes = random_file(&file, 3 << 20);
     // `ipfs add`'s default: CIDv0, leaves as dag-pb nodes.
-    let (mut node, cid) = helia_serving(&daemon, &file, &[("HELIA_CID_VERSION", "0")]);
+    let (node, cid) = helia_serving(&daemon, &file, &[("HELIA_CID_VERSION", "0")]);
     assert!(cid.starts_with("Qm"), "{cid}");
-    let got = dir.path().join("got.bin");
-    let out = daemon.cli(&["get", &cid, "-o", got.to_str().unwrap()]);
-    drop(node.stdin.take());
-    let _ = node.wait();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let said = daemon_gets(&daemon, node, &cid, &dir.path().join("got.bin"), &bytes);
     assert!(said.contains(&cid), "printed as given: {said}");
-    assert!(std::fs::read(&got).unwrap() == bytes);
     let out = daemon.cli(&["cat", &cid]);
     assert!(out.stdout == bytes, "cat of a CIDv0");
 }

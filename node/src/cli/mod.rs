@@ -84,7 +84,7 @@ impl GlobalArgs {
             .with_context(|| format!("cannot open the block store in {}", dir.display()))?
             .with_transient_state();
         if COMMAND_LOCK.get().is_none() {
-            let mut lock = DirLock::command(data_dir.root())?;
+            let mut lock = command_lock(&data_dir).await?;
             if lock.hold() == Hold::Exclusive {
                 store.clear_tmp().await;
                 lock.share();
@@ -99,7 +99,7 @@ impl GlobalArgs {
     /// that adds blocks it has not pinned yet).
     async fn store_alone(&self) -> anyhow::Result<BlockStore> {
         let data_dir = self.data_dir()?;
-        let lock = DirLock::command(data_dir.root())?;
+        let lock = command_lock(&data_dir).await?;
         match lock.hold() {
             Hold::Exclusive => {}
             Hold::Shared => bail!(
@@ -119,6 +119,13 @@ impl GlobalArgs {
         let _ = COMMAND_LOCK.set(lock);
         Ok(store)
     }
+}
+
+/// [`DirLock::command`] off the async runtime: it may wait (up to 10 s)
+/// for another command's exclusive moment.
+async fn command_lock(data_dir: &DataDir) -> anyhow::Result<DirLock> {
+    let root = data_dir.root().to_owned();
+    Ok(tokio::task::spawn_blocking(move || DirLock::command(&root)).await??)
 }
 
 #[derive(Debug, Subcommand)]
