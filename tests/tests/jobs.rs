@@ -551,9 +551,10 @@ async fn an_input_that_expands_past_max_input_is_refused_before_it_is_written() 
         .unwrap();
     let mut root = file;
     for _ in 0..20 {
-        let (block, dir) =
+        let (mut blocks, dir) =
             phase_protocol::unixfs::directory(vec![("a".into(), root), ("b".into(), root)])
                 .unwrap();
+        let block = blocks.pop().unwrap();
         c.store()
             .put(block.cid, Bytes::from(block.data))
             .await

@@ -22,7 +22,12 @@ use serde::Serialize;
 use phase_protocol::Cid;
 use phase_protocol::unixfs::{self, Block, CHUNK_SIZE, FileBuilder, Node, Root};
 
-use super::{BlockStore, MAX_DEPTH, StoreError};
+use super::{BlockStore, MAX_DEPTH, StoreError, dirs};
+
+pub use super::dirs::entry;
+
+/// Entries a directory read here may have: as many as one built here.
+const MAX_DIR_ENTRIES: u64 = unixfs::MAX_DIR_ENTRIES as u64;
 
 /// Why a file or directory could not be imported or exported.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +88,14 @@ pub enum FilesError {
     /// A CID that should be a directory is a file.
     #[error("{0} is a file, not a directory")]
     NotADirectory(Cid),
+    /// A directory with more entries than the reader allows.
+    #[error("directory {cid} has more than {max} entries")]
+    TooManyEntries {
+        /// The directory.
+        cid: Cid,
+        /// The limit.
+        max: u64,
+    },
     /// `get` into a path that exists.
     #[error("{0} already exists")]
     Exists(PathBuf),
@@ -213,11 +226,14 @@ fn add_entry(
             let child_root = add_entry(store, &child, &child_rel, true, depth + 1, added)?;
             entries.push((name, child_root));
         }
-        let (block, root) = unixfs::directory(entries).map_err(|source| FilesError::Directory {
-            path: path.to_owned(),
-            source,
-        })?;
-        store.put_hashed_blocking(&block.cid, &block.data)?;
+        let (blocks, root) =
+            unixfs::directory(entries).map_err(|source| FilesError::Directory {
+                path: path.to_owned(),
+                source,
+            })?;
+        for block in &blocks {
+            store.put_hashed_blocking(&block.cid, &block.data)?;
+        }
         root
     } else {
         return Err(FilesError::NotRegular(path.to_owned()));
@@ -324,8 +340,10 @@ fn walk_file(
                 }
                 (Bytes::from(data), filesize)
             }
-            Node::Directory(_) if depth == 0 => return Err(FilesError::CidIsADirectory(cid)),
-            Node::Directory(_) => {
+            Node::Directory(_) | Node::Shard(_) if depth == 0 => {
+                return Err(FilesError::CidIsADirectory(cid));
+            }
+            Node::Directory(_) | Node::Shard(_) => {
                 return Err(StoreError::Inconsistent {
                     cid,
                     reason: "a file links to a directory",
@@ -370,7 +388,8 @@ fn get_entry(store: &BlockStore, cid: &Cid, target: &Path, depth: usize) -> Resu
         return Err(StoreError::TooDeep.into());
     }
     match decode(store, cid)? {
-        Node::Directory(entries) => {
+        node @ (Node::Directory(_) | Node::Shard(_)) => {
+            let entries = dirs::entries_blocking(store, *cid, node, MAX_DIR_ENTRIES)?;
             std::fs::create_dir(target).map_err(io(target))?;
             for entry in entries {
                 // `decode` checked the name: no `/`, `..` or NUL can reach here.
@@ -392,26 +411,6 @@ fn get_entry(store: &BlockStore, cid: &Cid, target: &Path, depth: usize) -> Resu
             out.into_inner().map_err(|e| io(target)(e.into_error()))?;
             Ok(())
         }
-    }
-}
-
-/// The CID of entry `name` of the directory `dir`; `None` if it has none.
-///
-/// # Errors
-/// `dir` is missing, corrupt, or not a directory.
-pub async fn entry(store: &BlockStore, dir: Cid, name: &str) -> Result<Option<Cid>, FilesError> {
-    let data = store
-        .get(&dir)
-        .await?
-        .ok_or(StoreError::NotFound { cid: dir })?;
-    match unixfs::decode(&dir, &data) {
-        Ok(Node::Directory(links)) => Ok(links.into_iter().find(|l| l.name == name).map(|l| l.cid)),
-        Ok(_) => Err(FilesError::NotADirectory(dir)),
-        Err(source) => Err(StoreError::Unixfs {
-            cid: dir,
-            source: Box::new(source),
-        }
-        .into()),
     }
 }
 
@@ -463,7 +462,15 @@ pub fn check_tree_blocking(store: &BlockStore, cid: &Cid, limit: Limit) -> Resul
             Entry::Vacant(new) => new.insert(match decode(store, &node)? {
                 Node::Raw(data) => Seen::File(data.len() as u64),
                 Node::File { filesize, .. } => Seen::File(filesize),
-                Node::Directory(links) => Seen::Dir(links.into_iter().map(|l| l.cid).collect()),
+                dir @ (Node::Directory(_) | Node::Shard(_)) => {
+                    let max = limit.entries.saturating_sub(entries);
+                    let links =
+                        dirs::entries_blocking(store, node, dir, max).map_err(|e| match e {
+                            FilesError::TooManyEntries { .. } => too_large(),
+                            other => other,
+                        })?;
+                    Seen::Dir(links.into_iter().map(|l| l.cid).collect())
+                }
             }),
         };
         match summary {

@@ -11,6 +11,7 @@
 //!   reachable from a pin.
 
 pub mod car;
+pub mod dirs;
 pub mod files;
 pub mod fs;
 pub mod mem;

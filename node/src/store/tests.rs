@@ -419,8 +419,15 @@ pub(crate) async fn doubling_tree(store: &BlockStore, file: &[u8], levels: usize
         .await
         .unwrap();
     for _ in 0..levels {
-        let (block, dir) = unixfs::directory(vec![("a".into(), root), ("b".into(), root)]).unwrap();
-        store.put(block.cid, Bytes::from(block.data)).await.unwrap();
+        let (blocks, dir) =
+            unixfs::directory(vec![("a".into(), root), ("b".into(), root)]).unwrap();
+        let [block] = &blocks[..] else {
+            panic!("one block")
+        };
+        store
+            .put(block.cid, Bytes::from(block.data.clone()))
+            .await
+            .unwrap();
         root = dir;
     }
     root.cid

@@ -338,21 +338,28 @@ async fn package(
             entries.push(("output".into(), output));
         }
         Kept::Cut(note) => {
-            let (block, empty) = unixfs::directory(Vec::new()).map_err(|e| StoreError::Unixfs {
-                cid: out.cid,
-                source: Box::new(e),
-            })?;
-            store.put(block.cid, Bytes::from(block.data)).await?;
+            let empty = put_directory(store, Vec::new(), out.cid).await?;
             entries.push(("output".into(), empty));
             let note = files::add_bytes(store, Bytes::from(format!("{note}\n"))).await?;
             entries.push((OUTPUT_CUT.into(), note));
         }
     }
-    let (block, root) = unixfs::directory(entries).map_err(|e| StoreError::Unixfs {
-        cid: out.cid,
+    put_directory(store, entries, out.cid).await
+}
+
+/// Stores the directory over `entries`; `near` names a CID in errors.
+async fn put_directory(
+    store: &BlockStore,
+    entries: Vec<(String, Root)>,
+    near: Cid,
+) -> Result<Root, JobError> {
+    let (blocks, root) = unixfs::directory(entries).map_err(|e| StoreError::Unixfs {
+        cid: near,
         source: Box::new(e),
     })?;
-    store.put(block.cid, Bytes::from(block.data)).await?;
+    for block in blocks {
+        store.put(block.cid, Bytes::from(block.data)).await?;
+    }
     Ok(root)
 }
 

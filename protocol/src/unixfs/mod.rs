@@ -1,5 +1,7 @@
 //! UnixFS files as Kubo builds them: fixed 256 KiB chunks, raw leaves, and a
-//! balanced dag-pb tree of at most 174 links per node.
+//! balanced dag-pb tree of at most 174 links per node. Directories are one
+//! dag-pb node, or, once their links pass 256 KiB, a HAMT-sharded trie of
+//! them ([`hamt`]), as Kubo and Helia shard them.
 //!
 //! [`FileBuilder`] is streaming: it holds at most one chunk plus one pending
 //! row of links per tree level, so a file of any size is imported in bounded
@@ -8,6 +10,9 @@
 use bytes::Bytes;
 
 use crate::cid::{self, Cid};
+
+pub mod hamt;
+pub use hamt::{Shard, ShardLink};
 
 /// Size of every chunk but the last (Kubo's `size-262144` chunker).
 pub const CHUNK_SIZE: usize = 256 * 1024;
@@ -184,10 +189,9 @@ const UNIXFS_DIRECTORY: u64 = 1;
 const UNIXFS_RAW: u64 = 0;
 /// Longest entry name in a directory (as most filesystems).
 pub const MAX_NAME_LEN: usize = 255;
-/// Most entries a directory node may have. A larger directory would be a
-/// HAMT-sharded one in Kubo (its node passes 256 KiB around 4,000 entries);
-/// sharding is not supported, so such directories are refused.
-pub const MAX_DIR_ENTRIES: usize = 4096;
+/// Most entries a directory may have when it is built here. (Read
+/// directories are bounded by their blocks and by the reader's limits.)
+pub const MAX_DIR_ENTRIES: usize = 1_000_000;
 
 /// Why a block is not a UnixFS node this implementation reads.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -199,9 +203,7 @@ pub enum UnixfsError {
     #[error("invalid UnixFS data: {0}")]
     Data(&'static str),
     /// A UnixFS kind this implementation does not read.
-    #[error(
-        "unsupported UnixFS node type {0} (symlinks, metadata and HAMT-sharded directories are not supported)"
-    )]
+    #[error("unsupported UnixFS node type {0} (symlinks and metadata are not supported)")]
     Unsupported(u64),
     /// A block whose codec is neither raw nor dag-pb.
     #[error("block codec {0:#x} is not raw or dag-pb")]
@@ -215,6 +217,10 @@ pub enum UnixfsError {
     /// A directory with too many entries.
     #[error("directory has more than {MAX_DIR_ENTRIES} entries")]
     TooManyEntries,
+    /// Two entry names whose 64-bit HAMT hashes are equal (about one
+    /// directory in 10^8 of 100,000 entries): no shard can hold both.
+    #[error("two entry names share a HAMT hash; rename one")]
+    HashCollision,
 }
 
 /// A link in a dag-pb node.
@@ -245,6 +251,9 @@ pub enum Node {
     },
     /// A directory: entries sorted by name.
     Directory(Vec<PbLink>),
+    /// One node of a HAMT-sharded directory: some of its entries, and
+    /// sub-shards holding the others.
+    Shard(Shard),
 }
 
 /// Checks a directory entry name: non-empty, not `.` or `..`, no `/` or NUL,
@@ -265,12 +274,14 @@ pub fn check_name(name: &str) -> Result<(), UnixfsError> {
     }
 }
 
-/// Encodes a UnixFS directory node over `entries` (sorted by name here) and
-/// returns the block and its root.
+/// Encodes a UnixFS directory over `entries`: one node (entries sorted by
+/// name), or a HAMT-sharded trie when its links would pass
+/// [`hamt::SHARD_THRESHOLD`]. Returns the blocks, the root's last, and the
+/// root.
 ///
 /// # Errors
-/// An invalid or duplicate name, or too many entries.
-pub fn directory(mut entries: Vec<(String, Root)>) -> Result<(Block, Root), UnixfsError> {
+/// An invalid or duplicate name, too many entries, or a hash collision.
+pub fn directory(mut entries: Vec<(String, Root)>) -> Result<(Vec<Block>, Root), UnixfsError> {
     if entries.len() > MAX_DIR_ENTRIES {
         return Err(UnixfsError::TooManyEntries);
     }
@@ -280,9 +291,16 @@ pub fn directory(mut entries: Vec<(String, Root)>) -> Result<(Block, Root), Unix
             return Err(UnixfsError::DuplicateName(pair[0].0.clone()));
         }
     }
+    for (name, _) in &entries {
+        check_name(name)?;
+    }
+    if hamt::needs_sharding(&entries) {
+        let mut blocks = Vec::new();
+        let root = hamt::build(entries, &mut blocks)?;
+        return Ok((blocks, root));
+    }
     let mut node = Vec::new();
     for (name, root) in &entries {
-        check_name(name)?;
         let mut link = Vec::with_capacity(48 + name.len());
         put_bytes_field(&mut link, 1, &root.cid.to_bytes());
         put_bytes_field(&mut link, 2, name.as_bytes());
@@ -299,13 +317,13 @@ pub fn directory(mut entries: Vec<(String, Root)>) -> Result<(Block, Root), Unix
         tsize,
         filesize: 0,
     };
-    Ok((Block { cid, data: node }, root))
+    Ok((vec![Block { cid, data: node }], root))
 }
 
 /// Decodes a raw or dag-pb block into a UnixFS node.
 ///
 /// # Errors
-/// Anything but a raw block, a UnixFS file or a plain UnixFS directory.
+/// Anything but a raw block, a UnixFS file, a directory or a HAMT shard node.
 pub fn decode(cid: &Cid, bytes: &Bytes) -> Result<Node, UnixfsError> {
     match cid.codec() {
         cid::RAW => Ok(Node::Raw(bytes.clone())),
@@ -352,6 +370,11 @@ pub fn decode(cid: &Cid, bytes: &Bytes) -> Result<Node, UnixfsError> {
                     }
                     Ok(Node::Directory(links))
                 }
+                hamt::UNIXFS_HAMT => Ok(Node::Shard(hamt::decode(
+                    links,
+                    fields.fanout,
+                    fields.hash_type,
+                )?)),
                 other => Err(UnixfsError::Unsupported(other)),
             }
         }
@@ -376,6 +399,8 @@ struct UnixfsFields {
     data: Vec<u8>,
     filesize: Option<u64>,
     blocksizes: Vec<u64>,
+    hash_type: Option<u64>,
+    fanout: Option<u64>,
 }
 
 /// Strict dag-pb: fields in canonical order (links, then data), no unknown
@@ -437,6 +462,8 @@ fn decode_unixfs(bytes: &[u8]) -> Result<UnixfsFields, UnixfsError> {
         data: Vec::new(),
         filesize: None,
         blocksizes: Vec::new(),
+        hash_type: None,
+        fanout: None,
     };
     while !r.0.is_empty() {
         match r.key().map_err(UnixfsError::Data)? {
@@ -452,8 +479,10 @@ fn decode_unixfs(bytes: &[u8]) -> Result<UnixfsFields, UnixfsError> {
                         .push(packed.varint().map_err(UnixfsError::Data)?);
                 }
             }
-            // hashType, fanout (HAMT), mode, mtime: read past them.
-            (5..=7, 0) => {
+            (5, 0) => f.hash_type = Some(r.varint().map_err(UnixfsError::Data)?),
+            (6, 0) => f.fanout = Some(r.varint().map_err(UnixfsError::Data)?),
+            // mode, mtime: read past them.
+            (7, 0) => {
                 r.varint().map_err(UnixfsError::Data)?;
             }
             (8, 2) => {

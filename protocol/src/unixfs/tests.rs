@@ -134,7 +134,7 @@ mod vectors {
             b.cid.to_string(),
             "bafybeib7x5clyexp6tcj2hm6izsiyp2bgwqqyrapgx3yhy4v47t5db5zzi"
         );
-        let (block, root) = directory(vec![
+        let (blocks, root) = directory(vec![
             ("a.txt".into(), a),
             ("b".into(), b),
             ("Z.txt".into(), z),
@@ -145,7 +145,9 @@ mod vectors {
             "bafybeihqi6tba55jgy4e5nuu2btuiayjzpmzm5av76iyhy7mxhfnrmzynq"
         );
         // And it reads back: entries sorted by name, bytewise.
-        let Node::Directory(entries) = decode(&root.cid, &Bytes::from(block.data)).unwrap() else {
+        let Node::Directory(entries) =
+            decode(&root.cid, &Bytes::from(blocks[0].data.clone())).unwrap()
+        else {
             panic!("not a directory")
         };
         let names: Vec<_> = entries.iter().map(|l| l.name.as_str()).collect();
@@ -194,6 +196,146 @@ mod vectors {
             assert!(
                 decode(&pb, &Bytes::copy_from_slice(garbage)).is_err(),
                 "{garbage:?}"
+            );
+        }
+    }
+}
+
+/// HAMT-sharded directories, against root CIDs from Helia's importer
+/// (ipfs-unixfs-importer 17.1.1 with Kubo's settings, `interop/helia/import.mjs`)
+/// over the same entries: entry `i` holds the text `"{i}\n"`.
+mod sharded {
+    use super::super::*;
+
+    fn entries(n: usize, name: impl Fn(usize) -> String) -> Vec<(String, Root)> {
+        (0..n)
+            .map(|i| {
+                let mut b = FileBuilder::new();
+                let mut out = Vec::new();
+                b.write(format!("{i}\n").as_bytes(), &mut out);
+                (name(i), b.finish(&mut out))
+            })
+            .collect()
+    }
+
+    fn by_cid(blocks: &[Block]) -> std::collections::HashMap<Cid, Bytes> {
+        blocks
+            .iter()
+            .map(|b| (b.cid, Bytes::from(b.data.clone())))
+            .collect()
+    }
+
+    /// Every entry of the trie under `cid`, checking each entry's hash
+    /// leads to where it sits.
+    fn walk(
+        blocks: &std::collections::HashMap<Cid, Bytes>,
+        cid: Cid,
+        depth: u32,
+        out: &mut Vec<PbLink>,
+    ) {
+        let Node::Shard(shard) = decode(&cid, &blocks[&cid]).unwrap() else {
+            panic!("not a shard node")
+        };
+        assert_eq!(shard.fanout, 256);
+        for (at, link) in shard.links {
+            match link {
+                ShardLink::Entry(l) => {
+                    let h = hamt::name_hash(l.name.as_bytes());
+                    assert_eq!(hamt::slot(h, depth, 8), Some(at), "{}", l.name);
+                    out.push(l);
+                }
+                ShardLink::Shard(sub) => walk(blocks, sub, depth + 1, out),
+            }
+        }
+    }
+
+    #[test]
+    fn a_directory_at_the_threshold_stays_one_node() {
+        // 4,096 links of 28 + 36 bytes: exactly 256 KiB, not over it.
+        let (blocks, root) = directory(entries(4096, |i| format!("entry-{i:022}"))).unwrap();
+        assert_eq!(blocks.len(), 1);
+        assert_eq!(
+            root.cid.to_string(),
+            "bafybeibswav5qkpmyrk3vnblveyn7ivbninb2yii2etixk5unxo2vglwgu"
+        );
+    }
+
+    #[test]
+    fn one_more_entry_shards_it_as_helia_does() {
+        let (blocks, root) = directory(entries(4097, |i| format!("entry-{i:022}"))).unwrap();
+        assert!(blocks.len() > 1);
+        assert_eq!(blocks.last().unwrap().cid, root.cid);
+        assert_eq!(
+            root.cid.to_string(),
+            "bafybeigk7dpwz2gkphp73oj2lzrgcqztrk3scquqxkgmsdivvix74a7eea"
+        );
+        let (blocks, root) = directory(entries(8000, |i| format!("file-{i:05}"))).unwrap();
+        assert_eq!(
+            root.cid.to_string(),
+            "bafybeih5lunuw3xvtbdz7npmzyjq45kr6grglhxc5g2pijy466lnxg36lu"
+        );
+        // Reads back: every entry once, each where its hash leads.
+        let mut found = Vec::new();
+        walk(&by_cid(&blocks), root.cid, 0, &mut found);
+        let mut names: Vec<_> = found.iter().map(|l| l.name.clone()).collect();
+        names.sort();
+        assert_eq!(
+            names,
+            (0..8000)
+                .map(|i| format!("file-{i:05}"))
+                .collect::<Vec<_>>()
+        );
+        // The dag size counts every block once.
+        let total: u64 = blocks.iter().map(|b| b.data.len() as u64).sum::<u64>()
+            + found.iter().map(|l| l.tsize).sum::<u64>();
+        assert_eq!(root.tsize, total);
+    }
+
+    #[test]
+    fn the_same_entries_in_any_order_give_the_same_root() {
+        let mut e = entries(5000, |i| format!("name-{i}-{}", "x".repeat(i % 40)));
+        let (_, a) = directory(e.clone()).unwrap();
+        e.reverse();
+        let (_, b) = directory(e).unwrap();
+        assert_eq!(a.cid, b.cid);
+    }
+
+    #[test]
+    fn bad_shard_nodes_are_refused() {
+        let pb = cid::cid_of(cid::DAG_PB, b"x");
+        let leaf = cid::raw_cid(b"");
+        let node = |names: &[&str], hash: u64, fanout: u64| {
+            let mut node = Vec::new();
+            for name in names {
+                let mut link = Vec::new();
+                put_bytes_field(&mut link, 1, &leaf.to_bytes());
+                put_bytes_field(&mut link, 2, name.as_bytes());
+                put_varint_field(&mut link, 3, 0);
+                put_bytes_field(&mut node, 2, &link);
+            }
+            let mut unixfs = Vec::new();
+            put_varint_field(&mut unixfs, 1, 5);
+            put_bytes_field(&mut unixfs, 2, &[1]);
+            put_varint_field(&mut unixfs, 5, hash);
+            put_varint_field(&mut unixfs, 6, fanout);
+            put_bytes_field(&mut node, 1, &unixfs);
+            Bytes::from(node)
+        };
+        assert!(decode(&pb, &node(&["00a", "0Fb", "FF"], 0x22, 256)).is_ok());
+        for (names, hash, fanout) in [
+            (&["00a"][..], 0x12, 256),    // not murmur3
+            (&["00a"], 0x22, 100),        // fanout not a power of two
+            (&["00a"], 0x22, 1 << 20),    // fanout too large
+            (&["0"], 0x22, 256),          // no slot prefix
+            (&["zza"], 0x22, 256),        // not hex
+            (&["01a", "01b"], 0x22, 256), // a slot twice
+            (&["02a", "01b"], 0x22, 256), // out of order
+            (&["00.."], 0x22, 256),       // an escaping entry name
+            (&["00a/b"], 0x22, 256),
+        ] {
+            assert!(
+                decode(&pb, &node(names, hash, fanout)).is_err(),
+                "{names:?}"
             );
         }
     }

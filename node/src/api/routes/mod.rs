@@ -284,8 +284,9 @@ async fn cat(State(s): State<ApiState>, CidPath(cid): CidPath) -> Result<Respons
     let store = s.node.store().clone();
     let root = store.get(&cid).await.map_err(|e| internal(&e))?;
     if let Some(data) = root
-        && let Ok(phase_protocol::unixfs::Node::Directory(_)) =
-            phase_protocol::unixfs::decode(&cid, &data)
+        && let Ok(
+            phase_protocol::unixfs::Node::Directory(_) | phase_protocol::unixfs::Node::Shard(_),
+        ) = phase_protocol::unixfs::decode(&cid, &data)
     {
         return Err(ApiError::new(
             ErrorCode::BadRequest,
