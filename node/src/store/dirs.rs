@@ -232,7 +232,7 @@ mod tests {
             |name: &str, depth| hamt::slot(hamt::name_hash(name.as_bytes()), depth, 8).unwrap();
         let at = |s: u32, name: &str| format!("{s:02X}{name}");
         let dir = tempfile::tempdir().unwrap();
-        let get = |root: Cid, n: &str| files::get(&store, root, dir.path().join(n.to_owned()));
+        let get = |root: Cid, n: &str| files::get(&store, root, dir.path().join(n));
 
         let right = put(&store, shard_node(&[(at(slot("a", 0), "a"), leaf)])).await;
         get(right, "right").await.unwrap();
