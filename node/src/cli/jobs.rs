@@ -211,7 +211,9 @@ impl SubmitArgs {
             // result of this job can hold.
             let limit = files::Limit {
                 bytes: requester::max_result_bytes(spec),
-                entries: files::MAX_ENTRIES,
+                // `output/`'s entries, and the package's own four (stdout,
+                // stderr, output/, output-cut).
+                entries: files::MAX_ENTRIES + 4,
             };
             files::get_capped(store, result, dir.clone(), limit)
                 .await

@@ -181,14 +181,14 @@ mod tests {
         files::get(&store, root, out.clone()).await.unwrap();
         assert_eq!(std::fs::read_dir(&out).unwrap().count(), 6000);
         assert_eq!(std::fs::read(out.join("file-05999")).unwrap(), b"5999\n");
-        // Its shard nodes are not entries: 6,000 files and the root fit in 6,001.
+        // Its shard nodes are not entries: its 6,000 files fit in 6,000.
         let limit = |entries| Limit {
             bytes: 1 << 20,
             entries,
         };
         let check = |n| files::check_tree_blocking(&store, &root, limit(n));
-        check(6001).unwrap();
-        assert!(matches!(check(6000), Err(FilesError::TreeTooLarge { .. })));
+        check(6000).unwrap();
+        assert!(matches!(check(5999), Err(FilesError::TreeTooLarge { .. })));
         // `cat` of it is refused as of any directory.
         let err = files::cat_to_vec(&store, root).await.unwrap_err();
         assert!(matches!(err, FilesError::CidIsADirectory(_)), "{err}");

@@ -316,8 +316,8 @@ impl BlockStore {
         self.blocking(move |s| s.put_blocking(&cid, &data)).await
     }
 
-    /// Stores many blocks in one blocking task; each is checked against its
-    /// CID. Returns one result per block, in order.
+    /// Stores many blocks in one blocking task and one filesystem sync; each
+    /// is checked against its CID. Returns one result per block, in order.
     ///
     /// # Errors
     /// Only when the blocking task itself fails; per-block errors are in the list.
@@ -327,12 +327,33 @@ impl BlockStore {
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         let this = self.clone();
         Ok(tokio::task::spawn_blocking(move || {
-            blocks
-                .iter()
-                .map(|(cid, data)| this.put_blocking(cid, data))
+            let checked: Vec<_> = blocks.iter().map(|(c, d)| check_block(c, d)).collect();
+            let good = blocks.iter().zip(&checked).filter(|(_, c)| c.is_ok());
+            let mut stored = this
+                .put_hashed_batch(good.map(|((c, d), _)| (c, &d[..])))
+                .into_iter();
+            checked
+                .into_iter()
+                .map(|c| c.and_then(|()| stored.next().unwrap_or(Ok(()))))
                 .collect()
         })
         .await?)
+    }
+
+    /// Stores blocks an importer just hashed, with one filesystem sync.
+    fn put_hashed_batch<'a>(
+        &self,
+        blocks: impl Iterator<Item = (&'a Cid, &'a [u8])>,
+    ) -> Vec<Result<(), StoreError>> {
+        match self.backend.as_ref() {
+            Backend::Mem(m) => blocks
+                .map(|(cid, data)| {
+                    m.put(*cid, Bytes::copy_from_slice(data));
+                    Ok(())
+                })
+                .collect(),
+            Backend::Fs(f) => f.put_batch(blocks),
+        }
     }
 
     /// Reads many blocks in one blocking task (each re-hashed). Returns one
@@ -362,12 +383,6 @@ impl BlockStore {
     /// As `put`.
     pub fn put_blocking(&self, cid: &Cid, data: &[u8]) -> Result<(), StoreError> {
         check_block(cid, data)?;
-        self.put_hashed_blocking(cid, data)
-    }
-
-    /// Stores a block whose CID the caller has just computed from `data`
-    /// (an importer's own output): skips hashing it a second time.
-    fn put_hashed_blocking(&self, cid: &Cid, data: &[u8]) -> Result<(), StoreError> {
         match self.backend.as_ref() {
             Backend::Mem(m) => {
                 m.put(*cid, Bytes::copy_from_slice(data));
