@@ -134,11 +134,17 @@ impl Drop for Daemon {
 /// Waits (within the deadline) for `child` and collects its output.
 #[allow(dead_code)]
 pub(crate) fn finish(child: std::process::Child) -> Output {
+    finish_within(child, DEADLINE)
+}
+
+/// Waits (within `deadline`) for `child` and collects its output.
+#[allow(dead_code)]
+pub(crate) fn finish_within(child: std::process::Child, deadline: std::time::Duration) -> Output {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
-    rx.recv_timeout(DEADLINE)
+    rx.recv_timeout(deadline)
         .expect("the command ends in time")
         .expect("its output is collected")
 }
