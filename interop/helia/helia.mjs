@@ -11,6 +11,8 @@
 //     sends garbage Bitswap frames to MULTIADDR, then fetches CID to OUT.
 //   node --import ./polyfill.mjs helia.mjs flood MULTIADDR COUNT
 //     sends COUNT Bitswap wants for blocks nobody has, then waits.
+//   node --import ./polyfill.mjs helia.mjs liar
+//     answers every Bitswap want with a wrong block; prints {"addrs"}.
 //   HELIA_KEY=rsa gives the node an RSA identity instead of Ed25519.
 import fs from 'node:fs'
 import { createHeliaLight } from 'helia'
@@ -28,14 +30,16 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 const [mode, ...args] = process.argv.slice(2)
 // HELIA_KEY=rsa: an RSA identity, as old Kubo repos have (`Qm…` peer ids).
 const privateKey = process.env.HELIA_KEY === 'rsa' ? await generateKeyPair('RSA', 2048) : undefined
-const helia = withBitswap(withLibp2pLight(createHeliaLight(), {
+const light = withLibp2pLight(createHeliaLight(), {
   privateKey,
   addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
   transports: [tcp()],
   connectionEncrypters: [noise()],
   streamMuxers: [yamux()],
   services: { identify: identify() }
-}))
+})
+// A liar speaks Bitswap itself, below.
+const helia = mode === 'liar' ? light : withBitswap(light)
 await helia.start()
 const fs2 = unixfs(helia)
 // `ipfs add --cid-version=1`: 256 KiB chunks, raw leaves, 174 links per node.
@@ -134,7 +138,25 @@ if (mode === 'serve') {
   process.stdout.write(JSON.stringify({ bytes }) + '\n')
   await helia.stop()
   process.exit(0)
+} else if (mode === 'liar') {
+  // Answers every Bitswap want with a block that is not what was asked for
+  // (random bytes under a raw CIDv1 prefix), on its own outbound stream as
+  // Bitswap answers go; prints {"addrs"}, stays until stdin closes.
+  const varint = (n) => { const out = []; while (n >= 0x80) { out.push((n & 0x7f) | 0x80); n = Math.floor(n / 128) } out.push(n); return out }
+  const bytesField = (num, bytes) => [...varint((num << 3) | 2), ...varint(bytes.length), ...bytes]
+  await helia.libp2p.handle('/ipfs/bitswap/1.2.0', async (stream, connection) => {
+    for await (const _ of stream) { break } // a want arrived
+    const block = bytesField(3, [...bytesField(1, [0x01, 0x55, 0x12, 0x20]), ...bytesField(2, crypto.getRandomValues(new Uint8Array(64)))])
+    const msg = Uint8Array.from(block)
+    const out = await helia.libp2p.dialProtocol(connection.remotePeer, '/ipfs/bitswap/1.2.0')
+    out.send(Uint8Array.from([...varint(msg.length), ...msg]))
+    await out.close().catch(() => {})
+  })
+  const addrs = helia.libp2p.getMultiaddrs().map(String)
+  process.stdout.write(JSON.stringify({ addrs }) + '\n')
+  process.stdin.resume()
+  process.stdin.on('end', async () => { await helia.stop(); process.exit(0) })
 } else {
-  process.stderr.write('usage: helia.mjs serve FILE [DIAL] | fetch CID MULTIADDR OUT\n')
+  process.stderr.write('usage: helia.mjs serve FILE [DIAL] | fetch CID MULTIADDR OUT | garbage MULTIADDR CID OUT | flood MULTIADDR COUNT | liar\n')
   process.exit(2)
 }
