@@ -2,20 +2,26 @@
 # Bitswap throughput, side by side on loopback TCP (never part of the test
 # suite): one file of SIZE MiB (default 256) moved
 #   Helia <- phase-node   (a Helia node fetches what a daemon added)
+#   Kubo <- phase-node    (a Kubo node fetches what a daemon added)
 #   phase-node <- Helia   (a daemon fetches what a Helia node added)
-#   Helia <- Helia        (the reference: two Helia nodes)
+#   phase-node <- Kubo    (a daemon fetches what a Kubo node added)
+#   Helia <- Helia, Kubo <- Helia, Kubo <- Kubo   (the references)
 # and prints MB/s, peak RSS of the fetching side, and the ratios.
 #
 #   scripts/bench-bitswap.sh [SIZE_MIB]
 #
-# Needs interop/helia installed (npm ci) and Node 20. The binary:
-# $PHASE_NODE, else a release build (cargo build --release).
+# Needs interop/helia (npm ci, Node 20) and interop/kubo (its .venv, as
+# scripts/test.sh makes it). The binary: $PHASE_NODE, else a release build
+# (cargo build --release). Kubo's peak RSS is its Python process's (the
+# Kubo library runs inside it).
 set -euo pipefail
 size_mib="${1:-256}"
 [[ "$size_mib" =~ ^[0-9]+$ ]] && [ "$size_mib" -ge 1 ] || { echo "bench-bitswap.sh: SIZE_MIB must be a number" >&2; exit 2; }
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 helia_dir="$root/interop/helia"
 [ -d "$helia_dir/node_modules/helia" ] || (cd "$helia_dir" && npm ci --no-audit --no-fund --loglevel=error)
+kubo_dir="$root/interop/kubo"
+[ -x "$kubo_dir/.venv/bin/python" ] || { echo "bench-bitswap.sh: interop/kubo/.venv is missing (scripts/test.sh makes it)" >&2; exit 1; }
 bin="${PHASE_NODE:-}"
 if [ -z "$bin" ]; then
   (cd "$root" && cargo build --release --quiet -p phase-node)
@@ -60,9 +66,21 @@ cid="$("$bin" --data-dir "$work/a" add "$file")"
 cmp -s "$file" "$work/out1" || { echo "bench-bitswap: Helia got other bytes" >&2; exit 1; }
 h_from_p_s="$(jq -r '.ms / 1000' "$work/helia1.json")"
 h_from_p_rss=$(( $(cat "$work/helia1.rss") / 1024 ))
+
+# kubo_fetch NAME CID ADDR: Kubo fetches into $work/NAME; sets $k_s and $k_rss.
+kubo_fetch() {
+  /usr/bin/time -f "%M" -o "$work/$1.rss" "$kubo_dir/.venv/bin/python" "$kubo_dir/kubo.py" fetch "$2" "$3" "$work/$1" 2>/dev/null >"$work/$1.json"
+  cmp -s "$file" "$work/$1" || { echo "bench-bitswap: Kubo got other bytes ($1)" >&2; exit 1; }
+  k_s="$(jq -r '.ms / 1000' "$work/$1.json")"
+  k_rss=$(( $(cat "$work/$1.rss") / 1024 ))
+}
+
+# 2. Kubo <- phase-node
+kubo_fetch out-kp "$cid" "$addr"
+k_from_p_s="$k_s"; k_from_p_rss="$k_rss"
 kill -TERM "$dpid"; wait "$dpid" 2>/dev/null || true
 
-# Helia serving the file (for 2 and 3).
+# Helia serving the file (for 3, 5 and 6).
 mkfifo "$work/hin"
 (cd "$helia_dir" && exec node --import ./polyfill.mjs helia.mjs serve "$file" <"$work/hin" >"$work/serve.json" 2>/dev/null) &
 pids+=("$!")
@@ -71,7 +89,7 @@ for _ in $(seq 1 600); do [ -s "$work/serve.json" ] && break; sleep 0.1; done
 hcid="$(jq -r .cid "$work/serve.json")"
 haddr="$(jq -r '.addrs[0]' "$work/serve.json")"
 
-# 2. phase-node <- Helia
+# 3. phase-node <- Helia
 start_daemon "$work/b"
 "$bin" --data-dir "$work/b" swarm connect "$haddr" >/dev/null
 t0="$(now)"
@@ -79,17 +97,48 @@ t0="$(now)"
 p_from_h_s="$(elapsed "$t0" "$(now)")"
 cmp -s "$file" "$work/out2" || { echo "bench-bitswap: phase-node got other bytes" >&2; exit 1; }
 p_from_h_rss="$(peak_mib "$dpid")"
+kill -TERM "$dpid"; wait "$dpid" 2>/dev/null || true
 
-# 3. Helia <- Helia
+# 4. phase-node <- Kubo (Kubo adds as `ipfs add` does by default: CIDv0)
+mkfifo "$work/kin"
+(exec "$kubo_dir/.venv/bin/python" "$kubo_dir/kubo.py" serve "$file" <"$work/kin" >"$work/kserve.json" 2>/dev/null) &
+pids+=("$!")
+exec 7>"$work/kin"
+for _ in $(seq 1 600); do [ -s "$work/kserve.json" ] && break; sleep 0.1; done
+kcid="$(jq -r .cid "$work/kserve.json")"
+kaddr="$(jq -r '.addrs[0] + "/p2p/" + .id' "$work/kserve.json")"
+start_daemon "$work/c"
+"$bin" --data-dir "$work/c" swarm connect "$kaddr" >/dev/null
+t0="$(now)"
+"$bin" --data-dir "$work/c" get "$kcid" -o "$work/out4" >/dev/null 2>&1
+p_from_k_s="$(elapsed "$t0" "$(now)")"
+cmp -s "$file" "$work/out4" || { echo "bench-bitswap: phase-node got other bytes from Kubo" >&2; exit 1; }
+p_from_k_rss="$(peak_mib "$dpid")"
+
+# 5. Kubo <- Helia, 6. Kubo <- Kubo
+kubo_fetch out-kh "$hcid" "$haddr"
+k_from_h_s="$k_s"; k_from_h_rss="$k_rss"
+kubo_fetch out-kk "$kcid" "$kaddr"
+k_from_k_s="$k_s"; k_from_k_rss="$k_rss"
+exec 7>&-
+
+# 7. Helia <- Helia
 /usr/bin/time -f "%M" -o "$work/helia3.rss" bash -c "cd '$helia_dir' && node --import ./polyfill.mjs helia.mjs fetch '$hcid' '$haddr' '$work/out3' 2>/dev/null" >"$work/helia3.json"
 cmp -s "$file" "$work/out3" || { echo "bench-bitswap: Helia got other bytes from Helia" >&2; exit 1; }
 h_from_h_s="$(jq -r '.ms / 1000' "$work/helia3.json")"
 h_from_h_rss=$(( $(cat "$work/helia3.rss") / 1024 ))
 exec 8>&-
 
+row() { printf '%-24s %10s %10s %11s MiB\n' "$1" "$2" "$(mbps "$2")" "$3"; }
 printf '%-24s %10s %10s %14s\n' "$size_mib MiB over Bitswap" "seconds" "MB/s" "fetcher peak"
-printf '%-24s %10s %10s %11s MiB\n' "Helia <- phase-node" "$h_from_p_s" "$(mbps "$h_from_p_s")" "$h_from_p_rss"
-printf '%-24s %10s %10s %11s MiB\n' "phase-node <- Helia" "$p_from_h_s" "$(mbps "$p_from_h_s")" "$p_from_h_rss"
-printf '%-24s %10s %10s %11s MiB\n' "Helia <- Helia" "$h_from_h_s" "$(mbps "$h_from_h_s")" "$h_from_h_rss"
-awk -v a="$h_from_h_s" -v b="$h_from_p_s" -v c="$p_from_h_s" 'BEGIN {
-  printf "serving: phase-node / Helia = %.2fx the speed; fetching: phase-node / Helia = %.2fx\n", a / b, a / c }'
+row "Helia <- phase-node" "$h_from_p_s" "$h_from_p_rss"
+row "Kubo <- phase-node" "$k_from_p_s" "$k_from_p_rss"
+row "phase-node <- Helia" "$p_from_h_s" "$p_from_h_rss"
+row "phase-node <- Kubo" "$p_from_k_s" "$p_from_k_rss"
+row "Helia <- Helia" "$h_from_h_s" "$h_from_h_rss"
+row "Kubo <- Helia" "$k_from_h_s" "$k_from_h_rss"
+row "Kubo <- Kubo" "$k_from_k_s" "$k_from_k_rss"
+awk -v hh="$h_from_h_s" -v hp="$h_from_p_s" -v ph="$p_from_h_s" \
+    -v kh="$k_from_h_s" -v kp="$k_from_p_s" -v kk="$k_from_k_s" -v pk="$p_from_k_s" 'BEGIN {
+  printf "serving Helia: phase-node / Helia = %.2fx the speed; serving Kubo: phase-node / Helia = %.2fx, phase-node / Kubo = %.2fx\n", hh / hp, kh / kp, kk / kp
+  printf "fetching from Helia: phase-node / Helia = %.2fx; from Kubo: phase-node / Kubo = %.2fx\n", hh / ph, kk / pk }'
