@@ -26,6 +26,8 @@ import { identify } from '@libp2p/identify'
 import { multiaddr } from '@multiformats/multiaddr'
 import { CID } from 'multiformats/cid'
 import { generateKeyPair } from '@libp2p/crypto/keys'
+import { fixedSize } from 'ipfs-unixfs-importer/chunker'
+import { balanced } from 'ipfs-unixfs-importer/layout'
 
 const [mode, ...args] = process.argv.slice(2)
 // HELIA_KEY=rsa: an RSA identity, as old Kubo repos have (`Qm…` peer ids).
@@ -44,9 +46,15 @@ await helia.start()
 const fs2 = unixfs(helia)
 // `ipfs add --cid-version=1`: 256 KiB chunks, raw leaves, 174 links per node.
 // HELIA_CID_VERSION=0: Kubo's default instead (CIDv0, dag-pb leaves).
+// @helia/unixfs passes its own chunker and layout (1 MiB chunks, 1024 links),
+// which win over the importer's `profile`: Kubo's are given here.
+// HELIA_CHUNK=N: N-byte chunks instead (Helia's own 1 MiB makes messages
+// over 1 MiB, which Rust yamux once refused).
+const chunkSize = Number(process.env.HELIA_CHUNK ?? 262_144)
+const kubo = { chunker: fixedSize({ chunkSize }), layout: balanced({ maxChildrenPerNode: 174 }) }
 const addOptions = process.env.HELIA_CID_VERSION === '0'
-  ? { cidVersion: 0, rawLeaves: false }
-  : { profile: 'unixfs-v0-2015', cidVersion: 1, rawLeaves: true }
+  ? { ...kubo, cidVersion: 0, rawLeaves: false }
+  : { ...kubo, profile: 'unixfs-v0-2015', cidVersion: 1, rawLeaves: true }
 
 // Fetches file CID over Bitswap into OUT (2 minutes at most); its length.
 async function catTo (cid, out) {

@@ -152,7 +152,7 @@ fn a_phase_node_fetches_a_file_only_a_helia_node_holds() {
     let file = dir.path().join("input.bin");
     // Several of Helia's 1 MiB blocks in one Bitswap message.
     let bytes = random_file(&file, 5 << 20);
-    let (node, cid) = helia_serving(&daemon, &file, &[]);
+    let (node, cid) = helia_serving(&daemon, &file, &[("HELIA_CHUNK", "1048576")]);
     let out = daemon.cli(&["swarm", "peers"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("/ipfs/bitswap/1.2.0"));
     daemon_gets(&daemon, node, &cid, &dir.path().join("got.bin"), &bytes);
@@ -261,6 +261,10 @@ fn a_worker_runs_a_job_whose_input_directory_only_a_helia_node_holds() {
         String::from_utf8_lossy(&out.stderr)
     );
     let report = std::fs::read_to_string(result.join("output/report.txt")).unwrap();
+    // Helia, given Kubo's chunker and layout, made the CID `add -r` makes.
+    let out = requester.cli(&["add", "-r", texts.to_str().unwrap()]);
+    let ours = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(ours.lines().last(), Some(input.as_str()));
     assert!(report.contains("3 a.txt"), "{report}");
     assert!(report.contains("2 sub/b.txt"), "{report}");
     assert!(report.contains("TOTAL 5"), "{report}");
