@@ -4,9 +4,11 @@
 //! One actor ([`run`]) owns the Bitswap state; streams come and go through
 //! a `libp2p-stream` [`Control`] of the node's swarm.
 //!
-//! - Inbound streams (Kubo keeps one open per peer and writes many
-//!   messages; Helia opens one per batch) are read by a task each, message
-//!   by message (varint length prefix, at most [`MAX_MESSAGE`]), until EOF.
+//! - Inbound streams (Kubo keeps one open per peer for its wants and opens
+//!   one per message for its answers; Helia opens one per batch) are read
+//!   by a task each, message by message (varint length prefix, at most
+//!   [`MAX_MESSAGE`]), until EOF; a peer's streams beyond those read at
+//!   once wait their turn ([`inbound`]).
 //!   A frame that is not a Bitswap message ends that stream, logged once
 //!   with the peer's id.
 //! - Answers go on this node's own outbound stream to the peer (never back
@@ -19,6 +21,7 @@
 //!   passes. A block nobody asked that peer for is a wrong block: its
 //!   requests fail and the peer is not asked again.
 
+mod inbound;
 pub mod message;
 mod requests;
 
@@ -37,6 +40,7 @@ use tracing::{debug, warn};
 use phase_protocol::Cid;
 use phase_protocol::block::BlockResponse;
 
+use self::inbound::{Admit, Inbound};
 use self::message::{Entry, Presence, WantType};
 pub use self::message::{MAX_MESSAGE, Message};
 use self::requests::{Delivery, Requests};
@@ -51,10 +55,6 @@ pub const PROTOCOLS: [StreamProtocol; 2] = [
 pub const MAX_WANTS_PER_PEER: usize = 1024;
 /// Block bytes in one answer message at most (under [`MAX_MESSAGE`]).
 const ANSWER_BYTES: usize = 2 << 20;
-/// Inbound streams read at once at most, and per peer (Kubo keeps one,
-/// Helia opens one per batch, one batch at a time).
-const MAX_INBOUND: usize = 256;
-const MAX_INBOUND_PER_PEER: usize = 8;
 /// Wants of all peers being answered at once at most.
 const MAX_WANTS: usize = 16 * MAX_WANTS_PER_PEER;
 /// Messages queued to one peer's writer at most.
@@ -171,7 +171,7 @@ pub(crate) async fn run(
     );
     let (inbound_tx, mut inbound) = mpsc::channel::<(PeerId, Result<Message, String>)>(64);
     let mut tasks: JoinSet<Done> = JoinSet::new();
-    let mut readers: HashMap<PeerId, usize> = HashMap::new();
+    let mut readers = Inbound::default();
     let mut writers: HashMap<PeerId, mpsc::Sender<Message>> = HashMap::new();
     let mut answering: HashMap<PeerId, usize> = HashMap::new();
     let mut requests_in_flight = Requests::default();
@@ -181,15 +181,16 @@ pub(crate) async fn run(
         tokio::select! {
             () = cancel.cancelled() => break,
             Some((peer, stream)) = incoming.next() => {
-                let total: usize = readers.values().sum();
-                let of_peer = readers.get(&peer).copied().unwrap_or(0);
-                if total >= MAX_INBOUND || of_peer >= MAX_INBOUND_PER_PEER || bad.contains(&peer) {
-                    debug!(%peer, "bitswap stream refused");
+                if bad.contains(&peer) {
                     continue;
                 }
-                *readers.entry(peer).or_default() += 1;
-                let tx = inbound_tx.clone();
-                tasks.spawn(read_stream(peer, stream, tx));
+                match readers.arrive(peer, stream) {
+                    Admit::Read(stream) => {
+                        tasks.spawn(read_stream(peer, stream, inbound_tx.clone()));
+                    }
+                    Admit::Waiting => {}
+                    Admit::Refused => debug!(%peer, "bitswap stream refused: too many open"),
+                }
             }
             Some((peer, message)) = inbound.recv() => {
                 let message = match message {
@@ -243,6 +244,7 @@ pub(crate) async fn run(
                         bad.clear();
                     }
                     bad.insert(peer);
+                    readers.forget(peer);
                     requests_in_flight.fail_peer(peer, || BitswapError::WrongBlock { peer });
                 }
                 requests_in_flight.finish_answered();
@@ -269,11 +271,8 @@ pub(crate) async fn run(
             }
             Some(done) = tasks.join_next() => match done {
                 Ok(Done::Reader(peer)) => {
-                    if let Some(n) = readers.get_mut(&peer) {
-                        *n -= 1;
-                        if *n == 0 {
-                            readers.remove(&peer);
-                        }
+                    if let Some(next) = readers.done(peer) {
+                        tasks.spawn(read_stream(peer, next, inbound_tx.clone()));
                     }
                 }
                 Ok(Done::Writer(peer)) => {
