@@ -8,7 +8,7 @@ use phase_node::config::NodeConfig;
 use phase_node::node::NodeHandle;
 use phase_node::requester::SubmitOptions;
 use phase_node::store::files;
-use phase_protocol::{ByteSize, Cid, JobSpec, Limits, Status};
+use phase_protocol::{ByteSize, Cid, JobSpec, Limits, Status, unixfs};
 
 use phase_tests::{TestNet, loopback_config, within};
 
@@ -136,7 +136,7 @@ async fn output_over_max_output_is_cut_and_the_receipt_still_comes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_thousand_files_in_output_still_give_a_receipt() {
+async fn ten_thousand_files_in_output_come_back_as_a_sharded_directory() {
     let net = net().await;
     let module = output_module(
         "(loop $f
@@ -148,15 +148,26 @@ async fn ten_thousand_files_in_output_still_give_a_receipt() {
     );
     let (receipt, result) = submit(&net, module, 1 << 20).await;
     assert_eq!(receipt.status, Status::Exited { code: 0 });
-    let note = entry(&net.nodes[1], result, "output-cut")
+    let c: &NodeHandle = &net.nodes[1];
+    let cut = files::entry(c.store(), result, "output-cut").await.unwrap();
+    assert_eq!(cut, None, "nothing was cut");
+    let output = files::entry(c.store(), result, "output")
         .await
-        .expect("the package says the output was not kept");
-    let note = String::from_utf8_lossy(&note);
-    assert!(note.contains("output"), "{note}");
-    assert!(
-        !note.contains("input"),
-        "names the output, not the inputs: {note}"
-    );
+        .unwrap()
+        .expect("the package has output/");
+    let data = c.store().get(&output).await.unwrap().unwrap();
+    assert!(matches!(
+        unixfs::decode(&output, &data),
+        Ok(unixfs::Node::Shard(_))
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    files::get(c.store(), output, dir.path().join("output"))
+        .await
+        .unwrap();
+    let written = std::fs::read_dir(dir.path().join("output"))
+        .unwrap()
+        .count();
+    assert_eq!(written, 10_000);
     net.shutdown().await;
 }
 

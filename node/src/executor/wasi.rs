@@ -200,3 +200,21 @@ pub fn dir_over(dir: &Path, max_bytes: u64, max_entries: u64) -> Option<Over> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_output_folder_is_over_by_entries_or_by_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        for i in 0..4 {
+            std::fs::write(dir.path().join(format!("sub/f{i}")), [0u8; 10]).unwrap();
+        }
+        // Five entries (the folder and its four files), 40 bytes.
+        assert!(dir_over(dir.path(), 40, 5).is_none());
+        assert!(matches!(dir_over(dir.path(), 40, 4), Some(Over::Entries)));
+        assert!(matches!(dir_over(dir.path(), 39, 5), Some(Over::Bytes)));
+    }
+}
