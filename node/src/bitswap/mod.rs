@@ -8,7 +8,7 @@
 //!   one per message for its answers; Helia opens one per batch) are read
 //!   by a task each, message by message (varint length prefix, at most
 //!   [`MAX_MESSAGE`]), until EOF; a peer's streams beyond those read at
-//!   once wait their turn ([`inbound`]).
+//!   once wait their turn (`inbound`).
 //!   A frame that is not a Bitswap message ends that stream, logged once
 //!   with the peer's id.
 //! - Answers go on this node's own outbound stream to the peer (never back

@@ -6,7 +6,7 @@
 //!   to the CID, and re-hash on `get`: a corrupt block is reported, never
 //!   returned.
 //! - [`files`] imports files and directories as UnixFS DAGs (streaming, in
-//!   bounded memory) and reads them back.
+//!   bounded memory) and reads them back, [`dirs`] plain or sharded ones.
 //! - Pins name the roots to keep; [`BlockStore::gc`] deletes every block not
 //!   reachable from a pin.
 
@@ -16,6 +16,7 @@ pub mod files;
 pub mod fs;
 pub mod mem;
 pub mod state;
+mod untrusted; // limits on what a stranger's tree writes out
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -316,8 +317,8 @@ impl BlockStore {
         self.blocking(move |s| s.put_blocking(&cid, &data)).await
     }
 
-    /// Stores many blocks in one blocking task and one filesystem sync; each
-    /// is checked against its CID. Returns one result per block, in order.
+    /// Stores many blocks (each checked against its CID) in one blocking
+    /// task and one filesystem sync; one result per block, in order.
     ///
     /// # Errors
     /// Only when the blocking task itself fails; per-block errors are in the list.
@@ -356,8 +357,7 @@ impl BlockStore {
         }
     }
 
-    /// Reads many blocks in one blocking task (each re-hashed). Returns one
-    /// result per CID, in order.
+    /// Reads many blocks (each re-hashed) in one blocking task, in order.
     ///
     /// # Errors
     /// Only when the blocking task itself fails; per-block errors are in the list.
