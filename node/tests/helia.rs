@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::Daemon;
+use common::{Daemon, random_file};
 
 fn helia_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../interop/helia");
@@ -26,21 +26,6 @@ fn helia(args: &[&str]) -> Command {
         .args(["--import", "./polyfill.mjs", "helia.mjs"])
         .args(args);
     cmd
-}
-
-/// Bytes that do not repeat, so every chunk is its own block.
-fn random_file(path: &Path, len: usize) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(len);
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d ^ len as u64;
-    while bytes.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        bytes.extend_from_slice(&x.to_le_bytes());
-    }
-    bytes.truncate(len);
-    std::fs::write(path, &bytes).unwrap();
-    bytes
 }
 
 /// `phase-node add FILE` through the daemon: the root CID.
@@ -101,22 +86,7 @@ fn helia_serving(
     let served: serde_json::Value = serde_json::from_str(&line).expect("helia prints its CID");
     let cid = served["cid"].as_str().unwrap().to_owned();
     let helia_addr = served["addrs"][0].as_str().unwrap().to_owned();
-    // Kubo's verb: dial it, wait until it is identified as a Bitswap peer.
-    let out = daemon.cli(&["swarm", "connect", &helia_addr, "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let connected: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(
-        connected["connections"][0]["protocols"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p == "/ipfs/bitswap/1.2.0"),
-        "{connected}"
-    );
+    daemon.connect_bitswap(&helia_addr);
     (node, cid)
 }
 

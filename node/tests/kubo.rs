@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use common::Daemon;
+use common::{Daemon, random_file};
 
 fn interop(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -30,22 +30,6 @@ fn kubo(args: &[&str]) -> Command {
     let mut cmd = Command::new(python);
     cmd.current_dir(&dir).arg("kubo.py").args(args);
     cmd
-}
-
-/// Bytes that do not repeat, so every chunk is its own block.
-fn random_file(path: &Path, len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ len as u64;
-    let bytes: Vec<u8> = (0..len.div_ceil(8))
-        .flat_map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()
-        })
-        .take(len)
-        .collect();
-    std::fs::write(path, &bytes).unwrap();
-    bytes
 }
 
 /// A process that prints one JSON line, then serves until its stdin closes.
@@ -87,22 +71,6 @@ impl Drop for Serving {
     }
 }
 
-/// `swarm connect` from the daemon; asserts the peer speaks Bitswap.
-fn connect(daemon: &Daemon, addr: &str) {
-    let out = daemon.cli(&["swarm", "connect", addr, "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let connected: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let protocols = connected["connections"][0]["protocols"].as_array().unwrap();
-    assert!(
-        protocols.iter().any(|p| p == "/ipfs/bitswap/1.2.0"),
-        "{connected}"
-    );
-}
-
 #[test]
 fn kubo_fetches_a_10_mib_file_added_on_a_phase_node() {
     let dir = tempfile::tempdir().unwrap();
@@ -136,7 +104,7 @@ fn a_phase_node_fetches_a_cidv0_file_kubo_added_and_prints_it_as_given() {
     let node = Serving::start(kubo(&["serve", file.to_str().unwrap()]));
     let cid = node.said["cid"].as_str().unwrap().to_owned();
     assert!(cid.starts_with("Qm"), "Kubo's default is CIDv0: {cid}");
-    connect(&daemon, &node.addr());
+    daemon.connect_bitswap(&node.addr());
     let got = dir.path().join("got.bin");
     let out = daemon.cli(&["get", &cid, "-o", got.to_str().unwrap()]);
     let said = format!(
@@ -176,8 +144,8 @@ fn a_peer_answering_with_wrong_blocks_is_dropped_and_kubo_completes_the_fetch() 
         .args(["--import", "./polyfill.mjs", "helia.mjs", "liar"]);
     let liar = Serving::start(liar);
     // The liar first: the fetch asks its Bitswap peers in turn.
-    connect(&daemon, &liar.addr());
-    connect(&daemon, &kubo_node.addr());
+    daemon.connect_bitswap(&liar.addr());
+    daemon.connect_bitswap(&kubo_node.addr());
     let got = dir.path().join("got.bin");
     let out = daemon.cli(&["get", &cid, "-o", got.to_str().unwrap()]);
     assert!(out.status.success(), "{out:?}");

@@ -122,6 +122,40 @@ impl Daemon {
     pub(crate) fn cli(&self, args: &[&str]) -> Output {
         finish(self.spawn_cli(args))
     }
+
+    /// `swarm connect ADDR` (Kubo's verb: dials, waits until identified);
+    /// asserts the peer speaks Bitswap 1.2.0.
+    pub(crate) fn connect_bitswap(&self, addr: &str) {
+        let out = self.cli(&["swarm", "connect", addr, "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let connected: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let protocols = connected["connections"][0]["protocols"].as_array().unwrap();
+        assert!(
+            protocols.iter().any(|p| p == "/ipfs/bitswap/1.2.0"),
+            "{connected}"
+        );
+    }
+}
+
+/// Writes `len` bytes that do not repeat (so every chunk is its own block)
+/// to `path`, and returns them.
+#[allow(dead_code)]
+pub(crate) fn random_file(path: &Path, len: usize) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(len);
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d ^ len as u64;
+    while bytes.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        bytes.extend_from_slice(&x.to_le_bytes());
+    }
+    bytes.truncate(len);
+    std::fs::write(path, &bytes).unwrap();
+    bytes
 }
 
 impl Drop for Daemon {
