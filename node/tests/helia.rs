@@ -146,15 +146,7 @@ fn a_cidv0_file_with_dag_pb_leaves_from_helia_is_fetched_and_printed_as_given() 
 #[test]
 fn garbage_bitswap_frames_are_refused_logged_once_and_the_node_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
-    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let sink = logs.clone();
-    let daemon = Daemon::start(
-        &dir.path().join("d"),
-        &["--no-worker"],
-        Some(Box::new(move |line: &str| {
-            sink.lock().unwrap().push(line.to_owned())
-        })),
-    );
+    let (daemon, logs) = Daemon::start_logged(&dir.path().join("d"), &["--no-worker"]);
     let file = dir.path().join("f.bin");
     let bytes = random_file(&file, 1 << 20);
     let cid = add(&daemon, &file);
@@ -186,12 +178,7 @@ fn garbage_bitswap_frames_are_refused_logged_once_and_the_node_keeps_serving() {
 #[test]
 fn a_worker_runs_a_job_whose_input_directory_only_a_helia_node_holds() {
     let dir = tempfile::tempdir().unwrap();
-    let worker = Daemon::start(&dir.path().join("w"), &[], None);
-    let requester = Daemon::start(
-        &dir.path().join("r"),
-        &["--no-worker", "--bootstrap", &worker.addr],
-        None,
-    );
+    let (worker, requester) = Daemon::worker_and_requester(dir.path());
     let texts = dir.path().join("texts");
     std::fs::create_dir_all(texts.join("sub")).unwrap();
     std::fs::write(texts.join("a.txt"), "one two three\n").unwrap();
@@ -213,13 +200,13 @@ fn a_worker_runs_a_job_whose_input_directory_only_a_helia_node_holds() {
         .to_string(),
     )
     .unwrap();
-    let worker_id = worker.addr.rsplit("/p2p/").next().unwrap().to_owned();
+    let worker_id = worker.peer_id();
     let result = dir.path().join("result");
     let out = requester.cli(&[
         "submit",
         job.to_str().unwrap(),
         "--worker",
-        &worker_id,
+        worker_id,
         "-o",
         result.to_str().unwrap(),
     ]);

@@ -9,7 +9,6 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 
 use common::{Daemon, random_file};
 
@@ -123,15 +122,7 @@ fn a_phase_node_fetches_a_cidv0_file_kubo_added_and_prints_it_as_given() {
 #[test]
 fn a_peer_answering_with_wrong_blocks_is_dropped_and_kubo_completes_the_fetch() {
     let dir = tempfile::tempdir().unwrap();
-    let logs = Arc::new(Mutex::new(Vec::<String>::new()));
-    let sink = logs.clone();
-    let daemon = Daemon::start(
-        &dir.path().join("d"),
-        &["--no-worker"],
-        Some(Box::new(move |line: &str| {
-            sink.lock().unwrap().push(line.to_owned())
-        })),
-    );
+    let (daemon, logs) = Daemon::start_logged(&dir.path().join("d"), &["--no-worker"]);
     let file = dir.path().join("f.bin");
     let bytes = random_file(&file, 10 << 20);
     let kubo_node = Serving::start(kubo(&["serve", file.to_str().unwrap()]));

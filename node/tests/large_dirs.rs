@@ -90,13 +90,8 @@ fn job(dir: &Path, wasm: &str, args: &[&str], input: Option<&str>) -> PathBuf {
 #[test]
 fn jobs_read_100_000_and_10_000_entry_inputs_and_write_10_000_files_to_output() {
     let dir = tempfile::tempdir().unwrap();
-    let worker = Daemon::start(&dir.path().join("w"), &[], None);
-    let requester = Daemon::start(
-        &dir.path().join("r"),
-        &["--no-worker", "--bootstrap", &worker.addr],
-        None,
-    );
-    let worker_id = worker.addr.rsplit("/p2p/").next().unwrap().to_owned();
+    let (worker, requester) = Daemon::worker_and_requester(dir.path());
+    let worker_id = worker.peer_id();
     // Submits, writes the package to `result`; the package's CID. A
     // 100,000-entry input takes minutes in a debug build on two cores.
     let submit = |job: &Path, result: &Path| {
@@ -104,7 +99,7 @@ fn jobs_read_100_000_and_10_000_entry_inputs_and_write_10_000_files_to_output() 
             "submit",
             job.to_str().unwrap(),
             "--worker",
-            &worker_id,
+            worker_id,
             "--json",
         ];
         let out = finish_within(requester.spawn_cli(&args), Duration::from_secs(1200));

@@ -101,6 +101,34 @@ impl Daemon {
         }
     }
 
+    /// [`Daemon::start`], keeping every line it logs.
+    pub(crate) fn start_logged(
+        dir: &Path,
+        extra: &[&str],
+    ) -> (Self, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = logs.clone();
+        let hook: LogHook = Box::new(move |line: &str| sink.lock().unwrap().push(line.to_owned()));
+        (Self::start(dir, extra, Some(hook)), logs)
+    }
+
+    /// A worker (`DIR/w`) and a requester that runs no jobs (`DIR/r`)
+    /// bootstrapped from it.
+    pub(crate) fn worker_and_requester(dir: &Path) -> (Self, Self) {
+        let worker = Self::start(&dir.join("w"), &[], None);
+        let requester = Self::start(
+            &dir.join("r"),
+            &["--no-worker", "--bootstrap", &worker.addr],
+            None,
+        );
+        (worker, requester)
+    }
+
+    /// Its peer id (the end of its address).
+    pub(crate) fn peer_id(&self) -> &str {
+        self.addr.rsplit("/p2p/").next().unwrap_or_default()
+    }
+
     pub(crate) fn socket(&self) -> std::path::PathBuf {
         self.dir.join("api.sock")
     }
