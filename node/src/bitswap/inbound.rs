@@ -15,9 +15,11 @@ use libp2p::PeerId;
 /// Streams read at once at most, and per peer.
 const MAX_READING: usize = 256;
 const MAX_READING_PER_PEER: usize = 8;
-/// Streams waiting to be read at most, per peer and in all.
+/// Streams waiting to be read at most, per peer and in all. A waiting
+/// stream still receives up to its yamux window (256 KiB) before its sender
+/// stalls: 8 MiB per peer, 64 MiB in all at most.
 const MAX_WAITING_PER_PEER: usize = 32;
-const MAX_WAITING: usize = 1024;
+const MAX_WAITING: usize = 256;
 
 /// What to do with a stream that arrived.
 pub(super) enum Admit<S> {
