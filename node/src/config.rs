@@ -142,6 +142,16 @@ pub struct NetworkConfig {
     /// How often to re-run the Kademlia bootstrap.
     #[serde(with = "humantime_serde")]
     pub bootstrap_interval: Duration,
+    /// How long a provider record (of a capability or of content) lives
+    /// on the DHT peers that store it; records of a node that went away
+    /// expire after this.
+    #[serde(with = "humantime_serde")]
+    pub provider_ttl: Duration,
+    /// How often this node announces its provider records again; keep it
+    /// well under `provider_ttl`. Records are also announced again whenever
+    /// the routing table has doubled (a network forming around the node).
+    #[serde(with = "humantime_serde")]
+    pub provider_republish: Duration,
     /// Deadline of one request to a peer.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
@@ -257,6 +267,8 @@ impl Default for NetworkConfig {
             max_connections: 256,
             max_connections_per_peer: 4,
             bootstrap_interval: Duration::from_secs(300),
+            provider_ttl: Duration::from_secs(48 * 3600),
+            provider_republish: Duration::from_secs(12 * 3600),
             request_timeout: Duration::from_secs(30),
             dht_mode: DhtMode::Auto,
             external: Vec::new(),

@@ -149,6 +149,21 @@ impl TestNet {
         }
     }
 
+    /// Waits until every node is part of the DHT (connected to node 0, a
+    /// bootstrap query completed): what a network of any size can promise,
+    /// where [`TestNet::converge`] needs every routing table to hold every
+    /// node, which Kademlia's 20-peer buckets allow only in small networks.
+    ///
+    /// # Panics
+    /// When the deadline passes or a node stops.
+    pub async fn ready(&self) {
+        for node in &self.nodes {
+            within(node.network().wait_dht_ready(1))
+                .await
+                .expect("the node runs");
+        }
+    }
+
     /// Stops every node.
     pub async fn shutdown(self) {
         for node in self.nodes {

@@ -94,7 +94,9 @@ pub struct IdAnswer {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PeersQuery {
-    /// Wait (bounded) until the routing table holds this many peers.
+    /// Wait (bounded) until the node is part of the DHT (connected to its
+    /// bootstrap, a bootstrap query completed) with at least this many
+    /// peers (at least 1) in its routing table.
     pub wait: Option<usize>,
 }
 
@@ -107,6 +109,41 @@ pub struct PeersAnswer {
     pub reachability: Reachability,
     /// Every open connection, direct or relayed, with the peer's address.
     pub connections: Vec<Connection>,
+    /// The node's place in the DHT.
+    pub dht: crate::network::DhtState,
+}
+
+/// `GET /api/v1/dht/peer/{peer}`: a Kademlia lookup of a PeerId.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FindPeerAnswer {
+    /// Whom the lookup looked for.
+    pub peer: PeerId,
+    /// Whether the lookup found it.
+    pub found: bool,
+    /// Its addresses, as the DHT knows them.
+    pub addrs: Vec<Multiaddr>,
+    /// How long the lookup took.
+    pub millis: u64,
+}
+
+/// Query of `GET /api/v1/dht/providers`: exactly one of the two.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvidersQuery {
+    /// Providers of this content root.
+    pub cid: Option<String>,
+    /// Workers that advertise this capability (e.g. `wasi-p1`).
+    pub capability: Option<String>,
+}
+
+/// `GET /api/v1/dht/providers`: a Kademlia provider lookup.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvidersAnswer {
+    /// The providers found (this node included if it provides the key).
+    pub providers: Vec<PeerId>,
+    /// How long the lookup took (a lookup of the same key in the last few
+    /// seconds is answered from memory).
+    pub millis: u64,
 }
 
 /// Query of `POST /api/v1/swarm/connect`.

@@ -320,13 +320,17 @@ impl ConfigCommand {
 
 /// List the running daemon's connections, each as `direct` or `relayed`
 /// (through a circuit relay) with the peer's address and who dialled, then
-/// the routing-table peers it is not connected to; and its reachability.
+/// the routing-table peers it is not connected to; its reachability and
+/// its place in the DHT.
 #[derive(Debug, Args)]
 pub(super) struct PeersArgs {
-    /// Wait (up to a minute) until the routing table holds at least this
-    /// many peers.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    wait: usize,
+    /// Wait (up to a minute) until the node is part of the DHT: connected
+    /// to its bootstrap peer, its routing table refreshed by a completed
+    /// bootstrap query, and at least N peers in it (default 1). Not every
+    /// node of a network: past a few dozen nodes no routing table holds
+    /// them all; `phase-node dht find-peer` finds any of them.
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "1")]
+    wait: Option<usize>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -339,8 +343,8 @@ impl PeersArgs {
             bail!("no daemon is running on {}", data_dir.root().display());
         };
         let path = match self.wait {
-            0 => "/api/v1/peers".to_owned(),
-            n => format!("/api/v1/peers?wait={n}"),
+            None => "/api/v1/peers".to_owned(),
+            Some(n) => format!("/api/v1/peers?wait={n}"),
         };
         let answer: PeersAnswer = daemon.get(&path).await?;
         let mut out = std::io::stdout().lock();
@@ -349,6 +353,18 @@ impl PeersArgs {
             writeln!(out)?;
         } else {
             writeln!(out, "reachability: {}", answer.reachability)?;
+            let dht = &answer.dht;
+            writeln!(
+                out,
+                "dht: {} in the routing table, {} bootstrap queries done, bootstrap peer {}",
+                dht.routing_peers,
+                dht.bootstraps,
+                if dht.bootstrap_connected {
+                    "connected"
+                } else {
+                    "not connected"
+                }
+            )?;
             for c in &answer.connections {
                 let kind = if c.relayed { "relayed" } else { "direct" };
                 let way = if c.outbound { "out" } else { "in" };

@@ -149,7 +149,7 @@ impl SubmitArgs {
                     NodeHandle::spawn_with(config, key, store.clone(), None, std::env::temp_dir())
                         .await?;
                 let result = async {
-                    tokio::time::timeout(JOIN_DEADLINE, node.network().wait_routing_peers(1))
+                    tokio::time::timeout(JOIN_DEADLINE, node.network().wait_dht_ready(1))
                         .await
                         .map_err(|_| {
                             anyhow::anyhow!(

@@ -5,6 +5,7 @@
 
 mod content;
 mod daemon;
+mod dht;
 mod jobs;
 mod pins;
 mod run;
@@ -147,6 +148,8 @@ enum Command {
     Config(daemon::ConfigCommand),
     Peers(daemon::PeersArgs),
     #[command(subcommand)]
+    Dht(dht::DhtCommand),
+    #[command(subcommand)]
     Swarm(daemon::SwarmCommand),
     Submit(jobs::SubmitArgs),
     Status(jobs::StatusArgs),
@@ -183,6 +186,7 @@ impl Cli {
             Command::Id(args) => args.execute(global).await,
             Command::Config(cmd) => cmd.execute(),
             Command::Peers(args) => args.execute(global).await,
+            Command::Dht(command) => command.execute(global).await,
             Command::Swarm(command) => command.execute(global).await,
             Command::Submit(args) => args.execute(global).await,
             Command::Status(args) => args.execute(global).await,

@@ -25,6 +25,14 @@ pub const KAD_PROTOCOL: &str = "/phase/kad/1.0.0";
 /// for a window of requests in flight, few enough that a peer opening
 /// streams without end is cut off.
 const MAX_BLOCK_STREAMS: usize = 64;
+/// Providers of one key a DHT server keeps (libp2p's default is 20, the
+/// first to come). Every worker provides the same capability keys, so this
+/// is how many workers one record holder can name; a lookup asks about
+/// twenty holders and joins their answers.
+const MAX_PROVIDERS_PER_KEY: usize = 256;
+/// Largest Kademlia message: an answer naming [`MAX_PROVIDERS_PER_KEY`]
+/// providers with a few addresses each (libp2p's default is 16 KiB).
+const MAX_KAD_MESSAGE: usize = 256 * 1024;
 /// Concurrent job streams per connection: a requester with many jobs in
 /// flight polls them all; a peer flooding submits is cut off here first and
 /// answered `busy` by the scheduler after that.
@@ -63,9 +71,20 @@ impl Behaviour {
             .with_max_established_per_peer(Some(config.max_connections_per_peer))
             .with_max_pending_incoming(Some(config.max_connections / 2));
         let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
-        kad_config.set_query_timeout(config.request_timeout);
-        let mut kad =
-            kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
+        kad_config
+            .set_query_timeout(config.request_timeout)
+            .set_periodic_bootstrap_interval(Some(config.bootstrap_interval))
+            .set_provider_record_ttl(Some(config.provider_ttl))
+            .set_provider_publication_interval(Some(config.provider_republish))
+            .set_max_packet_size(MAX_KAD_MESSAGE);
+        let store = kad::store::MemoryStore::with_config(
+            peer_id,
+            kad::store::MemoryStoreConfig {
+                max_providers_per_key: MAX_PROVIDERS_PER_KEY,
+                ..kad::store::MemoryStoreConfig::default()
+            },
+        );
+        let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
         // Never libp2p's automatic mode: it turns a server on any confirmed
         // external address, a relayed one included. The event loop sets the
         // mode from what it knows of reachability.

@@ -172,6 +172,10 @@ pub(crate) enum Command {
     RoutingPeers {
         reply: Reply<Vec<PeerId>>,
     },
+    FindPeer {
+        peer: PeerId,
+        reply: Reply<Vec<Multiaddr>>,
+    },
     NatStatus {
         reply: Reply<NatStatus>,
     },
@@ -186,8 +190,32 @@ pub struct NetworkClient {
     commands: mpsc::Sender<Command>,
     bitswap: BitswapClient,
     listen_addrs: watch::Receiver<Vec<Multiaddr>>,
-    routing_peers: watch::Receiver<usize>,
+    dht: watch::Receiver<DhtState>,
     peer_id: PeerId,
+}
+
+/// What a node knows of its place in the DHT, as the swarm task last saw it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DhtState {
+    /// Peers in the Kademlia routing table.
+    pub routing_peers: usize,
+    /// Connected to a configured bootstrap peer now, or none is configured.
+    pub bootstrap_connected: bool,
+    /// Bootstrap queries (a lookup of this node's own id, then one into
+    /// each bucket) completed with a peer in the routing table.
+    pub bootstraps: u64,
+}
+
+impl DhtState {
+    /// Part of the DHT: connected to its bootstrap (if it has one), its
+    /// routing table refreshed by a completed bootstrap query, and at least
+    /// `min_peers` peers in it. Not a full routing table: Kademlia's
+    /// buckets hold 20 peers each, so past a few dozen nodes no node knows
+    /// every other; it finds them by lookup.
+    #[must_use]
+    pub fn ready(&self, min_peers: usize) -> bool {
+        self.bootstrap_connected && self.bootstraps > 0 && self.routing_peers >= min_peers.max(1)
+    }
 }
 
 impl NetworkClient {
@@ -397,11 +425,43 @@ impl NetworkClient {
     /// # Errors
     /// [`NetworkError::Shutdown`] if the swarm stops first.
     pub async fn wait_routing_peers(&self, n: usize) -> Result<(), NetworkError> {
-        let mut rx = self.routing_peers.clone();
-        rx.wait_for(|count| *count >= n)
+        let mut rx = self.dht.clone();
+        rx.wait_for(|dht| dht.routing_peers >= n)
             .await
             .map_err(|_| NetworkError::Shutdown)?;
         Ok(())
+    }
+
+    /// The node's place in the DHT now.
+    #[must_use]
+    pub fn dht_state(&self) -> DhtState {
+        *self.dht.borrow()
+    }
+
+    /// Waits until the node is part of the DHT ([`DhtState::ready`]).
+    ///
+    /// # Errors
+    /// [`NetworkError::Shutdown`] if the swarm stops first.
+    pub async fn wait_dht_ready(&self, min_peers: usize) -> Result<DhtState, NetworkError> {
+        let mut rx = self.dht.clone();
+        let state = rx
+            .wait_for(|dht| dht.ready(min_peers))
+            .await
+            .map_err(|_| NetworkError::Shutdown)?;
+        Ok(*state)
+    }
+
+    /// Finds `peer` through the DHT (a Kademlia lookup of its id, even
+    /// when it is connected or in the routing table): its addresses, or
+    /// none when the lookup ended without it.
+    ///
+    /// # Errors
+    /// [`NetworkError::Shutdown`].
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the reply; the lookup still runs.
+    pub async fn find_peer(&self, peer: PeerId) -> Result<Vec<Multiaddr>, NetworkError> {
+        self.call(|reply| Command::FindPeer { peer, reply }).await
     }
 }
 
@@ -480,12 +540,15 @@ pub(crate) fn new(
     let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
     let (listen_tx, listen_rx) = watch::channel(Vec::new());
-    let (routing_tx, routing_rx) = watch::channel(0);
+    let (dht_tx, dht_rx) = watch::channel(DhtState {
+        bootstrap_connected: config.bootstrap.is_empty(),
+        ..DhtState::default()
+    });
     let event_loop = EventLoop::new(
         swarm,
         commands_rx,
         events_tx,
-        (listen_tx, routing_tx),
+        (listen_tx, dht_tx),
         cancel,
         config,
         metrics,
@@ -494,7 +557,7 @@ pub(crate) fn new(
         commands: commands_tx,
         bitswap: BitswapClient::new(bitswap_tx),
         listen_addrs: listen_rx,
-        routing_peers: routing_rx,
+        dht: dht_rx,
         peer_id,
     };
     let parts = BitswapParts {

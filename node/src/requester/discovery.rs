@@ -1,7 +1,8 @@
-//! Finding workers: the providers of the job's capability key in the DHT,
-//! topped up from the routing table, each asked what it offers (limits,
-//! free slots), kept if the offer covers the job, and ranked by free slots,
-//! then round-trip time in 50 ms steps, ties in random order.
+//! Finding workers: the providers of the job's capability key in the DHT
+//! (Kademlia provider records, never a scan of the routing table), at most
+//! [`MAX_CANDIDATES`] of them picked at random, each asked what it offers
+//! (limits, free slots), kept if the offer covers the job, and ranked by
+//! free slots, then round-trip time in 50 ms steps, ties in random order.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -17,10 +18,8 @@ use crate::network::NetworkClient;
 
 /// Deadline of one status or capability query.
 pub const QUERY_DEADLINE: Duration = Duration::from_secs(10);
-/// Candidates asked for their capabilities at most: the DHT's providers
-/// first, topped up from the routing table (a provider lookup can end
-/// before every provider has answered, and in a small network the routing
-/// table holds everyone).
+/// Candidates asked for their capabilities at most, picked at random from
+/// the providers found, so that many requesters spread over many workers.
 pub const MAX_CANDIDATES: usize = 32;
 
 /// The capability looked up in the DHT to find workers for `spec`.
@@ -54,14 +53,8 @@ pub async fn find_workers(
         .filter(|p| *p != me)
         .collect();
     debug!(%capability, found = found.len(), "workers found in the DHT");
-    for peer in network.routing_peers().await? {
-        if found.len() >= MAX_CANDIDATES {
-            break;
-        }
-        if !found.contains(&peer) {
-            found.push(peer);
-        }
-    }
+    shuffle(&mut found);
+    found.truncate(MAX_CANDIDATES);
     let queries = found.into_iter().map(|peer| async move {
         let started = Instant::now();
         let answer = tokio::time::timeout(
@@ -97,16 +90,21 @@ const RTT_STEP: Duration = Duration::from_millis(50);
 /// workers equal on both in random order, so one requester's jobs spread
 /// over the idle workers instead of piling on whichever answered first.
 fn rank(mut offers: Vec<(PeerId, WorkerInfo, Duration)>) -> Vec<PeerId> {
-    // Fisher-Yates, then a stable sort keeps the shuffled order among ties.
-    for i in (1..offers.len()).rev() {
-        let j = usize::try_from(rand::random::<u64>() % (i as u64 + 1)).unwrap_or(i);
-        offers.swap(i, j);
-    }
+    // A stable sort keeps the shuffled order among ties.
+    shuffle(&mut offers);
     offers.sort_by_key(|(_, info, rtt)| {
         let step = rtt.as_millis() / RTT_STEP.as_millis();
         (std::cmp::Reverse(info.free_slots), step)
     });
     offers.into_iter().map(|(peer, _, _)| peer).collect()
+}
+
+/// Fisher-Yates.
+fn shuffle<T>(items: &mut [T]) {
+    for i in (1..items.len()).rev() {
+        let j = usize::try_from(rand::random::<u64>() % (i as u64 + 1)).unwrap_or(i);
+        items.swap(i, j);
+    }
 }
 
 /// Whether a worker's offer covers the job.

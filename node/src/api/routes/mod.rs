@@ -25,6 +25,7 @@ use super::types::{
     AddAnswer, AddQuery, ApiError, ConnectAnswer, ConnectQuery, ErrorCode, FetchAnswer, GcAnswer,
     IdAnswer, PeersAnswer, PeersQuery, PinAnswer, PinsAnswer, StreamLine,
 };
+mod dht;
 mod jobs;
 
 use self::jobs::{job_receipt, job_status, submit, submitted};
@@ -74,6 +75,8 @@ pub(crate) fn routes() -> Vec<Route> {
         r(Method::GET, "/api/v1/id", get(id)),
         r(Method::GET, "/api/v1/peers", get(peers)),
         r(Method::POST, "/api/v1/swarm/connect", post(connect)),
+        r(Method::GET, "/api/v1/dht/peer/{peer}", get(dht::find_peer)),
+        r(Method::GET, "/api/v1/dht/providers", get(dht::providers)),
         r(
             Method::POST,
             "/api/v1/add",
@@ -168,10 +171,7 @@ async fn peers(State(s): State<ApiState>, Q(query): Q<PeersQuery>) -> ApiResult<
     let network = s.node.network();
     if let Some(n) = query.wait {
         within(REQUEST_DEADLINE, async {
-            network
-                .wait_routing_peers(n)
-                .await
-                .map_err(|e| unavailable(&e))
+            network.wait_dht_ready(n).await.map_err(|e| unavailable(&e))
         })
         .await?;
     }
@@ -181,6 +181,7 @@ async fn peers(State(s): State<ApiState>, Q(query): Q<PeersQuery>) -> ApiResult<
         peers,
         reachability: nat.reachability,
         connections: nat.connections,
+        dht: network.dht_state(),
     }))
 }
 

@@ -6,13 +6,11 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-
 use futures::StreamExt;
 use libp2p::metrics::Recorder;
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm, identify, kad, mdns};
+use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, trace, warn};
@@ -20,15 +18,17 @@ use tracing::{debug, info, trace, warn};
 use phase_protocol::block::{BlockResponse, MAX_WANT};
 use phase_protocol::job::{JobRequest, JobResponse, Rejection};
 
+mod dht;
 mod outbound;
 mod traversal;
 
+use self::dht::Dht;
 use self::outbound::Outbound;
 use self::traversal::on_upnp;
 use super::behaviour::{Behaviour, BehaviourEvent};
 use super::nat::{Connection, Nat};
 use super::queries::{Queries, Start};
-use super::{Command, NetworkError, NetworkEvent, Reply};
+use super::{Command, DhtState, NetworkError, NetworkEvent, Reply};
 use crate::config::NetworkConfig;
 use crate::metrics::{BlockMetrics, NatMetrics};
 
@@ -37,9 +37,6 @@ use crate::metrics::{BlockMetrics, NatMetrics};
 const TICK: Duration = Duration::from_secs(1);
 /// How often a bootstrap peer that is not connected is dialled again.
 const REDIAL: Duration = Duration::from_secs(10);
-/// Providers found by one lookup step that are dialled at once (their
-/// addresses, relayed ones included, are known only while the query runs).
-const DIAL_FOUND: usize = 16;
 
 /// The swarm actor; see the module docs.
 pub(crate) struct EventLoop {
@@ -47,10 +44,10 @@ pub(crate) struct EventLoop {
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<NetworkEvent>,
     listen_addrs: watch::Sender<Vec<Multiaddr>>,
-    routing_peers: watch::Sender<usize>,
+    dht_state: watch::Sender<DhtState>,
     cancel: CancellationToken,
-    bootstrap_interval: Duration,
     queries: Queries,
+    dht: Dht,
     pending_blocks: HashMap<OutboundRequestId, Reply<BlockResponse>>,
     pending_jobs: HashMap<OutboundRequestId, Reply<JobResponse>>,
     nat: Nat,
@@ -78,7 +75,7 @@ impl EventLoop {
         swarm: Swarm<Behaviour>,
         commands: mpsc::Receiver<Command>,
         events: mpsc::Sender<NetworkEvent>,
-        (listen_addrs, routing_peers): (watch::Sender<Vec<Multiaddr>>, watch::Sender<usize>),
+        (listen_addrs, dht_state): (watch::Sender<Vec<Multiaddr>>, watch::Sender<DhtState>),
         cancel: CancellationToken,
         config: &NetworkConfig,
         (p2p, metrics, nat_metrics): (libp2p::metrics::Metrics, BlockMetrics, NatMetrics),
@@ -88,10 +85,10 @@ impl EventLoop {
             commands,
             events,
             listen_addrs,
-            routing_peers,
+            dht_state,
             cancel,
-            bootstrap_interval: config.bootstrap_interval,
             queries: Queries::default(),
+            dht: Dht::default(),
             pending_blocks: HashMap::new(),
             pending_jobs: HashMap::new(),
             nat: Nat::new(config),
@@ -115,8 +112,6 @@ impl EventLoop {
 
     /// Runs until cancelled or every client is dropped.
     pub(crate) async fn run(mut self) {
-        let mut bootstrap = tokio::time::interval(self.bootstrap_interval);
-        bootstrap.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -128,7 +123,6 @@ impl EventLoop {
                     None => break,
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
-                _ = bootstrap.tick() => self.bootstrap(),
                 _ = tick.tick() => self.on_tick(Instant::now()),
             }
         }
@@ -138,11 +132,6 @@ impl EventLoop {
             }
         }
         debug!("network stopped");
-    }
-
-    fn bootstrap(&mut self) {
-        // No known peers yet is normal for the first node of a network.
-        let _ = self.swarm.behaviour_mut().kad.bootstrap();
     }
 
     fn on_command(&mut self, cmd: Command) {
@@ -227,6 +216,7 @@ impl EventLoop {
             Command::RoutingPeers { reply } => {
                 let _ = reply.send(Ok(self.routing_table()));
             }
+            Command::FindPeer { peer, reply } => self.find_peer(peer, reply),
         }
     }
 
@@ -279,6 +269,7 @@ impl EventLoop {
                     }
                 }
                 self.flush(peer_id);
+                self.dht_connection_changed(peer_id);
                 self.nat_changed();
             }
             SwarmEvent::ConnectionClosed {
@@ -303,6 +294,7 @@ impl EventLoop {
                 {
                     self.fail_waiting(peer_id, "the connection closed");
                 }
+                self.dht_connection_changed(peer_id);
                 self.nat_changed();
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
@@ -360,78 +352,6 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Blocks(event)) => self.on_block_event(event),
             SwarmEvent::Behaviour(BehaviourEvent::Jobs(event)) => self.on_job_event(event),
             other => trace!(?other, "swarm event"),
-        }
-    }
-
-    fn routing_table(&mut self) -> Vec<PeerId> {
-        self.swarm
-            .behaviour_mut()
-            .kad
-            .kbuckets()
-            .flat_map(|b| b.iter().map(|e| *e.node.key.preimage()).collect::<Vec<_>>())
-            .collect()
-    }
-
-    fn on_kad_event(&mut self, event: kad::Event) {
-        let (id, result, step) = match event {
-            kad::Event::OutboundQueryProgressed {
-                id, result, step, ..
-            } => (id, result, step),
-            kad::Event::RoutingUpdated { is_new_peer, .. } => {
-                if is_new_peer {
-                    self.queries.routing_changed();
-                }
-                let n = self.routing_table().len();
-                self.routing_peers.send_replace(n);
-                return;
-            }
-            other => {
-                trace!(?other, "kad event");
-                return;
-            }
-        };
-        match result {
-            kad::QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders {
-                providers,
-                ..
-            })) => {
-                // A private provider's (relayed) addresses come only in its
-                // record and are known only while the query runs: dial now.
-                let me = *self.swarm.local_peer_id();
-                let unknown: Vec<PeerId> = providers
-                    .iter()
-                    .filter(|p| **p != me && !self.swarm.is_connected(p))
-                    .take(DIAL_FOUND)
-                    .copied()
-                    .collect();
-                for peer in unknown {
-                    let opts = DialOpts::peer_id(peer)
-                        .condition(PeerCondition::DisconnectedAndNotDialing)
-                        .build();
-                    let _ = self.swarm.dial(opts);
-                }
-                self.queries.lookup_found(id, providers);
-            }
-            kad::QueryResult::GetProviders(Ok(
-                kad::GetProvidersOk::FinishedWithNoAdditionalRecord { .. },
-            )) => {}
-            kad::QueryResult::GetProviders(Err(e)) => {
-                debug!(%e, "provider query ended");
-            }
-            kad::QueryResult::StartProviding(result) => {
-                // A timeout (no peers to store the record on, or none
-                // answering) is not an error: the local record still answers
-                // queries that reach this node.
-                if let Err(kad::AddProviderError::Timeout { key }) = result {
-                    debug!(?key, "provider record stored on no peer");
-                }
-                self.queries.provide_ended(id, Instant::now());
-            }
-            kad::QueryResult::Bootstrap(_) => {}
-            other => trace!(?other, "kad query result"),
-        }
-        if step.last {
-            self.queries.lookup_ended(id, Instant::now());
         }
     }
 

@@ -36,6 +36,7 @@ impl EventLoop {
             }
         }
         self.expire_waiting(now);
+        self.dht_tick(now);
     }
 
     /// Reserves a slot on the relays this node wants and has none on.
@@ -100,6 +101,10 @@ impl EventLoop {
                         .behaviour_mut()
                         .kad
                         .add_address(&peer_id, addr.clone());
+                    // Also for peers the routing table has no room for
+                    // (workers found as providers): requests to them
+                    // dial these once the connection has closed.
+                    self.swarm.add_peer_address(peer_id, addr.clone());
                 }
             }
         }

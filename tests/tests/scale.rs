@@ -1,0 +1,136 @@
+//! A network of 50 nodes in process on loopback QUIC: more than Kademlia's
+//! 20-peer buckets let any one node know, so everything below goes through
+//! DHT lookups: peers by id, content and workers by provider records.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use phase_node::config::NodeConfig;
+use phase_node::node::NodeHandle;
+use phase_node::requester::SubmitOptions;
+use phase_node::store::files;
+use phase_protocol::{ByteSize, Cid, JobSpec, Limits, PeerId, Status};
+
+use phase_tests::{TestNet, guest, loopback_config, pattern, within};
+
+const NODES: usize = 50;
+const JOBS: u64 = 100;
+/// Jobs submitted at once.
+const AT_ONCE: usize = 20;
+
+fn config(worker: bool) -> NodeConfig {
+    let mut config = loopback_config();
+    // Kademlia bootstraps by itself while a node's table is small; one
+    // re-bootstrap a second on 50 nodes would only load the two cores.
+    config.network.bootstrap_interval = Duration::from_secs(120);
+    config.worker.enabled = worker;
+    config.worker.slots = 2;
+    config
+}
+
+async fn add(node: &NodeHandle, bytes: Bytes) -> Cid {
+    let root = files::add_bytes(node.store(), bytes).await.unwrap();
+    node.store().pin(&root.cid).await.unwrap();
+    root.cid
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_nodes_find_each_other_content_and_workers_through_the_dht() {
+    // Node 0 bootstraps the others; the last node is the requester, every
+    // other one a worker.
+    let configs = (0..NODES).map(|i| config(i + 1 < NODES)).collect();
+    let net = TestNet::with_configs(configs).await;
+    net.ready().await;
+    let ids: Vec<PeerId> = net.nodes.iter().map(NodeHandle::peer_id).collect();
+
+    // Every node finds every other by a lookup of its id.
+    let lookups = net.nodes.iter().flat_map(|node| {
+        ids.iter()
+            .filter(move |id| **id != node.peer_id())
+            .map(move |id| async move {
+                let addrs = node.network().find_peer(*id).await.unwrap();
+                (node.peer_id(), *id, addrs.is_empty())
+            })
+    });
+    let missed: Vec<(PeerId, PeerId)> = within(
+        futures::stream::iter(lookups)
+            .buffer_unordered(64)
+            .filter_map(|(from, to, missed)| async move { missed.then_some((from, to)) })
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    assert!(
+        missed.is_empty(),
+        "{} of {} lookups missed, e.g. {:?}",
+        missed.len(),
+        NODES * (NODES - 1),
+        missed.first()
+    );
+
+    // A file added on the first node is fetched on the last through a
+    // provider lookup.
+    let data = pattern(300_000, 50);
+    let root = add(&net.nodes[0], Bytes::from(data.clone())).await;
+    within(net.nodes[0].pin_and_provide(root)).await.unwrap();
+    let requester = &net.nodes[NODES - 1];
+    within(requester.fetch(root)).await.unwrap();
+    assert_eq!(
+        files::cat_to_vec(requester.store(), root).await.unwrap(),
+        data
+    );
+
+    // 100 jobs from the last node spread over the workers it finds, and
+    // every receipt verifies as signed by the worker named.
+    let module = add(requester, guest("hello")).await;
+    let stdin = add(requester, Bytes::from_static(b"Hello, World")).await;
+    let spec = |nonce| {
+        let mut spec = JobSpec::new(module);
+        spec.stdin = Some(stdin);
+        spec.limits = Limits {
+            fuel: 100_000_000,
+            memory: ByteSize(64 << 20),
+            timeout: Duration::from_secs(30),
+            max_output: ByteSize(1 << 20),
+        };
+        spec.nonce = nonce;
+        spec
+    };
+    let options = SubmitOptions {
+        poll_interval: Duration::from_millis(200),
+        ..SubmitOptions::default()
+    };
+    let runs = (0..JOBS).map(|nonce| {
+        let (spec, options) = (spec(nonce), &options);
+        async move {
+            requester
+                .requester()
+                .submit(&spec, options, &|_| {})
+                .await
+                .map(|report| (spec.id(), report))
+        }
+    });
+    let reports: Vec<_> = within(
+        futures::stream::iter(runs)
+            .buffer_unordered(AT_ONCE)
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    let mut workers = HashSet::new();
+    for report in reports {
+        let (job, report) = report.expect("the job completes");
+        let run = &report.results[0];
+        let receipt = run.receipt.verify_signer(&run.worker).unwrap();
+        assert_eq!(receipt.job, job);
+        assert_eq!(receipt.status, Status::Exited { code: 0 });
+        assert!(ids[..NODES - 1].contains(&run.worker), "ran on a worker");
+        workers.insert(run.worker);
+    }
+    assert!(
+        workers.len() >= 20,
+        "{JOBS} jobs ran on only {} distinct workers",
+        workers.len()
+    );
+    net.shutdown().await;
+}
