@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # Starts a local testnet of phase-node daemons on 127.0.0.1 (loopback only).
 #
-#   scripts/testnet.sh [--nodes N] [--check] [--check-jobs]
+#   scripts/testnet.sh [--nodes N] [--check] [--check-jobs] [--then CMD]
 #
 # N nodes (default 5), each with its own data dir, QUIC on a free port, no
 # mDNS; the first is the bootstrap node of the others; every node is also a
-# worker. Waits until every node's routing table holds the N-1 others,
-# prints their multiaddrs, and stops them all on exit or Ctrl-C. With --check
-# it adds a file on the first node, gets it from the last, compares, and
-# exits (non-zero on any failure). With --check-jobs it submits every
+# worker. Waits until every node is part of the DHT (connected to the first,
+# a bootstrap query completed) and finds the next node by a DHT lookup of its
+# PeerId (no routing table holds every node past a few dozen), prints how
+# long that took and their multiaddrs, and stops them all on exit or
+# Ctrl-C. With --check it adds a file on the first node, gets it from the
+# last (a provider lookup), compares, and exits (non-zero on any failure). With --check-jobs it submits every
 # example job (examples/*.job.json; wasm-examples must be built) from the
 # last node, checks each output and verifies each receipt and its signer,
-# and runs the deterministic job on 3 workers that must agree. Without
-# either, it runs until Ctrl-C.
+# and runs the deterministic job on 3 workers that must agree. With
+# --then CMD it runs CMD (after the checks, with TESTNET_DIR holding
+# node1..nodeN data dirs, TESTNET_NODES, TESTNET_PIDS and PHASE_NODE in
+# its environment), stops the nodes and exits with CMD's status. Without
+# any of these, it runs until Ctrl-C.
 #
 # The binary: $PHASE_NODE, else phase-node on PATH, else built with cargo.
 set -euo pipefail
@@ -20,12 +25,14 @@ set -euo pipefail
 nodes=5
 check=0
 check_jobs=0
+then_cmd=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --nodes) nodes="${2:?--nodes needs a number}"; shift 2 ;;
     --check) check=1; shift ;;
     --check-jobs) check_jobs=1; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    --then) then_cmd="${2:?--then needs a command}"; shift 2 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "testnet.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -72,6 +79,7 @@ start_node() {
   fi
 }
 
+started=$(date +%s.%N)
 addrs=()
 start_node 1
 addrs+=("$addr")
@@ -80,9 +88,17 @@ for i in $(seq 2 "$nodes"); do
   addrs+=("$addr")
 done
 for i in $(seq 1 "$nodes"); do
-  timeout 120 "$bin" --data-dir "$work/node$i" peers --wait $((nodes - 1)) >/dev/null \
-    || { echo "testnet.sh: node $i did not see the others" >&2; exit 1; }
+  timeout 120 "$bin" --data-dir "$work/node$i" peers --wait >/dev/null \
+    || { echo "testnet.sh: node $i did not join the DHT: $(tail -n 3 "$work/node$i.log")" >&2; exit 1; }
 done
+# Each node finds the next one (the last finds the first) through the DHT.
+for i in $(seq 1 "$nodes"); do
+  next=$((i % nodes + 1))
+  peer="${addrs[$((next - 1))]##*/p2p/}"
+  timeout 120 "$bin" --data-dir "$work/node$i" dht find-peer "$peer" >/dev/null \
+    || { echo "testnet.sh: node $i cannot find node $next ($peer) in the DHT" >&2; exit 1; }
+done
+echo "testnet: $nodes nodes joined and found each other in $(python3 -c "import sys, time; print(f'{time.time() - float(sys.argv[1]):.1f}')" "$started") s"
 for i in $(seq 1 "$nodes"); do
   echo "node $i: ${addrs[$((i - 1))]}"
 done
@@ -188,6 +204,12 @@ if [ "$check_jobs" = 1 ]; then
   fi
   echo "check-jobs: out-of-fuel job: exit 135, $(cat "$work/fuel.err")"
   echo "check-jobs: all example jobs passed"
+fi
+if [ -n "$then_cmd" ]; then
+  code=0
+  TESTNET_DIR="$work" TESTNET_NODES="$nodes" TESTNET_PIDS="${pids[*]}" PHASE_NODE="$bin" \
+    bash -c "$then_cmd" || code=$?
+  exit "$code"
 fi
 [ "$check" = 1 ] || [ "$check_jobs" = 1 ] && exit 0
 

@@ -41,8 +41,12 @@ async fn fifty_nodes_find_each_other_content_and_workers_through_the_dht() {
     // Node 0 bootstraps the others; the last node is the requester, every
     // other one a worker.
     let configs = (0..NODES).map(|i| config(i + 1 < NODES)).collect();
+    let started = std::time::Instant::now();
+    let phase = |what: &str| eprintln!("{:>6.1}s {what}", started.elapsed().as_secs_f64());
     let net = TestNet::with_configs(configs).await;
+    phase("started");
     net.ready().await;
+    phase("every node part of the DHT");
     let ids: Vec<PeerId> = net.nodes.iter().map(NodeHandle::peer_id).collect();
 
     // Every node finds every other by a lookup of its id.
@@ -69,6 +73,8 @@ async fn fifty_nodes_find_each_other_content_and_workers_through_the_dht() {
         missed.first()
     );
 
+    phase("every node found every other");
+
     // A file added on the first node is fetched on the last through a
     // provider lookup.
     let data = pattern(300_000, 50);
@@ -80,6 +86,8 @@ async fn fifty_nodes_find_each_other_content_and_workers_through_the_dht() {
         files::cat_to_vec(requester.store(), root).await.unwrap(),
         data
     );
+
+    phase("file fetched through a provider lookup");
 
     // 100 jobs from the last node spread over the workers it finds, and
     // every receipt verifies as signed by the worker named.
@@ -127,6 +135,7 @@ async fn fifty_nodes_find_each_other_content_and_workers_through_the_dht() {
         assert!(ids[..NODES - 1].contains(&run.worker), "ran on a worker");
         workers.insert(run.worker);
     }
+    phase(&format!("{JOBS} jobs ran on {} workers", workers.len()));
     assert!(
         workers.len() >= 20,
         "{JOBS} jobs ran on only {} distinct workers",
