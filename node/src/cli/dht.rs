@@ -33,9 +33,9 @@ pub(super) enum DhtCommand {
 
 /// What to look up the providers of.
 #[derive(Debug, Args)]
-#[group(required = true, multiple = false)]
 pub(super) struct ProvidersArgs {
     /// A content root.
+    #[arg(required_unless_present = "capability", conflicts_with = "capability")]
     cid: Option<Cid>,
     /// A capability, e.g. `wasi-p1`, `wasi-p2`, `deterministic`.
     #[arg(long, value_name = "NAME")]
@@ -90,5 +90,30 @@ impl DhtCommand {
                 Ok(ExitCode::SUCCESS)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::super::Cli;
+
+    fn parses(args: &[&str]) -> bool {
+        Cli::try_parse_from(["phase-node"].iter().chain(args)).is_ok()
+    }
+
+    #[test]
+    fn providers_takes_a_cid_or_a_capability_with_or_without_json() {
+        let cid = phase_protocol::cid::raw_cid(b"x").to_string();
+        assert!(parses(&["dht", "providers", &cid]));
+        assert!(parses(&["dht", "providers", &cid, "--json"]));
+        assert!(parses(&["dht", "providers", "--capability", "wasi-p1", "--json"]));
+        assert!(!parses(&["dht", "providers"]), "one of the two is needed");
+        assert!(!parses(&["dht", "providers", &cid, "--capability", "wasi-p1"]));
+        assert!(!parses(&["dht", "providers", "--capability", "Not Valid"]));
+        assert!(parses(&["peers", "--wait"]));
+        assert!(parses(&["peers", "--wait", "3", "--json"]));
+        assert!(parses(&["peers", "--json", "--wait"]));
     }
 }
