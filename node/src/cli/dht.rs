@@ -108,9 +108,21 @@ mod tests {
         let cid = phase_protocol::cid::raw_cid(b"x").to_string();
         assert!(parses(&["dht", "providers", &cid]));
         assert!(parses(&["dht", "providers", &cid, "--json"]));
-        assert!(parses(&["dht", "providers", "--capability", "wasi-p1", "--json"]));
+        assert!(parses(&[
+            "dht",
+            "providers",
+            "--capability",
+            "wasi-p1",
+            "--json"
+        ]));
         assert!(!parses(&["dht", "providers"]), "one of the two is needed");
-        assert!(!parses(&["dht", "providers", &cid, "--capability", "wasi-p1"]));
+        assert!(!parses(&[
+            "dht",
+            "providers",
+            &cid,
+            "--capability",
+            "wasi-p1"
+        ]));
         assert!(!parses(&["dht", "providers", "--capability", "Not Valid"]));
         assert!(parses(&["peers", "--wait"]));
         assert!(parses(&["peers", "--wait", "3", "--json"]));
