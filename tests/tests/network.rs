@@ -69,6 +69,53 @@ async fn twenty_nodes_converge() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_records_expire_unless_announced_again() {
+    // Records live 3 s on whoever stores them; each node announces its own
+    // again every second.
+    let configs = (0..3)
+        .map(|_| {
+            let mut config = phase_tests::loopback_config();
+            config.network.provider_ttl = Duration::from_secs(3);
+            config.network.provider_republish = Duration::from_secs(1);
+            config
+        })
+        .collect();
+    let mut net = TestNet::with_configs(configs).await;
+    net.converge().await;
+    let root = files::add_bytes(net.nodes[0].store(), Bytes::from(pattern(1000, 3)))
+        .await
+        .unwrap()
+        .cid;
+    for node in &net.nodes[..2] {
+        within(node.pin_and_provide(root)).await.unwrap();
+    }
+    let (zero, one) = (net.nodes[0].peer_id(), net.nodes[1].peer_id());
+    let found = within(net.nodes[2].network().find_providers(root))
+        .await
+        .unwrap();
+    assert!(found.contains(&zero) && found.contains(&one), "{found:?}");
+    // Node 1 goes away: its records expire; node 0's, announced again,
+    // outlive their first 3 s.
+    net.nodes.remove(1).shutdown().await;
+    let found = within(async {
+        loop {
+            // Answers are reused for 10 s; a lookup after that is new.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let found = net.nodes[1].network().find_providers(root).await.unwrap();
+            if !found.contains(&one) {
+                break found;
+            }
+        }
+    })
+    .await;
+    assert!(
+        found.contains(&zero),
+        "node 0's record was announced again: {found:?}"
+    );
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_with_a_corrupted_block_is_passed_over() {
     let net = TestNet::new(3).await;
     net.converge().await;

@@ -593,3 +593,34 @@ fn bootstrap_peer(swarm: &mut libp2p::Swarm<Behaviour>, addr: &Multiaddr) {
         tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::DhtState;
+
+    #[test]
+    fn ready_means_bootstrap_connected_bootstrapped_and_enough_peers() {
+        let ready = DhtState {
+            routing_peers: 3,
+            bootstrap_connected: true,
+            bootstraps: 1,
+        };
+        assert!(ready.ready(0) && ready.ready(1) && ready.ready(3));
+        assert!(!ready.ready(4), "fewer peers than asked for");
+        let alone = DhtState {
+            routing_peers: 0,
+            ..ready
+        };
+        assert!(!alone.ready(0), "at least one peer, whatever is asked");
+        let never_bootstrapped = DhtState {
+            bootstraps: 0,
+            ..ready
+        };
+        assert!(!never_bootstrapped.ready(1));
+        let cut_off = DhtState {
+            bootstrap_connected: false,
+            ..ready
+        };
+        assert!(!cut_off.ready(1));
+    }
+}
