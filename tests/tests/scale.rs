@@ -77,7 +77,7 @@ async fn fifty_nodes_find_each_other_content_and_workers_through_the_dht() {
     });
     let missed: Vec<(PeerId, PeerId)> = step(
         futures::stream::iter(lookups)
-            .buffer_unordered(64)
+            .buffer_unordered(16)
             .filter_map(|(from, to, missed)| async move { missed.then_some((from, to)) })
             .collect::<Vec<_>>(),
     )

@@ -18,6 +18,7 @@
 
 mod behaviour;
 mod codec;
+mod dht_state;
 mod event_loop;
 mod nat;
 mod queries;
@@ -37,6 +38,7 @@ use phase_protocol::job::{Capability, JobRequest, JobResponse};
 
 use self::behaviour::Behaviour;
 pub use self::behaviour::KAD_PROTOCOL;
+pub use self::dht_state::DhtState;
 pub(crate) use self::event_loop::EventLoop;
 pub use self::nat::{Connection, NatStatus, Reachability};
 use crate::bitswap::BitswapClient;
@@ -47,6 +49,8 @@ const COMMAND_QUEUE: usize = 256;
 /// Events queued to the node at most; beyond this, inbound requests are
 /// refused rather than queued without bound.
 const EVENT_QUEUE: usize = 256;
+/// Lookups [`NetworkClient::find_peer`] makes at most.
+pub const FIND_PEER_LOOKUPS: usize = 3;
 /// How long an idle connection stays open.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -192,30 +196,6 @@ pub struct NetworkClient {
     listen_addrs: watch::Receiver<Vec<Multiaddr>>,
     dht: watch::Receiver<DhtState>,
     peer_id: PeerId,
-}
-
-/// What a node knows of its place in the DHT, as the swarm task last saw it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct DhtState {
-    /// Peers in the Kademlia routing table.
-    pub routing_peers: usize,
-    /// Connected to a configured bootstrap peer now, or none is configured.
-    pub bootstrap_connected: bool,
-    /// Bootstrap queries (a lookup of this node's own id, then one into
-    /// each bucket) completed with a peer in the routing table.
-    pub bootstraps: u64,
-}
-
-impl DhtState {
-    /// Part of the DHT: connected to its bootstrap (if it has one), its
-    /// routing table refreshed by a completed bootstrap query, and at least
-    /// `min_peers` peers in it. Not a full routing table: Kademlia's
-    /// buckets hold 20 peers each, so past a few dozen nodes no node knows
-    /// every other; it finds them by lookup.
-    #[must_use]
-    pub fn ready(&self, min_peers: usize) -> bool {
-        self.bootstrap_connected && self.bootstraps > 0 && self.routing_peers >= min_peers.max(1)
-    }
 }
 
 impl NetworkClient {
@@ -453,7 +433,9 @@ impl NetworkClient {
 
     /// Finds `peer` through the DHT (a Kademlia lookup of its id, even
     /// when it is connected or in the routing table): its addresses, or
-    /// none when the lookup ended without it.
+    /// none when [`FIND_PEER_LOOKUPS`] lookups ended without it. A lookup
+    /// counts only peers that answered it, so one whose target was slow to
+    /// answer (a loaded machine) is tried again.
     ///
     /// # Errors
     /// [`NetworkError::Shutdown`].
@@ -461,6 +443,12 @@ impl NetworkClient {
     /// # Cancel safety
     /// Dropping the future abandons the reply; the lookup still runs.
     pub async fn find_peer(&self, peer: PeerId) -> Result<Vec<Multiaddr>, NetworkError> {
+        for _ in 1..FIND_PEER_LOOKUPS {
+            let addrs = self.call(|reply| Command::FindPeer { peer, reply }).await?;
+            if !addrs.is_empty() {
+                return Ok(addrs);
+            }
+        }
         self.call(|reply| Command::FindPeer { peer, reply }).await
     }
 }
@@ -591,36 +579,5 @@ fn bootstrap_peer(swarm: &mut libp2p::Swarm<Behaviour>, addr: &Multiaddr) {
     swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
     if let Err(e) = swarm.dial(addr.clone()) {
         tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::DhtState;
-
-    #[test]
-    fn ready_means_bootstrap_connected_bootstrapped_and_enough_peers() {
-        let ready = DhtState {
-            routing_peers: 3,
-            bootstrap_connected: true,
-            bootstraps: 1,
-        };
-        assert!(ready.ready(0) && ready.ready(1) && ready.ready(3));
-        assert!(!ready.ready(4), "fewer peers than asked for");
-        let alone = DhtState {
-            routing_peers: 0,
-            ..ready
-        };
-        assert!(!alone.ready(0), "at least one peer, whatever is asked");
-        let never_bootstrapped = DhtState {
-            bootstraps: 0,
-            ..ready
-        };
-        assert!(!never_bootstrapped.ready(1));
-        let cut_off = DhtState {
-            bootstrap_connected: false,
-            ..ready
-        };
-        assert!(!cut_off.ready(1));
     }
 }
