@@ -52,6 +52,36 @@ pub fn guest(name: &str) -> Bytes {
     Bytes::from(bytes)
 }
 
+/// Adds `bytes` to `node`'s store as a file and pins it; its root.
+///
+/// # Panics
+/// When the store fails.
+pub async fn add(node: &NodeHandle, bytes: Bytes) -> phase_protocol::Cid {
+    let root = phase_node::store::files::add_bytes(node.store(), bytes)
+        .await
+        .expect("added");
+    node.store().pin(&root.cid).await.expect("pinned");
+    root.cid
+}
+
+/// The `hello` guest on "Hello, World" (stored on `node`), with small
+/// limits and `nonce` (a new job id for each).
+///
+/// # Panics
+/// When the guest has not been built, or the store fails.
+pub async fn hello_spec(node: &NodeHandle, nonce: u64) -> phase_protocol::JobSpec {
+    let mut spec = phase_protocol::JobSpec::new(add(node, guest("hello")).await);
+    spec.stdin = Some(add(node, Bytes::from_static(b"Hello, World")).await);
+    spec.limits = phase_protocol::Limits {
+        fuel: 100_000_000,
+        memory: phase_protocol::ByteSize(64 << 20),
+        timeout: Duration::from_secs(30),
+        max_output: phase_protocol::ByteSize(1 << 20),
+    };
+    spec.nonce = nonce;
+    spec
+}
+
 /// Pseudo-random bytes (xorshift), so no two chunks are alike.
 #[must_use]
 pub fn pattern(len: usize, seed: u64) -> Vec<u8> {

@@ -11,9 +11,9 @@ use phase_node::node::NodeHandle;
 use phase_node::requester::{SubmitError, SubmitOptions};
 use phase_node::store::files;
 use phase_protocol::job::{JobRequest, JobResponse, JobState, Rejection};
-use phase_protocol::{ByteSize, Cid, JobSpec, LimitKind, Limits, PeerId, Status};
+use phase_protocol::{ByteSize, Cid, JobSpec, LimitKind, PeerId, Status};
 
-use phase_tests::{TestNet, guest, loopback_config, within};
+use phase_tests::{TestNet, add, guest, hello_spec, loopback_config, within};
 
 fn worker_config(slots: u32, queue: u32) -> NodeConfig {
     let mut config = loopback_config();
@@ -34,25 +34,6 @@ async fn net(workers: Vec<NodeConfig>) -> TestNet {
 
 fn requester(net: &TestNet) -> &NodeHandle {
     net.nodes.last().expect("a requester")
-}
-
-async fn add(node: &NodeHandle, bytes: Bytes) -> Cid {
-    let root = files::add_bytes(node.store(), bytes).await.unwrap();
-    node.store().pin(&root.cid).await.unwrap();
-    root.cid
-}
-
-async fn hello_spec(node: &NodeHandle, nonce: u64) -> JobSpec {
-    let mut spec = JobSpec::new(add(node, guest("hello")).await);
-    spec.stdin = Some(add(node, Bytes::from_static(b"Hello, World")).await);
-    spec.limits = Limits {
-        fuel: 100_000_000,
-        memory: ByteSize(64 << 20),
-        timeout: Duration::from_secs(30),
-        max_output: ByteSize(1 << 20),
-    };
-    spec.nonce = nonce;
-    spec
 }
 
 async fn entry(node: &NodeHandle, result: Cid, name: &str) -> Vec<u8> {

@@ -11,9 +11,9 @@ use phase_node::config::NodeConfig;
 use phase_node::node::NodeHandle;
 use phase_node::requester::SubmitOptions;
 use phase_node::store::files;
-use phase_protocol::{ByteSize, Cid, JobSpec, Limits, PeerId, Status};
+use phase_protocol::{PeerId, Status};
 
-use phase_tests::{TestNet, guest, loopback_config, pattern, within};
+use phase_tests::{TestNet, add, hello_spec, loopback_config, pattern, within};
 
 /// Deadline of each step that involves the whole network: the 2,450
 /// lookups take 80-90 s of a debug build's two cores alone, more when the
@@ -39,12 +39,6 @@ fn config(worker: bool) -> NodeConfig {
     config.worker.enabled = worker;
     config.worker.slots = 2;
     config
-}
-
-async fn add(node: &NodeHandle, bytes: Bytes) -> Cid {
-    let root = files::add_bytes(node.store(), bytes).await.unwrap();
-    node.store().pin(&root.cid).await.unwrap();
-    root.cid
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,27 +102,14 @@ async fn fifty_nodes_find_each_other_content_and_workers_through_the_dht() {
 
     // 100 jobs from the last node spread over the workers it finds, and
     // every receipt verifies as signed by the worker named.
-    let module = add(requester, guest("hello")).await;
-    let stdin = add(requester, Bytes::from_static(b"Hello, World")).await;
-    let spec = |nonce| {
-        let mut spec = JobSpec::new(module);
-        spec.stdin = Some(stdin);
-        spec.limits = Limits {
-            fuel: 100_000_000,
-            memory: ByteSize(64 << 20),
-            timeout: Duration::from_secs(30),
-            max_output: ByteSize(1 << 20),
-        };
-        spec.nonce = nonce;
-        spec
-    };
     let options = SubmitOptions {
         poll_interval: Duration::from_millis(200),
         ..SubmitOptions::default()
     };
     let runs = (0..JOBS).map(|nonce| {
-        let (spec, options) = (spec(nonce), &options);
+        let options = &options;
         async move {
+            let spec = hello_spec(requester, nonce).await;
             requester
                 .requester()
                 .submit(&spec, options, &|_| {})

@@ -338,10 +338,7 @@ pub(super) struct PeersArgs {
 
 impl PeersArgs {
     pub(super) async fn execute(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-        let data_dir = global.data_dir()?;
-        let Some(daemon) = ApiClient::find(data_dir.root()).await else {
-            bail!("no daemon is running on {}", data_dir.root().display());
-        };
+        let daemon = global.daemon().await?;
         let path = match self.wait {
             None => "/api/v1/peers".to_owned(),
             Some(n) => format!("/api/v1/peers?wait={n}"),
@@ -407,10 +404,7 @@ pub(super) enum SwarmCommand {
 
 impl SwarmCommand {
     pub(super) async fn execute(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-        let data_dir = global.data_dir()?;
-        let Some(daemon) = ApiClient::find(data_dir.root()).await else {
-            bail!("no daemon is running on {}", data_dir.root().display());
-        };
+        let daemon = global.daemon().await?;
         let mut out = std::io::stdout().lock();
         match self {
             Self::Connect { addr, json } => {

@@ -10,7 +10,6 @@ use phase_protocol::job::Capability;
 use phase_protocol::{Cid, PeerId};
 
 use super::GlobalArgs;
-use crate::api::ApiClient;
 use crate::api::types::{FindPeerAnswer, ProvidersAnswer};
 
 /// Look up peers and providers in the DHT through the running daemon,
@@ -47,10 +46,7 @@ pub(super) struct ProvidersArgs {
 
 impl DhtCommand {
     pub(super) async fn execute(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-        let data_dir = global.data_dir()?;
-        let Some(daemon) = ApiClient::find(data_dir.root()).await else {
-            bail!("no daemon is running on {}", data_dir.root().display());
-        };
+        let daemon = global.daemon().await?;
         let mut out = std::io::stdout().lock();
         match self {
             Self::FindPeer { peer, json } => {

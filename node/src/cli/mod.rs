@@ -73,6 +73,16 @@ impl GlobalArgs {
         Ok(DataDir::resolve(self.data_dir.as_deref())?)
     }
 
+    /// The API of the daemon running on the data dir, or an error saying
+    /// none is.
+    async fn daemon(&self) -> anyhow::Result<crate::api::ApiClient> {
+        let data_dir = self.data_dir()?;
+        match crate::api::ApiClient::find(data_dir.root()).await {
+            Some(daemon) => Ok(daemon),
+            None => bail!("no daemon is running on {}", data_dir.root().display()),
+        }
+    }
+
     /// The local block store of the data dir, with the data dir held for
     /// this command's life ([`crate::lock`]): shared beside other commands,
     /// not at all beside a daemon; the first command alone clears what
