@@ -356,3 +356,40 @@ fn add_cat_get_pins_and_gc_over_the_api() {
     let gc: serde_json::Value = serde_json::from_str(&answer).unwrap();
     assert!(gc["removed"].as_u64().unwrap() >= 4, "{answer}");
 }
+
+#[test]
+fn dht_lookups_find_a_peer_and_a_worker_and_refuse_bad_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let worker = Daemon::start(&dir.path().join("worker"), &[], None);
+    let requester = Daemon::start(
+        &dir.path().join("requester"),
+        &["--no-worker", "--bootstrap", &worker.addr],
+        None,
+    );
+    let ok = |args: &[&str]| {
+        let out = requester.cli(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    ok(&["peers", "--wait", "1"]);
+    let peer = worker.peer_id();
+    let found = ok(&["dht", "find-peer", peer]);
+    assert!(
+        found.contains("/ip4/127.0.0.1/"),
+        "the worker's address: {found}"
+    );
+    // The worker's own record answers even one put while it was alone.
+    let providers = ok(&["dht", "providers", "--capability", "wasi-p1"]);
+    assert!(providers.lines().any(|l| l == peer), "{providers}");
+    let (status, text) = http(&requester.socket(), "GET", "/api/v1/dht/providers", "");
+    assert_eq!(status, 400, "{text}");
+    let (status, text) = http(
+        &requester.socket(),
+        "GET",
+        "/api/v1/dht/peer/not-a-peer",
+        "",
+    );
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("not a PeerId"), "{text}");
+}

@@ -65,8 +65,8 @@ async fn fifty_nodes_find_each_other_content_and_workers_through_the_dht() {
         ids.iter()
             .filter(move |id| **id != node.peer_id())
             .map(move |id| async move {
-                let addrs = node.network().find_peer(*id).await.unwrap();
-                (node.peer_id(), *id, addrs.is_empty())
+                let found = node.network().find_peer(*id).await.unwrap();
+                (node.peer_id(), *id, found.is_none())
             })
     });
     let missed: Vec<(PeerId, PeerId)> = step(

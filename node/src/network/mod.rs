@@ -178,7 +178,7 @@ pub(crate) enum Command {
     },
     FindPeer {
         peer: PeerId,
-        reply: Reply<Vec<Multiaddr>>,
+        reply: Reply<Option<Vec<Multiaddr>>>,
     },
     NatStatus {
         reply: Reply<NatStatus>,
@@ -433,7 +433,7 @@ impl NetworkClient {
 
     /// Finds `peer` through the DHT (a Kademlia lookup of its id, even
     /// when it is connected or in the routing table): its addresses, or
-    /// none when [`FIND_PEER_LOOKUPS`] lookups ended without it. A lookup
+    /// `None` when [`FIND_PEER_LOOKUPS`] lookups ended without it. A lookup
     /// counts only peers that answered it, so one whose target was slow to
     /// answer (a loaded machine) is tried again.
     ///
@@ -442,14 +442,14 @@ impl NetworkClient {
     ///
     /// # Cancel safety
     /// Dropping the future abandons the reply; the lookup still runs.
-    pub async fn find_peer(&self, peer: PeerId) -> Result<Vec<Multiaddr>, NetworkError> {
-        for _ in 1..FIND_PEER_LOOKUPS {
-            let addrs = self.call(|reply| Command::FindPeer { peer, reply }).await?;
-            if !addrs.is_empty() {
-                return Ok(addrs);
+    pub async fn find_peer(&self, peer: PeerId) -> Result<Option<Vec<Multiaddr>>, NetworkError> {
+        for _ in 0..FIND_PEER_LOOKUPS {
+            let found = self.call(|reply| Command::FindPeer { peer, reply }).await?;
+            if found.is_some() {
+                return Ok(found);
             }
         }
-        self.call(|reply| Command::FindPeer { peer, reply }).await
+        Ok(None)
     }
 }
 

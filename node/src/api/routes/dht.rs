@@ -28,7 +28,7 @@ pub(super) async fn find_peer(
         .parse()
         .map_err(|e| bad(format!("path: `{text}` is not a PeerId: {e}")))?;
     let started = Instant::now();
-    let addrs = within(REQUEST_DEADLINE, async {
+    let found = within(REQUEST_DEADLINE, async {
         s.node
             .network()
             .find_peer(peer)
@@ -38,44 +38,43 @@ pub(super) async fn find_peer(
     .await?;
     Ok(Json(FindPeerAnswer {
         peer,
-        found: !addrs.is_empty(),
-        addrs,
+        found: found.is_some(),
+        addrs: found.unwrap_or_default(),
         millis: millis(started),
     }))
+}
+
+/// What a provider lookup is for.
+enum Key {
+    Content(Cid),
+    Capability(Capability),
 }
 
 pub(super) async fn providers(
     State(s): State<ApiState>,
     Q(query): Q<ProvidersQuery>,
 ) -> ApiResult<ProvidersAnswer> {
-    let network = s.node.network();
-    let started = Instant::now();
-    let found = match (query.cid, query.capability) {
-        (Some(cid), None) => {
-            let cid: Cid = cid
-                .parse()
-                .map_err(|e| bad(format!("cid: `{cid}` is not a CID: {e}")))?;
-            within(REQUEST_DEADLINE, async {
-                network
-                    .find_providers(cid)
-                    .await
-                    .map_err(|e| unavailable(&e))
-            })
-            .await?
-        }
-        (None, Some(name)) => {
-            let capability: Capability =
-                name.parse().map_err(|e| bad(format!("capability: {e}")))?;
-            within(REQUEST_DEADLINE, async {
-                network
-                    .find_capability(&capability)
-                    .await
-                    .map_err(|e| unavailable(&e))
-            })
-            .await?
-        }
+    let key = match (query.cid, query.capability) {
+        (Some(cid), None) => Key::Content(
+            cid.parse::<Cid>()
+                .map_err(|e| bad(format!("cid: `{cid}` is not a CID: {e}")))?,
+        ),
+        (None, Some(name)) => Key::Capability(
+            name.parse::<Capability>()
+                .map_err(|e| bad(format!("capability: {e}")))?,
+        ),
         _ => return Err(bad("give exactly one of `cid` and `capability`".into())),
     };
+    let network = s.node.network();
+    let started = Instant::now();
+    let found = within(REQUEST_DEADLINE, async {
+        match key {
+            Key::Content(cid) => network.find_providers(cid).await,
+            Key::Capability(capability) => network.find_capability(&capability).await,
+        }
+        .map_err(|e| unavailable(&e))
+    })
+    .await?;
     let mut providers: Vec<PeerId> = found.into_iter().collect();
     providers.sort();
     Ok(Json(ProvidersAnswer {

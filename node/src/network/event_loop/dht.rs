@@ -22,11 +22,14 @@ const MAX_PEER_LOOKUPS: usize = 256;
 /// addresses, relayed ones included, are known only while the query runs).
 const DIAL_FOUND: usize = 64;
 
+/// What a peer lookup found: the peer's addresses, if it found the peer.
+type Found = Option<Vec<Multiaddr>>;
+
 /// The swarm actor's DHT bookkeeping.
 #[derive(Debug, Default)]
 pub(super) struct Dht {
     /// Peer lookups in flight, with whom they look for.
-    peer_lookups: HashMap<kad::QueryId, (PeerId, Reply<Vec<Multiaddr>>)>,
+    peer_lookups: HashMap<kad::QueryId, (PeerId, Reply<Found>)>,
     /// Providers dialled per provider lookup in flight.
     dialled: HashMap<kad::QueryId, usize>,
     /// Routing-table size at the last announcement of provider records.
@@ -43,6 +46,32 @@ impl EventLoop {
             .kbuckets()
             .flat_map(|b| b.iter().map(|e| *e.node.key.preimage()).collect::<Vec<_>>())
             .collect()
+    }
+
+    /// Peers in the routing table, counted without listing them (this runs
+    /// on every routing update).
+    fn routing_table_len(&mut self) -> usize {
+        self.swarm
+            .behaviour_mut()
+            .kad
+            .kbuckets()
+            .map(|b| b.num_entries())
+            .sum()
+    }
+
+    /// `peer`'s addresses in the routing table.
+    fn routing_addrs(&mut self, peer: &PeerId) -> Vec<Multiaddr> {
+        self.swarm
+            .behaviour_mut()
+            .kad
+            .kbucket(*peer)
+            .and_then(|bucket| {
+                bucket
+                    .iter()
+                    .find(|e| e.node.key.preimage() == peer)
+                    .map(|e| e.node.value.iter().cloned().collect())
+            })
+            .unwrap_or_default()
     }
 
     /// Whether `peer` is one of the configured bootstrap peers.
@@ -69,7 +98,7 @@ impl EventLoop {
     }
 
     /// Starts a lookup of `peer`'s id.
-    pub(super) fn find_peer(&mut self, peer: PeerId, reply: Reply<Vec<Multiaddr>>) {
+    pub(super) fn find_peer(&mut self, peer: PeerId, reply: Reply<Found>) {
         if self.dht.peer_lookups.len() >= MAX_PEER_LOOKUPS {
             let _ = reply.send(Err(super::NetworkError::Unreachable {
                 peer,
@@ -98,7 +127,7 @@ impl EventLoop {
         if is_new_peer {
             self.queries.routing_changed();
         }
-        let n = self.routing_table().len();
+        let n = self.routing_table_len();
         self.dht_state
             .send_if_modified(|dht| std::mem::replace(&mut dht.routing_peers, n) != n);
         // Records put while the network was smaller sit on peers that may
@@ -153,7 +182,7 @@ impl EventLoop {
                     debug!(%e, "bootstrap query ended");
                 }
                 if step.last {
-                    let n = self.routing_table().len();
+                    let n = self.routing_table_len();
                     self.dht_state.send_modify(|dht| {
                         dht.routing_peers = n;
                         if n > 0 {
@@ -168,13 +197,18 @@ impl EventLoop {
                     Err(kad::GetClosestPeersError::Timeout { peers, .. }) => (peers, true),
                 };
                 if let Some((target, reply)) = self.dht.peer_lookups.remove(&id) {
-                    let addrs = peers
-                        .into_iter()
-                        .find(|p| p.peer_id == target)
-                        .map(|p| p.addrs)
-                        .unwrap_or_default();
-                    debug!(peer = %target, found = !addrs.is_empty(), timed_out, "peer lookup ended");
-                    let _ = reply.send(Ok(addrs));
+                    // The lookup gives the addresses peers told it; a target
+                    // it asked straight from the routing table (a small
+                    // network) has its addresses there.
+                    let found = peers.into_iter().find(|p| p.peer_id == target).map(|p| {
+                        if p.addrs.is_empty() {
+                            self.routing_addrs(&target)
+                        } else {
+                            p.addrs
+                        }
+                    });
+                    debug!(peer = %target, found = found.is_some(), timed_out, "peer lookup ended");
+                    let _ = reply.send(Ok(found));
                 }
             }
             other => trace!(?other, "kad query result"),
