@@ -76,6 +76,16 @@ impl JobTable {
         }
     }
 
+    /// Gives a job that has just run its receipt, readable at once: the
+    /// receipt goes to the requester while the job's end is being
+    /// committed, and a requester that asks for it again must find it. The
+    /// state stays as it is until [`JobTable::finish`].
+    pub(super) fn set_receipt(&mut self, id: &JobId, receipt: SignedReceipt) {
+        if let Some(entry) = self.jobs.get_mut(id) {
+            entry.receipt = Some(receipt);
+        }
+    }
+
     /// Records a finished job (with its receipt if a run happened) and
     /// forgets the oldest past `keep`. Returns the jobs forgotten: their
     /// records and pins go from the state database (a result another kept
@@ -163,6 +173,23 @@ mod tests {
         assert_eq!(forgotten, vec![j2]);
         assert_eq!(table.jobs.len(), 2);
         assert!(table.state(&j1).is_none() && table.receipt(&j2).is_none());
+    }
+
+    #[test]
+    fn a_receipt_is_readable_before_the_jobs_end_is_committed() {
+        let mut table = JobTable::new(1);
+        let (id, r) = receipt(&Keypair::generate_ed25519(), 1, b"x");
+        table.insert(id);
+        assert!(table.set_state(&id, JobState::Running));
+        table.set_receipt(&id, r.clone());
+        assert_eq!(table.receipt(&id), Some(&r));
+        assert_eq!(table.state(&id), Some(&JobState::Running));
+        let (other, r2) = receipt(&Keypair::generate_ed25519(), 2, b"y");
+        table.set_receipt(&other, r2);
+        assert!(
+            table.receipt(&other).is_none(),
+            "an unknown job stays unknown"
+        );
     }
 
     #[test]
