@@ -344,8 +344,8 @@ impl Actor {
                 };
                 // Readable here at once, and delivered while the end is
                 // recorded: the requester does not wait for the worker's
-                // disk. Past the bound (requesters
-                // that do not answer), it fetches the receipt by polling.
+                // disk. Past the bound (requesters that do not answer), it
+                // fetches the receipt by polling.
                 self.table.set_receipt(&id, receipt.clone());
                 if self.delivering < MAX_DELIVERIES {
                     self.delivering += 1;
