@@ -31,6 +31,15 @@
 #                  through a relay" for h2 and completes on the public one.
 #   relay-restart  the relay restarts; h2 reserves again and a job from h1
 #                  completes.
+#   worker         default flags behind both NATs: h1 submits with
+#                  --worker naming h2 (not connected: its addresses, relay
+#                  circuit included, come from the DHT) and the job ends
+#                  over a direct connection; --worker naming a peer that
+#                  does not exist says so.
+#   lan            a home LAN without internet (a bridge, 10.0.9.0/24), two
+#                  daemons with default flags and mDNS on, no bootstrap:
+#                  one submits hello.job.json and it runs on the other, and
+#                  a file added on one is fetched on the other.
 # Exit status: 0 when every scenario passed (direct: at most one rep per
 # transport not direct), 1 otherwise, 77 when not root.
 #
@@ -57,11 +66,11 @@ while [ $# -gt 0 ]; do
     --scenario) scenario="${2:?--scenario needs a name}"; shift 2 ;;
     --symmetric) symmetric=1; shift ;;
     --json) json_out="${2:?--json needs a file}"; shift 2 ;;
-    -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,48p' "$0"; exit 0 ;;
     *) echo "nat-lab.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
-case "$scenario" in all|direct|symmetric|relay-restart) ;; *)
+case "$scenario" in all|direct|symmetric|relay-restart|worker|lan) ;; *)
   echo "nat-lab.sh: unknown scenario $scenario" >&2; exit 2 ;;
 esac
 [[ "$reps" =~ ^[0-9]+$ ]] && [ "$reps" -ge 1 ] || { echo "nat-lab.sh: --reps must be at least 1" >&2; exit 2; }
@@ -191,13 +200,15 @@ listen_of() { # TRANSPORT IP
   esac
 }
 
-# start_daemon NAME NS DATADIR ARGS...: starts a daemon in NS, logs to
-# $work/NAME.log, waits until its API answers.
+# start_daemon NAME NS DATADIR ARGS...: starts a daemon in NS (mDNS off:
+# MDNS=1 leaves it on), logs to $work/NAME.log, waits until its API answers.
 start_daemon() {
   local name="$1" n="$2" dir="$3"; shift 3
+  local mdns=(--no-mdns)
+  [ "${MDNS:-0}" = 1 ] && mdns=()
   # Not through the ns function: $! must be the daemon itself.
   ip netns exec "$P-$n" env NO_COLOR=1 RUST_LOG="${NATLAB_LOG:-phase_node=info}" \
-    "$bin" --data-dir "$dir" start --no-mdns "$@" \
+    "$bin" --data-dir "$dir" start "${mdns[@]}" "$@" \
     >"$work/$name.out" 2>>"$work/$name.log" &
   pids+=("$!")
   eval "pid_$name=$!"
@@ -493,11 +504,80 @@ scenario_relay_restart() {
   rm -rf "$relay_dir"
 }
 
+# --worker PEERID to a worker behind NAT that the requester has never met.
+scenario_worker() {
+  local t="${transports[0]}" out
+  start_relay "$t"
+  local boot; boot="$(listen_of "$t" 198.51.100.1)/p2p/$relay_id"
+  start_daemon h2 h2 "$work/w-h2" --listen "$(listen_of "$t" 0.0.0.0)" --bootstrap "$boot"
+  start_daemon h1 h1 "$work/w-h1" --no-worker --listen "$(listen_of "$t" 0.0.0.0)" --bootstrap "$boot"
+  wait_until 60 has_relay "$work/w-h2" || { log "worker: FAILED: h2 made no reservation"; failed=1; }
+  local worker; worker="$(peer_id "$work/w-h2")"
+  if out="$("$bin" --data-dir "$work/w-h1" submit "$root/examples/hello.job.json" --worker "$worker" --json --timeout 90s 2>"$work/submit.err")" \
+    && [ "$(echo "$out" | jq -r '.results[0].worker')" = "$worker" ] \
+    && "$bin" --data-dir "$work/w-h1" peers --json | jq -e --arg w "$worker" \
+      '[.connections[] | select(.peer == $w)] | length > 0 and all(.relayed == false)' >/dev/null; then
+    log "worker/$t: submit --worker to a worker behind NAT completed over a direct connection"
+  else
+    log "worker/$t: FAILED: submit --worker: $(tail -n 2 "$work/submit.err")"; failed=1
+  fi
+  local nobody=12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA
+  if "$bin" --data-dir "$work/w-h1" submit "$root/examples/hello.job.json" --worker "$nobody" --timeout 90s >/dev/null 2>"$work/submit.err"; then
+    log "worker/$t: FAILED: a job ran on a peer that does not exist"; failed=1
+  elif grep -q "no address found" "$work/submit.err"; then
+    log "worker/$t: --worker naming no peer: $(tail -n 1 "$work/submit.err")"
+  else
+    log "worker/$t: FAILED: --worker naming no peer does not say so: $(tail -n 1 "$work/submit.err")"; failed=1
+  fi
+  stop_daemon h1; stop_daemon h2; stop_daemon relay
+  rm -rf "$relay_dir"
+}
+
+# Two default daemons on a LAN of their own, found by mDNS.
+scenario_lan() {
+  ns inet ip link add br1 type bridge
+  ns inet ip link set br1 up
+  local k
+  for k in 1 2; do
+    mkns "l$k"
+    ip link add "${P}m${k}a" type veth peer name "${P}m${k}b"
+    ip link set "${P}m${k}a" netns "$P-l$k"
+    ip link set "${P}m${k}b" netns "$P-inet"
+    ns "l$k" ip link set "${P}m${k}a" name eth0
+    ns "l$k" ip addr add "10.0.9.$((k + 1))/24" dev eth0
+    ns "l$k" ip link set eth0 up
+    ns "l$k" ip link set eth0 multicast on
+    ns "l$k" ip route add 224.0.0.0/4 dev eth0
+    ns inet ip link set "${P}m${k}b" master br1
+    ns inet ip link set "${P}m${k}b" up
+  done
+  MDNS=1 start_daemon l2 l2 "$work/lan-l2"
+  MDNS=1 start_daemon l1 l1 "$work/lan-l1" --no-worker
+  local worker out; worker="$(peer_id "$work/lan-l2")"
+  if out="$("$bin" --data-dir "$work/lan-l1" submit "$root/examples/hello.job.json" --json --timeout 90s 2>"$work/submit.err")" \
+    && [ "$(echo "$out" | jq -r '.results[0].worker')" = "$worker" ]; then
+    log "lan: a job from l1 ran on l2, found with default flags over mDNS"
+  else
+    log "lan: FAILED: submit on the LAN: $(tail -n 2 "$work/submit.err")"; failed=1
+  fi
+  head -c 300000 /dev/urandom >"$work/lan-file"
+  local cid; cid="$("$bin" --data-dir "$work/lan-l2" add "$work/lan-file")"
+  if "$bin" --data-dir "$work/lan-l1" get "$cid" -o "$work/lan-got" 2>"$work/get.err" \
+    && cmp -s "$work/lan-file" "$work/lan-got"; then
+    log "lan: a file added on l2 was fetched on l1"
+  else
+    log "lan: FAILED: get on the LAN: $(tail -n 2 "$work/get.err")"; failed=1
+  fi
+  stop_daemon l1; stop_daemon l2
+}
+
 case "$scenario" in
-  all) scenario_direct; scenario_symmetric; scenario_relay_restart ;;
+  all) scenario_direct; scenario_symmetric; scenario_relay_restart; scenario_worker; scenario_lan ;;
   direct) scenario_direct ;;
   symmetric) scenario_symmetric ;;
   relay-restart) scenario_relay_restart ;;
+  worker) scenario_worker ;;
+  lan) scenario_lan ;;
 esac
 
 [ -z "$json_out" ] || cp "$results" "$json_out"

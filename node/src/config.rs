@@ -159,6 +159,14 @@ pub struct NetworkConfig {
     /// confirmed publicly reachable), `server` (always: public nodes whose
     /// operator knows it, loopback and LAN testnets) or `client` (never).
     pub dht_mode: DhtMode,
+    /// Also join the LAN DHT (`/phase/lan/kad/1.0.0`), as Kubo does: a
+    /// second Kademlia network among the peers reached over private or
+    /// loopback addresses, in which every node is a server whatever its
+    /// reachability, and which holds only those addresses. Nodes on one
+    /// machine or one LAN find each other's workers and content there with
+    /// the default `dht_mode`, and no private address enters the public
+    /// DHT.
+    pub lan_dht: bool,
     /// Addresses this node is known to be reachable at from the internet
     /// (a public node's, e.g. `/ip4/198.51.100.1/tcp/4001`); taken as
     /// confirmed at start, so the node counts as public.
@@ -271,6 +279,7 @@ impl Default for NetworkConfig {
             provider_republish: Duration::from_secs(12 * 3600),
             request_timeout: Duration::from_secs(30),
             dht_mode: DhtMode::Auto,
+            lan_dht: true,
             external: Vec::new(),
             upnp: false,
             relays: Vec::new(),

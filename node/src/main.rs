@@ -38,10 +38,15 @@ fn main() -> ExitCode {
         }
         Err(err) => err.exit(),
     };
+    let filter = match EnvFilter::try_new(cli.log_filter()) {
+        Ok(filter) => filter,
+        Err(err) => {
+            eprintln!("error: --log (or RUST_LOG): {err}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
     let runtime = match tokio::runtime::Runtime::new() {

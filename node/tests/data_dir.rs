@@ -60,14 +60,7 @@ fn a_second_start_refuses_in_one_line_and_gc_keeps_a_running_jobs_inputs() {
         .expect("the worker runs the job");
 
     // A second daemon on the worker's data dir.
-    let second = worker.cli(&[
-        "start",
-        "--no-mdns",
-        "--dht-mode",
-        "server",
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-    ]);
+    let second = worker.cli(&["start", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"]);
     assert!(!second.status.success());
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");

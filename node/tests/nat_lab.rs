@@ -1,7 +1,9 @@
 //! `scripts/nat-lab.sh`: real daemons behind real (iptables) NAT routers in
 //! network namespaces: 20 fresh pairs per transport behind two
 //! endpoint-independent NATs go direct, symmetric NATs fall back as they
-//! should, the relay restarts, and private nodes stay DHT clients. Needs
+//! should, the relay restarts, private nodes stay DHT clients, `submit
+//! --worker` reaches a NATed worker it never met, and two default daemons
+//! on a LAN of their own find each other by mDNS and run a job. Needs
 //! root (CI runs as root); anywhere else it says why it is skipped.
 
 use std::process::Command;
@@ -10,7 +12,7 @@ use std::process::Command;
 const NOT_ROOT: i32 = 77;
 
 #[test]
-fn nat_lab_two_nats_go_direct_symmetric_nats_fall_back_and_the_relay_restarts() {
+fn nat_lab_two_nats_go_direct_symmetric_nats_fall_back_the_relay_restarts_and_a_lan_works() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/nat-lab.sh");
     let out = Command::new("bash")
         .arg(script)
@@ -43,6 +45,10 @@ fn nat_lab_two_nats_go_direct_symmetric_nats_fall_back_and_the_relay_restarts() 
         "reachable only through a relay",
         "dht: private nodes are DHT clients outside the relay's routing table",
         "relay-restart: a job from h1 ran on h2 after the restart",
+        "submit --worker to a worker behind NAT completed over a direct connection",
+        "--worker naming no peer: ",
+        "lan: a job from l1 ran on l2, found with default flags over mDNS",
+        "lan: a file added on l2 was fetched on l1",
         "all scenarios passed",
     ] {
         assert!(report.contains(expected), "{expected}\n{report}");

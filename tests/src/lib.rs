@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
-use phase_node::config::{DhtMode, NodeConfig};
+use phase_node::config::NodeConfig;
 use phase_node::node::NodeHandle;
 use phase_node::store::BlockStore;
 use phase_protocol::Keypair;
@@ -97,14 +97,13 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// A node config for tests: QUIC on 127.0.0.1 with an OS-picked port, no
-/// mDNS, re-bootstrap every second, not a worker.
+/// mDNS, re-bootstrap every second, not a worker; the DHT settings a user
+/// gets (`dht_mode = auto`: loopback nodes meet in the LAN DHT).
 #[must_use]
 pub fn loopback_config() -> NodeConfig {
     let mut config = NodeConfig::default();
     config.network.listen = vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().expect("valid")];
     config.network.mdns = false;
-    // Loopback never confirms an address: answer DHT queries regardless.
-    config.network.dht_mode = DhtMode::Server;
     config.network.bootstrap_interval = Duration::from_secs(1);
     config.worker.enabled = false;
     config

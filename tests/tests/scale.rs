@@ -1,6 +1,8 @@
-//! A network of 50 nodes in process on loopback QUIC: more than Kademlia's
-//! 20-peer buckets let any one node know, so everything below goes through
-//! DHT lookups: peers by id, content and workers by provider records.
+//! Networks in process on loopback QUIC with the DHT settings a user gets
+//! (`dht_mode = auto`: loopback nodes are never public, so they meet in
+//! the LAN DHT): 10 nodes, and 50, more than Kademlia's 20-peer buckets let
+//! any one node know, so everything below goes through DHT lookups: peers
+//! by id, content and workers by provider records.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -26,8 +28,6 @@ async fn step<T>(fut: impl std::future::Future<Output = T>) -> T {
         .expect("step deadline passed")
 }
 
-const NODES: usize = 50;
-const JOBS: u64 = 100;
 /// Jobs submitted at once.
 const AT_ONCE: usize = 20;
 
@@ -42,10 +42,22 @@ fn config(worker: bool) -> NodeConfig {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_default_nodes_find_each_other_content_and_workers() {
+    network_finds_everything(10, 30, 5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_nodes_find_each_other_content_and_workers_through_the_dht() {
+    network_finds_everything(50, 100, 20).await;
+}
+
+/// `nodes` nodes: every node finds every other by lookup, a file added on
+/// the first is fetched on the last, and `jobs` jobs from the last run on
+/// at least `min_workers` distinct workers, every receipt verified.
+async fn network_finds_everything(nodes: usize, jobs: u64, min_workers: usize) {
     // Node 0 bootstraps the others; the last node is the requester, every
     // other one a worker.
-    let configs = (0..NODES).map(|i| config(i + 1 < NODES)).collect();
+    let configs = (0..nodes).map(|i| config(i + 1 < nodes)).collect();
     let started = std::time::Instant::now();
     let phase = |what: &str| eprintln!("{:>6.1}s {what}", started.elapsed().as_secs_f64());
     let net = TestNet::with_configs(configs).await;
@@ -80,7 +92,7 @@ async fn fifty_nodes_find_each_other_content_and_workers_through_the_dht() {
         missed.is_empty(),
         "{} of {} lookups missed, e.g. {:?}",
         missed.len(),
-        NODES * (NODES - 1),
+        nodes * (nodes - 1),
         missed.first()
     );
 
@@ -91,7 +103,7 @@ async fn fifty_nodes_find_each_other_content_and_workers_through_the_dht() {
     let data = pattern(300_000, 50);
     let root = add(&net.nodes[0], Bytes::from(data.clone())).await;
     within(net.nodes[0].pin_and_provide(root)).await.unwrap();
-    let requester = &net.nodes[NODES - 1];
+    let requester = &net.nodes[nodes - 1];
     within(requester.fetch(root)).await.unwrap();
     assert_eq!(
         files::cat_to_vec(requester.store(), root).await.unwrap(),
@@ -106,7 +118,7 @@ async fn fifty_nodes_find_each_other_content_and_workers_through_the_dht() {
         poll_interval: Duration::from_millis(200),
         ..SubmitOptions::default()
     };
-    let runs = (0..JOBS).map(|nonce| {
+    let runs = (0..jobs).map(|nonce| {
         let options = &options;
         async move {
             let spec = hello_spec(requester, nonce).await;
@@ -130,13 +142,13 @@ async fn fifty_nodes_find_each_other_content_and_workers_through_the_dht() {
         let receipt = run.receipt.verify_signer(&run.worker).unwrap();
         assert_eq!(receipt.job, job);
         assert_eq!(receipt.status, Status::Exited { code: 0 });
-        assert!(ids[..NODES - 1].contains(&run.worker), "ran on a worker");
+        assert!(ids[..nodes - 1].contains(&run.worker), "ran on a worker");
         workers.insert(run.worker);
     }
-    phase(&format!("{JOBS} jobs ran on {} workers", workers.len()));
+    phase(&format!("{jobs} jobs ran on {} workers", workers.len()));
     assert!(
-        workers.len() >= 20,
-        "{JOBS} jobs ran on only {} distinct workers",
+        workers.len() >= min_workers,
+        "{jobs} jobs ran on only {} distinct workers",
         workers.len()
     );
     net.shutdown().await;

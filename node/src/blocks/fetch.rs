@@ -28,6 +28,8 @@ use crate::store::{BlockStore, StoreError};
 pub const BATCH: usize = 32;
 /// Requests in flight at once.
 pub const WINDOW: usize = 8;
+/// Connected phase peers asked beside the DHT's providers at most.
+const MAX_CONNECTED_ASKED: usize = 16;
 /// How long a Bitswap peer has to answer a batch.
 const BITSWAP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -118,11 +120,18 @@ pub async fn fetch(
     let mut providers = match options.providers {
         Some(peers) => peers,
         None => {
-            let found = network.find_providers(root).await?;
+            // The DHT's providers first, then connected phase peers (a
+            // peer on the LAN or the bootstrap may hold it without a
+            // record reaching us), as Bitswap asks its connected peers.
+            let mut found: Vec<PeerId> = network.find_providers(root).await?.into_iter().collect();
+            let mut connected = network.block_peers().await?;
+            connected.retain(|p| !found.contains(p));
+            connected.truncate(MAX_CONNECTED_ASKED);
+            found.extend(connected);
             if found.is_empty() && bitswap.is_empty() && !store.has(&root).await? {
                 return Err(FetchError::NoProviders { cid: root });
             }
-            found.into_iter().collect()
+            found
         }
     };
     providers.extend(

@@ -39,9 +39,10 @@ pub(super) struct NodeArgs {
     /// Do not look for peers on the local network with mDNS.
     #[arg(long)]
     no_mdns: bool,
-    /// When to answer DHT queries: auto (once confirmed publicly
-    /// reachable), server (always; loopback and LAN testnets, public nodes)
-    /// or client (never).
+    /// When to answer queries of the phase DHT: auto (once confirmed
+    /// publicly reachable; the default, and what nodes on one machine or
+    /// LAN need: they meet in the LAN DHT), server (always: public nodes
+    /// whose operator knows it) or client (never).
     #[arg(long, value_name = "MODE")]
     dht_mode: Option<DhtMode>,
     /// An address this node is reachable at from the internet (repeatable);
@@ -353,8 +354,9 @@ impl PeersArgs {
             let dht = &answer.dht;
             writeln!(
                 out,
-                "dht: {} in the routing table, {} bootstrap queries done, bootstrap peer {}",
+                "dht: {} in the routing table, {} in the LAN table, {} bootstrap queries done, bootstrap peer {}",
                 dht.routing_peers,
+                dht.lan_peers,
                 dht.bootstraps,
                 if dht.bootstrap_connected {
                     "connected"

@@ -26,8 +26,6 @@ use crate::node::NodeHandle;
 use crate::requester::{self, Stage, SubmitOptions, SubmitReport};
 use crate::store::{BlockStore, files};
 
-/// How long a short-lived requester waits to find its first peer.
-const JOIN_DEADLINE: Duration = Duration::from_secs(30);
 /// Extra time `submit` allows past the job's own timeout by default
 /// (finding workers, moving inputs and results, retries).
 const SUBMIT_MARGIN: Duration = Duration::from_secs(120);
@@ -148,15 +146,9 @@ impl SubmitArgs {
                 let node =
                     NodeHandle::spawn_with(config, key, store.clone(), None, std::env::temp_dir())
                         .await?;
+                // Discovery waits (bounded) for the bootstrap and mDNS
+                // peers to be met, and says what it tried if nobody fits.
                 let result = async {
-                    tokio::time::timeout(JOIN_DEADLINE, node.network().wait_dht_ready(1))
-                        .await
-                        .map_err(|_| {
-                            anyhow::anyhow!(
-                                "found no peers within {}s: pass --bootstrap MULTIADDR/p2p/PEERID or start a daemon",
-                                JOIN_DEADLINE.as_secs()
-                            )
-                        })??;
                     tokio::time::timeout(timeout, node.requester().submit(&spec, &options, &show))
                         .await
                         .map_err(|_| {

@@ -66,6 +66,11 @@ struct GlobalArgs {
     /// Default: the platform's data dir, e.g. ~/.local/share/phase-node.
     #[arg(long, global = true, env = "PHASE_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// What to log on stderr, as `RUST_LOG` takes it (`info`,
+    /// `phase_node=debug`, …); overrides `RUST_LOG`. Default: warnings, and
+    /// nothing for `run`, so a guest's stderr is the guest's own.
+    #[arg(long, global = true, value_name = "FILTER")]
+    log: Option<String>,
 }
 
 impl GlobalArgs {
@@ -167,6 +172,25 @@ enum Command {
 }
 
 impl Cli {
+    /// What to log: `--log`, else `RUST_LOG`, else `warn` (nothing for
+    /// `run`: the guest's stderr is the user's to read).
+    #[must_use]
+    pub fn log_filter(&self) -> String {
+        if let Some(filter) = &self.global.log {
+            return filter.clone();
+        }
+        match std::env::var("RUST_LOG") {
+            Ok(filter) if !filter.is_empty() => filter,
+            _ => match self.command {
+                Command::Run(_) => "off".to_owned(),
+                // libp2p-kad warns that a node alone has no peer to
+                // bootstrap from: the node's own "no worker found" line
+                // says so, with what would help.
+                _ => "warn,libp2p_kad=error".to_owned(),
+            },
+        }
+    }
+
     /// The exit code for a failure of phase-node itself in this subcommand.
     #[must_use]
     pub fn failure_code(&self) -> u8 {

@@ -137,11 +137,13 @@ pub(super) struct RunArgs {
     env: Vec<EnvVar>,
     #[command(flatten)]
     limits: LimitArgs,
-    /// Longest the module may take to compile (in a child process with at
-    /// most 512 MiB of memory, as a worker compiles); the compiled module is
-    /// cached, so later runs skip it.
-    #[arg(long, value_name = "DURATION", default_value = "10s")]
-    compile_timeout: humantime::Duration,
+    /// Compile under a budget, as a worker compiles a stranger's module: in
+    /// a child process, killed past DURATION or 512 MiB resident (both grow
+    /// with the module's size). Without it, your own module compiles here
+    /// without a bound, as `wasmtime run` does. Either way the compiled
+    /// module is cached, so later runs start at once.
+    #[arg(long, value_name = "DURATION")]
+    compile_timeout: Option<humantime::Duration>,
     /// Run deterministically: virtual clocks, randomness seeded from the
     /// module's CID, so two runs give identical output and fuel.
     #[arg(long)]
@@ -187,6 +189,9 @@ impl FromStr for DirMapping {
 struct RunReport<'a> {
     module: String,
     kind: executor::ModuleKind,
+    /// Where the compiled code came from: `compiled` now, or the cache
+    /// (`disk`, `memory`).
+    compiled: executor::CacheSource,
     exit_code: u8,
     #[serde(flatten)]
     outcome: &'a Outcome,
@@ -209,12 +214,14 @@ impl RunArgs {
             .await
             .with_context(|| format!("cannot read {}", self.module.display()))?;
         let data_dir = DataDir::resolve(global.data_dir.as_deref())?;
-        let budget =
-            CompileBudget::this_binary(self.compile_timeout.into(), DEFAULT_COMPILE_MEMORY)
-                .context("cannot find the phase-node binary to compile modules with")?;
+        let budget = self
+            .compile_timeout
+            .map(|t| CompileBudget::this_binary(t.into(), DEFAULT_COMPILE_MEMORY))
+            .transpose()
+            .context("cannot find the phase-node binary to compile modules with")?;
         let executor = Executor::new(ExecutorConfig {
             cache_dir: Some(data_dir.module_cache()),
-            compile: Some(budget),
+            compile: budget,
             ..ExecutorConfig::default()
         })?;
         let module = executor
@@ -294,6 +301,7 @@ impl RunArgs {
             let report = RunReport {
                 module: module.cid().to_string(),
                 kind: module.kind(),
+                compiled: module.source(),
                 exit_code: code,
                 outcome: &outcome,
                 output_dir: self.output.as_deref(),

@@ -3,11 +3,20 @@
 //! Cranelift cannot be interrupted, and a small module can make it spend
 //! minutes and gigabytes (fuel and epoch instrumentation of a function
 //! nested 20,000 deep: 20 s and 516 MB). So a worker compiles in a child
-//! process of its own binary: the child sets its address-space and CPU
-//! rlimits before it reads the module, compiles it into the executor's disk
-//! cache (same engine settings, so the parent loads the artifact as any
-//! cached module), and the parent kills it at the wall-clock budget. What
+//! process of its own binary: the child compiles the module into the
+//! executor's disk cache (same engine settings, so the parent loads the
+//! artifact as any cached module), and the parent watches it, killing it
+//! once its wall-clock time or its *resident* memory passes the budget. A
+//! CPU rlimit in the child is the backstop should the parent die. What
 //! exceeds the budget is refused as too complex, naming the budget.
+//!
+//! The budget scales with the module's size ([`CompileBudget::for_size`]):
+//! honest compile cost is near linear in code size (CPython for WASI, 26
+//! MB: 14 s and 268 MB resident with wasmtime on a loaded 2-core machine),
+//! while the bombs are small modules with pathological structure, which
+//! the base budget stops. Resident memory, not address space: wasmtime
+//! reserves address space far beyond what it touches, so an `RLIMIT_AS`
+//! large enough for a real interpreter bounds nothing.
 //!
 //! Before any of that, [`check_structure`] refuses what wasmparser can see
 //! is out of bounds in one linear pass (function size, locals, nesting).
@@ -28,10 +37,20 @@ pub const COMPILE_CHILD_ARG: &str = "__phase-node-compile";
 /// Exit code of a child whose module is invalid (its stderr says why).
 const EXIT_INVALID: i32 = 3;
 
-/// Default wall-clock budget for compiling one module.
+/// Default wall-clock budget for compiling one small module (the base:
+/// see [`CompileBudget::for_size`]).
 pub const DEFAULT_COMPILE_TIME: Duration = Duration::from_secs(10);
-/// Default memory (address space) budget for compiling one module.
+/// Default resident-memory budget for compiling one small module (the
+/// base: see [`CompileBudget::for_size`]).
 pub const DEFAULT_COMPILE_MEMORY: ByteSize = ByteSize(512 << 20);
+/// Compile time allowed per MiB of module on top of the base: about four
+/// times what CPython (26 MB, 14 s) needs on a loaded 2-core machine.
+pub const COMPILE_TIME_PER_MIB: Duration = Duration::from_secs(2);
+/// Resident memory allowed per byte of module on top of the base: CPython
+/// (26 MB) peaks near 270 MB, about 10 bytes per byte.
+pub const COMPILE_MEMORY_PER_BYTE: u64 = 24;
+/// How often the parent looks at the child's time and resident memory.
+const WATCH_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Largest function body, in bytes (V8's limit).
 pub const MAX_FUNCTION_SIZE: usize = 7_654_321;
@@ -40,15 +59,36 @@ pub const MAX_LOCALS: u64 = 50_000;
 /// Deepest nesting of blocks, loops and ifs in one function.
 pub const MAX_NESTING: usize = 10_000;
 
-/// A budget for compiling one module in a child process.
+/// A budget for compiling one module in a child process: `time` and
+/// `memory` are the base, which grows with the module's size.
 #[derive(Clone, Debug)]
 pub struct CompileBudget {
     /// The `phase-node` binary to run as the child.
     pub program: PathBuf,
-    /// Wall-clock (and CPU) time.
+    /// Wall-clock time for a small module.
     pub time: Duration,
-    /// Address space of the child.
+    /// Resident memory of the child for a small module.
     pub memory: ByteSize,
+}
+
+/// The budget for one module: [`CompileBudget::for_size`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SizedBudget {
+    /// Wall-clock time.
+    pub time: Duration,
+    /// Resident memory.
+    pub memory: ByteSize,
+}
+
+impl std::fmt::Display for SizedBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} and {} MiB resident",
+            humantime::format_duration(self.time),
+            self.memory.0 >> 20
+        )
+    }
 }
 
 impl CompileBudget {
@@ -64,12 +104,23 @@ impl CompileBudget {
         })
     }
 
-    fn describe(&self) -> String {
-        format!(
-            "{} and {} MiB",
-            humantime::format_duration(self.time),
-            self.memory.0 >> 20
-        )
+    /// The budget for a module of `size` bytes: the base plus
+    /// [`COMPILE_TIME_PER_MIB`] per MiB and [`COMPILE_MEMORY_PER_BYTE`]
+    /// per byte (the extra time in whole seconds, rounded down: a module
+    /// under half a MiB gets the base).
+    #[must_use]
+    pub fn for_size(&self, size: usize) -> SizedBudget {
+        let size = size as u64;
+        let extra_ms = (COMPILE_TIME_PER_MIB.as_millis() as u64).saturating_mul(size) >> 20;
+        let time = self.time + Duration::from_secs(extra_ms / 1000);
+        let memory = self
+            .memory
+            .0
+            .saturating_add(size.saturating_mul(COMPILE_MEMORY_PER_BYTE));
+        SizedBudget {
+            time,
+            memory: ByteSize(memory),
+        }
     }
 }
 
@@ -145,13 +196,14 @@ pub(super) fn in_child(
     cid: &Cid,
     bytes: &[u8],
 ) -> Result<(), ExecError> {
+    let sized = budget.for_size(bytes.len());
+    let over = || ExecError::TooComplex(format!("compiling takes more than the budget of {sized}"));
     let failed = |e: std::io::Error| ExecError::Compiler(e.to_string());
     let mut child = Command::new(&budget.program)
         .arg(COMPILE_CHILD_ARG)
         .arg(cache_root)
         .arg(cid.to_string())
-        .arg(budget.memory.0.to_string())
-        .arg(budget.time.as_secs().max(1).to_string())
+        .arg(sized.time.as_secs().max(1).to_string())
         .env_clear()
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -164,19 +216,18 @@ pub(super) fn in_child(
         .take()
         .map(|mut stdin| stdin.write_all(bytes))
         .transpose();
-    let deadline = Instant::now() + budget.time + Duration::from_millis(500);
+    let deadline = Instant::now() + sized.time + Duration::from_millis(500);
     let status = loop {
         match child.try_wait().map_err(failed)? {
             Some(status) => break status,
-            None if Instant::now() >= deadline => {
+            None if Instant::now() >= deadline
+                || resident_bytes(child.id()).is_some_and(|rss| rss > sized.memory.0) =>
+            {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(ExecError::TooComplex(format!(
-                    "compiling takes more than the budget of {}",
-                    budget.describe()
-                )));
+                return Err(over());
             }
-            None => std::thread::sleep(Duration::from_millis(5)),
+            None => std::thread::sleep(WATCH_INTERVAL),
         }
     };
     let mut stderr = String::new();
@@ -187,22 +238,26 @@ pub(super) fn in_child(
     match status.code() {
         Some(0) => Ok(()),
         Some(EXIT_INVALID) => Err(ExecError::Compiler(line)),
-        _ if written.is_err() || status.code().is_none() || line.contains("memory allocation") => {
-            // Killed by its rlimits (SIGXCPU, SIGKILL, or an abort when an
-            // allocation is refused).
-            Err(ExecError::TooComplex(format!(
-                "compiling takes more than the budget of {}",
-                budget.describe()
-            )))
-        }
+        // Killed by its CPU rlimit (SIGXCPU), or the module was not read.
+        _ if written.is_err() || status.code().is_none() => Err(over()),
         _ => Err(ExecError::Compiler(format!(
             "the compiler process failed ({status}): {line}"
         ))),
     }
 }
 
-/// The compile child's `main`: `ARG CACHE_ROOT CID MEMORY SECONDS`, the
-/// module on stdin. Returns the process's exit code.
+/// Resident memory of process `pid` (`/proc/PID/statm`), or `None` when
+/// it cannot be read (the process has just exited).
+fn resident_bytes(pid: u32) -> Option<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf reads a constant of the system.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages.saturating_mul(u64::try_from(page).unwrap_or(4096)))
+}
+
+/// The compile child's `main`: `ARG CACHE_ROOT CID SECONDS`, the module on
+/// stdin. Returns the process's exit code.
 #[must_use]
 pub fn child_main(args: &[String]) -> i32 {
     match child(args) {
@@ -215,15 +270,15 @@ pub fn child_main(args: &[String]) -> i32 {
 }
 
 fn child(args: &[String]) -> Result<(), String> {
-    let [cache_root, cid, memory, seconds] = args else {
-        return Err("usage: CACHE_ROOT CID MEMORY SECONDS < module".to_owned());
+    let [cache_root, cid, seconds] = args else {
+        return Err("usage: CACHE_ROOT CID SECONDS < module".to_owned());
     };
-    let number = |s: &str| s.parse::<u64>().map_err(|e| format!("{s}: {e}"));
-    let (memory, seconds) = (number(memory)?, number(seconds)?);
-    limit(libc::RLIMIT_AS, memory, memory)?;
+    let seconds = seconds
+        .parse::<u64>()
+        .map_err(|e| format!("{seconds}: {e}"))?;
     // CPU time is summed over the compiler's threads (one per core): the
-    // wall-clock deadline the parent keeps is the bound that binds; this
-    // one stops a child the parent could not kill.
+    // parent's wall-clock and resident-memory watch is the bound that
+    // binds; this one stops a child whose parent died.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
     let cpu = seconds.saturating_mul(cores);
     limit(libc::RLIMIT_CPU, cpu, cpu.saturating_add(1))?;
@@ -283,6 +338,33 @@ mod tests {
         let err = check_structure(&nested(MAX_NESTING + 1)).unwrap_err();
         assert!(matches!(err, ExecError::TooComplex(_)), "{err}");
         assert!(err.to_string().starts_with("module too complex"), "{err}");
+    }
+
+    #[test]
+    fn the_budget_grows_with_the_module() {
+        let budget = CompileBudget {
+            program: PathBuf::from("phase-node"),
+            time: Duration::from_secs(10),
+            memory: ByteSize(512 << 20),
+        };
+        let small = budget.for_size(60_000);
+        assert_eq!(small.time, Duration::from_secs(10));
+        assert!(small.memory.0 < 514 << 20, "{small}");
+        // CPython for WASI: 26 MB.
+        let python = budget.for_size(26_267_204);
+        assert_eq!(python.time, Duration::from_secs(60));
+        assert!(python.memory.0 > 1 << 30, "{python}");
+        assert_eq!(
+            python.to_string(),
+            format!("1m and {} MiB resident", python.memory.0 >> 20)
+        );
+    }
+
+    #[test]
+    fn resident_memory_of_a_process_is_read() {
+        let mine = resident_bytes(std::process::id()).unwrap();
+        assert!(mine > 1 << 20, "{mine}");
+        assert_eq!(resident_bytes(u32::MAX), None);
     }
 
     #[test]

@@ -44,8 +44,9 @@ use phase_protocol::{Cid, Limits, Status, unixfs};
 
 use self::cache::ModuleCache;
 pub use self::compile::{
-    COMPILE_CHILD_ARG, CompileBudget, DEFAULT_COMPILE_MEMORY, DEFAULT_COMPILE_TIME,
-    MAX_FUNCTION_SIZE, MAX_LOCALS, MAX_NESTING, check_structure, child_main as compile_child_main,
+    COMPILE_CHILD_ARG, COMPILE_MEMORY_PER_BYTE, COMPILE_TIME_PER_MIB, CompileBudget,
+    DEFAULT_COMPILE_MEMORY, DEFAULT_COMPILE_TIME, MAX_FUNCTION_SIZE, MAX_LOCALS, MAX_NESTING,
+    SizedBudget, check_structure, child_main as compile_child_main,
 };
 pub use self::error::{EngineError, ExecError};
 pub use self::inspect::{ExportInfo, ImportInfo, ModuleInfo, ModuleKind, inspect};
@@ -187,7 +188,8 @@ impl LoadedModule {
 }
 
 /// Where [`Executor::load`] found the compiled code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CacheSource {
     /// Already in this process.
     Memory,
@@ -343,7 +345,7 @@ impl Executor {
         {
             let started = Instant::now();
             compile::in_child(budget, cache_root, &cid, bytes)?;
-            debug!(%cid, elapsed = ?started.elapsed(), "compiled in a child process");
+            tracing::info!(%cid, elapsed = ?started.elapsed(), "compiled in a child process");
             if !self.inner.cache.on_disk(&cid) {
                 return Err(ExecError::Compiler(
                     "the compiler process left no artifact (is the module cache writable?)"

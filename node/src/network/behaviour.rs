@@ -21,6 +21,10 @@ use crate::config::{DhtMode, NetworkConfig};
 
 /// Protocol id of the phase Kademlia DHT (not the public IPFS one).
 pub const KAD_PROTOCOL: &str = "/phase/kad/1.0.0";
+/// Protocol id of the LAN DHT: the phase DHT among peers reached over
+/// private or loopback addresses, where every node is a server (Kubo's
+/// `/ipfs/lan/kad/1.0.0`).
+pub const LAN_KAD_PROTOCOL: &str = "/phase/lan/kad/1.0.0";
 /// Concurrent inbound plus outbound block streams per connection: enough
 /// for a window of requests in flight, few enough that a peer opening
 /// streams without end is cut off.
@@ -45,6 +49,7 @@ pub(crate) type JobCodec = MessageCodec<JobRequest, JobResponse>;
 pub(crate) struct Behaviour {
     pub(crate) limits: connection_limits::Behaviour,
     pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub(crate) lan_kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
@@ -70,21 +75,7 @@ impl Behaviour {
             .with_max_established(Some(config.max_connections))
             .with_max_established_per_peer(Some(config.max_connections_per_peer))
             .with_max_pending_incoming(Some(config.max_connections / 2));
-        let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
-        kad_config
-            .set_query_timeout(config.request_timeout)
-            .set_periodic_bootstrap_interval(Some(config.bootstrap_interval))
-            .set_provider_record_ttl(Some(config.provider_ttl))
-            .set_provider_publication_interval(Some(config.provider_republish))
-            .set_max_packet_size(MAX_KAD_MESSAGE);
-        let store = kad::store::MemoryStore::with_config(
-            peer_id,
-            kad::store::MemoryStoreConfig {
-                max_providers_per_key: MAX_PROVIDERS_PER_KEY,
-                ..kad::store::MemoryStoreConfig::default()
-            },
-        );
-        let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
+        let mut kad = kademlia(peer_id, KAD_PROTOCOL, config);
         // Never libp2p's automatic mode: it turns a server on any confirmed
         // external address, a relayed one included. The event loop sets the
         // mode from what it knows of reachability.
@@ -92,6 +83,14 @@ impl Behaviour {
             DhtMode::Server => kad::Mode::Server,
             DhtMode::Auto | DhtMode::Client => kad::Mode::Client,
         }));
+        // The LAN DHT: always a server, and its routing table holds only
+        // the peers the event loop puts there (reached over a private or
+        // loopback address, with those addresses only).
+        let lan_kad = config.lan_dht.then(|| {
+            let mut lan = kademlia(peer_id, LAN_KAD_PROTOCOL, config);
+            lan.set_mode(Some(kad::Mode::Server));
+            lan
+        });
         let identify = identify::Behaviour::new(
             identify::Config::new("/ipfs/id/1.0.0".into(), key.public())
                 .with_agent_version(format!("phase-node/{}", env!("CARGO_PKG_VERSION"))),
@@ -141,6 +140,7 @@ impl Behaviour {
         Ok(Self {
             limits: connection_limits::Behaviour::new(limits),
             kad,
+            lan_kad: lan_kad.into(),
             identify,
             ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(30))),
             mdns: mdns.into(),
@@ -158,4 +158,32 @@ impl Behaviour {
             jobs,
         })
     }
+}
+
+/// A Kademlia behaviour on `protocol` with the node's DHT settings. The
+/// routing table is filled by hand ([`kad::BucketInserts::Manual`]) only
+/// for the LAN DHT, whose peers the event loop filters by address.
+fn kademlia(
+    peer_id: libp2p::PeerId,
+    protocol: &'static str,
+    config: &NetworkConfig,
+) -> kad::Behaviour<kad::store::MemoryStore> {
+    let mut kad_config = kad::Config::new(StreamProtocol::new(protocol));
+    kad_config
+        .set_query_timeout(config.request_timeout)
+        .set_periodic_bootstrap_interval(Some(config.bootstrap_interval))
+        .set_provider_record_ttl(Some(config.provider_ttl))
+        .set_provider_publication_interval(Some(config.provider_republish))
+        .set_max_packet_size(MAX_KAD_MESSAGE);
+    if protocol == LAN_KAD_PROTOCOL {
+        kad_config.set_kbucket_inserts(kad::BucketInserts::Manual);
+    }
+    let store = kad::store::MemoryStore::with_config(
+        peer_id,
+        kad::store::MemoryStoreConfig {
+            max_providers_per_key: MAX_PROVIDERS_PER_KEY,
+            ..kad::store::MemoryStoreConfig::default()
+        },
+    );
+    kad::Behaviour::with_config(peer_id, store, kad_config)
 }

@@ -37,7 +37,7 @@ use phase_protocol::block::{BlockRequest, BlockResponse};
 use phase_protocol::job::{Capability, JobRequest, JobResponse};
 
 use self::behaviour::Behaviour;
-pub use self::behaviour::KAD_PROTOCOL;
+pub use self::behaviour::{KAD_PROTOCOL, LAN_KAD_PROTOCOL};
 pub use self::dht_state::DhtState;
 pub(crate) use self::event_loop::EventLoop;
 pub use self::nat::{Connection, NatStatus, Reachability};
@@ -184,6 +184,10 @@ pub(crate) enum Command {
         reply: Reply<NatStatus>,
     },
     BitswapPeers {
+        reply: Reply<Vec<PeerId>>,
+    },
+    PeersSpeaking {
+        protocol: &'static str,
         reply: Reply<Vec<PeerId>>,
     },
 }
@@ -394,19 +398,43 @@ impl NetworkClient {
         self.call(|reply| Command::BitswapPeers { reply }).await
     }
 
+    /// Connected peers that can run jobs or serve blocks: those whose
+    /// identify lists the job protocol, asked beside the DHT's providers
+    /// (a bootstrap or mDNS peer is found at once).
+    ///
+    /// # Errors
+    /// [`NetworkError::Shutdown`].
+    pub async fn job_peers(&self) -> Result<Vec<PeerId>, NetworkError> {
+        self.peers_speaking(phase_protocol::job::JOB_PROTOCOL).await
+    }
+
+    /// Connected peers that serve `/phase/block/1.0.0`.
+    ///
+    /// # Errors
+    /// [`NetworkError::Shutdown`].
+    pub async fn block_peers(&self) -> Result<Vec<PeerId>, NetworkError> {
+        self.peers_speaking(phase_protocol::block::BLOCK_PROTOCOL)
+            .await
+    }
+
+    async fn peers_speaking(&self, protocol: &'static str) -> Result<Vec<PeerId>, NetworkError> {
+        self.call(|reply| Command::PeersSpeaking { protocol, reply })
+            .await
+    }
+
     /// The Bitswap client of this node.
     #[must_use]
     pub fn bitswap(&self) -> &BitswapClient {
         &self.bitswap
     }
 
-    /// Waits until the routing table holds at least `n` peers.
+    /// Waits until a routing table (of either DHT) holds at least `n` peers.
     ///
     /// # Errors
     /// [`NetworkError::Shutdown`] if the swarm stops first.
     pub async fn wait_routing_peers(&self, n: usize) -> Result<(), NetworkError> {
         let mut rx = self.dht.clone();
-        rx.wait_for(|dht| dht.routing_peers >= n)
+        rx.wait_for(|dht| dht.peers() >= n)
             .await
             .map_err(|_| NetworkError::Shutdown)?;
         Ok(())
@@ -577,6 +605,11 @@ fn bootstrap_peer(swarm: &mut libp2p::Swarm<Behaviour>, addr: &Multiaddr) {
         return;
     };
     swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+    if nat::is_lan(addr)
+        && let Some(lan) = swarm.behaviour_mut().lan_kad.as_mut()
+    {
+        lan.add_address(&peer, addr.clone());
+    }
     if let Err(e) = swarm.dial(addr.clone()) {
         tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
     }

@@ -163,6 +163,17 @@ pub(super) fn is_global(addr: &Multiaddr) -> bool {
     }
 }
 
+/// Whether `addr` is a direct private, loopback or link-local IP address:
+/// what the LAN DHT holds.
+pub(super) fn is_lan(addr: &Multiaddr) -> bool {
+    let specified = match addr.iter().next() {
+        Some(Protocol::Ip4(ip)) => !ip.is_unspecified(),
+        Some(Protocol::Ip6(ip)) => !ip.is_unspecified(),
+        _ => false,
+    };
+    specified && !is_relayed(addr) && !is_global(addr)
+}
+
 /// Whether `addr` goes through a relay.
 pub(super) fn is_relayed(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| p == Protocol::P2pCircuit)
@@ -378,6 +389,21 @@ impl Nat {
         any
     }
 
+    /// Whether the connection `id` is a direct one over a private or
+    /// loopback address (a peer of the LAN DHT).
+    pub(super) fn is_lan_connection(&self, id: ConnectionId) -> bool {
+        self.connections.get(&id).is_some_and(|c| is_lan(&c.addr))
+    }
+
+    /// Connected peers whose identify lists `protocol`.
+    pub(super) fn peers_speaking(&self, protocol: &str) -> Vec<PeerId> {
+        self.protocols
+            .iter()
+            .filter(|(_, protocols)| protocols.iter().any(|p| p == protocol))
+            .map(|(peer, _)| *peer)
+            .collect()
+    }
+
     /// Whether `peer` has any connection.
     pub(super) fn is_connected(&self, peer: PeerId) -> bool {
         self.connections.values().any(|c| c.peer == peer)
@@ -512,6 +538,27 @@ mod tests {
         let mut nat = Nat::new(&config);
         nat.external_confirmed(addr("/ip4/198.51.100.7/tcp/4001"));
         assert_eq!(nat.kad_mode(), kad::Mode::Client);
+    }
+
+    #[test]
+    fn only_direct_private_and_loopback_addresses_belong_to_the_lan_dht() {
+        for lan in [
+            "/ip4/127.0.0.1/udp/4001/quic-v1",
+            "/ip4/192.168.1.7/tcp/4001",
+            "/ip4/10.0.0.2/tcp/4001",
+            "/ip6/::1/tcp/4001",
+            "/ip6/fd00::7/tcp/4001",
+        ] {
+            assert!(is_lan(&addr(lan)), "{lan}");
+        }
+        for not_lan in [
+            "/ip4/198.51.100.1/tcp/4001",
+            "/ip4/0.0.0.0/tcp/4001",
+            "/ip4/192.168.1.7/tcp/4001/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA/p2p-circuit",
+            "/dns4/example.com/tcp/4001",
+        ] {
+            assert!(!is_lan(&addr(not_lan)), "{not_lan}");
+        }
     }
 
     #[test]

@@ -26,28 +26,51 @@ const REMEMBERED: usize = 4096;
 
 type Waiters<T> = Vec<super::Reply<T>>;
 
-/// See the module docs. Owned by the swarm's event loop.
+/// Which of the node's two Kademlia networks a query runs in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) enum Dht {
+    /// The phase DHT (`/phase/kad/1.0.0`): a server only when public.
+    Wan,
+    /// The LAN DHT (`/phase/lan/kad/1.0.0`): private and loopback peers,
+    /// every one a server.
+    Lan,
+}
+
+/// A Kademlia query: each DHT numbers its own.
+pub(super) type QueryKey = (Dht, kad::QueryId);
+
+/// See the module docs. Owned by the swarm's event loop. One provide or
+/// lookup runs as one query per DHT; its waiters hear when all have ended.
 #[derive(Debug, Default)]
 pub(super) struct Queries {
-    provides: HashMap<kad::QueryId, (kad::RecordKey, Waiters<()>)>,
-    providing: HashMap<kad::RecordKey, kad::QueryId>,
+    provides: HashMap<kad::RecordKey, Provide>,
+    provide_queries: HashMap<QueryKey, kad::RecordKey>,
     provided: Recent<()>,
-    lookups: HashMap<kad::QueryId, Lookup>,
-    looking: HashMap<kad::RecordKey, kad::QueryId>,
+    lookups: HashMap<kad::RecordKey, Lookup>,
+    lookup_queries: HashMap<QueryKey, kad::RecordKey>,
     found: Recent<HashSet<PeerId>>,
 }
 
 #[derive(Debug)]
+struct Provide {
+    waiters: Waiters<()>,
+    /// Queries of this provide still running.
+    running: usize,
+}
+
+#[derive(Debug)]
 struct Lookup {
-    key: kad::RecordKey,
     waiters: Waiters<HashSet<PeerId>>,
     found: HashSet<PeerId>,
+    /// Queries of this lookup still running.
+    running: usize,
 }
 
 /// What the event loop does with a provide or a lookup.
 #[derive(Debug)]
 pub(super) enum Start<T> {
-    /// Start a query, then call the matching `started_*` with its id.
+    /// Start a query in each DHT, then call the matching `started_*` with
+    /// their ids.
     Query(super::Reply<T>),
     /// Nothing: joined a query in flight, or answered from memory.
     Done,
@@ -61,10 +84,8 @@ impl Queries {
         reply: super::Reply<()>,
         now: Instant,
     ) -> Start<()> {
-        if let Some(id) = self.providing.get(key)
-            && let Some((_, waiters)) = self.provides.get_mut(id)
-        {
-            waiters.push(reply);
+        if let Some(provide) = self.provides.get_mut(key) {
+            provide.waiters.push(reply);
             return Start::Done;
         }
         if self.provided.get(key, now).is_some() {
@@ -74,24 +95,48 @@ impl Queries {
         Start::Query(reply)
     }
 
-    /// The provide query `id` for `key` was started for `reply`.
+    /// The provide queries `ids` for `key` were started for `reply` (none
+    /// started: `reply` hears at once).
     pub(super) fn started_provide(
         &mut self,
-        id: kad::QueryId,
+        ids: &[QueryKey],
         key: kad::RecordKey,
         reply: super::Reply<()>,
+        now: Instant,
     ) {
-        self.providing.insert(key.clone(), id);
-        self.provides.insert(id, (key, vec![reply]));
+        if ids.is_empty() {
+            self.provided.insert(key, (), now);
+            let _ = reply.send(Ok(()));
+            return;
+        }
+        for id in ids {
+            self.provide_queries.insert(*id, key.clone());
+        }
+        self.provides.insert(
+            key,
+            Provide {
+                waiters: vec![reply],
+                running: ids.len(),
+            },
+        );
     }
 
-    /// The provide query `id` ended: every waiter hears it, and the key is
-    /// remembered as provided.
-    pub(super) fn provide_ended(&mut self, id: kad::QueryId, now: Instant) {
-        if let Some((key, waiters)) = self.provides.remove(&id) {
-            self.providing.remove(&key);
+    /// The provide query `id` ended: once all of its provide's queries have,
+    /// every waiter hears it, and the key is remembered as provided.
+    pub(super) fn provide_ended(&mut self, id: QueryKey, now: Instant) {
+        let Some(key) = self.provide_queries.remove(&id) else {
+            return;
+        };
+        let Some(provide) = self.provides.get_mut(&key) else {
+            return;
+        };
+        provide.running = provide.running.saturating_sub(1);
+        if provide.running > 0 {
+            return;
+        }
+        if let Some(provide) = self.provides.remove(&key) {
             self.provided.insert(key, (), now);
-            for reply in waiters {
+            for reply in provide.waiters {
                 let _ = reply.send(Ok(()));
             }
         }
@@ -104,9 +149,7 @@ impl Queries {
         reply: super::Reply<HashSet<PeerId>>,
         now: Instant,
     ) -> Start<HashSet<PeerId>> {
-        if let Some(id) = self.looking.get(key)
-            && let Some(lookup) = self.lookups.get_mut(id)
-        {
+        if let Some(lookup) = self.lookups.get_mut(key) {
             lookup.waiters.push(reply);
             return Start::Done;
         }
@@ -117,42 +160,56 @@ impl Queries {
         Start::Query(reply)
     }
 
-    /// The lookup query `id` for `key` was started for `reply`.
+    /// The lookup queries `ids` for `key` were started for `reply` (none
+    /// started: `reply` hears "nobody" at once).
     pub(super) fn started_lookup(
         &mut self,
-        id: kad::QueryId,
+        ids: &[QueryKey],
         key: kad::RecordKey,
         reply: super::Reply<HashSet<PeerId>>,
     ) {
-        self.looking.insert(key.clone(), id);
+        if ids.is_empty() {
+            let _ = reply.send(Ok(HashSet::new()));
+            return;
+        }
+        for id in ids {
+            self.lookup_queries.insert(*id, key.clone());
+        }
         self.lookups.insert(
-            id,
+            key,
             Lookup {
-                key,
                 waiters: vec![reply],
                 found: HashSet::new(),
+                running: ids.len(),
             },
         );
     }
 
     /// The lookup query `id` found `providers` (more may come).
-    pub(super) fn lookup_found(&mut self, id: kad::QueryId, providers: HashSet<PeerId>) {
-        if let Some(lookup) = self.lookups.get_mut(&id) {
+    pub(super) fn lookup_found(&mut self, id: QueryKey, providers: HashSet<PeerId>) {
+        if let Some(key) = self.lookup_queries.get(&id)
+            && let Some(lookup) = self.lookups.get_mut(key)
+        {
             lookup.found.extend(providers);
         }
     }
 
-    /// The lookup query `id` ended: every waiter gets what it found, and a
-    /// non-empty answer is remembered (an empty one is asked again: the
-    /// providers may be on their way).
-    pub(super) fn lookup_ended(&mut self, id: kad::QueryId, now: Instant) {
-        if let Some(Lookup {
-            key,
-            waiters,
-            found,
-        }) = self.lookups.remove(&id)
-        {
-            self.looking.remove(&key);
+    /// The lookup query `id` ended: once all of its lookup's queries have,
+    /// every waiter gets what they found together, and a non-empty answer
+    /// is remembered (an empty one is asked again: the providers may be on
+    /// their way).
+    pub(super) fn lookup_ended(&mut self, id: QueryKey, now: Instant) {
+        let Some(key) = self.lookup_queries.remove(&id) else {
+            return;
+        };
+        let Some(lookup) = self.lookups.get_mut(&key) else {
+            return;
+        };
+        lookup.running = lookup.running.saturating_sub(1);
+        if lookup.running > 0 {
+            return;
+        }
+        if let Some(Lookup { waiters, found, .. }) = self.lookups.remove(&key) {
             for reply in waiters {
                 let _ = reply.send(Ok(found.clone()));
             }
@@ -162,7 +219,7 @@ impl Queries {
         }
     }
 
-    /// A new peer entered the routing table: forget what was provided and
+    /// A new peer entered a routing table: forget what was provided and
     /// found (queries in flight go on).
     pub(super) fn routing_changed(&mut self) {
         self.provided.clear();
@@ -238,12 +295,16 @@ mod tests {
         kad::RecordKey::new(&[n])
     }
 
-    fn query_id() -> kad::QueryId {
+    fn query_id() -> QueryKey {
+        query_in(Dht::Wan)
+    }
+
+    fn query_in(dht: Dht) -> QueryKey {
         // QueryIds come only from a Behaviour; make real ones.
         let peer = PeerId::random();
         let store = kad::store::MemoryStore::new(peer);
         let mut kad = kad::Behaviour::new(peer, store);
-        kad.get_providers(key(0))
+        (dht, kad.get_providers(key(0)))
     }
 
     #[test]
@@ -255,7 +316,7 @@ mod tests {
             panic!("the first provide starts a query");
         };
         let id = query_id();
-        q.started_provide(id, key(1), a);
+        q.started_provide(&[id], key(1), a, now);
         let (b, mut b_rx) = oneshot::channel();
         assert!(matches!(q.provide(&key(1), b, now), Start::Done));
         assert!(b_rx.try_recv().is_err(), "waits for the query");
@@ -273,7 +334,7 @@ mod tests {
             panic!("the first provide starts a query");
         };
         let id = query_id();
-        q.started_provide(id, key(1), a);
+        q.started_provide(&[id], key(1), a, now);
         q.provide_ended(id, now);
 
         let (b, mut b_rx) = oneshot::channel();
@@ -299,7 +360,7 @@ mod tests {
             panic!("the first lookup starts a query");
         };
         let id = query_id();
-        q.started_lookup(id, key(1), a);
+        q.started_lookup(&[id], key(1), a);
         let (b, mut b_rx) = oneshot::channel();
         assert!(matches!(q.lookup(&key(1), b, now), Start::Done));
         q.lookup_found(id, HashSet::from([peer]));
@@ -322,10 +383,55 @@ mod tests {
             panic!("a new key starts a query");
         };
         let id = query_id();
-        q.started_lookup(id, key(2), e);
+        q.started_lookup(&[id], key(2), e);
         q.lookup_ended(id, now);
         let (f, _) = oneshot::channel();
         assert!(matches!(q.lookup(&key(2), f, now), Start::Query(_)));
+    }
+
+    #[test]
+    fn a_lookup_in_both_dhts_answers_once_both_ended_with_what_both_found() {
+        let mut q = Queries::default();
+        let now = Instant::now();
+        let (wan_peer, lan_peer) = (PeerId::random(), PeerId::random());
+        let (a, mut a_rx) = oneshot::channel();
+        let Start::Query(a) = q.lookup(&key(1), a, now) else {
+            panic!("the first lookup starts a query");
+        };
+        // Both DHTs number their queries from the same start: the ids
+        // alone would collide.
+        let (wan, lan) = (query_in(Dht::Wan), query_in(Dht::Lan));
+        assert_eq!(wan.1, lan.1);
+        q.started_lookup(&[wan, lan], key(1), a);
+        q.lookup_found(lan, HashSet::from([lan_peer]));
+        q.lookup_ended(lan, now);
+        assert!(a_rx.try_recv().is_err(), "the WAN query still runs");
+        q.lookup_found(wan, HashSet::from([wan_peer]));
+        q.lookup_ended(wan, now);
+        assert_eq!(
+            a_rx.try_recv().unwrap().unwrap(),
+            HashSet::from([wan_peer, lan_peer])
+        );
+
+        let (b, mut b_rx) = oneshot::channel();
+        let Start::Query(b) = q.provide(&key(2), b, now) else {
+            panic!("the first provide starts a query");
+        };
+        q.started_provide(&[wan, lan], key(2), b, now);
+        q.provide_ended(wan, now);
+        assert!(b_rx.try_recv().is_err(), "the LAN query still runs");
+        q.provide_ended(lan, now);
+        assert!(matches!(b_rx.try_recv(), Ok(Ok(()))));
+
+        let (c, mut c_rx) = oneshot::channel();
+        let Start::Query(c) = q.lookup(&key(3), c, now) else {
+            panic!("a new key starts a query");
+        };
+        q.started_lookup(&[], key(3), c);
+        assert!(
+            c_rx.try_recv().unwrap().unwrap().is_empty(),
+            "no DHT: nobody"
+        );
     }
 
     #[test]

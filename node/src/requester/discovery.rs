@@ -1,10 +1,15 @@
-//! Finding workers: the providers of the job's capability key in the DHT
-//! (Kademlia provider records, never a scan of the routing table), at most
-//! [`MAX_CANDIDATES`] of them picked at random, each asked what it offers
-//! (limits, free slots), kept if the offer covers the job, and ranked by
-//! free slots, then round-trip time in 50 ms steps, ties in random order.
+//! Finding workers: the connected peers that speak the job protocol (a
+//! bootstrap or mDNS peer is found at once, as Bitswap asks its connected
+//! peers first) and the providers of the job's capability key in the DHT
+//! (Kademlia provider records in the phase DHT and the LAN DHT, never a
+//! scan of the routing table), at most [`MAX_CANDIDATES`] of them picked at
+//! random, each asked what it offers (limits, free slots), kept if the
+//! offer covers the job, and ranked by free slots, then round-trip time in
+//! 50 ms steps, ties in random order. While nobody fits, discovery is tried
+//! again every [`RETRY`] until the caller's wait is over; then the error
+//! says what was tried ([`Tried`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
@@ -14,7 +19,7 @@ use phase_protocol::job::{JobRequest, JobResponse, WorkerInfo};
 use phase_protocol::{Capability, JobSpec};
 
 use super::SubmitError;
-use crate::network::NetworkClient;
+use crate::network::{NetworkClient, NetworkError};
 
 /// Deadline of one status or capability query.
 pub const QUERY_DEADLINE: Duration = Duration::from_secs(10);
@@ -36,25 +41,115 @@ pub fn search_capability(spec: &JobSpec) -> Capability {
         })
 }
 
-/// Workers able to run `spec`, best first.
+/// How often discovery is tried again while nobody fits.
+pub const RETRY: Duration = Duration::from_secs(1);
+
+/// What a discovery tried, for the one line that says why nobody was
+/// found.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Tried {
+    /// Connected peers that speak the job protocol.
+    pub connected: usize,
+    /// Providers of the capability found in the DHTs.
+    pub providers: usize,
+    /// Peers asked for their offer.
+    pub asked: usize,
+    /// Peers that answered with an offer.
+    pub answered: usize,
+    /// Whether this node is a server of the phase DHT.
+    pub dht_server: bool,
+    /// Peers in the phase DHT's routing table.
+    pub routing_peers: usize,
+    /// Peers in the LAN DHT's routing table.
+    pub lan_peers: usize,
+    /// How long discovery went on.
+    pub waited: Duration,
+}
+
+impl std::fmt::Display for Tried {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "for {}s: {} connected phase peers and {} DHT providers, {} asked, {} answered, none fits; \
+             DHT {} with {} peers, LAN DHT {} peers",
+            self.waited.as_secs(),
+            self.connected,
+            self.providers,
+            self.asked,
+            self.answered,
+            if self.dht_server { "server" } else { "client" },
+            self.routing_peers,
+            self.lan_peers,
+        )?;
+        if self.connected == 0 && self.routing_peers == 0 && self.lan_peers == 0 {
+            write!(
+                f,
+                "; no peers at all: pass --bootstrap MULTIADDR/p2p/PEERID (an address \
+                 that `phase-node id` prints on a running node), or run one on this LAN \
+                 with mDNS on"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Workers able to run `spec`, best first, trying again every [`RETRY`]
+/// for up to `wait` while nobody fits.
 ///
 /// # Errors
-/// When the DHT lookup fails, or nobody fits.
+/// [`SubmitError::NoWorkers`] saying what was tried, or the network is
+/// gone.
 pub async fn find_workers(
     network: &NetworkClient,
     spec: &JobSpec,
+    wait: Duration,
 ) -> Result<Vec<PeerId>, SubmitError> {
     let capability = search_capability(spec);
+    let started = Instant::now();
+    loop {
+        let (found, mut tried) = discover(network, spec, &capability).await?;
+        if !found.is_empty() {
+            return Ok(found);
+        }
+        let waited = started.elapsed();
+        if waited >= wait {
+            tried.waited = waited;
+            return Err(SubmitError::NoWorkers { capability, tried });
+        }
+        tokio::time::sleep(RETRY.min(wait - waited)).await;
+    }
+}
+
+/// One round of discovery: the workers that fit, best first, and what was
+/// tried.
+async fn discover(
+    network: &NetworkClient,
+    spec: &JobSpec,
+    capability: &Capability,
+) -> Result<(Vec<PeerId>, Tried), NetworkError> {
     let me = network.peer_id();
-    let mut found: Vec<PeerId> = network
-        .find_capability(&capability)
-        .await?
+    let connected = network.job_peers().await?;
+    let providers = network.find_capability(capability).await?;
+    let dht = network.dht_state();
+    let mut tried = Tried {
+        connected: connected.len(),
+        providers: providers.iter().filter(|p| **p != me).count(),
+        dht_server: network.nat_status().await?.dht_server,
+        routing_peers: dht.routing_peers,
+        lan_peers: dht.lan_peers,
+        ..Tried::default()
+    };
+    let mut found: Vec<PeerId> = connected
         .into_iter()
+        .chain(providers)
         .filter(|p| *p != me)
+        .collect::<HashSet<_>>()
+        .into_iter()
         .collect();
-    debug!(%capability, found = found.len(), "workers found in the DHT");
+    debug!(%capability, found = found.len(), "workers found (connected and in the DHT)");
     shuffle(&mut found);
     found.truncate(MAX_CANDIDATES);
+    tried.asked = found.len();
     let queries = found.into_iter().map(|peer| async move {
         let started = Instant::now();
         let answer = tokio::time::timeout(
@@ -70,16 +165,17 @@ pub async fn find_workers(
             }
         }
     });
-    let fit: Vec<_> = futures::future::join_all(queries)
+    let offers: Vec<_> = futures::future::join_all(queries)
         .await
         .into_iter()
         .flatten()
+        .collect();
+    tried.answered = offers.len();
+    let fit: Vec<_> = offers
+        .into_iter()
         .filter(|(_, info, _)| fits(spec, info))
         .collect();
-    if fit.is_empty() {
-        return Err(SubmitError::NoWorkers { capability });
-    }
-    Ok(rank(fit))
+    Ok((rank(fit), tried))
 }
 
 /// Round trips within one step of this count as equal: on one LAN (or

@@ -33,12 +33,19 @@ use phase_protocol::{Capability, Cid, JobSpec};
 
 pub use self::attempt::MAX_MISSED_POLLS;
 pub use self::deliveries::{Deliveries, MAX_PENDING_DELIVERIES};
-pub use self::discovery::{MAX_CANDIDATES, QUERY_DEADLINE, find_workers, search_capability};
+pub use self::discovery::{
+    MAX_CANDIDATES, QUERY_DEADLINE, RETRY, Tried, find_workers, search_capability,
+};
 pub use self::report::{Agreement, Attempt, ReplicaResult, SubmitReport, agreement};
 pub use self::verify::{ReceiptError, check_receipt};
 use crate::blocks::FetchError;
 use crate::network::{NetworkClient, NetworkError};
 use crate::store::BlockStore;
+
+/// How long a submission looks for workers by default before it says
+/// nobody was found: long enough for a node that just started to meet its
+/// bootstrap and mDNS peers and for provider records to arrive.
+pub const DISCOVERY_WAIT: Duration = Duration::from_secs(20);
 
 /// How to submit a job.
 #[derive(Clone, Debug)]
@@ -52,6 +59,9 @@ pub struct SubmitOptions {
     pub attempts: u32,
     /// How often to ask a worker how the job is going.
     pub poll_interval: Duration,
+    /// How long to go on looking for workers while none is found (a node
+    /// that just started is still meeting its peers).
+    pub discovery_wait: Duration,
 }
 
 impl Default for SubmitOptions {
@@ -61,6 +71,7 @@ impl Default for SubmitOptions {
             replicas: 1,
             attempts: 5,
             poll_interval: Duration::from_secs(1),
+            discovery_wait: DISCOVERY_WAIT,
         }
     }
 }
@@ -106,10 +117,12 @@ pub enum Stage {
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
     /// No worker advertises what the job needs.
-    #[error("no worker found that can run the job (looked for `{capability}`)")]
+    #[error("no worker found that can run the job (looked for `{capability}` {tried})")]
     NoWorkers {
         /// The capability looked up.
         capability: Capability,
+        /// What discovery tried.
+        tried: Tried,
     },
     /// Fewer workers than replicas.
     #[error("found {found} workers that can run the job, but {replicas} replicas were asked for")]
@@ -208,10 +221,13 @@ impl Requester {
     ) -> Result<SubmitReport, SubmitError> {
         let replicas = options.replicas.max(1);
         let candidates = match options.worker {
-            Some(worker) => vec![worker],
+            Some(worker) => {
+                self.look_up(worker, spec).await?;
+                vec![worker]
+            }
             None => {
                 progress(Stage::FindingWorkers);
-                find_workers(&self.network, spec).await?
+                find_workers(&self.network, spec, options.discovery_wait).await?
             }
         };
         progress(Stage::FoundWorkers {
@@ -226,6 +242,30 @@ impl Requester {
         replicas::Driver::new(self, spec, options, progress, candidates)
             .run(replicas)
             .await
+    }
+}
+
+impl Requester {
+    /// Before submitting to `worker` by name: unless it is connected,
+    /// look up the providers of the job's capability, which dials the
+    /// worker with the addresses in its record (a private worker's relay
+    /// circuit among them). The request itself looks the peer up in the
+    /// DHT too, and waits (bounded) for a connection.
+    async fn look_up(&self, worker: PeerId, spec: &JobSpec) -> Result<(), SubmitError> {
+        if self.network.job_peers().await?.contains(&worker) {
+            return Ok(());
+        }
+        let capability = search_capability(spec);
+        match tokio::time::timeout(QUERY_DEADLINE, self.network.find_capability(&capability)).await
+        {
+            Ok(Ok(found)) => {
+                tracing::debug!(%worker, listed = found.contains(&worker), "worker looked up");
+            }
+            Ok(Err(NetworkError::Shutdown)) => return Err(NetworkError::Shutdown.into()),
+            Ok(Err(e)) => tracing::debug!(%worker, error = %e, "worker lookup failed"),
+            Err(_) => tracing::debug!(%worker, "worker lookup timed out"),
+        }
+        Ok(())
     }
 }
 

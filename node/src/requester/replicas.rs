@@ -212,7 +212,9 @@ impl<'a> Driver<'a> {
             let (network, spec) = (&self.requester.network, self.spec);
             in_flight.push(Box::pin(async move {
                 tokio::time::sleep(REDISCOVERY_PAUSE).await;
-                let found = super::find_workers(network, spec).await.unwrap_or_default();
+                let found = super::find_workers(network, spec, Duration::ZERO)
+                    .await
+                    .unwrap_or_default();
                 (replica, Step::Rediscovered(found))
             }));
             return Ok(());

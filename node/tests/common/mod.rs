@@ -57,14 +57,7 @@ impl Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_phase-node"))
             .arg("--data-dir")
             .arg(dir)
-            .args([
-                "start",
-                "--no-mdns",
-                "--dht-mode",
-                "server",
-                "--listen",
-                "/ip4/127.0.0.1/tcp/0",
-            ])
+            .args(["start", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"])
             .args(if extra.contains(&"--slots") {
                 &[][..]
             } else {

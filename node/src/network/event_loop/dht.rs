@@ -1,15 +1,20 @@
-//! Kademlia on the swarm actor: query results, the node's place in the DHT
-//! ([`DhtState`]: routing table, bootstrap connection, completed bootstrap
-//! queries), peer lookups, and providing again as the network grows.
+//! Kademlia on the swarm actor, in both DHTs (the phase DHT and the LAN
+//! DHT, see [`Dht`]): query results, the node's place in the DHT
+//! ([`DhtState`](super::super::DhtState): routing tables, bootstrap connection, completed bootstrap
+//! queries), peer lookups, providing again as the network grows, and who
+//! enters the LAN DHT's routing table.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use libp2p::kad::store::MemoryStore;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{Multiaddr, PeerId, kad};
 use tracing::{debug, trace};
 
 use super::super::Reply;
+use super::super::nat;
+use super::super::queries::{Dht, QueryKey};
 use super::EventLoop;
 
 /// How long after the routing table doubled this node's provider records
@@ -21,17 +26,33 @@ const MAX_PEER_LOOKUPS: usize = 256;
 /// Providers found by one lookup that are dialled at most (their
 /// addresses, relayed ones included, are known only while the query runs).
 const DIAL_FOUND: usize = 64;
+/// Addresses of one peer put into the LAN DHT's routing table at most.
+const MAX_LAN_ADDRS: usize = 8;
 
 /// What a peer lookup found: the peer's addresses, if it found the peer.
 type Found = Option<Vec<Multiaddr>>;
 
+/// One peer lookup, run as one query per DHT.
+#[derive(Debug)]
+struct PeerLookup {
+    target: PeerId,
+    /// Who waits for the answer: nobody for a lookup the loop started
+    /// itself (addresses for a request to a peer it had none for).
+    reply: Option<Reply<Found>>,
+    /// Queries still running.
+    running: usize,
+}
+
 /// The swarm actor's DHT bookkeeping.
 #[derive(Debug, Default)]
-pub(super) struct Dht {
-    /// Peer lookups in flight, with whom they look for.
-    peer_lookups: HashMap<kad::QueryId, (PeerId, Reply<Found>)>,
+pub(super) struct DhtBook {
+    /// Peer lookups in flight, by their number.
+    peer_lookups: HashMap<u64, PeerLookup>,
+    /// Which peer lookup each query belongs to.
+    peer_queries: HashMap<QueryKey, u64>,
+    next_lookup: u64,
     /// Providers dialled per provider lookup in flight.
-    dialled: HashMap<kad::QueryId, usize>,
+    dialled: HashMap<QueryKey, usize>,
     /// Routing-table size at the last announcement of provider records.
     provided_at: usize,
     /// When provider records are to be announced again.
@@ -39,46 +60,82 @@ pub(super) struct Dht {
 }
 
 impl EventLoop {
-    pub(super) fn routing_table(&mut self) -> Vec<PeerId> {
-        self.swarm
-            .behaviour_mut()
-            .kad
-            .kbuckets()
-            .flat_map(|b| b.iter().map(|e| *e.node.key.preimage()).collect::<Vec<_>>())
+    /// The Kademlia behaviours of this node, with which DHT each is.
+    fn dhts(&mut self) -> [(Dht, Option<&mut kad::Behaviour<MemoryStore>>); 2] {
+        let behaviour = self.swarm.behaviour_mut();
+        [
+            (Dht::Wan, Some(&mut behaviour.kad)),
+            (Dht::Lan, behaviour.lan_kad.as_mut()),
+        ]
+    }
+
+    /// Starts a query in each DHT; the keys of those that started.
+    pub(super) fn in_each_dht(
+        &mut self,
+        mut start: impl FnMut(&mut kad::Behaviour<MemoryStore>) -> Option<kad::QueryId>,
+    ) -> Vec<QueryKey> {
+        self.dhts()
+            .into_iter()
+            .filter_map(|(dht, kad)| Some((dht, start(kad?)?)))
             .collect()
     }
 
-    /// Peers in the routing table, counted without listing them (this runs
-    /// on every routing update).
-    fn routing_table_len(&mut self) -> usize {
-        self.swarm
-            .behaviour_mut()
-            .kad
-            .kbuckets()
-            .map(|b| b.num_entries())
-            .sum()
+    /// Every peer in either routing table, once.
+    pub(super) fn routing_table(&mut self) -> Vec<PeerId> {
+        let mut peers = HashSet::new();
+        for (_, kad) in self.dhts() {
+            if let Some(kad) = kad {
+                for bucket in kad.kbuckets() {
+                    peers.extend(bucket.iter().map(|e| *e.node.key.preimage()));
+                }
+            }
+        }
+        peers.into_iter().collect()
     }
 
-    /// `peer`'s addresses in the routing table.
+    /// Peers in each routing table, counted without listing them (this
+    /// runs on every routing update).
+    fn routing_table_lens(&mut self) -> (usize, usize) {
+        let [wan, lan] = self
+            .dhts()
+            .map(|(_, kad)| kad.map_or(0, |k| k.kbuckets().map(|b| b.num_entries()).sum()));
+        (wan, lan)
+    }
+
+    /// `peer`'s addresses in either routing table.
     fn routing_addrs(&mut self, peer: &PeerId) -> Vec<Multiaddr> {
-        self.swarm
-            .behaviour_mut()
-            .kad
-            .kbucket(*peer)
-            .and_then(|bucket| {
+        let mut addrs = Vec::new();
+        for (_, kad) in self.dhts() {
+            if let Some(entry) = kad.and_then(|k| k.kbucket(*peer)).and_then(|bucket| {
                 bucket
                     .iter()
                     .find(|e| e.node.key.preimage() == peer)
-                    .map(|e| e.node.value.iter().cloned().collect())
-            })
-            .unwrap_or_default()
+                    .map(|e| e.node.value.iter().cloned().collect::<Vec<_>>())
+            }) {
+                addrs.extend(entry);
+            }
+        }
+        addrs.dedup();
+        addrs
+    }
+
+    /// Puts `peer` into the LAN DHT's routing table with those of `addrs`
+    /// that are private or loopback (never relayed or public ones): only
+    /// called for peers reached over such an address.
+    pub(super) fn add_lan_peer(&mut self, peer: &PeerId, addrs: &[Multiaddr]) {
+        let Some(lan) = self.swarm.behaviour_mut().lan_kad.as_mut() else {
+            return;
+        };
+        for addr in addrs.iter().filter(|a| nat::is_lan(a)).take(MAX_LAN_ADDRS) {
+            lan.add_address(peer, addr.clone());
+        }
     }
 
     /// Whether `peer` is one of the configured bootstrap peers.
     fn is_bootstrap(&self, peer: &PeerId) -> bool {
         self.bootstrap
             .iter()
-            .any(|addr| super::super::nat::peer_of(addr).as_ref() == Some(peer))
+            .any(|addr| nat::peer_of(addr).as_ref() == Some(peer))
     }
 
     /// A connection to `peer` opened or closed: the bootstrap connection of
@@ -90,24 +147,78 @@ impl EventLoop {
         let connected = self
             .bootstrap
             .iter()
-            .filter_map(super::super::nat::peer_of)
+            .filter_map(nat::peer_of)
             .any(|p| self.swarm.is_connected(&p));
         self.dht_state.send_if_modified(|dht| {
             std::mem::replace(&mut dht.bootstrap_connected, connected) != connected
         });
     }
 
-    /// Starts a lookup of `peer`'s id.
-    pub(super) fn find_peer(&mut self, peer: PeerId, reply: Reply<Found>) {
+    /// Starts a lookup of `peer`'s id in both DHTs; `reply` hears the
+    /// first that finds it, or `None` once all ended without it. Without a
+    /// `reply` the lookup is the loop's own: what it finds is dialled for
+    /// the requests waiting on `peer`.
+    pub(super) fn find_peer(&mut self, peer: PeerId, reply: Option<Reply<Found>>) {
         if self.dht.peer_lookups.len() >= MAX_PEER_LOOKUPS {
-            let _ = reply.send(Err(super::NetworkError::Unreachable {
-                peer,
-                reason: "too many peer lookups in flight".into(),
-            }));
+            if let Some(reply) = reply {
+                let _ = reply.send(Err(super::NetworkError::Unreachable {
+                    peer,
+                    reason: "too many peer lookups in flight".into(),
+                }));
+            }
             return;
         }
-        let id = self.swarm.behaviour_mut().kad.get_closest_peers(peer);
-        self.dht.peer_lookups.insert(id, (peer, reply));
+        let ids = self.in_each_dht(|kad| Some(kad.get_closest_peers(peer)));
+        if ids.is_empty() {
+            if let Some(reply) = reply {
+                let _ = reply.send(Ok(None));
+            }
+            return;
+        }
+        let n = self.dht.next_lookup;
+        self.dht.next_lookup += 1;
+        for id in &ids {
+            self.dht.peer_queries.insert(*id, n);
+        }
+        self.dht.peer_lookups.insert(
+            n,
+            PeerLookup {
+                target: peer,
+                reply,
+                running: ids.len(),
+            },
+        );
+    }
+
+    /// A query of a peer lookup ended with `found`.
+    fn peer_lookup_ended(&mut self, id: QueryKey, found: Found) {
+        let Some(n) = self.dht.peer_queries.remove(&id) else {
+            return;
+        };
+        let Some(lookup) = self.dht.peer_lookups.get_mut(&n) else {
+            return;
+        };
+        lookup.running = lookup.running.saturating_sub(1);
+        let target = lookup.target;
+        let done = lookup.running == 0;
+        if let Some(addrs) = found.filter(|a| !a.is_empty()) {
+            if let Some(reply) = lookup.reply.take() {
+                let _ = reply.send(Ok(Some(addrs.clone())));
+            }
+            if self.waiting.contains_key(&target) && !self.swarm.is_connected(&target) {
+                debug!(peer = %target, ?addrs, "found by lookup: dialling");
+                let opts = DialOpts::peer_id(target)
+                    .addresses(addrs)
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build();
+                let _ = self.swarm.dial(opts);
+            }
+        }
+        // A request waiting on a peer that no lookup found waits on to
+        // its deadline: a provider lookup may still dial it.
+        if done && let Some(reply) = self.dht.peer_lookups.remove(&n).and_then(|l| l.reply) {
+            let _ = reply.send(Ok(None));
+        }
     }
 
     /// Announces provider records again once the routing table has settled
@@ -127,11 +238,16 @@ impl EventLoop {
         if is_new_peer {
             self.queries.routing_changed();
         }
-        let n = self.routing_table_len();
-        self.dht_state
-            .send_if_modified(|dht| std::mem::replace(&mut dht.routing_peers, n) != n);
+        let (wan, lan) = self.routing_table_lens();
+        self.dht_state.send_if_modified(|dht| {
+            let before = (dht.routing_peers, dht.lan_peers);
+            dht.routing_peers = wan;
+            dht.lan_peers = lan;
+            before != (wan, lan)
+        });
         // Records put while the network was smaller sit on peers that may
         // no longer be the closest to their keys.
+        let n = wan.max(lan);
         if n >= 2 * self.dht.provided_at.max(1) {
             self.dht.provided_at = n;
             self.dht
@@ -140,17 +256,17 @@ impl EventLoop {
         }
     }
 
-    pub(super) fn on_kad_event(&mut self, event: kad::Event) {
+    pub(super) fn on_kad_event(&mut self, dht: Dht, event: kad::Event) {
         let (id, result, step) = match event {
             kad::Event::OutboundQueryProgressed {
                 id, result, step, ..
-            } => (id, result, step),
+            } => ((dht, id), result, step),
             kad::Event::RoutingUpdated { is_new_peer, .. } => {
                 self.routing_updated(is_new_peer);
                 return;
             }
             other => {
-                trace!(?other, "kad event");
+                trace!(?dht, ?other, "kad event");
                 return;
             }
         };
@@ -166,27 +282,32 @@ impl EventLoop {
                 kad::GetProvidersOk::FinishedWithNoAdditionalRecord { .. },
             )) => {}
             kad::QueryResult::GetProviders(Err(e)) => {
-                debug!(%e, "provider query ended");
+                debug!(?dht, %e, "provider query ended");
             }
             kad::QueryResult::StartProviding(result) => {
                 // A timeout (no peers to store the record on, or none
                 // answering) is not an error: the local record still answers
                 // queries that reach this node.
                 if let Err(kad::AddProviderError::Timeout { key }) = result {
-                    debug!(?key, "provider record stored on no peer");
+                    debug!(?dht, ?key, "provider record stored on no peer");
                 }
                 self.queries.provide_ended(id, Instant::now());
             }
             kad::QueryResult::Bootstrap(result) => {
                 if let Err(e) = &result {
-                    debug!(%e, "bootstrap query ended");
+                    debug!(?dht, %e, "bootstrap query ended");
                 }
                 if step.last {
-                    let n = self.routing_table_len();
-                    self.dht_state.send_modify(|dht| {
-                        dht.routing_peers = n;
+                    let (wan, lan) = self.routing_table_lens();
+                    self.dht_state.send_modify(|state| {
+                        state.routing_peers = wan;
+                        state.lan_peers = lan;
+                        let n = match dht {
+                            Dht::Wan => wan,
+                            Dht::Lan => lan,
+                        };
                         if n > 0 {
-                            dht.bootstraps += 1;
+                            state.bootstraps += 1;
                         }
                     });
                 }
@@ -196,7 +317,13 @@ impl EventLoop {
                     Ok(ok) => (ok.peers, false),
                     Err(kad::GetClosestPeersError::Timeout { peers, .. }) => (peers, true),
                 };
-                if let Some((target, reply)) = self.dht.peer_lookups.remove(&id) {
+                if let Some(target) = self
+                    .dht
+                    .peer_queries
+                    .get(&id)
+                    .and_then(|n| self.dht.peer_lookups.get(n))
+                    .map(|l| l.target)
+                {
                     // The lookup gives the addresses peers told it; a target
                     // it asked straight from the routing table (a small
                     // network) has its addresses there.
@@ -207,11 +334,11 @@ impl EventLoop {
                             p.addrs
                         }
                     });
-                    debug!(peer = %target, found = found.is_some(), timed_out, "peer lookup ended");
-                    let _ = reply.send(Ok(found));
+                    debug!(?dht, peer = %target, found = found.is_some(), timed_out, "peer lookup ended");
+                    self.peer_lookup_ended(id, found);
                 }
             }
-            other => trace!(?other, "kad query result"),
+            other => trace!(?dht, ?other, "kad query result"),
         }
         if step.last {
             self.dht.dialled.remove(&id);
@@ -220,17 +347,19 @@ impl EventLoop {
     }
 
     /// Dials the providers a lookup found that are not connected, up to
-    /// [`DIAL_FOUND`] per lookup: a private provider's (relayed) addresses
-    /// come only in its record and are known only while the query runs.
-    fn dial_found(&mut self, id: kad::QueryId, providers: &std::collections::HashSet<PeerId>) {
+    /// [`DIAL_FOUND`] per lookup, those that requests wait for first: a
+    /// private provider's (relayed) addresses come only in its record and
+    /// are known only while the query runs.
+    fn dial_found(&mut self, id: QueryKey, providers: &HashSet<PeerId>) {
         let me = *self.swarm.local_peer_id();
         let dialled = self.dht.dialled.entry(id).or_default();
-        let unknown: Vec<PeerId> = providers
+        let mut unknown: Vec<PeerId> = providers
             .iter()
             .filter(|p| **p != me && !self.swarm.is_connected(p))
-            .take(DIAL_FOUND.saturating_sub(*dialled))
             .copied()
             .collect();
+        unknown.sort_by_key(|p| !self.waiting.contains_key(p));
+        unknown.truncate(DIAL_FOUND.saturating_sub(*dialled));
         *dialled += unknown.len();
         for peer in unknown {
             let opts = DialOpts::peer_id(peer)

@@ -10,6 +10,7 @@ use futures::StreamExt;
 use libp2p::metrics::Recorder;
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -22,12 +23,12 @@ mod dht;
 mod outbound;
 mod traversal;
 
-use self::dht::Dht;
+use self::dht::DhtBook;
 use self::outbound::Outbound;
 use self::traversal::on_upnp;
 use super::behaviour::{Behaviour, BehaviourEvent};
 use super::nat::{Connection, Nat};
-use super::queries::{Queries, Start};
+use super::queries::{Dht, Queries, Start};
 use super::{Command, DhtState, NetworkError, NetworkEvent, Reply};
 use crate::config::NetworkConfig;
 use crate::metrics::{BlockMetrics, NatMetrics};
@@ -37,6 +38,9 @@ use crate::metrics::{BlockMetrics, NatMetrics};
 const TICK: Duration = Duration::from_secs(1);
 /// How often a bootstrap peer that is not connected is dialled again.
 const REDIAL: Duration = Duration::from_secs(10);
+/// Addresses taken from one mDNS answer at most (a hostile LAN host could
+/// announce thousands).
+const MAX_MDNS_FOUND: usize = 64;
 
 /// The swarm actor; see the module docs.
 pub(crate) struct EventLoop {
@@ -47,7 +51,7 @@ pub(crate) struct EventLoop {
     dht_state: watch::Sender<DhtState>,
     cancel: CancellationToken,
     queries: Queries,
-    dht: Dht,
+    dht: DhtBook,
     pending_blocks: HashMap<OutboundRequestId, Reply<BlockResponse>>,
     pending_jobs: HashMap<OutboundRequestId, Reply<JobResponse>>,
     nat: Nat,
@@ -88,7 +92,7 @@ impl EventLoop {
             dht_state,
             cancel,
             queries: Queries::default(),
-            dht: Dht::default(),
+            dht: DhtBook::default(),
             pending_blocks: HashMap::new(),
             pending_jobs: HashMap::new(),
             nat: Nat::new(config),
@@ -142,6 +146,7 @@ impl EventLoop {
                         .behaviour_mut()
                         .kad
                         .add_address(&peer, addr.clone());
+                    self.add_lan_peer(&peer, std::slice::from_ref(&addr));
                 }
                 let result = self
                     .swarm
@@ -153,22 +158,29 @@ impl EventLoop {
                 let _ = reply.send(result);
             }
             Command::Provide { key, reply } => {
-                let Start::Query(reply) = self.queries.provide(&key, reply, Instant::now()) else {
+                let now = Instant::now();
+                let Start::Query(reply) = self.queries.provide(&key, reply, now) else {
                     return;
                 };
-                match self.swarm.behaviour_mut().kad.start_providing(key.clone()) {
-                    Ok(id) => self.queries.started_provide(id, key, reply),
-                    Err(e) => {
+                let mut refused = None;
+                let ids = self.in_each_dht(|kad| {
+                    kad.start_providing(key.clone())
+                        .map_err(|e| refused = Some(e))
+                        .ok()
+                });
+                match refused {
+                    Some(e) if ids.is_empty() => {
                         let _ = reply.send(Err(NetworkError::Provide(e)));
                     }
+                    _ => self.queries.started_provide(&ids, key, reply, now),
                 }
             }
             Command::FindProviders { key, reply } => {
                 let Start::Query(reply) = self.queries.lookup(&key, reply, Instant::now()) else {
                     return;
                 };
-                let id = self.swarm.behaviour_mut().kad.get_providers(key.clone());
-                self.queries.started_lookup(id, key, reply);
+                let ids = self.in_each_dht(|kad| Some(kad.get_providers(key.clone())));
+                self.queries.started_lookup(&ids, key, reply);
             }
             Command::RequestBlocks {
                 peer,
@@ -199,6 +211,9 @@ impl EventLoop {
             Command::BitswapPeers { reply } => {
                 let _ = reply.send(Ok(self.bitswap_peers.iter().copied().collect()));
             }
+            Command::PeersSpeaking { protocol, reply } => {
+                let _ = reply.send(Ok(self.nat.peers_speaking(protocol)));
+            }
             Command::NatStatus { reply } => {
                 let _ = reply.send(Ok(self.nat.status()));
             }
@@ -216,7 +231,7 @@ impl EventLoop {
             Command::RoutingPeers { reply } => {
                 let _ = reply.send(Ok(self.routing_table()));
             }
-            Command::FindPeer { peer, reply } => self.find_peer(peer, reply),
+            Command::FindPeer { peer, reply } => self.find_peer(peer, Some(reply)),
         }
     }
 
@@ -323,8 +338,13 @@ impl EventLoop {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(event)) => {
                 self.p2p.record(&event);
-                if let identify::Event::Received { peer_id, info, .. } = event {
-                    self.on_identified(peer_id, info);
+                if let identify::Event::Received {
+                    peer_id,
+                    connection_id,
+                    info,
+                } = event
+                {
+                    self.on_identified(peer_id, connection_id, info);
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Autonat(event)) => self.on_autonat(event),
@@ -341,17 +361,38 @@ impl EventLoop {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(event)) => self.p2p.record(&event),
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
-                for (peer, addr) in found {
-                    self.swarm.behaviour_mut().kad.add_address(&peer, addr);
-                }
+                self.on_mdns(found);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => {
                 self.p2p.record(&event);
-                self.on_kad_event(event);
+                self.on_kad_event(Dht::Wan, event);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::LanKad(event)) => {
+                self.on_kad_event(Dht::Lan, event);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Blocks(event)) => self.on_block_event(event),
             SwarmEvent::Behaviour(BehaviourEvent::Jobs(event)) => self.on_job_event(event),
             other => trace!(?other, "swarm event"),
+        }
+    }
+
+    /// Peers mDNS found on the local network: into the LAN DHT, and
+    /// dialled (a few at a time) so that their workers and content are
+    /// found among the connected peers at once, as Kubo does.
+    fn on_mdns(&mut self, found: Vec<(PeerId, Multiaddr)>) {
+        let mut dial: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
+        for (peer, addr) in found.into_iter().take(MAX_MDNS_FOUND) {
+            self.add_lan_peer(&peer, std::slice::from_ref(&addr));
+            if !self.swarm.is_connected(&peer) {
+                dial.entry(peer).or_default().push(addr);
+            }
+        }
+        for (peer, addrs) in dial {
+            let opts = DialOpts::peer_id(peer)
+                .addresses(addrs)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            let _ = self.swarm.dial(opts);
         }
     }
 

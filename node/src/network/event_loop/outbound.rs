@@ -52,6 +52,16 @@ impl EventLoop {
                     Ok(()) | Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => {
                         self.wait(peer, out);
                     }
+                    // Not in a routing table: its addresses (a relay
+                    // circuit's included) come from a lookup in the DHT,
+                    // and the request waits for it, bounded.
+                    Err(libp2p::swarm::DialError::NoAddresses) => {
+                        let looking = self.waiting.contains_key(&peer);
+                        self.wait(peer, out);
+                        if !looking {
+                            self.find_peer(peer, None);
+                        }
+                    }
                     Err(e) => out.fail(NetworkError::Unreachable {
                         peer,
                         reason: e.to_string(),
@@ -140,7 +150,10 @@ impl EventLoop {
                 } else {
                     NetworkError::Unreachable {
                         peer,
-                        reason: format!("no connection within {:?}", self.direct_wait),
+                        reason: format!(
+                            "no connection within {}s (not connected, and no address found in the DHT)",
+                            self.direct_wait.as_secs()
+                        ),
                     }
                 });
             }

@@ -5,11 +5,12 @@
 use std::time::Instant;
 
 use libp2p::kad::store::RecordStore;
+use libp2p::swarm::ConnectionId;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{Multiaddr, PeerId, autonat, dcutr, identify, kad, relay, upnp};
 use tracing::{debug, info};
 
-use super::super::behaviour::KAD_PROTOCOL;
+use super::super::behaviour::{KAD_PROTOCOL, LAN_KAD_PROTOCOL};
 use super::super::nat;
 use super::{EventLoop, REDIAL};
 
@@ -84,14 +85,29 @@ impl EventLoop {
             .take(1024)
             .collect();
         for key in keys {
-            let _ = self.swarm.behaviour_mut().kad.start_providing(key);
+            self.in_each_dht(|kad| kad.start_providing(key.clone()).ok());
         }
     }
 
     /// What identify told of a peer: DHT server or not, Bitswap, AutoNAT
     /// server, relay; and a direct dial to a relayed peer with a public
     /// address.
-    pub(super) fn on_identified(&mut self, peer_id: PeerId, info: identify::Info) {
+    pub(super) fn on_identified(
+        &mut self,
+        peer_id: PeerId,
+        connection: ConnectionId,
+        info: identify::Info,
+    ) {
+        // The LAN DHT: a peer that speaks it, reached directly over a
+        // private or loopback address, with its addresses of that kind.
+        if self.nat.is_lan_connection(connection)
+            && info
+                .protocols
+                .iter()
+                .any(|p| p.as_ref() == LAN_KAD_PROTOCOL)
+        {
+            self.add_lan_peer(&peer_id, &info.listen_addrs);
+        }
         // Only DHT servers belong in the routing table: a
         // private node in client mode would not answer.
         if info.protocols.iter().any(|p| p.as_ref() == KAD_PROTOCOL) {
