@@ -318,12 +318,14 @@ pub struct WorkerConfig {
     /// Most bytes of module, stdin and input directory a job may bring
     /// (fetched blocks the store did not have yet).
     pub max_input: ByteSize,
-    /// Longest a module may take to compile (in a child process; past
-    /// this, the job fails as `module too complex`).
+    /// Longest a small module may take to compile (in a child process;
+    /// past this, the job fails as `module too complex`); larger modules
+    /// get 2 s more per MiB.
     #[serde(with = "humantime_serde")]
     pub max_compile_time: Duration,
-    /// Most memory (address space) compiling one module may take; at least
-    /// 256 MiB (the compiler's own set-up takes about 100).
+    /// Most resident memory compiling one small module may take; larger
+    /// modules get 24 bytes more per byte. At least 256 MiB (the
+    /// compiler's own set-up takes about 100).
     pub max_compile_memory: ByteSize,
     /// Finished jobs whose states and receipts are kept (in memory) and
     /// whose receipts and results stay pinned; older ones are forgotten and

@@ -291,6 +291,40 @@ fn sock_shutdown_answers_ebadf_or_enotsock_instead_of_trapping() {
     assert_eq!(out.status, Status::Exited { code: 57 }, "ENOTSOCK"); // errno 57
 }
 
+/// wasi-testsuite's `sock_shutdown-invalid_fd` built for preview 2 the way
+/// the suite builds it: the preview 1 module wrapped into a component with
+/// the adapter wasmtime ships. It must answer EBADF, not trap. (The
+/// adapter of wasmtime 48 turns every non-zero `proc_exit` into exit code
+/// 1, so the guest exits 0 when it got EBADF and 1 otherwise.)
+#[test]
+fn sock_shutdown_through_the_preview2_adapter_answers_ebadf() {
+    let module = wat::parse_str(
+        r#"(module
+  (import "wasi_snapshot_preview1" "sock_shutdown" (func $shut (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (call $exit (i32.ne (call $shut (i32.const 3) (i32.const 3)) (i32.const 8)))))"#,
+    )
+    .unwrap();
+    let component = wit_component::ComponentEncoder::default()
+        .module(&module)
+        .unwrap()
+        .adapter(
+            "wasi_snapshot_preview1",
+            wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
+        )
+        .unwrap()
+        .validate(true)
+        .encode()
+        .unwrap();
+    let ex = executor();
+    let loaded = ex.load_blocking(&component).unwrap();
+    assert_eq!(loaded.kind(), ModuleKind::Component);
+    let out = ex.run_blocking(&loaded, spec()).unwrap();
+    assert_eq!(out.status, Status::Exited { code: 0 }, "EBADF: {out:?}");
+}
+
 #[test]
 fn a_run_without_a_fuel_cap_still_counts_fuel() {
     let ex = executor();

@@ -65,6 +65,22 @@ pub(crate) struct Behaviour {
 }
 
 impl Behaviour {
+    /// Puts an address the node was given (a bootstrap peer, `swarm
+    /// connect`) into the DHT it belongs to: a private or loopback one into
+    /// the LAN DHT, any other into the phase DHT, which keeps private
+    /// addresses out (a peer that serves the phase DHT enters it when it
+    /// connects). Without a LAN DHT, everything goes to the phase DHT.
+    pub(crate) fn add_known_address(&mut self, peer: &libp2p::PeerId, addr: &libp2p::Multiaddr) {
+        match self.lan_kad.as_mut() {
+            Some(lan) if super::nat::is_lan(addr) => {
+                lan.add_address(peer, addr.clone());
+            }
+            _ => {
+                self.kad.add_address(peer, addr.clone());
+            }
+        }
+    }
+
     pub(crate) fn new(
         key: &Keypair,
         relay_client: relay::client::Behaviour,

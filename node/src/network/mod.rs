@@ -604,12 +604,7 @@ fn bootstrap_peer(swarm: &mut libp2p::Swarm<Behaviour>, addr: &Multiaddr) {
         tracing::warn!(%addr, "bootstrap address has no /p2p/PEERID; ignored");
         return;
     };
-    swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
-    if nat::is_lan(addr)
-        && let Some(lan) = swarm.behaviour_mut().lan_kad.as_mut()
-    {
-        lan.add_address(&peer, addr.clone());
-    }
+    swarm.behaviour_mut().add_known_address(&peer, addr);
     if let Err(e) = swarm.dial(addr.clone()) {
         tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
     }

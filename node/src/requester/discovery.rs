@@ -5,9 +5,10 @@
 //! scan of the routing table), at most [`MAX_CANDIDATES`] of them picked at
 //! random, each asked what it offers (limits, free slots), kept if the
 //! offer covers the job, and ranked by free slots, then round-trip time in
-//! 50 ms steps, ties in random order. While nobody fits, discovery is tried
-//! again every [`RETRY`] until the caller's wait is over; then the error
-//! says what was tried ([`Tried`]).
+//! 50 ms steps, ties in random order. While nobody answers, discovery is
+//! tried again every [`RETRY`] until the caller's wait is over; then (or at
+//! once when workers answered and none fits) the error says what was tried
+//! ([`Tried`]).
 
 use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, Instant};
@@ -41,7 +42,7 @@ pub fn search_capability(spec: &JobSpec) -> Capability {
         })
 }
 
-/// How often discovery is tried again while nobody fits.
+/// How often discovery is tried again while nobody answers.
 pub const RETRY: Duration = Duration::from_secs(1);
 
 /// What a discovery tried, for the one line that says why nobody was
@@ -94,7 +95,7 @@ impl std::fmt::Display for Tried {
 }
 
 /// Workers able to run `spec`, best first, trying again every [`RETRY`]
-/// for up to `wait` while nobody fits.
+/// for up to `wait` while nobody answers.
 ///
 /// # Errors
 /// [`SubmitError::NoWorkers`] saying what was tried, or the network is
@@ -112,7 +113,9 @@ pub async fn find_workers(
             return Ok(found);
         }
         let waited = started.elapsed();
-        if waited >= wait {
+        // Workers that answered and do not fit will not fit in a second
+        // either: the wait is for finding someone, not for capacity.
+        if waited >= wait || tried.answered > 0 {
             tried.waited = waited;
             return Err(SubmitError::NoWorkers { capability, tried });
         }

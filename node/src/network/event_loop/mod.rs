@@ -142,11 +142,7 @@ impl EventLoop {
         match cmd {
             Command::Dial { addr, reply } => {
                 if let Some(libp2p::multiaddr::Protocol::P2p(peer)) = addr.iter().last() {
-                    self.swarm
-                        .behaviour_mut()
-                        .kad
-                        .add_address(&peer, addr.clone());
-                    self.add_lan_peer(&peer, std::slice::from_ref(&addr));
+                    self.swarm.behaviour_mut().add_known_address(&peer, &addr);
                 }
                 let result = self
                     .swarm
