@@ -54,7 +54,7 @@ pub use self::inspect::{ExportInfo, ImportInfo, ModuleInfo, ModuleKind, inspect}
 pub use self::limits::EPOCH_TICK;
 use self::limits::{EpochTicker, JobLimiter, epoch_ticks};
 pub use self::outcome::Outcome;
-pub use self::wasi::{Over, dir_over};
+pub use self::outputcap::{MAX_DEPTH, MAX_OUTPUT_ENTRIES, Over, dir_over};
 use self::wasi::{Pipes, classify, instantiation_error, wasi_builder};
 
 /// The wasmtime this crate is built with, as receipts name it. The
@@ -502,10 +502,9 @@ impl Executor {
         };
         let wall_time = started.elapsed();
         let fuel_consumed = spec.limits.fuel.saturating_sub(fuel_left.unwrap_or(0));
-        let output_over = spec
-            .output_dir
-            .as_deref()
-            .is_some_and(|dir| dir_over(dir, spec.limits.max_output.0, u64::MAX).is_some());
+        let output_over = spec.output_dir.as_deref().is_some_and(|dir| {
+            dir_over(dir, spec.limits.max_output.0, MAX_OUTPUT_ENTRIES).is_some()
+        });
         let status = classify(result, &pipes, &limiter, output_over);
         Ok(Outcome {
             status,
@@ -534,7 +533,13 @@ impl Executor {
             // A sandbox whose one writable folder is /output: measured as
             // the guest runs.
             Some(dir) if spec.preopens.is_empty() => {
-                outputcap::watch(&mut store, dir.clone(), limits.max_output.0, limits.timeout);
+                outputcap::watch(
+                    &mut store,
+                    dir.clone(),
+                    limits.max_output.0,
+                    MAX_OUTPUT_ENTRIES,
+                    limits.timeout,
+                );
             }
             _ => store.set_epoch_deadline(epoch_ticks(limits.timeout)),
         }

@@ -155,66 +155,11 @@ pub(super) fn classify(
     }
     // Not a trap: the guest called an import in a way the host refused
     // (e.g. an invalid exit code).
-    let message = err.to_string();
-    debug!(error = %message, "run ended by a host error");
+    // The root cause names it (an invalid flag passed to a file call, say);
+    // the outer layers are wasmtime's backtrace.
+    let message = err.root_cause().to_string();
+    debug!(error = %format!("{err:?}"), "run ended by a host error");
     Status::Trapped {
         message: message.lines().next().unwrap_or_default().to_owned(),
-    }
-}
-
-/// What of a folder is over a bound.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Over {
-    /// Its regular files hold more bytes.
-    Bytes,
-    /// It has more entries (files, folders, links).
-    Entries,
-}
-
-/// Walks `dir` (symlinks are not followed, nothing is read) until its
-/// regular files pass `max_bytes` or its entries pass `max_entries`, and
-/// says which; `None` when it fits.
-pub fn dir_over(dir: &Path, max_bytes: u64, max_entries: u64) -> Option<Over> {
-    let (mut bytes, mut entries) = (0u64, 0u64);
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(list) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in list.flatten() {
-            entries += 1;
-            if entries > max_entries {
-                return Some(Over::Entries);
-            }
-            match entry.file_type() {
-                Ok(t) if t.is_dir() => stack.push(entry.path()),
-                Ok(t) if t.is_file() => {
-                    bytes = bytes.saturating_add(entry.metadata().map_or(0, |m| m.len()));
-                    if bytes > max_bytes {
-                        return Some(Over::Bytes);
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_output_folder_is_over_by_entries_or_by_bytes() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("sub")).unwrap();
-        for i in 0..4 {
-            std::fs::write(dir.path().join(format!("sub/f{i}")), [0u8; 10]).unwrap();
-        }
-        // Five entries (the folder and its four files), 40 bytes.
-        assert!(dir_over(dir.path(), 40, 5).is_none());
-        assert!(matches!(dir_over(dir.path(), 40, 4), Some(Over::Entries)));
-        assert!(matches!(dir_over(dir.path(), 39, 5), Some(Over::Bytes)));
     }
 }

@@ -25,7 +25,7 @@ use super::runtime_version;
 use super::workdirs::{self, WorkDir};
 use crate::blocks::{FetchError, FetchOptions};
 use crate::executor::{
-    CacheSource, ExecError, Executor, ModuleKind, Over, RunSpec, Stdin, dir_over,
+    CacheSource, ExecError, Executor, MAX_DEPTH, ModuleKind, Over, RunSpec, Stdin, dir_over,
 };
 use crate::metrics::JobMetrics;
 use crate::network::{NetworkClient, NetworkError};
@@ -316,6 +316,10 @@ async fn kept_output(dir: PathBuf, max_output: u64) -> Result<Kept, String> {
         Some(Over::Bytes) => Err(format!(
             "/output holds more than max_output ({max_output} bytes)"
         )),
+        Some(Over::Depth) => Err(format!("/output nests folders more than {MAX_DEPTH} deep")),
+        Some(Over::Unmeasurable) => {
+            Err("/output holds something that cannot be measured".to_owned())
+        }
     }
 }
 
@@ -390,4 +394,15 @@ pub(super) async fn deliver(network: NetworkClient, requester: PeerId, receipt: 
 fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_sandbox_stops_output_at_the_entries_a_package_may_hold() {
+        assert_eq!(
+            crate::executor::MAX_OUTPUT_ENTRIES,
+            crate::store::files::MAX_ENTRIES
+        );
+    }
 }
