@@ -103,3 +103,52 @@ fn submit_to_a_worker_that_does_not_exist_says_so() {
     assert!(stderr.contains(nobody), "{stderr}");
     assert!(stderr.contains("no address found"), "{stderr}");
 }
+
+/// A DAG of a few KiB that links the same subtree twice per level, 40
+/// levels deep (2^40 files), pinned on `worker`; returns its root.
+fn bomb_dag(worker: &Daemon) -> String {
+    use phase_protocol::unixfs::{Root, directory};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // Beside the daemon, as a command would: the state database is opened
+    // per use, never held.
+    let store = rt
+        .block_on(phase_node::store::BlockStore::open(
+            worker.dir.join("store"),
+        ))
+        .unwrap()
+        .with_transient_state();
+    let leaf = b"x".to_vec();
+    let mut root = Root {
+        cid: phase_protocol::cid::raw_cid(&leaf),
+        tsize: 1,
+        filesize: 1,
+    };
+    rt.block_on(store.put(root.cid, leaf.into())).unwrap();
+    for _ in 0..40 {
+        let (blocks, dir) = directory(vec![("a".into(), root), ("b".into(), root)]).unwrap();
+        for block in blocks {
+            rt.block_on(store.put(block.cid, block.data.into()))
+                .unwrap();
+        }
+        root = dir;
+    }
+    let cid = root.cid.to_string();
+    ok(&worker.cli(&["pin", "add", &cid]));
+    cid
+}
+
+#[test]
+fn get_of_a_dag_that_repeats_a_subtree_is_refused_with_nothing_left_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let (worker, requester) = Daemon::worker_and_requester(dir.path());
+    let root = bomb_dag(&worker);
+    let target = dir.path().join("bomb");
+    let out = requester.cli(&["get", &root, "-o", target.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("more than 1 GiB of files or more than 100000 entries"),
+        "names the limit: {stderr}"
+    );
+    assert!(!target.exists(), "nothing is left behind");
+}

@@ -15,7 +15,7 @@ use super::pins::Pins;
 use crate::api::types::FetchAnswer;
 use crate::api::{ApiClient, client};
 use crate::store::files::FilesError;
-use crate::store::{StoreError, car, files};
+use crate::store::{BlockStore, StoreError, car, files};
 
 /// Whether an error means "a block is not here" (so a daemon could fetch it).
 fn is_missing(e: &FilesError) -> bool {
@@ -123,20 +123,77 @@ pub(super) struct CatArgs {
     /// CID of a file.
     #[arg(value_name = "CID")]
     cid: Cid,
+    #[command(flatten)]
+    limits: UntrustedArgs,
+}
+
+/// Limits on content that is not pinned here (not the user's own `add` or
+/// `car import`): a small DAG from a peer can link one subtree many times
+/// and stand for terabytes, so what it would write out is counted (every
+/// link each time) and checked before a byte is written.
+#[derive(Debug, Args)]
+pub(super) struct UntrustedArgs {
+    /// Most bytes of files to write out of content that is not pinned here.
+    #[arg(long, value_name = "SIZE", default_value = "1GiB")]
+    max_size: phase_protocol::ByteSize,
+    /// Most files and folders to write out of content that is not pinned
+    /// here.
+    #[arg(long, value_name = "N", default_value_t = files::MAX_ENTRIES)]
+    max_entries: u64,
+}
+
+impl UntrustedArgs {
+    /// The limit for `cid`: none when it is pinned here (asked of the
+    /// daemon when one runs: it holds the pins).
+    async fn limit_for(
+        &self,
+        global: &GlobalArgs,
+        store: &BlockStore,
+        cid: &Cid,
+    ) -> anyhow::Result<Option<files::Limit>> {
+        let pins = Pins::of(global.data_dir()?.root(), store).await;
+        if pins.list().await?.contains(cid) {
+            return Ok(None);
+        }
+        Ok(Some(files::Limit {
+            bytes: self.max_size.0,
+            entries: self.max_entries,
+        }))
+    }
+}
+
+/// Checks `cid` against `limit` (if any) without writing anything.
+async fn check_limit(
+    store: &BlockStore,
+    cid: Cid,
+    limit: Option<files::Limit>,
+) -> Result<(), files::FilesError> {
+    let Some(limit) = limit else {
+        return Ok(());
+    };
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || files::check_tree_blocking(&store, &cid, limit)).await?
 }
 
 impl CatArgs {
     pub(super) async fn execute(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         let store = global.store().await?;
         let cid = self.cid;
+        let limit = self.limits.limit_for(global, &store, &cid).await?;
         let mut fetched = false;
         loop {
-            let store = store.clone();
-            let result = tokio::task::spawn_blocking(move || {
-                let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
-                files::cat_blocking(&store, &cid, &mut out)
-            })
-            .await?;
+            let result = match check_limit(&store, cid, limit).await {
+                Err(e) => Err(e),
+                Ok(()) => {
+                    let store = store.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let mut out =
+                            std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+                        files::cat_blocking(&store, &cid, &mut out)
+                    })
+                    .await?
+                }
+            };
             match result {
                 Err(e) if is_missing(&e) && !fetched => {
                     fetched = fetch_through_daemon(global, cid).await?
@@ -164,6 +221,8 @@ pub(super) struct GetArgs {
     /// Where to write it (must not exist). Default: ./CID
     #[arg(short, long, value_name = "PATH")]
     output: Option<PathBuf>,
+    #[command(flatten)]
+    limits: UntrustedArgs,
 }
 
 impl GetArgs {
@@ -181,15 +240,20 @@ impl GetArgs {
                 context()
             );
         }
-        match files::get(&store, self.cid, target.clone()).await {
+        let limit = self.limits.limit_for(global, &store, &self.cid).await?;
+        // The whole tree is checked against the limit before a byte is
+        // written: a refusal leaves nothing behind.
+        let get = || async {
+            check_limit(&store, self.cid, limit).await?;
+            files::get(&store, self.cid, target.clone()).await
+        };
+        match get().await {
             Err(e)
                 if is_missing(&e) && ApiClient::find(global.data_dir()?.root()).await.is_some() =>
             {
                 let _ = std::fs::remove_dir_all(&target).or_else(|_| std::fs::remove_file(&target));
                 fetch_through_daemon(global, self.cid).await?;
-                files::get(&store, self.cid, target.clone())
-                    .await
-                    .with_context(context)?;
+                get().await.with_context(context)?;
             }
             other => other.with_context(context)?,
         }

@@ -40,6 +40,9 @@ pub const MAX_JSON_BODY: usize = 64 * 1024;
 pub const MAX_UPLOAD: u64 = 64 << 30;
 /// Deadline of a request that is not a stream (a `wait` for peers included).
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(60);
+/// Most bytes `/api/v1/cat` streams of a file that is not pinned here (the
+/// CLI's `cat --max-size` default).
+const UNTRUSTED_CAT_BYTES: u64 = 1 << 30;
 /// Deadline of a streamed fetch, or of fetching what `cat` and `get` lack.
 pub const FETCH_DEADLINE: Duration = Duration::from_secs(600);
 /// Longest a submission may wait: a job's own timeout is at most a day.
@@ -293,6 +296,20 @@ async fn cat(State(s): State<ApiState>, CidPath(cid): CidPath) -> Result<Respons
             ErrorCode::BadRequest,
             format!("{cid} is a directory: get it with /api/v1/get/{cid}"),
         ));
+    }
+    // Content that is not pinned here (not the owner's own import) is
+    // read under the untrusted limits: a file of a few blocks can claim
+    // terabytes by linking one chunk over and over.
+    if !store.pins().await.map_err(|e| internal(&e))?.contains(&cid) {
+        let limit = files::Limit {
+            bytes: UNTRUSTED_CAT_BYTES,
+            entries: files::MAX_ENTRIES,
+        };
+        let checked = store.clone();
+        tokio::task::spawn_blocking(move || files::check_tree_blocking(&checked, &cid, limit))
+            .await
+            .map_err(|e| internal(&e))?
+            .map_err(|e| ApiError::new(ErrorCode::BadRequest, error_line(&e)))?;
     }
     Ok(piped("application/octet-stream", move |out| {
         files::cat_blocking(&store, &cid, out)
