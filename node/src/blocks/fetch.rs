@@ -103,7 +103,8 @@ impl FetchOptions {
 
 /// Fetches every block of the DAG under `root` that the store lacks,
 /// calling `progress` after every response. Returns the number of blocks
-/// fetched.
+/// fetched. The root is held against gc while the fetch runs; a caller
+/// that reads the DAG after holds it itself (or pins it).
 ///
 /// # Errors
 /// No provider found, some block cannot be had from any provider, the store
@@ -116,6 +117,10 @@ pub async fn fetch(
     mut progress: impl FnMut(Progress),
 ) -> Result<usize, FetchError> {
     let max_bytes = options.max_bytes;
+    // What arrives is reachable from the root through what arrived before
+    // it (a block is asked for once its parent is stored): holding the
+    // root keeps the whole partial DAG from gc until the fetch ends.
+    let _held = store.hold([root]);
     let bitswap: HashSet<PeerId> = network.bitswap_peers().await?.into_iter().collect();
     let mut providers = match options.providers {
         Some(peers) => peers,

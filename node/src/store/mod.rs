@@ -162,7 +162,13 @@ pub struct BlockStore {
     /// Roots held by work under way (a job's inputs and result): kept by
     /// [`BlockStore::gc`] like pins, but only in memory.
     held: Arc<Mutex<HashMap<Cid, usize>>>,
+    /// Roots held until a deadline ([`BlockStore::hold_for`]): what a
+    /// client fetched through the daemon, until it has read it.
+    held_until: Arc<Mutex<HashMap<Cid, std::time::Instant>>>,
 }
+
+/// Roots held until a deadline at most; past it the soonest to expire goes.
+const MAX_HELD_UNTIL: usize = 4096;
 
 /// Roots held against [`BlockStore::gc`] until this is dropped.
 #[derive(Debug)]
@@ -199,6 +205,7 @@ impl BlockStore {
             keep_state: true,
             gc_lock: Arc::default(),
             held: Arc::default(),
+            held_until: Arc::default(),
         }
     }
 
@@ -217,6 +224,7 @@ impl BlockStore {
             keep_state: true,
             gc_lock: Arc::default(),
             held: Arc::default(),
+            held_until: Arc::default(),
         })
     }
 
@@ -529,6 +537,28 @@ impl BlockStore {
         }
     }
 
+    /// Holds `roots` against [`BlockStore::gc`] for `how_long`: for a DAG
+    /// fetched for a client that reads it next (`get`, `cat` through the
+    /// daemon), whose own hold ended with the fetch. At most
+    /// [`MAX_HELD_UNTIL`] roots are held so at once.
+    pub fn hold_for(&self, roots: impl IntoIterator<Item = Cid>, how_long: std::time::Duration) {
+        let until = std::time::Instant::now() + how_long;
+        let mut held = self
+            .held_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for root in roots {
+            let at = held.entry(root).or_insert(until);
+            *at = (*at).max(until);
+        }
+        while held.len() > MAX_HELD_UNTIL {
+            let Some(soonest) = held.iter().min_by_key(|(_, at)| **at).map(|(c, _)| *c) else {
+                break;
+            };
+            held.remove(&soonest);
+        }
+    }
+
     /// Deletes every block not reachable from a pin or a held root
     /// ([`BlockStore::hold`]); returns how many.
     ///
@@ -556,6 +586,15 @@ impl BlockStore {
                 .keys()
                 .copied(),
         );
+        {
+            let now = std::time::Instant::now();
+            let mut until = self
+                .held_until
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            until.retain(|_, at| *at > now);
+            pins.extend(until.keys().copied());
+        }
         self.blocking(move |s| {
             let mut live = HashSet::new();
             let mut stack: Vec<(Cid, usize)> = pins.into_iter().map(|c| (c, 0)).collect();

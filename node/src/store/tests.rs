@@ -29,6 +29,7 @@ both_backends!(
     files_round_trip_with_kubo_cids,
     directories_round_trip,
     gc_keeps_exactly_the_pinned_dags,
+    gc_keeps_what_is_held_for_a_while_until_then,
     car_round_trips_and_refuses_damage,
     hostile_dags_are_refused,
     large_files_are_read_ahead_and_every_failure_still_reported,
@@ -208,6 +209,27 @@ async fn gc_keeps_exactly_the_pinned_dags(store: BlockStore) {
     assert!(store.unpin(&kept.cid).await.unwrap());
     assert_eq!(store.gc().await.unwrap(), 4);
     assert!(store.cids().await.unwrap().is_empty());
+}
+
+async fn gc_keeps_what_is_held_for_a_while_until_then(store: BlockStore) {
+    let fetched = files::add_bytes(&store, Bytes::from(pattern(2 * CHUNK_SIZE + 1, 3)))
+        .await
+        .unwrap();
+    store.hold_for([fetched.cid], std::time::Duration::from_secs(600));
+    assert_eq!(store.gc().await.unwrap(), 0, "held: kept");
+    assert!(store.has(&fetched.cid).await.unwrap());
+    // A hold that has run out keeps nothing.
+    store.hold_for([fetched.cid], std::time::Duration::ZERO);
+    let other = files::add_bytes(&store, Bytes::from(pattern(2 * CHUNK_SIZE + 1, 4)))
+        .await
+        .unwrap();
+    store.hold_for([other.cid], std::time::Duration::ZERO);
+    assert_eq!(
+        store.gc().await.unwrap(),
+        4,
+        "only the expired one's DAG goes"
+    );
+    assert!(store.has(&fetched.cid).await.unwrap());
 }
 
 async fn car_round_trips_and_refuses_damage(store: BlockStore) {

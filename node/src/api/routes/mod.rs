@@ -43,6 +43,9 @@ pub const REQUEST_DEADLINE: Duration = Duration::from_secs(60);
 /// Most bytes `/api/v1/cat` streams of a file that is not pinned here (the
 /// CLI's `cat --max-size` default).
 const UNTRUSTED_CAT_BYTES: u64 = 1 << 30;
+/// How long a DAG fetched for a client is kept from gc after the fetch:
+/// the client (`get`, `cat`) reads it from the store next.
+const FETCHED_HOLD: Duration = Duration::from_secs(600);
 /// Deadline of a streamed fetch, or of fetching what `cat` and `get` lack.
 pub const FETCH_DEADLINE: Duration = Duration::from_secs(600);
 /// Longest a submission may wait: a job's own timeout is at most a day.
@@ -254,7 +257,7 @@ async fn ensure_local(s: &ApiState, cid: Cid) -> Result<(), ApiError> {
     within(FETCH_DEADLINE, async {
         blocks::fetch(network, store, cid, FetchOptions::default(), |_| {})
             .await
-            .map(|_| ())
+            .map(|_| store.hold_for([cid], FETCHED_HOLD))
             .map_err(|e| ApiError::new(ErrorCode::NotFound, error_line(&e)))
     })
     .await
@@ -384,6 +387,8 @@ async fn fetch(State(s): State<ApiState>, CidPath(cid): CidPath) -> Response {
             )
             .await
             .map_err(|e| ApiError::new(ErrorCode::NotFound, error_line(&e)))?;
+            // The client reads it next, from the store: gc keeps it a while.
+            s.node.store().hold_for([cid], FETCHED_HOLD);
             Ok(FetchAnswer { blocks })
         })
         .await

@@ -1,0 +1,63 @@
+//! gc never breaks a fetch: a 256 MiB `get` from a peer completes, whole,
+//! while `gc` runs in a loop on the fetching node (the fetch holds its
+//! root against gc while it runs, and the daemon keeps what it fetched for
+//! a client until the client has read it).
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+mod common;
+
+use common::{Daemon, random_file};
+
+#[test]
+fn a_fetch_completes_while_gc_runs_in_a_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let (worker, requester) = Daemon::worker_and_requester(dir.path());
+    let file = dir.path().join("big");
+    let data = random_file(&file, 256 << 20);
+    let out = worker.cli(&["add", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cid = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let runs = Arc::new(AtomicUsize::new(0));
+    let gc = {
+        let (stop, runs, data_dir) = (stop.clone(), runs.clone(), requester.dir.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let out = Command::new(env!("CARGO_BIN_EXE_phase-node"))
+                    .arg("--data-dir")
+                    .arg(&data_dir)
+                    .arg("gc")
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                runs.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    let target = dir.path().join("got");
+    let out = requester.cli(&["get", &cid, "-o", target.to_str().unwrap()]);
+    stop.store(true, Ordering::Relaxed);
+    gc.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        std::fs::read(&target).unwrap() == data,
+        "the file came whole"
+    );
+    assert!(runs.load(Ordering::Relaxed) >= 2, "gc ran during the fetch");
+}
