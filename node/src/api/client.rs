@@ -60,6 +60,37 @@ pub enum ClientError {
     Truncated,
 }
 
+/// Times a refused call is tried again (25 ms doubling to 1 s: about 12 s
+/// in all, past the daemon's header timeout that frees idle connections).
+const MAX_RETRIES: u32 = 16;
+
+/// Whether `error` means the daemon refused the connection before it read
+/// a request: the socket's backlog was full, or it closed the connection
+/// unanswered (a connection cap). A closed connection is retried only for
+/// an `idempotent` request.
+fn refused(error: &ClientError, idempotent: bool) -> bool {
+    match error {
+        ClientError::Connect { source, .. } => matches!(
+            source.kind(),
+            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::WouldBlock
+        ),
+        ClientError::Http(e) => {
+            let reset = std::error::Error::source(e)
+                .and_then(|s| s.downcast_ref::<std::io::Error>())
+                .is_some_and(|io| {
+                    matches!(
+                        io.kind(),
+                        std::io::ErrorKind::ConnectionReset
+                            | std::io::ErrorKind::BrokenPipe
+                            | std::io::ErrorKind::UnexpectedEof
+                    )
+                });
+            idempotent && (reset || e.is_incomplete_message() || e.is_closed() || e.is_canceled())
+        }
+        _ => false,
+    }
+}
+
 /// A client of the daemon of one data dir.
 #[derive(Clone, Debug)]
 pub struct ApiClient {
@@ -116,12 +147,32 @@ impl ApiClient {
         path: &str,
         body: Option<&B>,
     ) -> Result<T, ClientError> {
-        let request = request(method, path, body);
-        let exchange = self.exchange(request, |response| async move {
-            let status = response.status();
-            let bytes = read_capped(response.into_body()).await?;
-            decode(status, &bytes)
-        });
+        let idempotent = method == Method::GET;
+        let exchange = async {
+            let mut pause = Duration::from_millis(25);
+            let mut tries = 0;
+            loop {
+                let request = request(method.clone(), path, body);
+                let result = self
+                    .exchange(request, |response| async move {
+                        let status = response.status();
+                        let bytes = read_capped(response.into_body()).await?;
+                        decode(status, &bytes)
+                    })
+                    .await;
+                // A daemon at its connection cap closes a new connection
+                // at once: try again (bounded) when nothing can have
+                // happened twice.
+                match result {
+                    Err(e) if tries < MAX_RETRIES && refused(&e, idempotent) => {
+                        tries += 1;
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(1));
+                    }
+                    other => return other,
+                }
+            }
+        };
         tokio::time::timeout(CALL_DEADLINE, exchange)
             .await
             .map_err(|_| ClientError::Timeout(CALL_DEADLINE))?

@@ -10,9 +10,13 @@
 //! - Errors are `{"error": {"code": "...", "message": "one line"}}` with a
 //!   fitting status; long operations (submit, fetch) stream NDJSON progress
 //!   lines and end with a `result` (or `error`) line.
-//! - Caps: [`MAX_CONNECTIONS`] connections at once (more are closed at
-//!   once), [`HEADER_TIMEOUT`] to send a request's head (idle keep-alive
-//!   connections included), [`MAX_HEADER_BYTES`] of head, a body limit per
+//! - Caps: [`MAX_CONNECTIONS`] connections at once on the Unix socket, and
+//!   a budget of their own for TCP ([`MAX_TCP_CONNECTIONS`], at most
+//!   [`MAX_TCP_PER_SOURCE`] from one address), so that connections anyone
+//!   on the machine can open never take the owner's socket from its owner
+//!   (more are closed at once); [`HEADER_TIMEOUT`] to send a request's head
+//!   (idle keep-alive connections included; [`TCP_HEADER_TIMEOUT`] on TCP,
+//!   where every request must carry the token), [`MAX_HEADER_BYTES`] of head, a body limit per
 //!   route and a deadline per request ([`routes`]). A request's work is
 //!   dropped when its client disconnects.
 //! - One accept loop per listener and one task per connection, all in one
@@ -58,9 +62,16 @@ pub const TOKEN_FILE: &str = "api.token";
 /// (idle ones time out after [`HEADER_TIMEOUT`], so this is not reached by
 /// clients that merely connect).
 pub const MAX_CONNECTIONS: usize = 1024;
+/// TCP connections served at once, a budget apart from the Unix socket's.
+pub const MAX_TCP_CONNECTIONS: usize = 256;
+/// TCP connections from one address at once.
+pub const MAX_TCP_PER_SOURCE: usize = 64;
 /// How long a client has to send a request's head, on a new connection or
 /// an idle kept-alive one.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The same on TCP, where anyone on the machine may connect and every
+/// request must show the token: a connection that does not is closed soon.
+pub const TCP_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest request head (request line and headers); a larger one is
 /// answered 431 and the connection closed.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -167,8 +178,10 @@ pub async fn serve(
             Arc::new(token),
             require_token,
         ));
+        let tcp_limit = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
         tasks.spawn(
-            accept_loop(Listener::Tcp(listener), authed, limit, cancel.clone()).instrument(span),
+            accept_loop(Listener::Tcp(listener), authed, tcp_limit, cancel.clone())
+                .instrument(span),
         );
         bound = Some(local);
     }
@@ -221,13 +234,22 @@ async fn require_token(State(token): State<Arc<String>>, request: Request, next:
         Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => {
             next.run(request).await
         }
-        _ => ApiError::new(
-            ErrorCode::Unauthorized,
-            format!(
-                "send `Authorization: Bearer <token>` with the token in <data-dir>/{TOKEN_FILE}"
-            ),
-        )
-        .into_response(),
+        _ => {
+            let mut refused = ApiError::new(
+                ErrorCode::Unauthorized,
+                format!(
+                    "send `Authorization: Bearer <token>` with the token in <data-dir>/{TOKEN_FILE}"
+                ),
+            )
+            .into_response();
+            // A client without the token gets no second try on this
+            // connection.
+            refused.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+            refused
+        }
     }
 }
 
@@ -278,34 +300,67 @@ async fn accept_loop(
     cancel: CancellationToken,
 ) {
     let mut connections = JoinSet::new();
+    // Connections per source address (TCP), with the task that serves each.
+    let mut sources: std::collections::HashMap<tokio::task::Id, std::net::IpAddr> =
+        std::collections::HashMap::new();
+    let mut per_source: std::collections::HashMap<std::net::IpAddr, usize> =
+        std::collections::HashMap::new();
+    let header_timeout = match listener {
+        Listener::Unix(_) => HEADER_TIMEOUT,
+        Listener::Tcp(_) => TCP_HEADER_TIMEOUT,
+    };
     loop {
         let accepted = tokio::select! {
             () = cancel.cancelled() => break,
-            Some(_) = connections.join_next() => continue,
+            Some(ended) = connections.join_next_with_id() => {
+                let id = match ended {
+                    Ok((id, ())) => id,
+                    Err(e) => e.id(),
+                };
+                if let Some(ip) = sources.remove(&id)
+                    && let Some(n) = per_source.get_mut(&ip)
+                {
+                    *n -= 1;
+                    if *n == 0 {
+                        per_source.remove(&ip);
+                    }
+                }
+                continue;
+            }
             accepted = accept(&listener) => accepted,
         };
-        let stream = match accepted {
-            Ok(stream) => stream,
+        let (stream, source) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 warn!(error = %e, "API accept failed");
                 continue;
             }
         };
+        if let Some(ip) = source
+            && per_source.get(&ip).copied().unwrap_or(0) >= MAX_TCP_PER_SOURCE
+        {
+            debug!(%ip, "API connection refused: too many from this address");
+            continue;
+        }
         let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
             debug!("API connection refused: too many at once");
             continue; // dropping the stream closes it
         };
         let (router, cancel) = (router.clone(), cancel.clone());
-        connections.spawn(
+        let task = connections.spawn(
             async move {
                 let _permit = permit;
                 tokio::select! {
                     () = cancel.cancelled() => {}
-                    () = serve_connection(stream, router) => {}
+                    () = serve_connection(stream, router, header_timeout) => {}
                 }
             }
             .in_current_span(),
         );
+        if let Some(ip) = source {
+            *per_source.entry(ip).or_default() += 1;
+            sources.insert(task.id(), ip);
+        }
     }
     connections.shutdown().await;
 }
@@ -314,22 +369,25 @@ async fn accept_loop(
 trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
 
-async fn accept(listener: &Listener) -> std::io::Result<Box<dyn Stream>> {
+/// A new connection, and its source address when it came over TCP.
+async fn accept(
+    listener: &Listener,
+) -> std::io::Result<(Box<dyn Stream>, Option<std::net::IpAddr>)> {
     Ok(match listener {
-        Listener::Unix(l) => Box::new(l.accept().await?.0),
+        Listener::Unix(l) => (Box::new(l.accept().await?.0), None),
         Listener::Tcp(l) => {
-            let (stream, _) = l.accept().await?;
+            let (stream, from) = l.accept().await?;
             let _ = stream.set_nodelay(true);
-            Box::new(stream)
+            (Box::new(stream), Some(from.ip()))
         }
     })
 }
 
-async fn serve_connection(stream: Box<dyn Stream>, router: Router) {
+async fn serve_connection(stream: Box<dyn Stream>, router: Router, header_timeout: Duration) {
     let service = TowerToHyperService::new(router);
     let result = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
+        .header_read_timeout(header_timeout)
         .max_buf_size(MAX_HEADER_BYTES)
         .serve_connection(TokioIo::new(stream), service)
         .await;
