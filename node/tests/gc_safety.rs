@@ -61,3 +61,31 @@ fn a_fetch_completes_while_gc_runs_in_a_loop() {
     );
     assert!(runs.load(Ordering::Relaxed) >= 2, "gc ran during the fetch");
 }
+
+/// An upload that sends one byte and idles is ended after its idle
+/// timeout (30 s), so `gc`, which waits for uploads under way, goes on.
+#[test]
+fn an_idle_upload_does_not_hold_gc_for_ever() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&dir.path().join("d"), &["--no-worker"], None);
+    let mut upload = std::os::unix::net::UnixStream::connect(daemon.socket()).unwrap();
+    upload
+        .write_all(b"POST /api/v1/add HTTP/1.1\r\nhost: x\r\ncontent-length: 1000000\r\n\r\nx")
+        .unwrap();
+    let started = std::time::Instant::now();
+    let out = daemon.cli(&["gc"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The idle timeout and a margin; without it gc would wait for ever
+    // (common::DEADLINE ends the command first).
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(90),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(upload);
+}

@@ -43,6 +43,9 @@ pub const REQUEST_DEADLINE: Duration = Duration::from_secs(60);
 /// Most bytes `/api/v1/cat` streams of a file that is not pinned here (the
 /// CLI's `cat --max-size` default).
 const UNTRUSTED_CAT_BYTES: u64 = 1 << 30;
+/// How long an upload may send nothing before it is ended (nginx's
+/// `client_body_timeout` is 60 s): `gc` waits for uploads under way.
+const UPLOAD_IDLE: Duration = Duration::from_secs(30);
 /// How long a DAG fetched for a client is kept from gc after the fetch:
 /// the client (`get`, `cat`) reads it from the store next.
 const FETCHED_HOLD: Duration = Duration::from_secs(600);
@@ -192,10 +195,24 @@ async fn peers(State(s): State<ApiState>, Q(query): Q<PeersQuery>) -> ApiResult<
 }
 
 async fn add(State(s): State<ApiState>, Q(query): Q<AddQuery>, body: Body) -> ApiResult<AddAnswer> {
-    let reader = StreamReader::new(
-        body.into_data_stream()
-            .map(|chunk| chunk.map_err(std::io::Error::other)),
-    );
+    // An upload that stops sending is ended: it must not hold `gc` (which
+    // waits for uploads under way) for as long as its client idles.
+    let chunks = futures::stream::unfold(Some(body.into_data_stream()), |data| async move {
+        let mut data = data?;
+        match tokio::time::timeout(UPLOAD_IDLE, data.next()).await {
+            Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(data))),
+            Ok(Some(Err(e))) => Some((Err(std::io::Error::other(e)), None)),
+            Ok(None) => None,
+            Err(_) => Some((
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("the upload sent nothing for {}s", UPLOAD_IDLE.as_secs()),
+                )),
+                None,
+            )),
+        }
+    });
+    let reader = StreamReader::new(Box::pin(chunks));
     let store = s.node.store().clone();
     // `gc` waits until the upload's root is pinned (or the add is over).
     let writing = store.writing().await;
