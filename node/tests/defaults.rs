@@ -74,7 +74,10 @@ fn with_no_worker_anywhere_submit_says_what_it_tried() {
     let out = phase_in(dir.path(), &args, b"");
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
-    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    // The job id, then one line that says what was tried.
+    let lines: Vec<&str> = stderr.trim().lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(lines[0].starts_with("job bafyrei"), "{stderr}");
     for what in [
         "no worker found",
         "0 connected phase peers",
@@ -102,6 +105,21 @@ fn submit_to_a_worker_that_does_not_exist_says_so() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains(nobody), "{stderr}");
     assert!(stderr.contains("no address found"), "{stderr}");
+    // --json carries the job id on failure too.
+    let out = requester.cli(&["submit", "--json", "--worker", nobody, &hello_job()]);
+    assert!(!out.status.success());
+    let failed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        failed["job"].as_str().unwrap().starts_with("bafyrei"),
+        "{failed}"
+    );
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("no address found"),
+        "{failed}"
+    );
 }
 
 /// A DAG of a few KiB that links the same subtree twice per level, 40

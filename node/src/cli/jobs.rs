@@ -97,6 +97,35 @@ impl SubmitArgs {
         let pins = Pins::of(data_dir.root(), &store).await;
         let spec = import(&store, &pins, file).await?;
         let job = spec.id();
+        // The job id first, so that a submission that fails can still be
+        // looked up (`status`, `receipt`); `--json` carries it in its
+        // object, on failure too.
+        if !self.json {
+            eprintln!("job {job}");
+        }
+        match self.submit(global, &store, &spec, timeout).await {
+            Ok(code) => Ok(code),
+            Err(err) => {
+                if self.json {
+                    let failed = serde_json::json!({"job": job, "error": format!("{err:#}")});
+                    println!("{failed}");
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Submits `spec` (through the daemon, or as a short-lived node),
+    /// waits for its verified result and prints it.
+    async fn submit(
+        &self,
+        global: &GlobalArgs,
+        store: &BlockStore,
+        spec: &JobSpec,
+        timeout: Duration,
+    ) -> anyhow::Result<ExitCode> {
+        let data_dir = global.data_dir()?;
+        let job = spec.id();
         let options = SubmitOptions {
             worker: self.worker,
             replicas: self.replicas,
@@ -129,7 +158,7 @@ impl SubmitArgs {
                 let me = identity::load_or_create(data_dir.root())?
                     .public()
                     .to_peer_id();
-                check_daemon_report(answer?, &spec, me)?
+                check_daemon_report(answer?, spec, me)?
             }
             None => {
                 let key = identity::load_or_create(data_dir.root())?;
@@ -149,7 +178,7 @@ impl SubmitArgs {
                 // Discovery waits (bounded) for the bootstrap and mDNS
                 // peers to be met, and says what it tried if nobody fits.
                 let result = async {
-                    tokio::time::timeout(timeout, node.requester().submit(&spec, &options, &show))
+                    tokio::time::timeout(timeout, node.requester().submit(spec, &options, &show))
                         .await
                         .map_err(|_| {
                             anyhow::anyhow!(
@@ -170,7 +199,7 @@ impl SubmitArgs {
                 report
             }
         };
-        self.finish(&store, &spec, &report).await
+        self.finish(store, spec, &report).await
     }
 
     /// Prints (or writes) the result and picks the exit code.
