@@ -86,8 +86,31 @@ pub struct NodeConfig {
     pub network: NetworkConfig,
     /// Which jobs the node runs for others.
     pub worker: WorkerConfig,
+    /// The block store.
+    pub store: StoreConfig,
     /// The daemon's HTTP API.
     pub api: ApiConfig,
+}
+
+/// Default free-space reserve (`store.reserve`).
+pub const DEFAULT_RESERVE: ByteSize = ByteSize(1 << 30);
+
+/// The store section.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Free disk space that new work (jobs, uploads, fetches) may not take:
+    /// below it they are refused, and the node still has room for what it
+    /// must write (failure receipts, job records). 0 turns it off.
+    pub reserve: ByteSize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            reserve: DEFAULT_RESERVE,
+        }
+    }
 }
 
 /// The API section: the Unix socket is always served; TCP only when asked.

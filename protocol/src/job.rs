@@ -388,6 +388,14 @@ pub enum Rejection {
     },
     /// This worker does not take jobs from this requester.
     Denied,
+    /// This worker's disk is below its free-space reserve: it takes no new
+    /// job until it has room again.
+    LowOnDisk {
+        /// Bytes free on its disk.
+        free: u64,
+        /// The reserve it keeps free.
+        reserve: u64,
+    },
 }
 
 impl fmt::Display for Rejection {
@@ -407,6 +415,12 @@ impl fmt::Display for Rejection {
             }
             Rejection::Malformed { message } => write!(f, "malformed job: {message}"),
             Rejection::Denied => f.write_str("worker does not accept jobs from this requester"),
+            Rejection::LowOnDisk { free, reserve } => write!(
+                f,
+                "worker is low on disk: {} free, below its reserve of {}",
+                crate::ByteSize(*free),
+                crate::ByteSize(*reserve)
+            ),
         }
     }
 }

@@ -117,6 +117,7 @@ pub async fn fetch(
     mut progress: impl FnMut(Progress),
 ) -> Result<usize, FetchError> {
     let max_bytes = options.max_bytes;
+    store.check_room()?;
     // What arrives is reachable from the root through what arrived before
     // it (a block is asked for once its parent is stored): holding the
     // root keeps the whole partial DAG from gc until the fetch ends.

@@ -155,7 +155,8 @@ impl StartArgs {
         let store_dir = data_dir.store();
         let store = BlockStore::open(store_dir.clone())
             .await
-            .with_context(|| format!("cannot open the block store in {}", store_dir.display()))?;
+            .with_context(|| format!("cannot open the block store in {}", store_dir.display()))?
+            .with_reserve(config.store.reserve.0);
         let cleared = store.clear_tmp().await;
         if cleared > 0 {
             tracing::info!(files = cleared, "temp files of an earlier crash removed");

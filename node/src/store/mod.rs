@@ -34,6 +34,15 @@ use self::state::{StateDb, StateError};
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The disk the store is on has less free space than the node keeps in
+    /// reserve (for the records and receipts it must still write).
+    #[error("the disk has {} free, below the reserve of {} this node keeps", phase_protocol::ByteSize(*free), phase_protocol::ByteSize(*reserve))]
+    LowOnDisk {
+        /// Bytes free (for an unprivileged user).
+        free: u64,
+        /// The reserve.
+        reserve: u64,
+    },
     /// A stored block no longer hashes to its CID (disk corruption or tampering).
     #[error("block {cid} is corrupt: its bytes do not hash to its CID")]
     Corrupt {
@@ -165,6 +174,8 @@ pub struct BlockStore {
     /// Roots held until a deadline ([`BlockStore::hold_for`]): what a
     /// client fetched through the daemon, until it has read it.
     held_until: Arc<Mutex<HashMap<Cid, std::time::Instant>>>,
+    /// Bytes of free disk new work may not take ([`BlockStore::check_room`]).
+    reserve: u64,
 }
 
 /// Roots held until a deadline at most; past it the soonest to expire goes.
@@ -206,6 +217,7 @@ impl BlockStore {
             gc_lock: Arc::default(),
             held: Arc::default(),
             held_until: Arc::default(),
+            reserve: 0,
         }
     }
 
@@ -225,6 +237,7 @@ impl BlockStore {
             gc_lock: Arc::default(),
             held: Arc::default(),
             held_until: Arc::default(),
+            reserve: 0,
         })
     }
 
@@ -534,6 +547,39 @@ impl BlockStore {
         Held {
             roots,
             held: Arc::clone(&self.held),
+        }
+    }
+
+    /// This handle (and its clones) keeps `reserve` bytes of the disk free
+    /// of new work: [`BlockStore::check_room`] refuses below it.
+    #[must_use]
+    pub fn with_reserve(mut self, reserve: u64) -> Self {
+        self.reserve = reserve;
+        self
+    }
+
+    /// Bytes free on the disk the store is on, for an unprivileged user
+    /// (`None` in memory, or when it cannot be told).
+    #[must_use]
+    pub fn free_space(&self) -> Option<u64> {
+        let root = self.state_path.as_deref()?.parent()?;
+        let vfs = rustix::fs::statvfs(root).ok()?;
+        Some(vfs.f_bavail.saturating_mul(vfs.f_frsize))
+    }
+
+    /// Whether new work (a job, an upload, a fetch) may write here: the
+    /// disk's free space is at least the reserve. What the node must write
+    /// anyway (a failure receipt, a job's record) comes out of the reserve.
+    ///
+    /// # Errors
+    /// [`StoreError::LowOnDisk`].
+    pub fn check_room(&self) -> Result<(), StoreError> {
+        match self.free_space() {
+            Some(free) if free < self.reserve => Err(StoreError::LowOnDisk {
+                free,
+                reserve: self.reserve,
+            }),
+            _ => Ok(()),
         }
     }
 

@@ -215,6 +215,15 @@ impl Actor {
             return Err(Rejection::Busy);
         }
         self.admission.check(&peer, &spec)?;
+        // A job writes its inputs, output and result: none below the
+        // reserve, which is kept for the records and receipts of the jobs
+        // already here.
+        if let Err(crate::store::StoreError::LowOnDisk { free, reserve }) =
+            self.ctx.store.check_room()
+        {
+            warn!(free, reserve, "job refused: the disk is below its reserve");
+            return Err(Rejection::LowOnDisk { free, reserve });
+        }
         let id = spec.id();
         if self.table.contains(&id) {
             return Ok(None);

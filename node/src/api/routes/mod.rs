@@ -195,6 +195,10 @@ async fn peers(State(s): State<ApiState>, Q(query): Q<PeersQuery>) -> ApiResult<
 }
 
 async fn add(State(s): State<ApiState>, Q(query): Q<AddQuery>, body: Body) -> ApiResult<AddAnswer> {
+    s.node
+        .store()
+        .check_room()
+        .map_err(|e| ApiError::new(ErrorCode::Unavailable, error_line(&e)))?;
     // An upload that stops sending is ended: it must not hold `gc` (which
     // waits for uploads under way) for as long as its client idles.
     let chunks = futures::stream::unfold(Some(body.into_data_stream()), |data| async move {
