@@ -112,7 +112,7 @@ async fn network_finds_everything(nodes: usize, jobs: u64, min_workers: usize) {
 
     phase("file fetched through a provider lookup");
 
-    // 100 jobs from the last node spread over the workers it finds, and
+    // The jobs from the last node spread over the workers it finds, and
     // every receipt verifies as signed by the worker named.
     let options = SubmitOptions {
         poll_interval: Duration::from_millis(200),
