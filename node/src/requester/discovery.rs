@@ -185,16 +185,23 @@ async fn discover(
 /// loopback) any idle worker is as good as another.
 const RTT_STEP: Duration = Duration::from_millis(50);
 
-/// Most free slots first, then the nearest (round trip in [`RTT_STEP`]s);
-/// workers equal on both in random order, so one requester's jobs spread
-/// over the idle workers instead of piling on whichever answered first.
+/// Most free slots first, then the nearest, round trips counted in steps
+/// of [`RTT_STEP`] or of twice the fastest answer, whichever is longer (on
+/// a loaded machine every answer is slow, and the noise would otherwise
+/// pick the same few workers); workers equal on both in random order, so
+/// one requester's jobs spread over the idle workers instead of piling on
+/// whichever answered first.
 fn rank(mut offers: Vec<(PeerId, WorkerInfo, Duration)>) -> Vec<PeerId> {
+    let fastest = offers
+        .iter()
+        .map(|(_, _, rtt)| *rtt)
+        .min()
+        .unwrap_or_default();
+    let step = RTT_STEP.max(fastest * 2).as_millis().max(1);
     // A stable sort keeps the shuffled order among ties.
     shuffle(&mut offers);
-    offers.sort_by_key(|(_, info, rtt)| {
-        let step = rtt.as_millis() / RTT_STEP.as_millis();
-        (std::cmp::Reverse(info.free_slots), step)
-    });
+    offers
+        .sort_by_key(|(_, info, rtt)| (std::cmp::Reverse(info.free_slots), rtt.as_millis() / step));
     offers.into_iter().map(|(peer, _, _)| peer).collect()
 }
 
@@ -251,6 +258,14 @@ mod tests {
             (c, offer(2, 0), ms(3)),
         ]);
         assert_eq!(ranked, vec![c, a, b], "slots first, then a far round trip");
+        // Everyone slow (a loaded machine): within twice the fastest is
+        // equal, so both orders come up.
+        let firsts: BTreeSet<PeerId> = (0..64)
+            .map(|_| rank(vec![(a, offer(2, 0), ms(400)), (c, offer(2, 0), ms(700))])[0])
+            .collect();
+        assert_eq!(firsts.len(), 2, "400 ms and 700 ms are equal");
+        let ranked = rank(vec![(a, offer(2, 0), ms(900)), (c, offer(2, 0), ms(400))]);
+        assert_eq!(ranked, vec![c, a], "past twice the fastest is farther");
     }
 
     #[test]
