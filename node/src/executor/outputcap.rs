@@ -65,17 +65,6 @@ pub enum Over {
     Unmeasurable,
 }
 
-impl std::fmt::Display for Over {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Bytes => "more bytes than allowed",
-            Self::Entries => "more entries than allowed",
-            Self::Depth => "folders nested too deep",
-            Self::Unmeasurable => "something that cannot be measured",
-        })
-    }
-}
-
 /// Walks `dir` until what it holds passes `max_bytes` or its entries pass
 /// `max_entries`, and says which; `None` when it fits. See the module
 /// docs for what counts.
