@@ -132,3 +132,132 @@ fn a_worker_killed_mid_job_keeps_what_it_finished_and_reports_the_rest_interrupt
     );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("interrupted"));
 }
+
+/// `phase-node` on the data dir `data` with `args`, output collected.
+fn phase(data: &Path, args: &[&str]) -> Output {
+    common::phase_in(data, args, b"")
+}
+
+#[test]
+fn a_requester_killed_mid_submit_lists_the_job_and_resumes_it_to_the_receipt() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tx, accepted) = mpsc::channel();
+    let worker = Daemon::start(&dir.path().join("w"), &[], on_accept(0, tx));
+    let data = dir.path().join("r");
+    // A job that runs a few seconds, submitted without a daemon: the
+    // submitting process is the requester, and is killed once the worker
+    // has the job under way.
+    let (_, job) = counting_job(dir.path(), 1_500_000_000);
+    let mut submit = std::process::Command::new(env!("CARGO_BIN_EXE_phase-node"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["submit", job.to_str().unwrap(), "--no-mdns"])
+        .args([
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--bootstrap",
+            &worker.addr,
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    accepted
+        .recv_timeout(DEADLINE)
+        .expect("the worker runs the job");
+    submit.kill().unwrap(); // SIGKILL
+    submit.wait().unwrap();
+
+    // After the restart the job is listed, under way, with its worker.
+    let out = phase(&data, &["jobs", "--json"]);
+    let listed = report(&out);
+    let entry = &listed["jobs"][0];
+    assert_eq!(entry["role"], "submitted", "{listed}");
+    assert_eq!(entry["state"], "running", "{listed}");
+    assert_eq!(entry["peers"][0], worker.peer_id(), "{listed}");
+    let id = entry["job"].as_str().unwrap().to_owned();
+    let out = phase(&data, &["status", &id]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.starts_with("running"), "{said}");
+    assert!(said.contains(&format!("submit --resume {id}")), "{said}");
+
+    // Resumed: the worker answers for the run it has; the receipt verifies.
+    let out = phase(
+        &data,
+        &[
+            "submit",
+            "--resume",
+            &id,
+            "--json",
+            "--no-mdns",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--bootstrap",
+            &worker.addr,
+        ],
+    );
+    let done = report(&out);
+    assert_eq!(done["job"], id.as_str());
+    assert_eq!(done["results"][0]["status"], "exited with code 0", "{done}");
+    assert_eq!(done["results"][0]["worker"], worker.peer_id(), "{done}");
+    // The worker ran it once.
+    assert!(accepted.try_recv().is_err(), "the job ran again");
+
+    let listed = report(&phase(&data, &["jobs", "--json"]));
+    assert_eq!(listed["jobs"][0]["state"], "done", "{listed}");
+    assert_eq!(
+        listed["jobs"][0]["receipt"], done["results"][0]["receipt_cid"],
+        "{listed}"
+    );
+    let out = phase(&data, &["receipt", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_requester_daemon_killed_mid_submit_resumes_the_job_when_it_starts_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tx, accepted) = mpsc::channel();
+    let worker = Daemon::start(&dir.path().join("w"), &[], on_accept(0, tx));
+    let r_dir = dir.path().join("r");
+    let requester = Daemon::start(&r_dir, &["--no-worker", "--bootstrap", &worker.addr], None);
+    let (_, job) = counting_job(dir.path(), 1_500_000_000);
+    let mut submit = requester.spawn_cli(&["submit", "--json", job.to_str().unwrap()]);
+    accepted
+        .recv_timeout(DEADLINE)
+        .expect("the worker runs the job");
+    drop(requester); // SIGKILL, with the submission under way
+    submit.kill().unwrap();
+    submit.wait().unwrap();
+
+    let (tx, resumed) = mpsc::channel();
+    let requester = Daemon::start(
+        &r_dir,
+        &["--no-worker", "--bootstrap", &worker.addr],
+        Some(Box::new(move |line: &str| {
+            if line.contains("resumed job done") {
+                let _ = tx.send(());
+            }
+        })),
+    );
+    resumed
+        .recv_timeout(DEADLINE)
+        .expect("the daemon resumes the job and ends it");
+    let listed = report(&requester.cli(&["jobs", "--json"]));
+    let entry = &listed["jobs"][0];
+    assert_eq!(entry["role"], "submitted", "{listed}");
+    assert_eq!(entry["state"], "done", "{listed}");
+    assert_eq!(entry["detail"], "exited with code 0", "{listed}");
+    let id = entry["job"].as_str().unwrap();
+    let out = requester.cli(&["receipt", id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(accepted.try_recv().is_err(), "the job ran again");
+}

@@ -278,6 +278,126 @@ pub struct ReceiptAnswer {
     pub receipt: SignedReceipt,
 }
 
+/// `GET /api/v1/jobs`: the jobs this node submitted and the jobs it ran,
+/// newest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobsAnswer {
+    /// One entry per job and role.
+    pub jobs: Vec<JobEntry>,
+}
+
+/// Which side of a job this node was on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobRole {
+    /// This node submitted it.
+    Submitted,
+    /// This node's worker ran it.
+    Ran,
+}
+
+/// One job in [`JobsAnswer`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobEntry {
+    /// The job.
+    pub job: JobId,
+    /// Submitted or ran.
+    pub role: JobRole,
+    /// One word: `submitting`, `running`, `done`, `failed` (submitted);
+    /// `queued`, `fetching`, `running`, `done`, `failed`, `interrupted` (ran).
+    pub state: String,
+    /// One line about it: the run's status, or why it failed.
+    pub detail: String,
+    /// The workers that accepted it (submitted), or its requester (ran).
+    pub peers: Vec<PeerId>,
+    /// The receipt, once there is one.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "phase_protocol::serde_helpers::opt_cid"
+    )]
+    pub receipt: Option<Cid>,
+    /// When its record was last written, ms since the Unix epoch.
+    pub updated_ms: u64,
+}
+
+impl JobsAnswer {
+    /// Reads both lists from `store`'s state database.
+    ///
+    /// # Errors
+    /// The state database cannot be read.
+    pub async fn read(
+        store: &crate::store::BlockStore,
+    ) -> Result<Self, crate::requester::RecordError> {
+        use crate::requester::Progress;
+        let mut jobs: Vec<JobEntry> = crate::requester::Records::new(store.clone())
+            .list()
+            .await?
+            .into_iter()
+            .map(|r| {
+                let (state, detail, receipt) = match &r.progress {
+                    Progress::Submitting => {
+                        ("submitting", "no worker has accepted it yet".into(), None)
+                    }
+                    Progress::Running => ("running", "waiting for the receipt".into(), None),
+                    Progress::Done { report } => {
+                        let first = report.results.first();
+                        (
+                            "done",
+                            first.map_or_else(String::new, |f| {
+                                f.receipt.receipt().status.to_string()
+                            }),
+                            first.map(|f| f.receipt.cid()),
+                        )
+                    }
+                    Progress::Failed { error } => ("failed", error.clone(), None),
+                };
+                JobEntry {
+                    job: r.job,
+                    role: JobRole::Submitted,
+                    state: state.into(),
+                    detail,
+                    peers: r.accepted.clone(),
+                    receipt,
+                    updated_ms: r.updated_ms,
+                }
+            })
+            .collect();
+        let store = store.clone();
+        let ran = tokio::task::spawn_blocking(move || crate::worker::ran_blocking(&store))
+            .await
+            .map_err(crate::store::StoreError::from)??;
+        jobs.extend(ran.into_iter().map(|r| {
+            let (state, detail, receipt) = match r.state {
+                JobState::Queued => ("queued", String::new(), None),
+                JobState::Fetching => ("fetching", "fetching the inputs".into(), None),
+                JobState::Running => ("running", String::new(), None),
+                JobState::Done { status, receipt } => ("done", status.to_string(), Some(receipt)),
+                JobState::Failed { message } => ("failed", message, None),
+                JobState::ModuleTooComplex { message } => {
+                    ("failed", format!("module too complex: {message}"), None)
+                }
+                JobState::Interrupted => (
+                    "interrupted",
+                    "the worker stopped while it ran".into(),
+                    None,
+                ),
+            };
+            JobEntry {
+                job: r.id,
+                role: JobRole::Ran,
+                state: state.into(),
+                detail,
+                peers: vec![r.requester],
+                receipt,
+                updated_ms: r.updated_ms,
+            }
+        }));
+        jobs.sort_by_key(|j| std::cmp::Reverse(j.updated_ms));
+        Ok(Self { jobs })
+    }
+}
+
 /// A list of CIDs as strings in JSON.
 mod cids {
     use phase_protocol::Cid;

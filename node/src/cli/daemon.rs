@@ -206,6 +206,19 @@ impl StartArgs {
         }
         out.flush()?;
         drop(out);
+        // Jobs submitted from this data dir whose submission did not end
+        // (the daemon, or a `submit` without one, stopped mid-way).
+        match node
+            .requester()
+            .resume_all(super::jobs::SUBMIT_MARGIN)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => eprintln!("resuming {n} submitted jobs that did not end"),
+            Err(e) => {
+                tracing::warn!(error = %crate::error_line(&e), "cannot read the submitted jobs")
+            }
+        }
 
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("cannot listen for SIGTERM")?;

@@ -19,19 +19,18 @@ use super::daemon::NodeArgs;
 use super::pins::Pins;
 use super::run::exit_code;
 use crate::api::types::ErrorCode;
-use crate::api::types::{JobStatusAnswer, ReceiptAnswer, SubmitRequest};
+use crate::api::types::{
+    JobEntry, JobRole, JobStatusAnswer, JobsAnswer, ReceiptAnswer, SubmitRequest,
+};
 use crate::api::{ApiClient, ClientError, client};
 use crate::identity;
 use crate::node::NodeHandle;
-use crate::requester::{self, Stage, SubmitOptions, SubmitReport};
+use crate::requester::{self, Records, Stage, SubmitOptions, SubmitReport};
 use crate::store::{BlockStore, files};
 
 /// Extra time `submit` allows past the job's own timeout by default
 /// (finding workers, moving inputs and results, retries).
-const SUBMIT_MARGIN: Duration = Duration::from_secs(120);
-/// Folder of the data dir where earlier versions recorded the jobs
-/// submitted from it (one JSON file each; still read).
-const JOBS_DIR: &str = "jobs";
+pub(super) const SUBMIT_MARGIN: Duration = Duration::from_secs(120);
 
 /// Submit a job to the network and wait for its verified result.
 ///
@@ -45,8 +44,14 @@ const JOBS_DIR: &str = "jobs";
 #[derive(Debug, Args)]
 pub(super) struct SubmitArgs {
     /// The job file (see examples/*.job.json and examples/job.schema.json).
-    #[arg(value_name = "JOB.json")]
-    job: PathBuf,
+    #[arg(value_name = "JOB.json", required_unless_present = "resume")]
+    job: Option<PathBuf>,
+    /// Resume a job submitted from this data dir whose submission did not
+    /// end (the submitting process stopped): its workers are asked for the
+    /// run they have, else it is submitted again. A daemon resumes such
+    /// jobs itself when it starts.
+    #[arg(long, value_name = "JOB_ID", conflicts_with = "job")]
+    resume: Option<JobId>,
     #[command(flatten)]
     node: NodeArgs,
     /// Submit to this worker only.
@@ -73,30 +78,42 @@ pub(super) struct SubmitArgs {
 
 impl SubmitArgs {
     pub(super) async fn execute(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-        let file = read_job_file(&self.job).await?;
         if self.replicas == 0 {
             bail!("--replicas must be at least 1");
-        }
-        if self.replicas > 1 && !file.deterministic {
-            bail!(
-                "--replicas {} compares results, which needs a deterministic job (set \"deterministic\": true in {})",
-                self.replicas,
-                self.job.display()
-            );
         }
         if let Some(out) = &self.output
             && out.exists()
         {
             bail!("-o {}: already exists", out.display());
         }
-        let timeout = self
-            .timeout
-            .map_or(file.limits.timeout + SUBMIT_MARGIN, Into::into);
         let data_dir = global.data_dir()?;
         let store = global.store().await?;
-        let pins = Pins::of(data_dir.root(), &store).await;
-        let spec = import(&store, &pins, file).await?;
+        let spec = match (&self.job, self.resume) {
+            (_, Some(job)) => recorded_spec(data_dir.root(), &store, job).await?,
+            (Some(path), None) => {
+                let file = read_job_file(path).await?;
+                if self.replicas > 1 && !file.deterministic {
+                    bail!(
+                        "--replicas {} compares results, which needs a deterministic job (set \"deterministic\": true in {})",
+                        self.replicas,
+                        path.display()
+                    );
+                }
+                let pins = Pins::of(data_dir.root(), &store).await;
+                import(&store, &pins, file).await?
+            }
+            (None, None) => bail!("name a job file, or --resume JOB_ID"),
+        };
+        let timeout = self
+            .timeout
+            .map_or(spec.limits.timeout + SUBMIT_MARGIN, Into::into);
         let job = spec.id();
+        if self.resume.is_some()
+            && let Some(report) = read_record(data_dir.root(), &store, &job).await?
+        {
+            // It ended meanwhile: its recorded result.
+            return self.finish(&store, &spec, &report).await;
+        }
         // The job id first, so that a submission that fails can still be
         // looked up (`status`, `receipt`); `--json` carries it in its
         // object, on failure too.
@@ -191,12 +208,7 @@ impl SubmitArgs {
                 .await;
                 bar.finish_and_clear();
                 node.shutdown().await;
-                let report = result?;
-                // A daemon records what it submits; here this process did.
-                let (db, record) = (store.state().await?, report.clone());
-                tokio::task::spawn_blocking(move || db.put_submitted(&record.job, &record))
-                    .await??;
-                report
+                result?
             }
         };
         self.finish(store, spec, &report).await
@@ -435,10 +447,10 @@ async fn ask_daemon<T: serde::de::DeserializeOwned>(
     Ok(daemon.get(&path).await?)
 }
 
-/// A job's record, if it was submitted from this data dir: from the
-/// daemon when one runs (it holds the state database), else from the state
-/// database (through `store`, the command's one handle on it), else from
-/// the JSON file earlier versions wrote.
+/// A job's final report, if it was submitted from this data dir and
+/// ended: from the daemon when one runs (it holds the state database), else
+/// from the requester's records (through `store`, the command's one handle
+/// on the database).
 async fn read_record(
     data_dir: &Path,
     store: &BlockStore,
@@ -451,21 +463,48 @@ async fn read_record(
             Err(e) => Err(e.into()),
         };
     }
-    let db = store.state().await?;
-    let id = *job;
-    if let Some(report) = tokio::task::spawn_blocking(move || db.submitted(&id)).await?? {
-        return Ok(Some(report));
+    Ok(Records::new(store.clone())
+        .report(*job, Some(data_dir))
+        .await?)
+}
+
+/// The listing's entry for a job submitted from this data dir whose
+/// submission did not end (or failed).
+async fn submitted_entry(
+    data_dir: &Path,
+    store: &BlockStore,
+    job: JobId,
+) -> anyhow::Result<Option<JobEntry>> {
+    let answer: JobsAnswer = match ApiClient::find(data_dir).await {
+        Some(daemon) => daemon.get("/api/v1/jobs").await?,
+        None => JobsAnswer::read(store).await?,
+    };
+    Ok(answer
+        .jobs
+        .into_iter()
+        .find(|e| e.job == job && e.role == JobRole::Submitted))
+}
+
+/// The spec of a job submitted from this data dir, to resume it: from the
+/// requester's record, else (a daemon holds the records) its block in the
+/// store, which `submit` put there.
+async fn recorded_spec(data_dir: &Path, store: &BlockStore, job: JobId) -> anyhow::Result<JobSpec> {
+    if ApiClient::find(data_dir).await.is_none()
+        && let Some(record) = Records::new(store.clone()).get(job).await?
+    {
+        return Ok(record.spec);
     }
-    let path = data_dir.join(JOBS_DIR).join(format!("{job}.json"));
-    match tokio::fs::read(&path).await {
-        Ok(bytes) => {
-            Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
-                format!("{} is corrupt", path.display())
-            })?))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    let bytes = store.get(&job.0).await?.with_context(|| {
+        format!(
+            "job {job} was not submitted from {} (no record of it)",
+            data_dir.display()
+        )
+    })?;
+    let spec = JobSpec::decode(&bytes).with_context(|| format!("job {job}: its spec"))?;
+    if spec.id() != job {
+        bail!("block {job} is not a canonical job spec");
     }
+    Ok(spec)
 }
 
 /// Which job `status` and `receipt` are about, and whom to ask.
@@ -512,6 +551,26 @@ impl StatusArgs {
                         r.worker,
                         receipt.result,
                         r.receipt.cid(),
+                    )?;
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        if self.query.worker.is_none()
+            && let Some(entry) = submitted_entry(data_dir.root(), &store, self.query.job).await?
+        {
+            if self.json {
+                serde_json::to_writer_pretty(&mut out, &entry)?;
+                writeln!(out)?;
+            } else {
+                writeln!(out, "{}: {}", entry.state, entry.detail)?;
+                if matches!(entry.state.as_str(), "submitting" | "running")
+                    && ApiClient::find(data_dir.root()).await.is_none()
+                {
+                    writeln!(
+                        out,
+                        "the submission did not end; `phase-node submit --resume {}` resumes it",
+                        entry.job
                     )?;
                 }
             }
@@ -584,6 +643,55 @@ impl ReceiptArgs {
             writeln!(out, "{}", receipt.to_json())?;
         } else {
             super::verify::write_receipt(&mut out, &receipt, receipt.receipt())?;
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// List the jobs submitted from this data dir and the jobs its worker ran,
+/// newest first, with their state (from the running daemon, else from the
+/// data dir's records).
+#[derive(Debug, Args)]
+pub(super) struct JobsArgs {
+    /// Print JSON (the same as `GET /api/v1/jobs`).
+    #[arg(long)]
+    json: bool,
+}
+
+impl JobsArgs {
+    pub(super) async fn execute(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+        let data_dir = global.data_dir()?;
+        let answer: JobsAnswer = match ApiClient::find(data_dir.root()).await {
+            Some(daemon) => daemon.get("/api/v1/jobs").await?,
+            None => JobsAnswer::read(&global.store().await?).await?,
+        };
+        let mut out = std::io::stdout().lock();
+        if self.json {
+            serde_json::to_writer_pretty(&mut out, &answer)?;
+            writeln!(out)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        if answer.jobs.is_empty() {
+            writeln!(
+                out,
+                "no jobs submitted or run from {}",
+                data_dir.root().display()
+            )?;
+        }
+        for entry in &answer.jobs {
+            let when = humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + Duration::from_millis(entry.updated_ms),
+            );
+            let role = match entry.role {
+                JobRole::Submitted => "submitted",
+                JobRole::Ran => "ran",
+            };
+            let mut line = format!("{} {role:<9} {when} {}", entry.job, entry.state);
+            if !entry.detail.is_empty() {
+                line.push_str(": ");
+                line.push_str(&entry.detail);
+            }
+            writeln!(out, "{line}")?;
         }
         Ok(ExitCode::SUCCESS)
     }

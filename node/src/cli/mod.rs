@@ -169,6 +169,7 @@ enum Command {
     Submit(jobs::SubmitArgs),
     Status(jobs::StatusArgs),
     Receipt(jobs::ReceiptArgs),
+    Jobs(jobs::JobsArgs),
 }
 
 impl Cli {
@@ -225,6 +226,7 @@ impl Cli {
             Command::Submit(args) => args.execute(global).await,
             Command::Status(args) => args.execute(global).await,
             Command::Receipt(args) => args.execute(global).await,
+            Command::Jobs(args) => args.execute(global).await,
         }
     }
 }

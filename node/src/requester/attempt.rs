@@ -53,14 +53,16 @@ pub(super) enum Lost {
     Interrupted,
 }
 
-/// Submits `spec` to `worker` and waits for the receipt.
-pub(super) async fn attempt(
+/// A receipt the worker will deliver, if a place to wait for it was free.
+pub(super) type Delivered = Option<oneshot::Receiver<SignedReceipt>>;
+
+/// Submits `spec` to `worker`: accepted (then [`wait`] for the receipt),
+/// or how the attempt ended.
+pub(super) async fn submit(
     requester: &Requester,
     spec: &JobSpec,
     worker: PeerId,
-    options: &SubmitOptions,
-    progress: &(dyn Fn(Stage) + Send + Sync),
-) -> Outcome {
+) -> Result<Delivered, Outcome> {
     let job = spec.id();
     let delivered = requester.deliveries.expect(job, worker);
     let answer = requester
@@ -69,25 +71,24 @@ pub(super) async fn attempt(
         .await;
     match answer {
         Ok(JobResponse::Accepted(id)) if id == job => {}
-        Ok(JobResponse::Rejected(Rejection::Busy)) => return Outcome::Busy,
-        Ok(JobResponse::Rejected(rejection)) => return Outcome::Rejected(rejection),
-        Ok(other) => return Outcome::Lost(Lost::Unexpected(format!("{other:?}"))),
+        Ok(JobResponse::Rejected(Rejection::Busy)) => return Err(Outcome::Busy),
+        Ok(JobResponse::Rejected(rejection)) => return Err(Outcome::Rejected(rejection)),
+        Ok(other) => return Err(Outcome::Lost(Lost::Unexpected(format!("{other:?}")))),
         Err(NetworkError::RelayOnly { waited, .. }) => {
-            return Outcome::Lost(Lost::RelayOnly(waited));
+            return Err(Outcome::Lost(Lost::RelayOnly(waited)));
         }
-        Err(e) => return Outcome::Lost(Lost::Submit(e)),
+        Err(e) => return Err(Outcome::Lost(Lost::Submit(e))),
     }
     info!(%worker, %job, "job accepted");
-    progress(Stage::Submitted { worker });
-    wait(requester, job, worker, delivered, options, progress).await
+    Ok(delivered)
 }
 
 /// Waits for the receipt: delivered, or fetched once a poll says done.
-async fn wait(
+pub(super) async fn wait(
     requester: &Requester,
     job: JobId,
     worker: PeerId,
-    mut delivered: Option<oneshot::Receiver<SignedReceipt>>,
+    mut delivered: Delivered,
     options: &SubmitOptions,
     progress: &(dyn Fn(Stage) + Send + Sync),
 ) -> Outcome {

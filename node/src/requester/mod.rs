@@ -14,11 +14,16 @@
 //!   requester, inputs); with several replicas the result CIDs are
 //!   compared ([`report::agreement`]);
 //! - [`deliveries`]: receipts the worker delivers reach the attempt that
-//!   waits for them; [`report`]: what a submission produced.
+//!   waits for them; [`report`]: what a submission produced;
+//! - [`records`]: the record of every job submitted, written before the
+//!   first request leaves and at every acceptance and end, so that a
+//!   requester that stopped mid-submit shows the job and resumes it
+//!   ([`Requester::resume`]).
 
 mod attempt;
 mod deliveries;
 mod discovery;
+mod records;
 mod replicas;
 mod report;
 mod verify;
@@ -36,6 +41,7 @@ pub use self::deliveries::{Deliveries, MAX_PENDING_DELIVERIES};
 pub use self::discovery::{
     MAX_CANDIDATES, QUERY_DEADLINE, RETRY, Tried, find_workers, search_capability,
 };
+pub use self::records::{JobRecord, Progress, RecordError, Records};
 pub use self::report::{Agreement, Attempt, ReplicaResult, SubmitReport, agreement};
 pub use self::verify::{ReceiptError, check_receipt};
 use crate::blocks::FetchError;
@@ -169,6 +175,9 @@ pub enum SubmitError {
     /// The network is gone.
     #[error(transparent)]
     Network(#[from] NetworkError),
+    /// The job's record cannot be written.
+    #[error("cannot record the job")]
+    Record(#[from] RecordError),
 }
 
 /// Why a worker was passed over, for the report and progress.
@@ -191,6 +200,7 @@ pub struct Requester {
     network: NetworkClient,
     store: BlockStore,
     deliveries: Deliveries,
+    records: Records,
 }
 
 impl Requester {
@@ -199,37 +209,148 @@ impl Requester {
     pub fn new(network: NetworkClient, store: BlockStore, deliveries: Deliveries) -> Self {
         Self {
             network,
+            records: Records::new(store.clone()),
             store,
             deliveries,
         }
     }
 
+    /// The records of the jobs submitted from this node.
+    #[must_use]
+    pub fn records(&self) -> &Records {
+        &self.records
+    }
+
     /// Submits `spec` to `options.replicas` distinct workers, waits for
     /// their receipts, verifies them and fetches the results into the store.
+    /// The job is recorded before the first request leaves, at every
+    /// acceptance and when it ends ([`Records`]); a job recorded as under
+    /// way (a requester that stopped mid-submit) is resumed: the workers
+    /// that accepted it are asked first, and answer for the run they have.
     ///
     /// # Errors
     /// No (or too few) workers, the job failed on a worker, every attempt
-    /// failed, or a result could not be fetched.
+    /// failed, a result could not be fetched, or the record could not be
+    /// written.
     ///
     /// # Cancel safety
-    /// Dropping the future abandons the job (workers still run it).
+    /// Dropping the future abandons the job (workers still run it), and
+    /// its record stays under way, to be resumed.
     pub async fn submit(
         &self,
         spec: &JobSpec,
         options: &SubmitOptions,
         progress: &(dyn Fn(Stage) + Send + Sync),
     ) -> Result<SubmitReport, SubmitError> {
-        let replicas = options.replicas.max(1);
-        let candidates = match options.worker {
-            Some(worker) => {
-                self.look_up(worker, spec).await?;
-                vec![worker]
+        let (mut record, options) = match self.records.get(spec.id()).await? {
+            // Resumed: as it was submitted.
+            Some(r) if !r.progress.is_final() => {
+                let options = SubmitOptions {
+                    worker: r.worker,
+                    replicas: r.replicas,
+                    ..options.clone()
+                };
+                (r, options)
             }
+            _ => (
+                JobRecord::new(spec, options.replicas.max(1), options.worker),
+                options.clone(),
+            ),
+        };
+        self.records.put(&mut record).await?;
+        let outcome = self.run(spec, &options, progress, &mut record).await;
+        record.progress = match &outcome {
+            Ok(report) => Progress::Done {
+                report: Box::new(report.clone()),
+            },
+            Err(SubmitError::Record(_)) => return outcome,
+            Err(e) => Progress::Failed {
+                error: crate::error_line(e),
+            },
+        };
+        self.records.put(&mut record).await?;
+        outcome
+    }
+
+    /// Resumes every job recorded as under way (the requester stopped
+    /// mid-submit), each in its own task and for at most its timeout plus
+    /// `margin`; returns how many. The jobs end in their records
+    /// (`phase-node jobs`, `status`).
+    ///
+    /// # Errors
+    /// The records cannot be read.
+    pub async fn resume_all(&self, margin: Duration) -> Result<usize, RecordError> {
+        let unfinished: Vec<JobRecord> = self
+            .records
+            .list()
+            .await?
+            .into_iter()
+            .filter(|r| !r.progress.is_final())
+            .collect();
+        for record in &unfinished {
+            let this = self.clone();
+            let spec = record.spec.clone();
+            let timeout = spec.limits.timeout.saturating_add(margin);
+            tracing::info!(job = %record.job, "resuming a submitted job");
+            tokio::spawn(async move {
+                let options = SubmitOptions::default();
+                let run = this.submit(&spec, &options, &|_| {});
+                match tokio::time::timeout(timeout, run).await {
+                    Ok(Ok(_)) => tracing::info!(job = %spec.id(), "resumed job done"),
+                    Ok(Err(e)) => {
+                        tracing::warn!(job = %spec.id(), error = %crate::error_line(&e), "resumed job failed");
+                    }
+                    Err(_) => this.give_up(&spec, timeout).await,
+                }
+            });
+        }
+        Ok(unfinished.len())
+    }
+
+    /// Records that a resumed job got no result within `waited`.
+    async fn give_up(&self, spec: &JobSpec, waited: Duration) {
+        let Ok(Some(mut record)) = self.records.get(spec.id()).await else {
+            return;
+        };
+        record.progress = Progress::Failed {
+            error: format!(
+                "no result within {} of resuming",
+                humantime::format_duration(waited)
+            ),
+        };
+        if let Err(e) = self.records.put(&mut record).await {
+            tracing::warn!(job = %spec.id(), error = %crate::error_line(&e), "cannot record a resumed job");
+        }
+    }
+
+    async fn run(
+        &self,
+        spec: &JobSpec,
+        options: &SubmitOptions,
+        progress: &(dyn Fn(Stage) + Send + Sync),
+        record: &mut JobRecord,
+    ) -> Result<SubmitReport, SubmitError> {
+        let replicas = options.replicas.max(1);
+        // Workers that accepted the job before (a resumed submission) are
+        // asked first: a repeated submission is answered for the run they have.
+        let mut candidates: Vec<PeerId> = record.accepted.clone();
+        match options.worker {
+            Some(worker) => {
+                if candidates.is_empty() {
+                    self.look_up(worker, spec).await?;
+                    candidates.push(worker);
+                }
+            }
+            None if candidates.len() >= replicas => {}
             None => {
                 progress(Stage::FindingWorkers);
-                find_workers(&self.network, spec, options.discovery_wait).await?
+                for found in find_workers(&self.network, spec, options.discovery_wait).await? {
+                    if !candidates.contains(&found) {
+                        candidates.push(found);
+                    }
+                }
             }
-        };
+        }
         progress(Stage::FoundWorkers {
             count: candidates.len(),
         });
@@ -239,7 +360,7 @@ impl Requester {
                 replicas,
             });
         }
-        replicas::Driver::new(self, spec, options, progress, candidates)
+        replicas::Driver::new(self, spec, options, progress, candidates, record)
             .run(replicas)
             .await
     }

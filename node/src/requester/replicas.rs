@@ -16,6 +16,7 @@ use tracing::warn;
 use phase_protocol::{Cid, JobSpec, SignedReceipt};
 
 use super::attempt::{self, Outcome};
+use super::records::{self, JobRecord};
 use super::report::{Attempt, ReplicaResult, SubmitReport, agreement};
 use super::verify::check_receipt;
 use super::{AttemptError, Requester, Stage, SubmitError, SubmitOptions, max_result_bytes};
@@ -33,6 +34,11 @@ type Progress<'a> = &'a (dyn Fn(Stage) + Send + Sync);
 
 /// What finished in the set, for which replica.
 enum Step {
+    /// The worker accepted the job: record it, then wait for the receipt.
+    Accepted {
+        worker: PeerId,
+        delivered: attempt::Delivered,
+    },
     Attempted {
         worker: PeerId,
         outcome: Outcome,
@@ -69,6 +75,8 @@ pub(super) struct Driver<'a> {
     seen: HashSet<PeerId>,
     rediscoveries: u32,
     failed: Vec<Attempt>,
+    /// The job's record, written at every acceptance.
+    record: &'a mut JobRecord,
 }
 
 impl<'a> Driver<'a> {
@@ -78,6 +86,7 @@ impl<'a> Driver<'a> {
         options: &'a SubmitOptions,
         progress: Progress<'a>,
         candidates: Vec<PeerId>,
+        record: &'a mut JobRecord,
     ) -> Self {
         Self {
             requester,
@@ -92,6 +101,7 @@ impl<'a> Driver<'a> {
                 REDISCOVERIES
             },
             failed: Vec::new(),
+            record,
         }
     }
 
@@ -114,6 +124,22 @@ impl<'a> Driver<'a> {
                         }
                     }
                     self.start(replica, st, &mut in_flight)?;
+                }
+                Step::Accepted { worker, delivered } => {
+                    if !self.record.accepted.contains(&worker) {
+                        self.record.accepted.push(worker);
+                    }
+                    self.record.progress = records::Progress::Running;
+                    self.requester.records.put(self.record).await?;
+                    (self.progress)(Stage::Submitted { worker });
+                    let (requester, job, options, progress) =
+                        (self.requester, self.spec.id(), self.options, self.progress);
+                    in_flight.push(Box::pin(async move {
+                        let outcome =
+                            attempt::wait(requester, job, worker, delivered, options, progress)
+                                .await;
+                        (replica, Step::Attempted { worker, outcome })
+                    }));
                 }
                 Step::Attempted { worker, outcome } => match outcome {
                     Outcome::Busy => {
@@ -219,11 +245,13 @@ impl<'a> Driver<'a> {
             }));
             return Ok(());
         };
-        let (requester, spec, options, progress) =
-            (self.requester, self.spec, self.options, self.progress);
+        let (requester, spec) = (self.requester, self.spec);
         in_flight.push(Box::pin(async move {
-            let outcome = attempt::attempt(requester, spec, worker, options, progress).await;
-            (replica, Step::Attempted { worker, outcome })
+            let step = match attempt::submit(requester, spec, worker).await {
+                Ok(delivered) => Step::Accepted { worker, delivered },
+                Err(outcome) => Step::Attempted { worker, outcome },
+            };
+            (replica, step)
         }));
         Ok(())
     }

@@ -326,6 +326,32 @@ impl StateDb {
     }
 }
 
+impl StateDb {
+    /// Every requester record, each decoded or `None` where it does not
+    /// decode (logged: one bad row does not hide the others).
+    ///
+    /// # Errors
+    /// A database error, or a stored key that is not a CID.
+    pub fn all_submitted<T: DeserializeOwned>(
+        &self,
+    ) -> Result<Vec<(JobId, Option<T>)>, StateError> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let table = txn.open_table(SUBMITTED).map_err(db_error)?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(db_error)? {
+            let (key, value) = entry.map_err(db_error)?;
+            let id = JobId(Cid::try_from(key.value()).map_err(StateError::Cid)?);
+            let record = serde_json::from_slice(value.value())
+                .inspect_err(
+                    |e| tracing::warn!(job = %id, error = %e, "a job record does not decode"),
+                )
+                .ok();
+            out.push((id, record));
+        }
+        Ok(out)
+    }
+}
+
 /// A job's row: the number of roots, each root's CID (length-prefixed),
 /// then the worker's record.
 fn encode_job(roots: &[Cid], record: &[u8]) -> Vec<u8> {

@@ -215,6 +215,11 @@ impl Actor {
             return Err(Rejection::Busy);
         }
         self.admission.check(&peer, &spec)?;
+        let id = spec.id();
+        // A repeated submission (a requester resuming) takes no new room.
+        if self.table.contains(&id) {
+            return Ok(None);
+        }
         // A job writes its inputs, output and result: none below the
         // reserve, which is kept for the records and receipts of the jobs
         // already here.
@@ -223,10 +228,6 @@ impl Actor {
         {
             warn!(free, reserve, "job refused: the disk is below its reserve");
             return Err(Rejection::LowOnDisk { free, reserve });
-        }
-        let id = spec.id();
-        if self.table.contains(&id) {
-            return Ok(None);
         }
         self.admission.reserve(peer)?;
         self.table.insert(id);

@@ -44,6 +44,7 @@ use phase_protocol::job::{JobId, JobState, Rejection, WorkerInfo};
 use phase_protocol::{Capability, JobSpec, SignedReceipt};
 
 pub use self::pipeline::{FETCH_DEADLINE, MAX_JOB_STDIN, MAX_MODULE_SIZE};
+pub use self::record::{RanJob, ran_blocking};
 use crate::config::WorkerConfig;
 use crate::executor::Executor;
 use crate::metrics::JobMetrics;

@@ -189,3 +189,36 @@ pub(super) fn load_blocking(store: &BlockStore) -> Result<Vec<Restored>, StoreEr
     }
     Ok(restored)
 }
+
+/// A job this node ran (or is running), as its record says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RanJob {
+    /// The job.
+    pub id: JobId,
+    /// Who submitted it.
+    pub requester: PeerId,
+    /// Its state when the record was last written.
+    pub state: JobState,
+    /// When that was, ms since the Unix epoch.
+    pub updated_ms: u64,
+}
+
+/// The jobs this node's worker recorded, newest first (blocking).
+///
+/// # Errors
+/// The state database cannot be read.
+pub fn ran_blocking(store: &BlockStore) -> Result<Vec<RanJob>, StoreError> {
+    let mut ran: Vec<RanJob> = store
+        .state_blocking()?
+        .jobs::<JobRecord>()?
+        .into_iter()
+        .map(|(id, r)| RanJob {
+            id,
+            requester: r.requester,
+            state: r.state,
+            updated_ms: r.updated_ms,
+        })
+        .collect();
+    ran.sort_by_key(|r| std::cmp::Reverse(r.updated_ms));
+    Ok(ran)
+}

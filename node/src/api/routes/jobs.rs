@@ -13,7 +13,7 @@ use phase_protocol::{JobSpec, Message};
 
 use super::super::extract::{CidPath, J, Q, internal, unavailable};
 use super::super::types::{
-    ApiError, ErrorCode, JobQuery, JobStatusAnswer, ReceiptAnswer, SubmitRequest,
+    ApiError, ErrorCode, JobQuery, JobStatusAnswer, JobsAnswer, ReceiptAnswer, SubmitRequest,
 };
 use super::{
     ApiResult, ApiState, MAX_SUBMIT_DEADLINE, PROGRESS_QUEUE, REQUEST_DEADLINE, ndjson, within,
@@ -50,35 +50,38 @@ pub(super) async fn submit(State(s): State<ApiState>, J(request): J<SubmitReques
                 .map_err(|e| ApiError::new(ErrorCode::Unavailable, error_line(&e)))
         })
         .await?;
+        // The requester recorded it before it is answered: `status` finds
+        // it after a restart.
         s.node.metrics().jobs.submitted.inc();
-        // Recorded before it is answered: `status` finds it after a restart.
-        let (store, record) = (s.node.store().clone(), report.clone());
-        tokio::task::spawn_blocking(move || -> Result<(), crate::store::StoreError> {
-            Ok(store
-                .state_blocking()?
-                .put_submitted(&record.job, &record)?)
-        })
-        .await
-        .map_err(|e| internal(&e))?
-        .map_err(|e| internal(&e))?;
         Ok(report)
     };
     ndjson(rx, work)
 }
 
+/// The spec of `job`: its block in the store, else the requester's record
+/// of it (a job being resumed), whose spec is put back in the store.
 async fn load_spec(s: &ApiState, job: JobId) -> Result<JobSpec, ApiError> {
-    let bytes = s
-        .node
-        .store()
-        .get(&job.0)
-        .await
-        .map_err(|e| internal(&e))?
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::NotFound,
-                format!("job: spec {job} is not in the store"),
-            )
-        })?;
+    let store = s.node.store();
+    let Some(bytes) = store.get(&job.0).await.map_err(|e| internal(&e))? else {
+        let record = s
+            .node
+            .requester()
+            .records()
+            .get(job)
+            .await
+            .map_err(|e| internal(&e))?
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::NotFound,
+                    format!("job: spec {job} is not in the store"),
+                )
+            })?;
+        store
+            .put(job.0, Bytes::from(record.spec.encode()))
+            .await
+            .map_err(|e| internal(&e))?;
+        return Ok(record.spec);
+    };
     let spec = JobSpec::decode(&bytes)
         .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("job: {}", error_line(&e))))?;
     if spec.id() != job {
@@ -98,10 +101,22 @@ async fn ask_about(
     receipt: bool,
 ) -> Result<JobResponse, ApiError> {
     let local = match s.node.worker() {
-        Some(w) if receipt => w
-            .receipt(job)
-            .await
-            .map(|r| JobResponse::Receipt(Box::new(r))),
+        Some(w) if receipt => match w.receipt(job).await {
+            Some(r) => Some(JobResponse::Receipt(Box::new(r))),
+            // Known here without a receipt: say where it is, as `status` does.
+            None => match w.state(job).await {
+                Some(state) if worker.is_none() => {
+                    return Err(ApiError::new(
+                        ErrorCode::NotFound,
+                        format!(
+                            "job {job} has no receipt on this node: {}",
+                            state_word(&state)
+                        ),
+                    ));
+                }
+                _ => None,
+            },
+        },
         Some(w) => w
             .state(job)
             .await
@@ -186,17 +201,38 @@ pub(super) async fn submitted(
     CidPath(job): CidPath,
 ) -> ApiResult<crate::requester::SubmitReport> {
     let job = JobId(job);
-    let store = s.node.store().clone();
-    let found = tokio::task::spawn_blocking(move || -> Result<_, crate::store::StoreError> {
-        Ok(store.state_blocking()?.submitted(&job)?)
-    })
-    .await
-    .map_err(|e| internal(&e))?
-    .map_err(|e| internal(&e))?;
+    let found = s
+        .node
+        .requester()
+        .records()
+        .report(job, None)
+        .await
+        .map_err(|e| internal(&e))?;
     found.map(Json).ok_or_else(|| {
         ApiError::new(
             ErrorCode::NotFound,
-            format!("job {job} was not submitted from this node"),
+            format!("job {job} was not submitted from this node, or has not ended"),
         )
     })
+}
+
+pub(super) async fn list_jobs(State(s): State<ApiState>) -> ApiResult<JobsAnswer> {
+    JobsAnswer::read(s.node.store())
+        .await
+        .map(Json)
+        .map_err(|e| internal(&e))
+}
+
+/// A job's state in a few words, for errors.
+fn state_word(state: &phase_protocol::job::JobState) -> String {
+    use phase_protocol::job::JobState;
+    match state {
+        JobState::Queued => "it is queued".into(),
+        JobState::Fetching => "it is fetching its inputs".into(),
+        JobState::Running => "it is running".into(),
+        JobState::Done { receipt, .. } => format!("its receipt {receipt} is gone from the store"),
+        JobState::Failed { message } => format!("it failed: {message}"),
+        JobState::ModuleTooComplex { message } => format!("module too complex: {message}"),
+        JobState::Interrupted => "interrupted: the worker stopped while it ran".into(),
+    }
 }

@@ -28,7 +28,7 @@ use super::types::{
 mod dht;
 mod jobs;
 
-use self::jobs::{job_receipt, job_status, submit, submitted};
+use self::jobs::{job_receipt, job_status, list_jobs, submit, submitted};
 use crate::blocks::{self, FetchOptions};
 use crate::error_line;
 use crate::node::NodeHandle;
@@ -103,6 +103,7 @@ pub(crate) fn routes() -> Vec<Route> {
             "/api/v1/jobs",
             post(submit).layer(json_limit()),
         ),
+        r(Method::GET, "/api/v1/jobs", get(list_jobs)),
         r(Method::GET, "/api/v1/jobs/{id}", get(job_status)),
         r(Method::GET, "/api/v1/jobs/{id}/receipt", get(job_receipt)),
         r(Method::GET, "/api/v1/submitted/{id}", get(submitted)),

@@ -1,0 +1,325 @@
+//! The requester's record of every job it submits, owned here: written
+//! before the first request leaves, updated when a worker accepts the job
+//! and when the submission ends, kept in the state database
+//! ([`crate::store::state`]) so that a requester killed mid-submit finds
+//! the job again after a restart and can resume it.
+//!
+//! Records written by earlier versions (a bare [`SubmitReport`] in the
+//! database, or a JSON file under `<data-dir>/jobs/`) still read, as
+//! finished jobs.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use libp2p::PeerId;
+use serde::{Deserialize, Serialize};
+
+use phase_protocol::JobSpec;
+use phase_protocol::job::JobId;
+
+use super::report::SubmitReport;
+use crate::store::{BlockStore, StoreError};
+
+/// Folder of the data dir where earlier versions recorded the jobs
+/// submitted from it (one JSON file each; still read).
+const LEGACY_DIR: &str = "jobs";
+
+/// Where a submitted job is, as the requester last wrote it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Progress {
+    /// Recorded; no worker has accepted it yet.
+    Submitting,
+    /// Accepted by these workers; waiting for their receipts.
+    Running,
+    /// Every replica's receipt verified and result fetched.
+    Done {
+        /// What the submission produced.
+        report: Box<SubmitReport>,
+    },
+    /// The submission failed.
+    Failed {
+        /// Why, one line.
+        error: String,
+    },
+}
+
+impl Progress {
+    /// Whether the submission ended (done or failed).
+    #[must_use]
+    pub fn is_final(&self) -> bool {
+        matches!(self, Self::Done { .. } | Self::Failed { .. })
+    }
+}
+
+/// The requester's record of one job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// The job id (the CID of its spec).
+    pub job: JobId,
+    /// The spec, so that the job can be resumed and its receipts checked.
+    pub spec: JobSpec,
+    /// Replicas asked for.
+    pub replicas: usize,
+    /// The worker it was submitted to by name, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<PeerId>,
+    /// Workers that accepted it, in order.
+    pub accepted: Vec<PeerId>,
+    /// When it was submitted, ms since the Unix epoch.
+    pub submitted_ms: u64,
+    /// When the record was last written, ms since the Unix epoch.
+    pub updated_ms: u64,
+    /// Where it is.
+    #[serde(flatten)]
+    pub progress: Progress,
+}
+
+impl JobRecord {
+    /// A new record of `spec`, not yet sent to any worker.
+    #[must_use]
+    pub fn new(spec: &JobSpec, replicas: usize, worker: Option<PeerId>) -> Self {
+        let now = now_ms();
+        Self {
+            job: spec.id(),
+            spec: spec.clone(),
+            replicas,
+            worker,
+            accepted: Vec::new(),
+            submitted_ms: now,
+            updated_ms: now,
+            progress: Progress::Submitting,
+        }
+    }
+
+    /// The final report, if the job is done.
+    #[must_use]
+    pub fn report(&self) -> Option<&SubmitReport> {
+        match &self.progress {
+            Progress::Done { report } => Some(report),
+            _ => None,
+        }
+    }
+}
+
+/// A record as stored: this version's, or a bare report an earlier
+/// version wrote when a submission ended.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Stored {
+    Record(Box<JobRecord>),
+    Report(Box<SubmitReport>),
+}
+
+impl Stored {
+    /// The record; an earlier version's report has no spec, so it reads as
+    /// `None` here and is served by [`Records::report`] alone.
+    fn into_record(self) -> Option<JobRecord> {
+        match self {
+            Self::Record(r) => Some(*r),
+            Self::Report(_) => None,
+        }
+    }
+}
+
+/// Why a record could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// The store or its state database.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A legacy record file cannot be read.
+    #[error("cannot read {}", path.display())]
+    Legacy {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A legacy record file is corrupt.
+    #[error("{} is corrupt", path.display())]
+    Corrupt {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// The requester's records, in the node's state database. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Records {
+    store: BlockStore,
+}
+
+impl Records {
+    /// The records kept in `store`'s state database.
+    #[must_use]
+    pub fn new(store: BlockStore) -> Self {
+        Self { store }
+    }
+
+    /// Writes `record` (durable when this returns), stamping it.
+    ///
+    /// # Errors
+    /// The state database failed.
+    pub async fn put(&self, record: &mut JobRecord) -> Result<(), RecordError> {
+        record.updated_ms = now_ms().max(record.updated_ms);
+        let (store, record) = (self.store.clone(), record.clone());
+        tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+            Ok(store
+                .state_blocking()?
+                .put_submitted(&record.job, &record)?)
+        })
+        .await
+        .map_err(StoreError::from)??;
+        Ok(())
+    }
+
+    /// The record of `job`, if it was submitted from here (and written by
+    /// this version).
+    ///
+    /// # Errors
+    /// The state database failed, or the record does not decode.
+    pub async fn get(&self, job: JobId) -> Result<Option<JobRecord>, RecordError> {
+        Ok(self.stored(job).await?.and_then(Stored::into_record))
+    }
+
+    /// The final report of `job`, from this version's record, an earlier
+    /// version's, or the JSON file under `data_dir/jobs/` older versions
+    /// wrote.
+    ///
+    /// # Errors
+    /// The state database failed, or a record does not decode.
+    pub async fn report(
+        &self,
+        job: JobId,
+        data_dir: Option<&Path>,
+    ) -> Result<Option<SubmitReport>, RecordError> {
+        match self.stored(job).await? {
+            Some(Stored::Record(r)) => return Ok(r.report().cloned()),
+            Some(Stored::Report(report)) => return Ok(Some(*report)),
+            None => {}
+        }
+        let Some(dir) = data_dir else {
+            return Ok(None);
+        };
+        let path = dir.join(LEGACY_DIR).join(format!("{job}.json"));
+        match tokio::fs::read(&path).await {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| RecordError::Corrupt { path, source }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(RecordError::Legacy { path, source }),
+        }
+    }
+
+    /// Every record this version wrote, newest first.
+    ///
+    /// # Errors
+    /// The state database failed.
+    pub async fn list(&self) -> Result<Vec<JobRecord>, RecordError> {
+        let store = self.store.clone();
+        let rows = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+            Ok(store.state_blocking()?.all_submitted::<Stored>()?)
+        })
+        .await
+        .map_err(StoreError::from)??;
+        let mut records: Vec<JobRecord> = rows
+            .into_iter()
+            .filter_map(|(_, stored)| stored.and_then(Stored::into_record))
+            .collect();
+        records.sort_by_key(|r| std::cmp::Reverse(r.submitted_ms));
+        Ok(records)
+    }
+
+    async fn stored(&self, job: JobId) -> Result<Option<Stored>, RecordError> {
+        let store = self.store.clone();
+        let stored = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+            Ok(store.state_blocking()?.submitted::<Stored>(&job)?)
+        })
+        .await
+        .map_err(StoreError::from)??;
+        Ok(stored)
+    }
+}
+
+/// Now, in ms since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phase_protocol::cid::raw_cid;
+
+    #[tokio::test]
+    async fn a_record_goes_from_submitting_to_done_and_lists_newest_first() {
+        let records = Records::new(BlockStore::memory());
+        let first = JobSpec::new(raw_cid(b"a"));
+        let mut a = JobRecord::new(&first, 1, None);
+        records.put(&mut a).await.unwrap();
+        let mut second = JobSpec::new(raw_cid(b"b"));
+        second.nonce = 7;
+        let mut b = JobRecord::new(&second, 1, None);
+        b.submitted_ms = a.submitted_ms + 1;
+        records.put(&mut b).await.unwrap();
+        let got = records.get(a.job).await.unwrap().unwrap();
+        assert_eq!(got.progress, Progress::Submitting);
+        assert_eq!(got.spec, first);
+        let worker = PeerId::random();
+        a.accepted.push(worker);
+        a.progress = Progress::Running;
+        records.put(&mut a).await.unwrap();
+        let report = SubmitReport {
+            job: a.job,
+            results: vec![],
+            failed_attempts: vec![],
+            agreement: None,
+        };
+        a.progress = Progress::Done {
+            report: Box::new(report.clone()),
+        };
+        records.put(&mut a).await.unwrap();
+        assert_eq!(records.report(a.job, None).await.unwrap(), Some(report));
+        let listed: Vec<JobId> = records
+            .list()
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.job)
+            .collect();
+        assert_eq!(listed, vec![b.job, a.job]);
+        assert_eq!(
+            records.get(a.job).await.unwrap().unwrap().accepted,
+            vec![worker]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_earlier_versions_bare_report_still_reads() {
+        let store = BlockStore::memory();
+        let spec = JobSpec::new(raw_cid(b"old"));
+        let report = SubmitReport {
+            job: spec.id(),
+            results: vec![],
+            failed_attempts: vec![],
+            agreement: None,
+        };
+        store
+            .state()
+            .await
+            .unwrap()
+            .put_submitted(&spec.id(), &report)
+            .unwrap();
+        let records = Records::new(store);
+        assert_eq!(records.report(spec.id(), None).await.unwrap(), Some(report));
+        assert!(records.get(spec.id()).await.unwrap().is_none());
+        assert!(records.list().await.unwrap().is_empty());
+    }
+}
