@@ -161,6 +161,9 @@ impl StartArgs {
         if cleared > 0 {
             tracing::info!(files = cleared, "temp files of an earlier crash removed");
         }
+        // The ballast, for what must be written on a full disk (made in
+        // the background, when there is room above the reserve).
+        let _ = store.check_room();
         let listeners = config.network.listen.len();
         let executor = if config.worker.enabled {
             if config.worker.max_compile_memory.0 < MIN_COMPILE_MEMORY {

@@ -10,6 +10,7 @@
 //! - Pins name the roots to keep; [`BlockStore::gc`] deletes every block not
 //!   reachable from a pin.
 
+pub mod ballast;
 pub mod car;
 pub mod dirs;
 pub mod files;
@@ -19,7 +20,7 @@ pub mod state;
 mod untrusted; // limits on what a stranger's tree writes out
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -579,8 +580,48 @@ impl BlockStore {
                 free,
                 reserve: self.reserve,
             }),
-            _ => Ok(()),
+            Some(free) => {
+                if free >= self.reserve.saturating_add(ballast::BALLAST) {
+                    self.keep_ballast();
+                }
+                Ok(())
+            }
+            None => Ok(()),
         }
+    }
+
+    /// Makes the ballast ([`ballast`]) if it is missing, in the background.
+    pub fn keep_ballast(&self) {
+        let Some(root) = self.state_path.as_deref().and_then(Path::parent) else {
+            return;
+        };
+        if root.join("ballast").exists() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let root = root.to_owned();
+        runtime.spawn_blocking(move || match ballast::keep(&root) {
+            Ok(true) => tracing::debug!("ballast made"),
+            Ok(false) => {}
+            Err(e) => tracing::debug!(error = %e, "cannot make the ballast"),
+        });
+    }
+
+    /// Frees the ballast's bytes for what must be written on a full disk
+    /// (blocking; quick); whether there was a ballast to free.
+    #[must_use]
+    pub fn release_ballast(&self) -> bool {
+        let released = self
+            .state_path
+            .as_deref()
+            .and_then(Path::parent)
+            .is_some_and(ballast::release);
+        if released {
+            tracing::warn!("the disk is full: the ballast was released for receipts and records");
+        }
+        released
     }
 
     /// Holds `roots` against [`BlockStore::gc`] for `how_long`: for a DAG

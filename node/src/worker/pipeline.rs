@@ -211,18 +211,32 @@ pub(super) async fn run(
     // `gc` waits until the package and receipt are held.
     let writing = ctx.store.writing().await;
     let (out, err) = (&outcome.stdout, &outcome.stderr);
-    let result = match kept_output(output_dir, spec.limits.max_output.0).await {
-        Ok(output) => match package(&ctx.store, out, err, output).await {
-            Ok(root) => root,
-            Err(e) => {
-                let note = format!("the output was not kept: {}", crate::error_line(&e));
-                warn!(job = %id, %note);
-                package(&ctx.store, out, err, Kept::Cut(note)).await?
-            }
-        },
+    let whole = match kept_output(output_dir.clone(), spec.limits.max_output.0).await {
+        Ok(output) => package(&ctx.store, out, err, output)
+            .await
+            .map_err(|e| format!("the output was not kept: {}", crate::error_line(&e))),
+        Err(note) => Err(note),
+    };
+    let result = match whole {
+        Ok(root) => root,
         Err(note) => {
             warn!(job = %id, %note);
-            package(&ctx.store, out, err, Kept::Cut(note)).await?
+            match package(&ctx.store, out, err, Kept::Cut(note.clone())).await {
+                Ok(root) => root,
+                Err(e) => {
+                    // Not even stdout and stderr fit: the disk is full. The
+                    // job's output goes, and a package of the note alone
+                    // comes out of the ballast.
+                    let note = format!(
+                        "{note}; stdout and stderr were not kept either: {}",
+                        crate::error_line(&e)
+                    );
+                    warn!(job = %id, %note);
+                    let _ = tokio::fs::remove_dir_all(&output_dir).await;
+                    let _ = ctx.store.release_ballast();
+                    package(&ctx.store, &Bytes::new(), &Bytes::new(), Kept::Cut(note)).await?
+                }
+            }
         }
     };
     let receipt = Receipt {
@@ -243,9 +257,13 @@ pub(super) async fn run(
         runtime: runtime_version(),
     };
     let signed = SignedReceipt::sign(receipt, &ctx.key).map_err(JobError::Sign)?;
-    ctx.store
-        .put(signed.cid(), Bytes::from(signed.to_cbor()))
-        .await?;
+    let bytes = Bytes::from(signed.to_cbor());
+    if let Err(e) = ctx.store.put(signed.cid(), bytes.clone()).await {
+        // A full disk: the receipt comes out of the ballast.
+        warn!(job = %id, error = %crate::error_line(&e), "cannot store the receipt; releasing the ballast");
+        let _ = ctx.store.release_ballast();
+        ctx.store.put(signed.cid(), bytes).await?;
+    }
     let held = ctx.store.hold([signed.cid(), result.cid]);
     drop(writing);
     Ok((signed, held))
@@ -331,8 +349,12 @@ async fn package(
     stderr: &Bytes,
     output: Kept,
 ) -> Result<Root, JobError> {
-    let out = files::add_bytes(store, stdout.clone()).await?;
-    let err = files::add_bytes(store, stderr.clone()).await?;
+    let out = files::add_bytes(store, stdout.clone())
+        .await
+        .map_err(JobError::Output)?;
+    let err = files::add_bytes(store, stderr.clone())
+        .await
+        .map_err(JobError::Output)?;
     let mut entries = vec![("stdout".into(), out), ("stderr".into(), err)];
     match output {
         Kept::All(dir) => {
@@ -344,7 +366,9 @@ async fn package(
         Kept::Cut(note) => {
             let empty = put_directory(store, Vec::new(), out.cid).await?;
             entries.push(("output".into(), empty));
-            let note = files::add_bytes(store, Bytes::from(format!("{note}\n"))).await?;
+            let note = files::add_bytes(store, Bytes::from(format!("{note}\n")))
+                .await
+                .map_err(JobError::Output)?;
             entries.push((OUTPUT_CUT.into(), note));
         }
     }
