@@ -123,6 +123,21 @@ fn a_worker_killed_mid_job_keeps_what_it_finished_and_reports_the_rest_interrupt
     let (status, answer) = get(&restarted, &format!("/api/v1/jobs/{long_job}"));
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["state"], "interrupted", "{answer}");
+    // Its receipt says the same, signed by the worker.
+    let (status, answer) = get(&restarted, &format!("/api/v1/jobs/{long_job}/receipt"));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["receipt"]["receipt"]["status"]["kind"], "interrupted",
+        "{answer}"
+    );
+    assert_eq!(answer["receipt"]["receipt"]["worker"], victim_id.as_str());
+    let out = restarted.cli(&["receipt", &long_job]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("interrupted"),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     // And the CLI says so in one line.
     let out = restarted.cli(&["status", &long_job]);
     assert!(

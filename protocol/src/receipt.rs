@@ -55,6 +55,11 @@ pub enum Status {
     },
     /// The guest wrote more than the output cap to stdout, stderr or `/output`.
     OutputLimit,
+    /// The worker stopped (a crash, a restart) while the run was under
+    /// way: it never ended, and its result package holds only a note
+    /// saying so. Signed when the worker starts again, so that `status` and
+    /// `receipt` tell the same story.
+    Interrupted,
 }
 
 impl Status {
@@ -76,6 +81,7 @@ impl fmt::Display for Status {
             Status::TableLimit => f.write_str("table limit reached"),
             Status::Refused { message } => write!(f, "refused at instantiation: {message}"),
             Status::OutputLimit => f.write_str("output limit reached"),
+            Status::Interrupted => f.write_str("interrupted: the worker stopped while it ran"),
         }
     }
 }

@@ -85,6 +85,7 @@ fn arb_status() -> impl Strategy<Value = Status> {
         Just(Status::TableLimit),
         ".{0,40}".prop_map(|message| Status::Refused { message }),
         Just(Status::OutputLimit),
+        Just(Status::Interrupted),
     ]
 }
 

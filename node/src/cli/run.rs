@@ -347,7 +347,7 @@ pub fn exit_code(status: &Status) -> u8 {
         Status::OutOfFuel => EXIT_OUT_OF_FUEL,
         Status::TimedOut => EXIT_TIMEOUT,
         Status::MemoryLimit | Status::TableLimit => EXIT_MEMORY,
-        Status::Refused { .. } => EXIT_RUN_ERROR,
+        Status::Refused { .. } | Status::Interrupted => EXIT_RUN_ERROR,
         Status::OutputLimit => EXIT_OUTPUT,
     }
 }
@@ -369,6 +369,7 @@ fn limit_message(outcome: &Outcome, limits: &Limits) -> Option<String> {
             phase_protocol::job::DEFAULT_TABLE_ELEMENTS
         ),
         Status::OutputLimit => format!("output limit of {} reached", limits.max_output),
+        Status::Interrupted => "the run was interrupted".to_owned(),
     })
 }
 

@@ -407,3 +407,35 @@ fn a_module_the_sandbox_refuses_at_instantiation_is_a_refusal_not_a_trap() {
         out.status
     );
 }
+
+#[test]
+fn a_file_call_with_bad_arguments_ends_with_a_reason() {
+    // An iovec whose buffer lies past the end of memory, and a
+    // `path_open` with flags no WASI version defines: whatever the host
+    // makes of them, the guest's end names a reason.
+    let ex = executor();
+    for call in [
+        r#"(i32.store (i32.const 0) (i32.const 0x7fff0000))
+           (i32.store (i32.const 4) (i32.const 64))
+           (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+           (unreachable)"#,
+        r#"(drop (call $open (i32.const 3) (i32.const 0) (i32.const 0) (i32.const 1)
+             (i32.const 0xffff) (i64.const -1) (i64.const -1) (i32.const 0xffff) (i32.const 64)))"#,
+    ] {
+        let wat = format!(
+            r#"(module
+              (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+              (import "wasi_snapshot_preview1" "path_open"
+                (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+              (memory (export "memory") 1)
+              (func (export "_start") {call}))"#
+        );
+        let m = load(&ex, &wat);
+        let out = ex.run_blocking(&m, spec()).unwrap();
+        match &out.status {
+            Status::Trapped { message } => assert!(!message.trim().is_empty(), "{out:?}"),
+            Status::Exited { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

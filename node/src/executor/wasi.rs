@@ -157,9 +157,20 @@ pub(super) fn classify(
     // (e.g. an invalid exit code).
     // The root cause names it (an invalid flag passed to a file call, say);
     // the outer layers are wasmtime's backtrace.
-    let message = err.root_cause().to_string();
     debug!(error = %format!("{err:?}"), "run ended by a host error");
-    Status::Trapped {
-        message: message.lines().next().unwrap_or_default().to_owned(),
-    }
+    // Every error has a reason: the root cause's first line, else the
+    // first layer that says anything.
+    let lines: Vec<String> = err
+        .chain()
+        .map(|e| {
+            let line = e.to_string();
+            line.lines().next().unwrap_or_default().trim().to_owned()
+        })
+        .collect();
+    let message = lines
+        .into_iter()
+        .rev()
+        .find(|line| !line.is_empty())
+        .unwrap_or_else(|| "the host refused a call from the guest".to_owned());
+    Status::Trapped { message }
 }

@@ -13,8 +13,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use phase_protocol::JobSpec;
 use phase_protocol::job::{JobId, JobState, Rejection, WorkerInfo};
+use phase_protocol::{JobSpec, SignedReceipt};
 
 use super::admission::Admission;
 use super::pipeline::{self, Context, Job, JobError};
@@ -143,13 +143,40 @@ impl Actor {
                 if !jobs.is_empty() {
                     info!(jobs = jobs.len(), "worker jobs restored");
                 }
-                for job in jobs {
-                    let forgotten = self.table.finish(job.id, job.state, job.receipt);
+                for mut job in jobs {
+                    let receipt = match job.interrupted.take() {
+                        Some(started) => self.attest_interrupted(&job, started).await,
+                        None => job.receipt,
+                    };
+                    let forgotten = self.table.finish(job.id, job.state, receipt);
                     self.forget(forgotten);
                 }
             }
             Ok(Err(e)) => warn!(error = %e, "cannot restore the worker's jobs"),
             Err(e) => warn!(error = %e, "cannot restore the worker's jobs"),
+        }
+    }
+
+    /// Signs the receipt of a run the worker's stop interrupted (status
+    /// `interrupted`, a result package of a note saying so) and records it
+    /// with the job: `status` and `receipt` then agree.
+    async fn attest_interrupted(
+        &self,
+        job: &record::Restored,
+        started: record::Started,
+    ) -> Option<SignedReceipt> {
+        match pipeline::attest_interrupted(&self.ctx, job.id, job.requester, &started).await {
+            Ok(signed) => {
+                let mut record = record::JobRecord::new(job.requester, JobState::Interrupted);
+                record.receipt = Some(signed.cid());
+                let roots = vec![signed.cid(), signed.receipt().result];
+                record::save(&self.ctx.writes, job.id, record, roots).await;
+                Some(signed)
+            }
+            Err(e) => {
+                warn!(job = %job.id, error = %crate::error_line(&e), "cannot sign an interrupted run's receipt");
+                None
+            }
         }
     }
 

@@ -269,6 +269,44 @@ pub(super) async fn run(
     Ok((signed, held))
 }
 
+/// The signed receipt of a run that the worker's stop interrupted: status
+/// `interrupted`, and a result package of empty stdout and stderr and a
+/// note saying so (no output of an unfinished run is kept).
+pub(super) async fn attest_interrupted(
+    ctx: &Context,
+    id: JobId,
+    requester: PeerId,
+    started: &super::record::Started,
+) -> Result<SignedReceipt, JobError> {
+    let _writing = ctx.store.writing().await;
+    let note =
+        Kept::Cut("the worker stopped while the job ran; nothing of the run was kept".into());
+    let result = package(&ctx.store, &Bytes::new(), &Bytes::new(), note).await?;
+    let now = unix_ms(SystemTime::now());
+    let receipt = Receipt {
+        job: id,
+        module: started.module,
+        stdin: started.stdin,
+        input: started.input,
+        result: result.cid,
+        status: phase_protocol::Status::Interrupted,
+        fuel_consumed: 0,
+        wall_time_ms: now.saturating_sub(started.started_ms),
+        compile_time_ms: 0,
+        peak_memory: 0,
+        worker: ctx.key.public().to_peer_id(),
+        requester,
+        started_at_ms: started.started_ms,
+        ended_at_ms: now,
+        runtime: runtime_version(),
+    };
+    let signed = SignedReceipt::sign(receipt, &ctx.key).map_err(JobError::Sign)?;
+    ctx.store
+        .put(signed.cid(), Bytes::from(signed.to_cbor()))
+        .await?;
+    Ok(signed)
+}
+
 /// Fetches what the store lacks of each root: from the requester first,
 /// then from any provider the DHT knows; at most the worker's `max_input`
 /// bytes for all roots together.

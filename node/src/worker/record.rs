@@ -27,14 +27,65 @@ pub(super) struct JobRecord {
     pub(super) state: JobState,
     /// When the record was written, in ms since the Unix epoch.
     pub(super) updated_ms: u64,
+    /// A run under way: what its receipt names, should the worker stop
+    /// before it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) started: Option<Started>,
+    /// The receipt of an interrupted run (a finished one's is in `state`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "phase_protocol::serde_helpers::opt_cid"
+    )]
+    pub(super) receipt: Option<Cid>,
+}
+
+impl JobRecord {
+    pub(super) fn new(requester: PeerId, state: JobState) -> Self {
+        Self {
+            requester,
+            state,
+            updated_ms: now_ms(),
+            started: None,
+            receipt: None,
+        }
+    }
+}
+
+/// What a receipt of a run names besides its outcome, kept while the run
+/// is under way.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Started {
+    #[serde(with = "phase_protocol::serde_helpers::cid")]
+    pub(super) module: Cid,
+    #[serde(default, with = "phase_protocol::serde_helpers::opt_cid")]
+    pub(super) stdin: Option<Cid>,
+    #[serde(default, with = "phase_protocol::serde_helpers::opt_cid")]
+    pub(super) input: Option<Cid>,
+    pub(super) started_ms: u64,
+}
+
+impl Started {
+    pub(super) fn of(spec: &phase_protocol::JobSpec) -> Self {
+        Self {
+            module: spec.module,
+            stdin: spec.stdin,
+            input: spec.input,
+            started_ms: now_ms(),
+        }
+    }
 }
 
 /// A job as it comes back on start.
 #[derive(Debug)]
 pub(super) struct Restored {
     pub(super) id: JobId,
+    pub(super) requester: PeerId,
     pub(super) state: JobState,
     pub(super) receipt: Option<SignedReceipt>,
+    /// A run that was under way when the worker stopped: to be attested
+    /// `interrupted` now.
+    pub(super) interrupted: Option<Started>,
 }
 
 pub(super) fn now_ms() -> u64 {
@@ -112,18 +163,7 @@ pub(super) fn writer(
 /// Writes job `id`'s record (and pins `roots` for it), waiting for the
 /// commit; a failure is logged: the job goes on, it just would not survive
 /// a restart.
-pub(super) async fn save(
-    writes: &Writes,
-    id: JobId,
-    requester: PeerId,
-    state: JobState,
-    roots: Vec<Cid>,
-) {
-    let record = JobRecord {
-        requester,
-        state,
-        updated_ms: now_ms(),
-    };
+pub(super) async fn save(writes: &Writes, id: JobId, record: JobRecord, roots: Vec<Cid>) {
     let record = serde_json::to_vec(&record).expect("job records always serialize");
     let (done, committed) = oneshot::channel();
     let write = JobWrite::Put { id, record, roots };
@@ -159,8 +199,9 @@ pub(super) fn load_blocking(store: &BlockStore) -> Result<Vec<Restored>, StoreEr
     records.sort_by_key(|(_, r)| r.updated_ms);
     let mut restored = Vec::with_capacity(records.len());
     for (id, mut record) in records {
-        let receipt = match &record.state {
-            JobState::Done { receipt, .. } => {
+        let mut interrupted = None;
+        let receipt = match (&record.state, &record.receipt) {
+            (JobState::Done { receipt, .. }, _) | (JobState::Interrupted, Some(receipt)) => {
                 let loaded = store
                     .get_blocking(receipt)
                     .ok()
@@ -171,20 +212,24 @@ pub(super) fn load_blocking(store: &BlockStore) -> Result<Vec<Restored>, StoreEr
                 }
                 loaded
             }
-            JobState::Failed { .. } | JobState::ModuleTooComplex { .. } | JobState::Interrupted => {
-                None
-            }
-            JobState::Queued | JobState::Fetching | JobState::Running => {
+            (
+                JobState::Failed { .. } | JobState::ModuleTooComplex { .. } | JobState::Interrupted,
+                _,
+            ) => None,
+            (JobState::Queued | JobState::Fetching | JobState::Running, _) => {
                 record.state = JobState::Interrupted;
                 record.updated_ms = now_ms();
+                interrupted = record.started.take();
                 db.put_job(&id, &record, &[])?;
                 None
             }
         };
         restored.push(Restored {
             id,
+            requester: record.requester,
             state: record.state,
             receipt,
+            interrupted,
         });
     }
     Ok(restored)

@@ -75,7 +75,8 @@ pub(super) async fn record_end(
         .as_ref()
         .map(|r| vec![r.cid(), r.receipt().result])
         .unwrap_or_default();
-    record::save(&ctx.writes, id, requester, state.clone(), roots).await;
+    let record = record::JobRecord::new(requester, state.clone());
+    record::save(&ctx.writes, id, record, roots).await;
     drop(result);
     Task::Recorded(Box::new(Recorded { id, state, receipt }))
 }
@@ -102,11 +103,14 @@ pub(super) async fn job(
     cancel: CancellationToken,
 ) -> Task {
     let (id, requester, writes) = (job.id, job.requester, &ctx.writes);
+    let started = record::Started::of(&job.spec);
     let marking = AtomicBool::new(false);
     let mark = async {
         tokio::time::sleep(RECORD_RUNNING_AFTER).await;
         marking.store(true, Ordering::SeqCst);
-        record::save(writes, id, requester, JobState::Running, Vec::new()).await;
+        let mut record = record::JobRecord::new(requester, JobState::Running);
+        record.started = Some(started);
+        record::save(writes, id, record, Vec::new()).await;
         info!("job recorded as under way");
     };
     tokio::pin!(mark);
