@@ -157,6 +157,8 @@ enum Command {
     #[command(subcommand)]
     Pin(content::PinCommand),
     Gc(content::GcArgs),
+    #[command(subcommand)]
+    Store(content::StoreCommand),
     Start(daemon::StartArgs),
     Id(daemon::IdArgs),
     #[command(subcommand)]
@@ -217,6 +219,7 @@ impl Cli {
             Command::Car(cmd) => cmd.execute(global).await,
             Command::Pin(cmd) => cmd.execute(global).await,
             Command::Gc(args) => args.execute(global).await,
+            Command::Store(cmd) => cmd.execute(global).await,
             Command::Start(args) => args.execute(global).await,
             Command::Id(args) => args.execute(global).await,
             Command::Config(cmd) => cmd.execute(),

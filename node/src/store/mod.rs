@@ -17,6 +17,8 @@ pub mod files;
 pub mod fs;
 pub mod mem;
 pub mod state;
+mod verify;
+pub use self::verify::Verified;
 mod untrusted; // limits on what a stranger's tree writes out
 
 use std::collections::{HashMap, HashSet};
