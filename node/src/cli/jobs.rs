@@ -114,6 +114,15 @@ impl SubmitArgs {
             // It ended meanwhile: its recorded result.
             return self.finish(&store, &spec, &report).await;
         }
+        // Without a daemon this process is the requester: the job is
+        // recorded before its id is shown (a daemon records it when asked).
+        if ApiClient::find(data_dir.root()).await.is_none() {
+            let records = Records::new(store.clone());
+            if records.get(job).await?.is_none() {
+                let mut record = requester::JobRecord::new(&spec, self.replicas, self.worker);
+                records.put(&mut record).await?;
+            }
+        }
         // The job id first, so that a submission that fails can still be
         // looked up (`status`, `receipt`); `--json` carries it in its
         // object, on failure too.

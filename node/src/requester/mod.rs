@@ -309,6 +309,7 @@ impl Requester {
 
     /// Records that a resumed job got no result within `waited`.
     async fn give_up(&self, spec: &JobSpec, waited: Duration) {
+        tracing::warn!(job = %spec.id(), "resumed job failed: no result within {}", humantime::format_duration(waited));
         let Ok(Some(mut record)) = self.records.get(spec.id()).await else {
             return;
         };

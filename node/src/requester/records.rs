@@ -14,8 +14,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 
-use phase_protocol::JobSpec;
 use phase_protocol::job::JobId;
+use phase_protocol::{JobSpec, Message};
 
 use super::report::SubmitReport;
 use crate::store::{BlockStore, StoreError};
@@ -90,6 +90,20 @@ impl JobRecord {
             updated_ms: now,
             progress: Progress::Submitting,
         }
+    }
+
+    /// What the record holds pinned: the spec's block, and each receipt
+    /// and result once the job is done.
+    #[must_use]
+    pub fn roots(&self) -> Vec<phase_protocol::Cid> {
+        let mut roots = vec![self.job.0];
+        if let Some(report) = self.report() {
+            for r in &report.results {
+                roots.push(r.receipt.cid());
+                roots.push(r.receipt.receipt().result);
+            }
+        }
+        roots
     }
 
     /// The final report, if the job is done.
@@ -167,11 +181,20 @@ impl Records {
     /// The state database failed.
     pub async fn put(&self, record: &mut JobRecord) -> Result<(), RecordError> {
         record.updated_ms = now_ms().max(record.updated_ms);
+        // The record holds its spec's block (a daemon resumes from it) and
+        // each receipt and result pinned: `gc` keeps what `receipt`,
+        // `status` and `get` of the result need.
+        if !self.store.has(&record.job.0).await? {
+            self.store
+                .put(record.job.0, bytes::Bytes::from(record.spec.encode()))
+                .await?;
+        }
+        let roots = record.roots();
         let (store, record) = (self.store.clone(), record.clone());
         tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
             Ok(store
                 .state_blocking()?
-                .put_submitted(&record.job, &record)?)
+                .put_submitted(&record.job, &record, &roots)?)
         })
         .await
         .map_err(StoreError::from)??;
@@ -315,7 +338,7 @@ mod tests {
             .state()
             .await
             .unwrap()
-            .put_submitted(&spec.id(), &report)
+            .put_submitted_legacy(&spec.id(), &report)
             .unwrap();
         let records = Records::new(store);
         assert_eq!(records.report(spec.id(), None).await.unwrap(), Some(report));

@@ -30,8 +30,12 @@ const PINS: TableDefinition<&[u8], ()> = TableDefinition::new("user_pins");
 /// Job id → the roots it holds pinned and the worker's record of it
 /// ([`encode_job`]).
 const WORKER_JOBS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("worker_jobs");
-/// Job id → the requester's record of it.
+/// Job id → the requester's record of it, as earlier versions wrote it
+/// (bare JSON, no roots); still read.
 const SUBMITTED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("submitted");
+/// Job id → the roots the requester's record holds pinned (the spec, each
+/// receipt and result) and the record ([`encode_job`]).
+const REQUESTER_JOBS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("requester_jobs");
 
 /// Why the state database failed.
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +160,7 @@ impl StateDb {
         txn.open_table(PINS).map_err(db_error)?;
         txn.open_table(WORKER_JOBS).map_err(db_error)?;
         txn.open_table(SUBMITTED).map_err(db_error)?;
+        txn.open_table(REQUESTER_JOBS).map_err(db_error)?;
         txn.commit().map_err(db_error)?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -198,10 +203,12 @@ impl StateDb {
     pub fn pins(&self) -> Result<Vec<Cid>, StateError> {
         let mut all = self.user_pins()?;
         let txn = self.db.begin_read().map_err(db_error)?;
-        let jobs = txn.open_table(WORKER_JOBS).map_err(db_error)?;
-        for entry in jobs.iter().map_err(db_error)? {
-            let (_, value) = entry.map_err(db_error)?;
-            all.extend(decode_job(value.value())?.0);
+        for table in [WORKER_JOBS, REQUESTER_JOBS] {
+            let jobs = txn.open_table(table).map_err(db_error)?;
+            for entry in jobs.iter().map_err(db_error)? {
+                let (_, value) = entry.map_err(db_error)?;
+                all.extend(decode_job(value.value())?.0);
+            }
         }
         all.sort();
         all.dedup();
@@ -294,11 +301,39 @@ impl StateDb {
         Ok(out)
     }
 
-    /// Writes the requester's `record` of job `id`.
+    /// Writes the requester's `record` of job `id` and, in the same
+    /// transaction, pins `roots` for it (instead of what it pinned before).
     ///
     /// # Errors
     /// A database error.
-    pub fn put_submitted<T: Serialize>(&self, id: &JobId, record: &T) -> Result<(), StateError> {
+    pub fn put_submitted<T: Serialize>(
+        &self,
+        id: &JobId,
+        record: &T,
+        roots: &[Cid],
+    ) -> Result<(), StateError> {
+        let record = serde_json::to_vec(record).map_err(StateError::Record)?;
+        let value = encode_job(roots, &record);
+        let txn = self.db.begin_write().map_err(db_error)?;
+        {
+            let mut table = txn.open_table(REQUESTER_JOBS).map_err(db_error)?;
+            table
+                .insert(id.0.to_bytes().as_slice(), value.as_slice())
+                .map_err(db_error)?;
+            let mut old = txn.open_table(SUBMITTED).map_err(db_error)?;
+            old.remove(id.0.to_bytes().as_slice()).map_err(db_error)?;
+        }
+        txn.commit().map_err(db_error)
+    }
+
+    /// Writes a requester record as earlier versions did (tests of reading
+    /// them).
+    #[cfg(test)]
+    pub(crate) fn put_submitted_legacy<T: Serialize>(
+        &self,
+        id: &JobId,
+        record: &T,
+    ) -> Result<(), StateError> {
         let value = serde_json::to_vec(record).map_err(StateError::Record)?;
         let txn = self.db.begin_write().map_err(db_error)?;
         {
@@ -316,17 +351,23 @@ impl StateDb {
     /// A database error, or a record that does not decode.
     pub fn submitted<T: DeserializeOwned>(&self, id: &JobId) -> Result<Option<T>, StateError> {
         let txn = self.db.begin_read().map_err(db_error)?;
-        let table = txn.open_table(SUBMITTED).map_err(db_error)?;
-        match table.get(id.0.to_bytes().as_slice()).map_err(db_error)? {
+        let key = id.0.to_bytes();
+        let table = txn.open_table(REQUESTER_JOBS).map_err(db_error)?;
+        if let Some(value) = table.get(key.as_slice()).map_err(db_error)? {
+            let (_, record) = decode_job(value.value())?;
+            return Ok(Some(
+                serde_json::from_slice(record).map_err(StateError::Record)?,
+            ));
+        }
+        let old = txn.open_table(SUBMITTED).map_err(db_error)?;
+        match old.get(key.as_slice()).map_err(db_error)? {
             Some(value) => Ok(Some(
                 serde_json::from_slice(value.value()).map_err(StateError::Record)?,
             )),
             None => Ok(None),
         }
     }
-}
 
-impl StateDb {
     /// Every requester record, each decoded or `None` where it does not
     /// decode (logged: one bad row does not hide the others).
     ///
@@ -336,17 +377,24 @@ impl StateDb {
         &self,
     ) -> Result<Vec<(JobId, Option<T>)>, StateError> {
         let txn = self.db.begin_read().map_err(db_error)?;
-        let table = txn.open_table(SUBMITTED).map_err(db_error)?;
         let mut out = Vec::new();
-        for entry in table.iter().map_err(db_error)? {
-            let (key, value) = entry.map_err(db_error)?;
-            let id = JobId(Cid::try_from(key.value()).map_err(StateError::Cid)?);
-            let record = serde_json::from_slice(value.value())
-                .inspect_err(
-                    |e| tracing::warn!(job = %id, error = %e, "a job record does not decode"),
-                )
-                .ok();
-            out.push((id, record));
+        for (table, rooted) in [(REQUESTER_JOBS, true), (SUBMITTED, false)] {
+            let table = txn.open_table(table).map_err(db_error)?;
+            for entry in table.iter().map_err(db_error)? {
+                let (key, value) = entry.map_err(db_error)?;
+                let id = JobId(Cid::try_from(key.value()).map_err(StateError::Cid)?);
+                let bytes = if rooted {
+                    decode_job(value.value())?.1
+                } else {
+                    value.value()
+                };
+                let record = serde_json::from_slice(bytes)
+                    .inspect_err(
+                        |e| tracing::warn!(job = %id, error = %e, "a job record does not decode"),
+                    )
+                    .ok();
+                out.push((id, record));
+            }
         }
         Ok(out)
     }
@@ -430,7 +478,8 @@ mod tests {
         {
             let db = StateDb::open(&path).unwrap();
             db.put_job(&job(1), &"running", &[]).unwrap();
-            db.put_submitted(&job(2), &"report").unwrap();
+            db.put_submitted(&job(2), &"report", &[raw_cid(b"r")])
+                .unwrap();
             db.pin(&raw_cid(b"x")).unwrap();
             assert!(matches!(StateDb::open(&path), Err(StateError::InUse)));
         }

@@ -111,10 +111,7 @@ mod tests {
         store.put(raw_cid(&bad), bad.clone()).await.unwrap();
         store.corrupt_for_test(&raw_cid(&bad), b"not bad");
         let gone = raw_cid(b"never stored");
-        let found = store
-            .verify(vec![raw_cid(&good), gone])
-            .await
-            .unwrap();
+        let found = store.verify(vec![raw_cid(&good), gone]).await.unwrap();
         assert_eq!(found.blocks, 2);
         assert_eq!(found.corrupt, vec![raw_cid(&bad)]);
         assert_eq!(found.missing, vec![gone]);
