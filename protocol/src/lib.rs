@@ -17,7 +17,9 @@
 //! Protocol version: `/phase/job/1.0.0`, `/phase/block/1.0.0`, receipts
 //! signed under the domain `phase-receipt-v1`.
 
+pub mod bitswap;
 pub mod block;
+pub mod car;
 pub mod cid;
 pub mod error;
 pub mod job;

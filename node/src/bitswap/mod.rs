@@ -22,7 +22,7 @@
 //!   requests fail and the peer is not asked again.
 
 mod inbound;
-pub mod message;
+pub use phase_protocol::bitswap as message;
 mod requests;
 
 use std::collections::{HashMap, HashSet};

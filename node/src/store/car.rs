@@ -7,21 +7,14 @@
 //! valid blocks behind.
 
 use std::collections::HashSet;
-use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
+use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 use phase_protocol::Cid;
+use phase_protocol::car::{CarFormatError, CarReader, header, section_prefix};
 use phase_protocol::unixfs;
-use phase_protocol::wire::MAX_BLOCK_SIZE;
 
 use super::{BlockStore, MAX_DEPTH, StoreError};
-
-/// Largest CAR header read: a version and a few root CIDs.
-const MAX_HEADER: usize = 64 * 1024;
-/// Largest section (CID + block) read.
-const MAX_SECTION: usize = MAX_BLOCK_SIZE + 128;
 
 /// Why a CAR could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -44,43 +37,13 @@ pub enum CarError {
         /// The CAR file.
         path: PathBuf,
         /// What is wrong.
-        reason: String,
+        reason: CarFormatError,
         /// Blocks imported before the problem.
         blocks: usize,
     },
     /// A task panicked.
     #[error("CAR task failed")]
     Join(#[from] tokio::task::JoinError),
-}
-
-#[derive(Serialize, Deserialize)]
-struct Header {
-    roots: Vec<Cid>,
-    version: u64,
-}
-
-fn put_varint(out: &mut Vec<u8>, v: u64) {
-    out.extend_from_slice(unsigned_varint::encode::u64(
-        v,
-        &mut unsigned_varint::encode::u64_buffer(),
-    ));
-}
-
-/// Reads a varint; `Ok(None)` at a clean end of input.
-fn read_varint(r: &mut impl Read) -> std::io::Result<Option<u64>> {
-    let mut first = [0u8];
-    match r.read_exact(&mut first) {
-        Ok(()) => {}
-        Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
-    }
-    // The first byte read, then the rest through the crate's reader.
-    let mut chained = std::io::Read::chain(&first[..], r);
-    match unsigned_varint::io::read_u64(&mut chained) {
-        Ok(v) => Ok(Some(v)),
-        Err(unsigned_varint::io::ReadError::Io(e)) => Err(e),
-        Err(e) => Err(std::io::Error::new(ErrorKind::InvalidData, e)),
-    }
 }
 
 /// Writes the DAG under `root` as a CAR v1 to `path` (created, must not
@@ -122,15 +85,7 @@ pub fn write_blocking(
         path: "(stream)".into(),
         source,
     };
-    let header = serde_ipld_dagcbor::to_vec(&Header {
-        roots: vec![*root],
-        version: 1,
-    })
-    .expect("a header of CIDs always encodes");
-    let mut prefix = Vec::new();
-    put_varint(&mut prefix, header.len() as u64);
-    out.write_all(&prefix).map_err(io)?;
-    out.write_all(&header).map_err(io)?;
+    out.write_all(&header(&[*root])).map_err(io)?;
 
     let mut seen = HashSet::new();
     let mut stack = vec![(*root, 0usize)];
@@ -142,11 +97,8 @@ pub fn write_blocking(
             return Err(StoreError::TooDeep.into());
         }
         let data = store.require_blocking(&cid)?;
-        let cid_bytes = cid.to_bytes();
-        let mut prefix = Vec::new();
-        put_varint(&mut prefix, (cid_bytes.len() + data.len()) as u64);
-        out.write_all(&prefix).map_err(io)?;
-        out.write_all(&cid_bytes).map_err(io)?;
+        out.write_all(&section_prefix(&cid, &data)).map_err(io)?;
+        out.write_all(&cid.to_bytes()).map_err(io)?;
         out.write_all(&data).map_err(io)?;
         let links = unixfs::links(&cid, &data).map_err(|source| StoreError::Unixfs {
             cid,
@@ -169,54 +121,19 @@ pub fn import_blocking(store: &BlockStore, path: &Path) -> Result<(Vec<Cid>, usi
         path: path.to_owned(),
         source,
     })?;
-    let mut r = BufReader::with_capacity(1 << 20, file);
-    let mut blocks = 0usize;
-    let invalid = |reason: String, blocks: usize| CarError::Invalid {
+    let invalid = |reason, blocks| CarError::Invalid {
         path: path.to_owned(),
         reason,
         blocks,
     };
-
-    let header_len = match read_varint(&mut r) {
-        Ok(Some(n)) => n as usize,
-        Ok(None) => return Err(invalid("empty file".into(), 0)),
-        Err(e) => return Err(invalid(format!("header length: {e}"), 0)),
-    };
-    if header_len > MAX_HEADER {
-        return Err(invalid(format!("header of {header_len} bytes"), 0));
-    }
-    let mut header = vec![0u8; header_len];
-    r.read_exact(&mut header)
-        .map_err(|e| invalid(format!("header: {e}"), 0))?;
-    let header: Header =
-        serde_ipld_dagcbor::from_slice(&header).map_err(|e| invalid(format!("header: {e}"), 0))?;
-    if header.version != 1 {
-        return Err(invalid(
-            format!("version {} (only 1 is supported)", header.version),
-            0,
-        ));
-    }
-
-    let mut section = Vec::new();
-    loop {
-        let len = match read_varint(&mut r) {
-            Ok(Some(n)) => n as usize,
-            Ok(None) => break,
-            Err(e) => return Err(invalid(format!("section length: {e}"), blocks)),
-        };
-        if len > MAX_SECTION {
-            return Err(invalid(format!("section of {len} bytes"), blocks));
-        }
-        section.resize(len, 0);
-        r.read_exact(&mut section)
-            .map_err(|e| invalid(format!("truncated block: {e}"), blocks))?;
-        let mut cursor = &section[..];
-        let cid =
-            Cid::read_bytes(&mut cursor).map_err(|e| invalid(format!("block CID: {e}"), blocks))?;
-        store.put_blocking(&cid, cursor)?;
+    let mut car = CarReader::new(BufReader::with_capacity(1 << 20, file))
+        .map_err(|reason| invalid(reason, 0))?;
+    let mut blocks = 0usize;
+    while let Some((cid, data)) = car.next_block().map_err(|reason| invalid(reason, blocks))? {
+        store.put_blocking(&cid, data)?;
         blocks += 1;
     }
-    Ok((header.roots, blocks))
+    Ok((car.roots().to_vec(), blocks))
 }
 
 /// [`export_blocking`] on the blocking pool.

@@ -14,9 +14,9 @@
 //! ```
 
 use bytes::Bytes;
-use phase_protocol::Cid;
 
-use phase_protocol::cid::{SHA2_256, sha256_multihash};
+use crate::Cid;
+use crate::cid::{SHA2_256, sha256_multihash};
 
 /// Largest message accepted or sent (what Kubo and Helia use).
 pub const MAX_MESSAGE: usize = 4 << 20;
@@ -357,7 +357,7 @@ impl<'a> Reader<'a> {
 }
 
 /// Appends `v` as a varint.
-pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         #[allow(clippy::cast_possible_truncation)]
         out.push((v as u8) | 0x80);
@@ -381,7 +381,7 @@ fn put_bytes(out: &mut Vec<u8>, field: u64, bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use phase_protocol::cid::{DAG_PB, cid_of, raw_cid};
+    use crate::cid::{DAG_PB, cid_of, raw_cid};
     use proptest::prelude::*;
 
     fn entry(cid: Cid, want_type: WantType, cancel: bool, priority: i32) -> Entry {
