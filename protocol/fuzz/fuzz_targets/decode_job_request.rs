@@ -2,7 +2,7 @@
 //! Decoding arbitrary bytes as a `JobRequest` never panics; what decodes re-encodes
 //! to the same bytes (decoding only accepts canonical input).
 use libfuzzer_sys::fuzz_target;
-use phase_protocol::{Message, JobRequest};
+use phase_protocol::{JobRequest, Message};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(msg) = JobRequest::decode(data) {

@@ -2,7 +2,7 @@
 //! Decoding arbitrary bytes as a `JobResponse` never panics; what decodes re-encodes
 //! to the same bytes (decoding only accepts canonical input).
 use libfuzzer_sys::fuzz_target;
-use phase_protocol::{Message, JobResponse};
+use phase_protocol::{JobResponse, Message};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(msg) = JobResponse::decode(data) {
