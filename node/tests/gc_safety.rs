@@ -89,3 +89,56 @@ fn an_idle_upload_does_not_hold_gc_for_ever() {
     );
     drop(upload);
 }
+
+#[test]
+fn an_add_beside_a_daemon_survives_its_gc_running_in_a_loop() {
+    // `add` writes into the store the daemon collects, from another
+    // process: its write lease keeps the daemon's gc off the new blocks
+    // until the daemon has pinned the root.
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&dir.path().join("d"), &[], None);
+    let file = dir.path().join("big");
+    let data = random_file(&file, 64 << 20);
+    let stop = Arc::new(AtomicBool::new(false));
+    let runs = Arc::new(AtomicUsize::new(0));
+    let collector = {
+        let (stop, runs, data_dir) = (stop.clone(), runs.clone(), daemon.dir.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let out = Command::new(env!("CARGO_BIN_EXE_phase-node"))
+                    .arg("--data-dir")
+                    .arg(&data_dir)
+                    .arg("gc")
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                runs.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
+    // gc is running before the add starts.
+    while runs.load(Ordering::SeqCst) == 0 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let out = daemon.cli(&["add", file.to_str().unwrap()]);
+    stop.store(true, Ordering::SeqCst);
+    collector.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cid = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let out = daemon.cli(&["store", "verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = daemon.cli(&["cat", &cid]);
+    assert!(out.stdout == data, "the file came back different");
+}

@@ -72,6 +72,8 @@ impl AddArgs {
         // if it is gone by then, that is an error, not a quiet local pin.
         let daemon = ApiClient::find(global.data_dir()?.root()).await;
         let store = global.store().await?;
+        // A daemon's `gc` keeps what this writes until it is pinned.
+        let _lease = store.lease().await?;
         let (root, added) = if self.path.as_os_str() == "-" {
             let store2 = store.clone();
             let root = tokio::task::spawn_blocking(move || {
@@ -296,6 +298,8 @@ impl CarCommand {
                 eprintln!("wrote {n} blocks to {}", output.display());
             }
             CarCommand::Import { file, no_pin } => {
+                // A daemon's `gc` keeps what this writes until it is pinned.
+                let _lease = store.lease().await?;
                 let (roots, n) = car::import(&store, file.clone())
                     .await
                     .with_context(|| format!("cannot import {}", file.display()))?;

@@ -88,6 +88,9 @@ impl SubmitArgs {
         }
         let data_dir = global.data_dir()?;
         let store = global.store().await?;
+        // A daemon's `gc` keeps what this writes (the inputs, the spec)
+        // until the daemon has pinned or recorded it.
+        let _lease = store.lease().await?;
         let spec = match (&self.job, self.resume) {
             (_, Some(job)) => recorded_spec(data_dir.root(), &store, job).await?,
             (Some(path), None) => {

@@ -258,7 +258,10 @@ impl Requester {
             ),
         };
         self.records.put(&mut record).await?;
-        let outcome = self.run(spec, &options, progress, &mut record).await;
+        let (outcome, held) = match self.run(spec, &options, progress, &mut record).await {
+            Ok((report, held)) => (Ok(report), held),
+            Err(e) => (Err(e), Vec::new()),
+        };
         record.progress = match &outcome {
             Ok(report) => Progress::Done {
                 report: Box::new(report.clone()),
@@ -268,7 +271,10 @@ impl Requester {
                 error: crate::error_line(e),
             },
         };
+        // The record pins the receipts and results; until it is written
+        // they are held.
         self.records.put(&mut record).await?;
+        drop(held);
         outcome
     }
 
@@ -330,7 +336,7 @@ impl Requester {
         options: &SubmitOptions,
         progress: &(dyn Fn(Stage) + Send + Sync),
         record: &mut JobRecord,
-    ) -> Result<SubmitReport, SubmitError> {
+    ) -> Result<(SubmitReport, Vec<crate::store::Held>), SubmitError> {
         let replicas = options.replicas.max(1);
         // Workers that accepted the job before (a resumed submission) are
         // asked first: a repeated submission is answered for the run they have.

@@ -21,6 +21,7 @@ use super::report::{Attempt, ReplicaResult, SubmitReport, agreement};
 use super::verify::check_receipt;
 use super::{AttemptError, Requester, Stage, SubmitError, SubmitOptions, max_result_bytes};
 use crate::blocks::{self, FetchError, FetchOptions};
+use crate::store::Held;
 
 /// Longest pause between asking busy workers again.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -50,7 +51,7 @@ enum Step {
     Fetched {
         worker: PeerId,
         receipt: Box<SignedReceipt>,
-        result: Result<(), FetchError>,
+        result: Result<Held, FetchError>,
     },
 }
 
@@ -77,6 +78,9 @@ pub(super) struct Driver<'a> {
     failed: Vec<Attempt>,
     /// The job's record, written at every acceptance.
     record: &'a mut JobRecord,
+    /// Receipts and results fetched, held against `gc` until the caller
+    /// has recorded (and so pinned) them.
+    held: Vec<Held>,
 }
 
 impl<'a> Driver<'a> {
@@ -102,11 +106,17 @@ impl<'a> Driver<'a> {
             },
             failed: Vec::new(),
             record,
+            held: Vec::new(),
         }
     }
 
-    /// Runs `replicas` replicas to their verified, fetched results.
-    pub(super) async fn run(mut self, replicas: usize) -> Result<SubmitReport, SubmitError> {
+    /// Runs `replicas` replicas to their verified, fetched results; the
+    /// receipts and results come held against `gc`: keep the guards until
+    /// the record that pins them is written.
+    pub(super) async fn run(
+        mut self,
+        replicas: usize,
+    ) -> Result<(SubmitReport, Vec<Held>), SubmitError> {
         let mut state: Vec<Replica> = (0..replicas).map(|_| Replica::default()).collect();
         let mut results: Vec<Option<ReplicaResult>> = vec![None; replicas];
         let mut in_flight: InFlight<'a> = FuturesUnordered::new();
@@ -192,10 +202,11 @@ impl<'a> Driver<'a> {
                     result,
                 } => {
                     let cid = receipt.receipt().result;
-                    result.map_err(|source| SubmitError::Fetch {
+                    let held = result.map_err(|source| SubmitError::Fetch {
                         result: cid,
                         source: Box::new(source),
                     })?;
+                    self.held.push(held);
                     results[replica] = Some(ReplicaResult {
                         worker,
                         receipt: *receipt,
@@ -205,12 +216,13 @@ impl<'a> Driver<'a> {
         }
         let results: Vec<ReplicaResult> = results.into_iter().flatten().collect();
         let agreement = (replicas > 1).then(|| agreement(&results));
-        Ok(SubmitReport {
+        let report = SubmitReport {
             job: self.spec.id(),
             results,
             failed_attempts: self.failed,
             agreement,
-        })
+        };
+        Ok((report, self.held))
     }
 
     /// Starts the replica's next attempt on the best worker left.
@@ -281,14 +293,16 @@ impl<'a> Driver<'a> {
 
 /// Fetches the result DAG: from the worker first, then any provider; never
 /// more than an honest result of `spec` can hold. Then stores the receipt.
+/// Both are held against `gc` from the start until the guard is dropped.
 async fn fetch_result(
     requester: &Requester,
     worker: PeerId,
     spec: &JobSpec,
     receipt: &SignedReceipt,
-) -> Result<(), FetchError> {
+) -> Result<Held, FetchError> {
     let (network, store) = (&requester.network, &requester.store);
     let result: Cid = receipt.receipt().result;
+    let held = store.hold([result, receipt.cid()]);
     let max_bytes = max_result_bytes(spec);
     let from_worker = FetchOptions {
         providers: Some(vec![worker]),
@@ -308,7 +322,7 @@ async fn fetch_result(
     store
         .put(receipt.cid(), bytes::Bytes::from(receipt.to_cbor()))
         .await?;
-    Ok(())
+    Ok(held)
 }
 
 /// Pause before asking busy workers again: 25 ms doubling to [`MAX_BACKOFF`],

@@ -16,6 +16,7 @@
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 
@@ -74,6 +75,7 @@ impl FsStore {
     pub(super) fn put(&self, cid: &Cid, data: &[u8]) -> Result<(), StoreError> {
         let path = self.path(cid);
         if path.exists() {
+            touch(&path);
             return Ok(());
         }
         let mut tmp = tempfile::NamedTempFile::new_in(&self.tmp).map_err(io(&self.tmp))?;
@@ -94,6 +96,7 @@ impl FsStore {
         for (cid, data) in blocks {
             let path = self.path(cid);
             if path.exists() {
+                touch(&path);
                 written.push(Ok(None));
                 continue;
             }
@@ -172,6 +175,18 @@ impl FsStore {
         self.path(cid).exists()
     }
 
+    /// Deletes the block unless it was modified at `since` or later (a
+    /// writer of another process may be using it: see `leases`).
+    pub(super) fn delete_if_older(&self, cid: &Cid, since: SystemTime) -> Result<bool, StoreError> {
+        let path = self.path(cid);
+        match std::fs::metadata(&path).and_then(|m| m.modified()) {
+            Ok(modified) if modified >= since => Ok(false),
+            Ok(_) => self.delete(cid),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
     pub(super) fn delete(&self, cid: &Cid) -> Result<bool, StoreError> {
         let path = self.path(cid);
         match std::fs::remove_file(&path) {
@@ -224,5 +239,15 @@ impl FsStore {
     #[cfg(test)]
     pub(super) fn corrupt(&self, cid: &Cid, data: &[u8]) {
         std::fs::write(self.path(cid), data).unwrap();
+    }
+}
+
+/// Marks a block that is already stored as written now: a writer reusing
+/// it protects it from another process's `gc` as it would a new block
+/// (see `leases`). Best effort: a block that cannot be touched is still
+/// whole.
+fn touch(path: &Path) {
+    if let Ok(file) = std::fs::File::open(path) {
+        let _ = file.set_modified(SystemTime::now());
     }
 }

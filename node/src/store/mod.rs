@@ -15,6 +15,8 @@ pub mod car;
 pub mod dirs;
 pub mod files;
 pub mod fs;
+mod leases;
+pub use self::leases::Lease;
 pub mod mem;
 pub mod state;
 mod verify;
@@ -169,7 +171,8 @@ pub struct BlockStore {
     keep_state: bool,
     /// Taken shared by work that stores a new DAG until it holds or pins
     /// its root, and exclusively by [`BlockStore::gc`]: a DAG being
-    /// written is never collected from under its writer.
+    /// written is never collected from under its writer. (Another
+    /// process's writer takes a lease instead: [`BlockStore::lease`].)
     gc_lock: Arc<tokio::sync::RwLock<()>>,
     /// Roots held by work under way (a job's inputs and result): kept by
     /// [`BlockStore::gc`] like pins, but only in memory.
@@ -534,6 +537,28 @@ impl BlockStore {
         Arc::clone(&self.gc_lock).read_owned().await
     }
 
+    /// A write lease ([`leases`]): while it is held, the `gc` of another
+    /// process on this store (a running daemon) keeps what this process
+    /// writes. For a command that stores a DAG beside a daemon; hold it
+    /// until the daemon has pinned the root. `None` for a memory store.
+    ///
+    /// # Errors
+    /// The lease file cannot be made.
+    pub async fn lease(&self) -> Result<Option<Lease>, StoreError> {
+        let Some(root) = self.state_path.as_deref().and_then(Path::parent) else {
+            return Ok(None);
+        };
+        let root = root.to_owned();
+        let lease = tokio::task::spawn_blocking(move || {
+            leases::take(&root).map_err(|source| StoreError::Io {
+                path: root.join("leases"),
+                source,
+            })
+        })
+        .await??;
+        Ok(Some(lease))
+    }
+
     /// Holds `roots` (and what they link to, as far as it is stored)
     /// against [`BlockStore::gc`] until the guard is dropped: work under
     /// way, like a job's inputs while it is queued or running.
@@ -659,8 +684,10 @@ impl BlockStore {
     /// # Errors
     /// I/O.
     pub async fn gc(&self) -> Result<usize, StoreError> {
-        // No DAG is half-written meanwhile (see `writing`).
+        // No DAG is half-written meanwhile by this process (see
+        // `writing`); another process's writes are kept through its lease.
         let _alone = self.gc_lock.write().await;
+        let started = std::time::SystemTime::now();
         let all = self
             .blocking(|s| match s.backend.as_ref() {
                 Backend::Mem(m) => Ok(m.cids()),
@@ -701,11 +728,32 @@ impl BlockStore {
                     Err(e) => warn!(%cid, error = %e, "pinned block does not decode; not following its links"),
                 }
             }
+            // While another process writes (a command beside a daemon),
+            // what it may be writing stays: see `leases`. The leases are
+            // looked at again every so many deletions.
+            let root = s.state_path.as_deref().and_then(Path::parent);
+            let kept_since = |root: Option<&Path>| {
+                root.and_then(leases::oldest_live).map(|lease| {
+                    lease
+                        .min(started)
+                        .checked_sub(std::time::Duration::from_secs(1))
+                        .unwrap_or(std::time::UNIX_EPOCH)
+                })
+            };
+            let mut since = kept_since(root);
             let mut removed = 0;
-            for cid in all.into_iter().filter(|c| !live.contains(c)) {
-                let gone = match s.backend.as_ref() {
-                    Backend::Mem(m) => m.delete(&cid),
-                    Backend::Fs(f) => f.delete(&cid)?,
+            let garbage = all.into_iter().filter(|c| !live.contains(c));
+            for (i, cid) in garbage.enumerate() {
+                if i % 256 == 255 {
+                    since = match (kept_since(root), since) {
+                        (Some(now), Some(before)) => Some(now.min(before)),
+                        (now, before) => now.or(before),
+                    };
+                }
+                let gone = match (s.backend.as_ref(), since) {
+                    (Backend::Mem(m), _) => m.delete(&cid),
+                    (Backend::Fs(f), None) => f.delete(&cid)?,
+                    (Backend::Fs(f), Some(since)) => f.delete_if_older(&cid, since)?,
                 };
                 removed += usize::from(gone);
             }
