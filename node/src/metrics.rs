@@ -98,20 +98,32 @@ pub struct NatMetrics {
     connections: Family<KindLabels, Gauge>,
 }
 
+/// What the NAT gauges show: the network's snapshot, in plain numbers (so
+/// metrics know nothing of the network's types).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NatGauges<'a> {
+    /// `public`, `private` or `unknown`.
+    pub reachability: &'a str,
+    /// Relays this node holds a reservation on.
+    pub relays: usize,
+    /// Open direct connections.
+    pub direct: usize,
+    /// Open relayed connections.
+    pub relayed: usize,
+}
+
 impl NatMetrics {
-    /// Sets the gauges from a snapshot.
-    pub fn set(&self, status: &crate::network::NatStatus) {
+    /// Sets the gauges.
+    pub fn set(&self, now: NatGauges<'_>) {
         for state in ["public", "private", "unknown"] {
-            let now = i64::from(status.reachability.as_str() == state);
+            let on = i64::from(now.reachability == state);
             self.reachability
                 .get_or_create(&KindLabels { kind: state })
-                .set(now);
+                .set(on);
         }
         self.relay_reservations
-            .set(i64::try_from(status.relays.len()).unwrap_or(i64::MAX));
-        let relayed = status.connections.iter().filter(|c| c.relayed).count();
-        let direct = status.connections.len() - relayed;
-        for (kind, n) in [("direct", direct), ("relayed", relayed)] {
+            .set(i64::try_from(now.relays).unwrap_or(i64::MAX));
+        for (kind, n) in [("direct", now.direct), ("relayed", now.relayed)] {
             self.connections
                 .get_or_create(&KindLabels { kind })
                 .set(i64::try_from(n).unwrap_or(i64::MAX));

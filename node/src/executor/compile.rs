@@ -285,7 +285,7 @@ fn child(args: &[String]) -> Result<(), String> {
     let cid: Cid = cid.parse().map_err(|e| format!("{cid}: {e}"))?;
     let mut bytes = Vec::new();
     std::io::stdin()
-        .take(crate::worker::MAX_MODULE_SIZE)
+        .take(super::MAX_MODULE_SIZE)
         .read_to_end(&mut bytes)
         .map_err(|e| format!("cannot read the module: {e}"))?;
     let executor = Executor::new(ExecutorConfig {

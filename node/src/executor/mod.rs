@@ -61,6 +61,9 @@ use self::wasi::{Pipes, classify, instantiation_error, wasi_builder};
 /// workspace manifest pins it exactly (`=48.0.8`); a test holds this to the
 /// lock file.
 pub const WASMTIME_VERSION: &str = "48.0.8";
+/// Largest module loaded from the store: compiled code is a multiple of
+/// this, and compiling is budgeted by it.
+pub const MAX_MODULE_SIZE: u64 = 256 << 20;
 
 /// Wasm stack a guest may use before it traps with a stack overflow.
 pub const MAX_WASM_STACK: usize = 1 << 20;

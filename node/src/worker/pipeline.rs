@@ -36,8 +36,8 @@ use crate::store::{BlockStore, Held, StoreError};
 pub const FETCH_DEADLINE: Duration = Duration::from_secs(300);
 /// Largest stdin a job may have: it is held in memory while the job runs.
 pub const MAX_JOB_STDIN: u64 = 256 << 20;
-/// Largest module a worker loads: compiled code is a multiple of this.
-pub const MAX_MODULE_SIZE: u64 = 256 << 20;
+/// Largest module a worker loads (the executor's cap, see there).
+pub use crate::executor::MAX_MODULE_SIZE;
 /// Attempts to deliver a receipt to its requester (it can also ask for it).
 const DELIVERY_ATTEMPTS: u32 = 3;
 

@@ -68,7 +68,14 @@ impl EventLoop {
             info!(%mode, reachability = %self.nat.reachability(), "DHT mode");
             self.swarm.behaviour_mut().kad.set_mode(Some(mode));
         }
-        self.nat_metrics.set(&self.nat.status());
+        let status = self.nat.status();
+        let relayed = status.connections.iter().filter(|c| c.relayed).count();
+        self.nat_metrics.set(crate::metrics::NatGauges {
+            reachability: status.reachability.as_str(),
+            relays: status.relays.len(),
+            direct: status.connections.len() - relayed,
+            relayed,
+        });
     }
 
     /// Announces every key this node provides again (its provider records
