@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -127,20 +128,39 @@ impl SubmitArgs {
             }
         }
         // The job id first, so that a submission that fails can still be
-        // looked up (`status`, `receipt`); `--json` carries it in its
+        // looked up (`status`, `receipt`), once it is on record: here now
+        // without a daemon, else when the daemon answers with its first
+        // stage (it records the job before). `--json` carries it in its
         // object, on failure too.
-        if !self.json {
-            eprintln!("job {job}");
+        let announced = AtomicBool::new(self.json);
+        if ApiClient::find(data_dir.root()).await.is_none() {
+            self.announce(&announced, job, None);
         }
-        match self.submit(global, &store, &spec, timeout).await {
+        match self
+            .submit(global, &store, &spec, timeout, &announced)
+            .await
+        {
             Ok(code) => Ok(code),
             Err(err) => {
+                self.announce(&announced, job, None);
                 if self.json {
                     let failed = serde_json::json!({"job": job, "error": format!("{err:#}")});
                     println!("{failed}");
                 }
                 Err(err)
             }
+        }
+    }
+
+    /// Prints `job ID` on stderr, once (not with `--json`, whose object
+    /// carries it); above the progress bar if there is one.
+    fn announce(&self, announced: &AtomicBool, job: JobId, bar: Option<&indicatif::ProgressBar>) {
+        if announced.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        match bar {
+            Some(bar) => bar.suspend(|| eprintln!("job {job}")),
+            None => eprintln!("job {job}"),
         }
     }
 
@@ -152,6 +172,7 @@ impl SubmitArgs {
         store: &BlockStore,
         spec: &JobSpec,
         timeout: Duration,
+        announced: &AtomicBool,
     ) -> anyhow::Result<ExitCode> {
         let data_dir = global.data_dir()?;
         let job = spec.id();
@@ -163,7 +184,10 @@ impl SubmitArgs {
         };
 
         let bar = super::spinner("{spinner} {msg} [{elapsed}]", "joining the network");
-        let show = |stage: Stage| bar.set_message(stage_line(&stage));
+        let show = |stage: Stage| {
+            self.announce(announced, job, Some(&bar));
+            bar.set_message(stage_line(&stage));
+        };
         let report = match ApiClient::find(data_dir.root()).await {
             Some(daemon) => {
                 store.put(job.0, Bytes::from(spec.encode())).await?;

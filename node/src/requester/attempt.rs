@@ -4,7 +4,6 @@
 //! replica driver's business.
 
 use libp2p::PeerId;
-use tokio::sync::oneshot;
 use tracing::{debug, info};
 
 use phase_protocol::job::{JobId, JobRequest, JobResponse, JobState, Rejection};
@@ -54,7 +53,7 @@ pub(super) enum Lost {
 }
 
 /// A receipt the worker will deliver, if a place to wait for it was free.
-pub(super) type Delivered = Option<oneshot::Receiver<SignedReceipt>>;
+pub(super) type Delivered = Option<super::deliveries::Awaiting>;
 
 /// Submits `spec` to `worker`: accepted (then [`wait`] for the receipt),
 /// or how the attempt ended.
