@@ -123,17 +123,29 @@ impl Net {
         Daemon::start(&dir.join(format!("w{i}")), &extra, None)
     }
 
+    /// Starts the requester daemon. A `submit` that found no daemon (it
+    /// looked just as the daemon was killed) runs as a short-lived node on
+    /// the data dir and holds it until it ends: the daemon is started again
+    /// until it can be, within the deadline.
     fn requester(dir: &Path, bootstrap: &str, resumed: &Arc<AtomicUsize>) -> Daemon {
-        let resumed = Arc::clone(resumed);
-        Daemon::start(
-            &dir.join("r"),
-            &["--no-worker", "--bootstrap", bootstrap],
-            Some(Box::new(move |line: &str| {
-                if line.contains("resumed job done") || line.contains("resumed job failed") {
-                    resumed.fetch_add(1, Ordering::SeqCst);
-                }
-            })),
-        )
+        let until = Instant::now() + DEADLINE;
+        loop {
+            let resumed = Arc::clone(resumed);
+            let started = Daemon::try_start(
+                &dir.join("r"),
+                &["--no-worker", "--bootstrap", bootstrap],
+                Some(Box::new(move |line: &str| {
+                    if line.contains("resumed job done") || line.contains("resumed job failed") {
+                        resumed.fetch_add(1, Ordering::SeqCst);
+                    }
+                })),
+            );
+            match started {
+                Ok(daemon) => return daemon,
+                Err(e) => assert!(Instant::now() < until, "{e}"),
+            }
+            pause(200, 300);
+        }
     }
 
     fn stopped(&self) -> bool {
@@ -365,10 +377,11 @@ fn under_kills_gc_and_a_full_disk_no_submitted_job_is_lost() {
         let out = run(data, &["store", "verify"]);
         assert!(
             out.status.success(),
-            "{}: {}{}",
+            "{}: {}{}\njobs: {}",
             data.display(),
             String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&run(data, &["jobs", "--json"]).stdout),
         );
     }
     for data in &dirs[..2] {

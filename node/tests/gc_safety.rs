@@ -11,6 +11,52 @@ mod common;
 
 use common::{Daemon, random_file};
 
+/// `phase-node gc` on a data dir, again and again on a thread, until
+/// stopped; every run must succeed.
+struct GcLoop {
+    stop: Arc<AtomicBool>,
+    runs: Arc<AtomicUsize>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl GcLoop {
+    fn start(data_dir: &std::path::Path) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let thread = {
+            let (stop, runs, data_dir) = (stop.clone(), runs.clone(), data_dir.to_owned());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let out = Command::new(env!("CARGO_BIN_EXE_phase-node"))
+                        .arg("--data-dir")
+                        .arg(&data_dir)
+                        .arg("gc")
+                        .output()
+                        .unwrap();
+                    assert!(
+                        out.status.success(),
+                        "{}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                    runs.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        };
+        Self { stop, runs, thread }
+    }
+
+    fn runs(&self) -> usize {
+        self.runs.load(Ordering::SeqCst)
+    }
+
+    /// Stops the loop; how many runs it made.
+    fn stop(self) -> usize {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.join().unwrap();
+        self.runs.load(Ordering::SeqCst)
+    }
+}
+
 #[test]
 fn a_fetch_completes_while_gc_runs_in_a_loop() {
     let dir = tempfile::tempdir().unwrap();
@@ -25,31 +71,10 @@ fn a_fetch_completes_while_gc_runs_in_a_loop() {
     );
     let cid = String::from_utf8_lossy(&out.stdout).trim().to_owned();
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let runs = Arc::new(AtomicUsize::new(0));
-    let gc = {
-        let (stop, runs, data_dir) = (stop.clone(), runs.clone(), requester.dir.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                let out = Command::new(env!("CARGO_BIN_EXE_phase-node"))
-                    .arg("--data-dir")
-                    .arg(&data_dir)
-                    .arg("gc")
-                    .output()
-                    .unwrap();
-                assert!(
-                    out.status.success(),
-                    "{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                runs.fetch_add(1, Ordering::Relaxed);
-            }
-        })
-    };
+    let gc = GcLoop::start(&requester.dir);
     let target = dir.path().join("got");
     let out = requester.cli(&["get", &cid, "-o", target.to_str().unwrap()]);
-    stop.store(true, Ordering::Relaxed);
-    gc.join().unwrap();
+    let runs = gc.stop();
     assert!(
         out.status.success(),
         "{}",
@@ -59,7 +84,7 @@ fn a_fetch_completes_while_gc_runs_in_a_loop() {
         std::fs::read(&target).unwrap() == data,
         "the file came whole"
     );
-    assert!(runs.load(Ordering::Relaxed) >= 2, "gc ran during the fetch");
+    assert!(runs >= 2, "gc ran during the fetch");
 }
 
 /// An upload that sends one byte and idles is ended after its idle
@@ -99,34 +124,13 @@ fn an_add_beside_a_daemon_survives_its_gc_running_in_a_loop() {
     let daemon = Daemon::start(&dir.path().join("d"), &[], None);
     let file = dir.path().join("big");
     let data = random_file(&file, 64 << 20);
-    let stop = Arc::new(AtomicBool::new(false));
-    let runs = Arc::new(AtomicUsize::new(0));
-    let collector = {
-        let (stop, runs, data_dir) = (stop.clone(), runs.clone(), daemon.dir.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::SeqCst) {
-                let out = Command::new(env!("CARGO_BIN_EXE_phase-node"))
-                    .arg("--data-dir")
-                    .arg(&data_dir)
-                    .arg("gc")
-                    .output()
-                    .unwrap();
-                assert!(
-                    out.status.success(),
-                    "{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                runs.fetch_add(1, Ordering::SeqCst);
-            }
-        })
-    };
+    let gc = GcLoop::start(&daemon.dir);
     // gc is running before the add starts.
-    while runs.load(Ordering::SeqCst) == 0 {
+    while gc.runs() == 0 {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     let out = daemon.cli(&["add", file.to_str().unwrap()]);
-    stop.store(true, Ordering::SeqCst);
-    collector.join().unwrap();
+    gc.stop();
     assert!(
         out.status.success(),
         "{}",

@@ -131,14 +131,19 @@ impl BlockStore {
                 Backend::Fs(f) => f.cids(),
             })
             .await?;
-        let mut pins = self.pins().await?;
-        pins.extend(
-            self.held
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .keys()
-                .copied(),
-        );
+        // Held roots first, pins after: work lets go of a root only once
+        // the record that pins it is committed, so a root let go of after
+        // this snapshot is in it, and one let go of before is pinned by the
+        // time the pins are read. (The other order lost a worker's receipt
+        // in the chaos suite: pinned after the pins were read, let go of
+        // before the holds were.)
+        let mut roots: Vec<Cid> = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys()
+            .copied()
+            .collect();
         {
             let now = std::time::Instant::now();
             let mut until = self
@@ -146,8 +151,10 @@ impl BlockStore {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             until.retain(|_, at| *at > now);
-            pins.extend(until.keys().copied());
+            roots.extend(until.keys().copied());
         }
+        let mut pins = self.pins().await?;
+        pins.extend(roots);
         self.blocking(move |s| {
             let mut live = HashSet::new();
             let mut stack: Vec<(Cid, usize)> = pins.into_iter().map(|c| (c, 0)).collect();

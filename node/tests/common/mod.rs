@@ -53,6 +53,16 @@ impl Daemon {
     /// it logs (at `RUST_LOG=phase_node=info`). Returns once it listens (the
     /// API is up by then).
     pub(crate) fn start(dir: &Path, extra: &[&str], on_log: Option<LogHook>) -> Self {
+        Self::try_start(dir, extra, on_log).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Daemon::start`], or why the daemon did not start (it exited:
+    /// another phase-node holds the data dir, say).
+    pub(crate) fn try_start(
+        dir: &Path,
+        extra: &[&str],
+        on_log: Option<LogHook>,
+    ) -> Result<Self, String> {
         use std::io::{BufRead, BufReader};
         let mut child = Command::new(env!("CARGO_BIN_EXE_phase-node"))
             .arg("--data-dir")
@@ -85,13 +95,17 @@ impl Daemon {
             let _ = BufReader::new(stdout).read_line(&mut line);
             let _ = tx.send(line);
         });
-        let addr = rx.recv_timeout(DEADLINE).expect("the daemon starts");
-        assert!(addr.starts_with("/ip4/"), "{addr}");
-        Self {
+        let addr = rx.recv_timeout(DEADLINE).unwrap_or_default();
+        if !addr.starts_with("/ip4/") {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("the daemon on {} did not start", dir.display()));
+        }
+        Ok(Self {
             child,
             dir: dir.to_owned(),
             addr: addr.trim().to_owned(),
-        }
+        })
     }
 
     /// [`Daemon::start`], keeping every line it logs.
