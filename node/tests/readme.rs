@@ -3,7 +3,9 @@
 //! command is the test suite itself: `.ci/run` must run exactly it);
 //! "walkthrough": the 3-node walk-through under "Compute over the network",
 //! as one bash script from the repository's root. Both must leave no
-//! daemon behind.
+//! daemon behind. Every link in the README and in `docs/` resolves to a
+//! file (and heading) that exists, and every page of `docs/` is linked
+//! from the README.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -134,4 +136,111 @@ fn the_walkthrough_runs_as_written() {
         "{stdout}"
     );
     assert!(stdout.contains("done"), "status: {stdout}");
+}
+
+/// The GitHub anchor of a heading: lower case, letters, digits, `-` and
+/// `_` kept, spaces turned into `-`, everything else dropped.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Outside fenced code: the headings' anchors and the relative link targets.
+fn headings_and_links(markdown: &str) -> (Vec<String>, Vec<String>) {
+    let (mut headings, mut links, mut fenced) = (Vec::new(), Vec::new(), false);
+    for line in markdown.lines() {
+        if line.starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if fenced {
+            continue;
+        }
+        if line.starts_with('#') {
+            headings.push(anchor(line.trim_start_matches('#')));
+        }
+        for (_, rest) in line.match_indices("](").map(|(i, _)| line.split_at(i + 2)) {
+            let target = rest.split(')').next().unwrap_or_default();
+            if !target.contains("://") && !target.is_empty() {
+                links.push(target.to_owned());
+            }
+        }
+    }
+    (headings, links)
+}
+
+#[test]
+fn every_link_in_the_readme_and_docs_resolves() {
+    let mut pages = vec![root().join("README.md"), root().join("vendor/README.md")];
+    let mut docs: Vec<PathBuf> = std::fs::read_dir(root().join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    docs.sort();
+    assert!(!docs.is_empty(), "docs/ has no pages");
+    pages.extend(docs.iter().cloned());
+
+    let mut broken = Vec::new();
+    for page in &pages {
+        let text = std::fs::read_to_string(page).unwrap();
+        let (own_headings, links) = headings_and_links(&text);
+        for link in links {
+            let (file, fragment) = link.split_once('#').unwrap_or((&link, ""));
+            let (target, headings) = if file.is_empty() {
+                (page.clone(), own_headings.clone())
+            } else {
+                let target = page.parent().unwrap().join(file);
+                if !target.exists() {
+                    broken.push(format!("{}: {link}: no such file", page.display()));
+                    continue;
+                }
+                let headings = if target.extension().is_some_and(|e| e == "md") {
+                    headings_and_links(&std::fs::read_to_string(&target).unwrap()).0
+                } else {
+                    Vec::new()
+                };
+                (target, headings)
+            };
+            if !fragment.is_empty() && !headings.iter().any(|h| h == fragment) {
+                broken.push(format!(
+                    "{}: {link}: {} has no heading #{fragment}",
+                    page.display(),
+                    target.display()
+                ));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let (_, readme_links) = headings_and_links(&readme);
+    for doc in &docs {
+        let name = format!("docs/{}", doc.file_name().unwrap().to_string_lossy());
+        assert!(
+            readme_links.iter().any(|l| l == &name),
+            "the README does not link {name}"
+        );
+    }
+}
+
+#[test]
+fn anchors_are_computed_as_github_does() {
+    assert_eq!(anchor(" At scale (2026-11-28)"), "at-scale-2026-11-28");
+    assert_eq!(
+        anchor(" 2026-11-21: worker retention by count"),
+        "2026-11-21-worker-retention-by-count"
+    );
+    assert_eq!(
+        anchor(" `job.json`, receipts and `verify`"),
+        "jobjson-receipts-and-verify"
+    );
 }
