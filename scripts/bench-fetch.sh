@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Benchmark (not a test): fetching a 1 GiB file over loopback QUIC from one
 # provider and from three, with the peak RSS of every daemon, and the idle
-# RSS of a node. Release build; numbers go in README.md, "Performance".
-#   scripts/bench-fetch.sh [SIZE_MIB]
+# RSS of a node. Release build; numbers go in docs/performance.md.
+# PHASE_NODE_BIN=/path/to/phase-node benchmarks that binary instead of
+# building this tree (to compare two builds in one session).
+#   [PHASE_NODE_BIN=…] scripts/bench-fetch.sh [SIZE_MIB]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 size_mib="${1:-1024}"
-(cd "$root" && cargo build --quiet --release -p phase-node)
-bin="${CARGO_TARGET_DIR:-$root/target}/release/phase-node"
+if [ -n "${PHASE_NODE_BIN:-}" ]; then
+  bin="$PHASE_NODE_BIN"
+else
+  (cd "$root" && cargo build --quiet --release -p phase-node)
+  bin="${CARGO_TARGET_DIR:-$root/target}/release/phase-node"
+fi
 work="$(mktemp -d -t phase-bench.XXXXXX)"
 pids=()
 cleanup() {

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use phase_node::config::{DhtMode, NodeConfig};
-use phase_node::node::NodeHandle;
+use phase_node::node::Node;
 use phase_node::store::BlockStore;
 use phase_protocol::Keypair;
 
@@ -28,9 +28,9 @@ pub fn bench_config(listen: &str) -> anyhow::Result<NodeConfig> {
 #[derive(Debug)]
 pub struct NodePair {
     /// The node the other dials.
-    pub first: NodeHandle,
+    pub first: Node,
     /// The node that dials.
-    pub second: NodeHandle,
+    pub second: Node,
     _dir: tempfile::TempDir,
 }
 
@@ -52,11 +52,17 @@ impl NodePair {
                 BlockStore::open(dir.path().join(name)).await?
             })
         };
-        let first =
-            NodeHandle::spawn(first, Keypair::generate_ed25519(), store("first").await?).await?;
+        let first = Node::builder(first)
+            .key(Keypair::generate_ed25519())
+            .store(store("first").await?)
+            .spawn()
+            .await?;
         second.network.bootstrap = first.listen_addrs().await?;
-        let second =
-            NodeHandle::spawn(second, Keypair::generate_ed25519(), store("second").await?).await?;
+        let second = Node::builder(second)
+            .key(Keypair::generate_ed25519())
+            .store(store("second").await?)
+            .spawn()
+            .await?;
         second.network().wait_routing_peers(1).await?;
         Ok(Self {
             first,

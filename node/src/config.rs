@@ -482,4 +482,36 @@ mod tests {
         let err = toml::from_str::<NodeConfig>("[network]\ndht_mode = \"sever\"\n").unwrap_err();
         assert!(err.to_string().contains("unknown variant `sever`"), "{err}");
     }
+
+    /// Every key's dotted path in a TOML table.
+    fn keys(table: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+        for (key, value) in table {
+            let path = format!("{prefix}{key}");
+            match value {
+                toml::Value::Table(inner) => keys(inner, &format!("{path}."), out),
+                _ => out.push(path),
+            }
+        }
+    }
+
+    #[test]
+    fn the_documented_config_is_the_default_and_names_every_key() {
+        let doc = include_str!("../../docs/config.md");
+        let block = doc
+            .split_once("```toml\n")
+            .and_then(|(_, rest)| rest.split_once("\n```"))
+            .expect("docs/config.md has a toml block")
+            .0;
+        let mut documented: NodeConfig = toml::from_str(block).unwrap();
+        let default = NodeConfig::default();
+        // `slots` defaults to this machine's cores; the doc shows one value.
+        documented.worker.slots = default.worker.slots;
+        assert_eq!(documented, default);
+
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        keys(&toml::from_str(&default.to_toml()).unwrap(), "", &mut ours);
+        keys(&toml::from_str(block).unwrap(), "", &mut theirs);
+        let missing: Vec<_> = ours.iter().filter(|k| !theirs.contains(k)).collect();
+        assert!(missing.is_empty(), "docs/config.md lacks {missing:?}");
+    }
 }

@@ -40,5 +40,6 @@ pub(crate) fn error_line(e: &dyn std::error::Error) -> String {
         line.push_str(&s.to_string());
         source = s.source();
     }
-    line
+    // One line, whatever a source's own text holds.
+    line.replace('\n', " ")
 }

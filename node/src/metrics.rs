@@ -141,6 +141,8 @@ pub struct Metrics {
     pub blocks: BlockMetrics,
     /// Reachability, relays, hole punching.
     pub nat: NatMetrics,
+    /// HTTP API requests being answered now.
+    pub api_in_flight: Gauge,
 }
 
 impl Metrics {
@@ -265,12 +267,19 @@ impl Metrics {
             "Open connections, direct and relayed",
             nat.connections.clone(),
         );
+        let api_in_flight = Gauge::default();
+        phase.register(
+            "api_requests_in_flight",
+            "HTTP API requests being answered now",
+            api_in_flight.clone(),
+        );
         (
             Self {
                 registry,
                 jobs,
                 blocks,
                 nat,
+                api_in_flight,
             },
             p2p,
         )

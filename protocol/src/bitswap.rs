@@ -1,6 +1,6 @@
 //! Bitswap messages (`ipfs/specs` bitswap-protocol.md, 1.1.0 and 1.2.0):
-//! protobuf, encoded and decoded by hand, every length checked against the
-//! frame it sits in.
+//! the protobuf schema as `prost` derives (`pb`), and the checked types the
+//! node uses. Blocks get the CID their prefix and bytes make.
 //!
 //! ```text
 //! Message { Wantlist wantlist = 1; repeated bytes blocks = 2 (1.0.0);
@@ -12,8 +12,15 @@
 //! Block { bytes prefix = 1; bytes data = 2; }
 //! BlockPresence { bytes cid = 1; BlockPresenceType type = 2 (Have 0, DontHave 1); }
 //! ```
+//!
+//! Protobuf puts no bound on a repeated field, and prost allocates each
+//! element as it meets it: a 4 MiB frame of two-byte empty entries would
+//! become two million structs (about 80 MB). So before prost sees a frame,
+//! [`count`] walks its keys and lengths (no values are decoded) and refuses
+//! more than [`MAX_ENTRIES`] of any repeated field.
 
 use bytes::Bytes;
+use prost::Message as _;
 
 use crate::Cid;
 use crate::cid::{SHA2_256, sha256_multihash};
@@ -24,23 +31,97 @@ pub const MAX_MESSAGE: usize = 4 << 20;
 pub const MAX_ENTRIES: usize = 8192;
 
 /// Why a frame is not a Bitswap message.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum MessageError {
-    /// The frame ends inside a field.
-    #[error("truncated message")]
-    Truncated,
-    /// A wire type protobuf does not have, or a varint over 10 bytes.
+    /// Not protobuf of the Bitswap schema.
     #[error("malformed protobuf")]
-    Malformed,
-    /// A CID or block prefix that does not parse.
-    #[error("bad CID: {0}")]
-    Cid(String),
+    Malformed(#[source] prost::DecodeError),
+    /// A key or length that ends early or is not a varint.
+    #[error("truncated or malformed field")]
+    Truncated,
+    /// A CID that does not parse.
+    #[error("bad CID")]
+    Cid(#[source] cid::Error),
+    /// A block prefix with a CID version other than 0 or 1.
+    #[error("CID version {0} in a block prefix")]
+    Version(u64),
     /// A block hashed with something else than sha2-256.
     #[error("unsupported hash in a block prefix")]
     UnsupportedHash,
     /// Over [`MAX_MESSAGE`] or [`MAX_ENTRIES`].
     #[error("message over the limit")]
     TooLarge,
+}
+
+/// The wire schema, as prost derives it.
+mod pb {
+    use bytes::Bytes;
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct Message {
+        #[prost(message, optional, tag = "1")]
+        pub(super) wantlist: Option<Wantlist>,
+        #[prost(bytes = "bytes", repeated, tag = "2")]
+        pub(super) blocks: Vec<Bytes>,
+        #[prost(message, repeated, tag = "3")]
+        pub(super) payload: Vec<Block>,
+        #[prost(message, repeated, tag = "4")]
+        pub(super) block_presences: Vec<BlockPresence>,
+        #[prost(int32, tag = "5")]
+        pub(super) pending_bytes: i32,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct Wantlist {
+        #[prost(message, repeated, tag = "1")]
+        pub(super) entries: Vec<Entry>,
+        #[prost(bool, tag = "2")]
+        pub(super) full: bool,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct Entry {
+        #[prost(bytes = "vec", tag = "1")]
+        pub(super) block: Vec<u8>,
+        #[prost(int32, tag = "2")]
+        pub(super) priority: i32,
+        #[prost(bool, tag = "3")]
+        pub(super) cancel: bool,
+        #[prost(enumeration = "WantType", tag = "4")]
+        pub(super) want_type: i32,
+        #[prost(bool, tag = "5")]
+        pub(super) send_dont_have: bool,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct Block {
+        #[prost(bytes = "vec", tag = "1")]
+        pub(super) prefix: Vec<u8>,
+        #[prost(bytes = "bytes", tag = "2")]
+        pub(super) data: Bytes,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct BlockPresence {
+        #[prost(bytes = "vec", tag = "1")]
+        pub(super) cid: Vec<u8>,
+        #[prost(enumeration = "PresenceType", tag = "2")]
+        pub(super) r#type: i32,
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+    #[repr(i32)]
+    pub(super) enum WantType {
+        Block = 0,
+        Have = 1,
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+    #[repr(i32)]
+    pub(super) enum PresenceType {
+        Have = 0,
+        DontHave = 1,
+    }
 }
 
 /// What a wantlist entry asks for.
@@ -96,50 +177,61 @@ impl Message {
         self.wantlist.is_empty() && self.blocks.is_empty() && self.presences.is_empty()
     }
 
+    fn to_pb(&self) -> pb::Message {
+        let wantlist = (!self.wantlist.is_empty() || self.full).then(|| pb::Wantlist {
+            entries: self
+                .wantlist
+                .iter()
+                .map(|e| pb::Entry {
+                    block: e.cid.to_bytes(),
+                    priority: e.priority,
+                    cancel: e.cancel,
+                    want_type: match e.want_type {
+                        WantType::Block => pb::WantType::Block,
+                        WantType::Have => pb::WantType::Have,
+                    } as i32,
+                    send_dont_have: e.send_dont_have,
+                })
+                .collect(),
+            full: self.full,
+        });
+        pb::Message {
+            wantlist,
+            blocks: Vec::new(),
+            payload: self
+                .blocks
+                .iter()
+                .map(|(cid, data)| pb::Block {
+                    prefix: prefix(cid),
+                    data: data.clone(),
+                })
+                .collect(),
+            block_presences: self
+                .presences
+                .iter()
+                .map(|(cid, presence)| pb::BlockPresence {
+                    cid: cid.to_bytes(),
+                    r#type: match presence {
+                        Presence::Have => pb::PresenceType::Have,
+                        Presence::DontHave => pb::PresenceType::DontHave,
+                    } as i32,
+                })
+                .collect(),
+            pending_bytes: 0,
+        }
+    }
+
     /// The protobuf bytes (without the length prefix).
     #[must_use]
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        if !self.wantlist.is_empty() || self.full {
-            let mut list = Vec::new();
-            for e in &self.wantlist {
-                let mut entry = Vec::new();
-                put_bytes(&mut entry, 1, &e.cid.to_bytes());
-                if e.priority != 0 {
-                    // int32: negative values are ten-byte varints.
-                    put_varint_field(&mut entry, 2, i64::from(e.priority) as u64);
-                }
-                if e.cancel {
-                    put_varint_field(&mut entry, 3, 1);
-                }
-                if e.want_type == WantType::Have {
-                    put_varint_field(&mut entry, 4, 1);
-                }
-                if e.send_dont_have {
-                    put_varint_field(&mut entry, 5, 1);
-                }
-                put_bytes(&mut list, 1, &entry);
-            }
-            if self.full {
-                put_varint_field(&mut list, 2, 1);
-            }
-            put_bytes(&mut out, 1, &list);
-        }
-        for (cid, data) in &self.blocks {
-            let mut block = Vec::new();
-            put_bytes(&mut block, 1, &prefix(cid));
-            put_bytes(&mut block, 2, data);
-            put_bytes(&mut out, 3, &block);
-        }
-        for (cid, presence) in &self.presences {
-            let mut p = Vec::new();
-            put_bytes(&mut p, 1, &cid.to_bytes());
-            if *presence == Presence::DontHave {
-                put_varint_field(&mut p, 2, 1);
-            }
-            put_bytes(&mut out, 4, &p);
-        }
-        out
+        self.to_pb().encode_to_vec()
+    }
+
+    /// The protobuf bytes after their unsigned-varint length: one frame
+    /// of a Bitswap stream.
+    #[must_use]
+    pub fn encode_framed(&self) -> Vec<u8> {
+        self.to_pb().encode_length_delimited_to_vec()
     }
 
     /// Parses a message; blocks get the CID their prefix and bytes make
@@ -148,177 +240,137 @@ impl Message {
     ///
     /// # Errors
     /// Anything that is not a well-formed message within the limits.
-    pub fn decode(bytes: &[u8]) -> Result<Self, MessageError> {
-        if bytes.len() > MAX_MESSAGE {
+    pub fn decode(frame: &[u8]) -> Result<Self, MessageError> {
+        if frame.len() > MAX_MESSAGE {
             return Err(MessageError::TooLarge);
         }
-        let mut msg = Self::default();
-        let mut r = Reader(bytes);
-        let mut count = 0usize;
-        while let Some((field, value)) = r.field()? {
-            count += 1;
-            if count > 4 * MAX_ENTRIES {
-                return Err(MessageError::TooLarge);
-            }
-            match (field, value) {
-                (1, Value::Bytes(list)) => {
-                    let mut r = Reader(list);
-                    while let Some((field, value)) = r.field()? {
-                        match (field, value) {
-                            (1, Value::Bytes(entry)) => {
-                                if msg.wantlist.len() >= MAX_ENTRIES {
-                                    return Err(MessageError::TooLarge);
-                                }
-                                msg.wantlist.push(decode_entry(entry)?);
-                            }
-                            (2, Value::Varint(v)) => msg.full = v != 0,
-                            _ => {}
-                        }
-                    }
-                }
-                (2, Value::Bytes(data)) => {
-                    // Bitswap 1.0.0: CIDv0 blocks without a prefix.
-                    let cid = Cid::new_v0(sha256_multihash(data))
-                        .map_err(|e| MessageError::Cid(e.to_string()))?;
-                    msg.push_block(cid, data)?;
-                }
-                (3, Value::Bytes(block)) => {
-                    let (mut pre, mut data) = (None, None);
-                    let mut r = Reader(block);
-                    while let Some((field, value)) = r.field()? {
-                        match (field, value) {
-                            (1, Value::Bytes(p)) => pre = Some(p),
-                            (2, Value::Bytes(d)) => data = Some(d),
-                            _ => {}
-                        }
-                    }
-                    let (Some(pre), Some(data)) = (pre, data) else {
-                        return Err(MessageError::Truncated);
-                    };
-                    let cid = cid_from_prefix(pre, data)?;
-                    msg.push_block(cid, data)?;
-                }
-                (4, Value::Bytes(p)) => {
-                    let (mut cid, mut kind) = (None, Presence::Have);
-                    let mut r = Reader(p);
-                    while let Some((field, value)) = r.field()? {
-                        match (field, value) {
-                            (1, Value::Bytes(c)) => {
-                                cid = Some(
-                                    Cid::try_from(c)
-                                        .map_err(|e| MessageError::Cid(e.to_string()))?,
-                                );
-                            }
-                            (2, Value::Varint(1)) => kind = Presence::DontHave,
-                            _ => {}
-                        }
-                    }
-                    let cid = cid.ok_or(MessageError::Truncated)?;
-                    if msg.presences.len() >= MAX_ENTRIES {
-                        return Err(MessageError::TooLarge);
-                    }
-                    msg.presences.push((cid, kind));
-                }
-                _ => {}
-            }
+        count(frame)?;
+        let pb = pb::Message::decode(frame).map_err(MessageError::Malformed)?;
+        let (wantlist, full) = match pb.wantlist {
+            Some(list) => (
+                list.entries
+                    .into_iter()
+                    .map(|e| {
+                        Ok(Entry {
+                            cid: Cid::try_from(e.block.as_slice()).map_err(MessageError::Cid)?,
+                            priority: e.priority,
+                            cancel: e.cancel,
+                            want_type: if e.want_type == pb::WantType::Have as i32 {
+                                WantType::Have
+                            } else {
+                                WantType::Block
+                            },
+                            send_dont_have: e.send_dont_have,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, MessageError>>()?,
+                list.full,
+            ),
+            None => (Vec::new(), false),
+        };
+        let mut blocks = Vec::with_capacity(pb.blocks.len() + pb.payload.len());
+        for data in pb.blocks {
+            // Bitswap 1.0.0: CIDv0 blocks without a prefix.
+            let cid = Cid::new_v0(sha256_multihash(&data)).map_err(MessageError::Cid)?;
+            blocks.push((cid, data));
         }
-        Ok(msg)
-    }
-
-    fn push_block(&mut self, cid: Cid, data: &[u8]) -> Result<(), MessageError> {
-        if self.blocks.len() >= MAX_ENTRIES {
-            return Err(MessageError::TooLarge);
+        for block in pb.payload {
+            blocks.push((cid_from_prefix(&block.prefix, &block.data)?, block.data));
         }
-        self.blocks.push((cid, Bytes::copy_from_slice(data)));
-        Ok(())
-    }
-}
-
-fn decode_entry(bytes: &[u8]) -> Result<Entry, MessageError> {
-    let mut entry = Entry {
-        cid: Cid::default(),
-        priority: 0,
-        cancel: false,
-        want_type: WantType::Block,
-        send_dont_have: false,
-    };
-    let mut seen_cid = false;
-    let mut r = Reader(bytes);
-    while let Some((field, value)) = r.field()? {
-        match (field, value) {
-            (1, Value::Bytes(c)) => {
-                entry.cid = Cid::try_from(c).map_err(|e| MessageError::Cid(e.to_string()))?;
-                seen_cid = true;
-            }
-            // int32 on the wire: the low 32 bits of the varint.
-            #[allow(clippy::cast_possible_truncation)]
-            (2, Value::Varint(v)) => entry.priority = v as i32,
-            (3, Value::Varint(v)) => entry.cancel = v != 0,
-            (4, Value::Varint(v)) => {
-                entry.want_type = if v == 1 {
-                    WantType::Have
+        let presences = pb
+            .block_presences
+            .into_iter()
+            .map(|p| {
+                let cid = Cid::try_from(p.cid.as_slice()).map_err(MessageError::Cid)?;
+                let presence = if p.r#type == pb::PresenceType::DontHave as i32 {
+                    Presence::DontHave
                 } else {
-                    WantType::Block
+                    Presence::Have
                 };
+                Ok((cid, presence))
+            })
+            .collect::<Result<Vec<_>, MessageError>>()?;
+        Ok(Self {
+            wantlist,
+            full,
+            blocks,
+            presences,
+        })
+    }
+}
+
+/// Refuses a frame with more than [`MAX_ENTRIES`] wantlist entries,
+/// blocks or presences, before prost allocates them: walks keys and
+/// lengths only, at the top level and inside each wantlist.
+fn count(frame: &[u8]) -> Result<(), MessageError> {
+    let (mut entries, mut blocks, mut presences) = (0usize, 0usize, 0usize);
+    let mut fields = Fields(frame);
+    while let Some((number, body)) = fields.next_field()? {
+        let n = match number {
+            1 => {
+                let mut inner = Fields(body.unwrap_or_default());
+                while let Some((number, _)) = inner.next_field()? {
+                    entries += usize::from(number == 1);
+                }
+                &mut entries
             }
-            (5, Value::Varint(v)) => entry.send_dont_have = v != 0,
-            _ => {}
+            2 | 3 => {
+                blocks += 1;
+                &mut blocks
+            }
+            4 => {
+                presences += 1;
+                &mut presences
+            }
+            _ => continue,
+        };
+        if *n > MAX_ENTRIES {
+            return Err(MessageError::TooLarge);
         }
     }
-    if !seen_cid {
-        return Err(MessageError::Truncated);
+    Ok(())
+}
+
+/// The fields of a protobuf message, one by one.
+struct Fields<'a>(&'a [u8]);
+
+/// A field's number and, when it is length-delimited, its bytes (`None`
+/// for the others, which are skipped).
+type Field<'a> = (u64, Option<&'a [u8]>);
+
+impl<'a> Fields<'a> {
+    fn next_field(&mut self) -> Result<Option<Field<'a>>, MessageError> {
+        if self.0.is_empty() {
+            return Ok(None);
+        }
+        let key = self.varint()?;
+        let body = match key & 7 {
+            0 => {
+                self.varint()?;
+                None
+            }
+            1 => {
+                self.take(8)?;
+                None
+            }
+            2 => {
+                let len = usize::try_from(self.varint()?).map_err(|_| MessageError::TooLarge)?;
+                Some(self.take(len)?)
+            }
+            5 => {
+                self.take(4)?;
+                None
+            }
+            _ => return Err(MessageError::Truncated),
+        };
+        Ok(Some((key >> 3, body)))
     }
-    Ok(entry)
-}
 
-/// A CID's prefix: version, codec, hash code, digest length.
-fn prefix(cid: &Cid) -> Vec<u8> {
-    let mut out = Vec::new();
-    put_varint(&mut out, cid.version() as u64);
-    put_varint(&mut out, cid.codec());
-    put_varint(&mut out, cid.hash().code());
-    put_varint(&mut out, u64::from(cid.hash().size()));
-    out
-}
-
-/// The CID a prefix and the bytes make.
-fn cid_from_prefix(prefix: &[u8], data: &[u8]) -> Result<Cid, MessageError> {
-    let mut r = Reader(prefix);
-    let version = r.varint()?;
-    let codec = r.varint()?;
-    let code = r.varint()?;
-    let len = r.varint()?;
-    if code != SHA2_256 || len != 32 {
-        return Err(MessageError::UnsupportedHash);
-    }
-    let hash = sha256_multihash(data);
-    match version {
-        0 => Cid::new_v0(hash).map_err(|e| MessageError::Cid(e.to_string())),
-        1 => Ok(Cid::new_v1(codec, hash)),
-        _ => Err(MessageError::Cid(format!("version {version}"))),
-    }
-}
-
-enum Value<'a> {
-    Varint(u64),
-    Bytes(&'a [u8]),
-    Other,
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
     fn varint(&mut self) -> Result<u64, MessageError> {
-        let mut value = 0u64;
-        for i in 0..10 {
-            let (&b, rest) = self.0.split_first().ok_or(MessageError::Truncated)?;
-            self.0 = rest;
-            value |= u64::from(b & 0x7f) << (7 * i);
-            if b & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(MessageError::Malformed)
+        let (value, rest) =
+            unsigned_varint::decode::u64(self.0).map_err(|_| MessageError::Truncated)?;
+        self.0 = rest;
+        Ok(value)
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], MessageError> {
@@ -329,53 +381,39 @@ impl<'a> Reader<'a> {
         self.0 = rest;
         Ok(head)
     }
+}
 
-    /// The next field, or `None` at the end.
-    fn field(&mut self) -> Result<Option<(u64, Value<'a>)>, MessageError> {
-        if self.0.is_empty() {
-            return Ok(None);
-        }
-        let key = self.varint()?;
-        let value = match key & 7 {
-            0 => Value::Varint(self.varint()?),
-            1 => {
-                self.take(8)?;
-                Value::Other
-            }
-            2 => {
-                let len = usize::try_from(self.varint()?).map_err(|_| MessageError::TooLarge)?;
-                Value::Bytes(self.take(len)?)
-            }
-            5 => {
-                self.take(4)?;
-                Value::Other
-            }
-            _ => return Err(MessageError::Malformed),
-        };
-        Ok(Some((key >> 3, value)))
+/// A CID's prefix: version, codec, hash code, digest length.
+fn prefix(cid: &Cid) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16);
+    let mut buf = unsigned_varint::encode::u64_buffer();
+    for v in [
+        cid.version() as u64,
+        cid.codec(),
+        cid.hash().code(),
+        u64::from(cid.hash().size()),
+    ] {
+        out.extend_from_slice(unsigned_varint::encode::u64(v, &mut buf));
     }
+    out
 }
 
-/// Appends `v` as a varint.
-pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        #[allow(clippy::cast_possible_truncation)]
-        out.push((v as u8) | 0x80);
-        v >>= 7;
+/// The CID a prefix and the bytes make.
+fn cid_from_prefix(prefix: &[u8], data: &[u8]) -> Result<Cid, MessageError> {
+    let mut r = Fields(prefix);
+    let version = r.varint()?;
+    let codec = r.varint()?;
+    let code = r.varint()?;
+    let len = r.varint()?;
+    if code != SHA2_256 || len != 32 {
+        return Err(MessageError::UnsupportedHash);
     }
-    #[allow(clippy::cast_possible_truncation)]
-    out.push(v as u8);
-}
-
-fn put_varint_field(out: &mut Vec<u8>, field: u64, v: u64) {
-    put_varint(out, field << 3);
-    put_varint(out, v);
-}
-
-fn put_bytes(out: &mut Vec<u8>, field: u64, bytes: &[u8]) {
-    put_varint(out, (field << 3) | 2);
-    put_varint(out, bytes.len() as u64);
-    out.extend_from_slice(bytes);
+    let hash = sha256_multihash(data);
+    match version {
+        0 => Cid::new_v0(hash).map_err(MessageError::Cid),
+        1 => Ok(Cid::new_v1(codec, hash)),
+        v => Err(MessageError::Version(v)),
+    }
 }
 
 #[cfg(test)]
@@ -427,21 +465,66 @@ mod tests {
     #[test]
     fn garbage_and_oversized_frames_are_refused() {
         assert!(Message::decode(&[0xff; 11]).is_err());
-        assert_eq!(
+        assert!(matches!(
             Message::decode(&[0x0a, 0x05, 0x01]),
             Err(MessageError::Truncated)
-        );
-        assert_eq!(
+        ));
+        assert!(matches!(
             Message::decode(&vec![0u8; MAX_MESSAGE + 1]),
             Err(MessageError::TooLarge)
-        );
+        ));
         // A block hashed with something else.
-        let mut block = Vec::new();
-        put_bytes(&mut block, 1, &[1, 0x55, 0x13, 64]);
-        put_bytes(&mut block, 2, b"x");
-        let mut wire = Vec::new();
-        put_bytes(&mut wire, 3, &block);
-        assert_eq!(Message::decode(&wire), Err(MessageError::UnsupportedHash));
+        let block = pb::Block {
+            prefix: vec![1, 0x55, 0x13, 64],
+            data: Bytes::from_static(b"x"),
+        };
+        let wire = pb::Message {
+            payload: vec![block],
+            ..pb::Message::default()
+        }
+        .encode_to_vec();
+        assert!(matches!(
+            Message::decode(&wire),
+            Err(MessageError::UnsupportedHash)
+        ));
+    }
+
+    #[test]
+    fn a_frame_of_empty_entries_is_refused_before_prost_allocates_them() {
+        // An empty wantlist entry is two bytes: field 1, length 0.
+        let entries = [0x0a, 0x00].repeat(MAX_ENTRIES + 1);
+        let mut wire = vec![0x0a];
+        let mut buf = unsigned_varint::encode::usize_buffer();
+        wire.extend_from_slice(unsigned_varint::encode::usize(entries.len(), &mut buf));
+        wire.extend_from_slice(&entries);
+        assert!(matches!(
+            Message::decode(&wire),
+            Err(MessageError::TooLarge)
+        ));
+        // Empty payload blocks at the top level, likewise.
+        let blocks = [0x1a, 0x00].repeat(MAX_ENTRIES + 1);
+        assert!(matches!(
+            Message::decode(&blocks),
+            Err(MessageError::TooLarge)
+        ));
+        // At the limit, the count passes (and the empty CIDs fail to parse).
+        let blocks = [0x22, 0x00].repeat(MAX_ENTRIES);
+        assert!(matches!(
+            Message::decode(&blocks),
+            Err(MessageError::Cid(_))
+        ));
+    }
+
+    #[test]
+    fn framed_messages_carry_their_length_as_an_unsigned_varint() {
+        let msg = Message {
+            blocks: vec![(raw_cid(b"abc"), Bytes::from_static(b"abc"))],
+            ..Message::default()
+        };
+        let framed = msg.encode_framed();
+        let (len, body) = unsigned_varint::decode::usize(&framed).unwrap();
+        assert_eq!(len, body.len());
+        assert_eq!(Message::decode(body).unwrap(), msg);
     }
 
     proptest! {

@@ -29,18 +29,33 @@ pub enum CarFormatError {
     /// Nothing at all.
     #[error("empty file")]
     Empty,
-    /// The header is damaged, too large or not version 1.
-    #[error("header: {0}")]
-    Header(String),
-    /// A section's length is damaged or over [`MAX_SECTION`].
-    #[error("section length: {0}")]
-    SectionLength(String),
+    /// The header's length is not a varint.
+    #[error("header length")]
+    HeaderLength(#[source] std::io::Error),
+    /// The header's length is over [`MAX_HEADER`].
+    #[error("header of {0} bytes (at most {MAX_HEADER})")]
+    HeaderTooLarge(u64),
+    /// The header ends early.
+    #[error("header cut short")]
+    HeaderTruncated(#[source] std::io::Error),
+    /// The header is not DAG-CBOR of roots and a version.
+    #[error("header is not a CAR header")]
+    HeaderDecode(#[source] serde_ipld_dagcbor::DecodeError<std::convert::Infallible>),
+    /// The header's version is not 1.
+    #[error("header version {0} (only 1 is supported)")]
+    Version(u64),
+    /// A section's length is not a varint.
+    #[error("section length")]
+    SectionLength(#[source] std::io::Error),
+    /// A section's length is over [`MAX_SECTION`].
+    #[error("section of {0} bytes (at most {MAX_SECTION})")]
+    SectionTooLarge(u64),
     /// A section ends early.
-    #[error("truncated block: {0}")]
-    Truncated(std::io::Error),
+    #[error("truncated block")]
+    Truncated(#[source] std::io::Error),
     /// A section's CID does not parse.
-    #[error("block CID: {0}")]
-    Cid(String),
+    #[error("block CID")]
+    Cid(#[source] cid::Error),
     /// Reading failed.
     #[error(transparent)]
     Io(std::io::Error),
@@ -110,22 +125,19 @@ impl<R: Read> CarReader<R> {
         let len = match read_varint(&mut r) {
             Ok(Some(n)) => n,
             Ok(None) => return Err(CarFormatError::Empty),
-            Err(e) => return Err(CarFormatError::Header(format!("length: {e}"))),
+            Err(e) => return Err(CarFormatError::HeaderLength(e)),
         };
         let len = usize::try_from(len)
             .ok()
             .filter(|n| *n <= MAX_HEADER)
-            .ok_or_else(|| CarFormatError::Header(format!("{len} bytes")))?;
+            .ok_or(CarFormatError::HeaderTooLarge(len))?;
         let mut header = vec![0u8; len];
         r.read_exact(&mut header)
-            .map_err(|e| CarFormatError::Header(e.to_string()))?;
-        let header: Header = serde_ipld_dagcbor::from_slice(&header)
-            .map_err(|e| CarFormatError::Header(e.to_string()))?;
+            .map_err(CarFormatError::HeaderTruncated)?;
+        let header: Header =
+            serde_ipld_dagcbor::from_slice(&header).map_err(CarFormatError::HeaderDecode)?;
         if header.version != 1 {
-            return Err(CarFormatError::Header(format!(
-                "version {} (only 1 is supported)",
-                header.version
-            )));
+            return Err(CarFormatError::Version(header.version));
         }
         Ok(Self {
             r,
@@ -149,18 +161,18 @@ impl<R: Read> CarReader<R> {
         let len = match read_varint(&mut self.r) {
             Ok(Some(n)) => n,
             Ok(None) => return Ok(None),
-            Err(e) => return Err(CarFormatError::SectionLength(e.to_string())),
+            Err(e) => return Err(CarFormatError::SectionLength(e)),
         };
         let len = usize::try_from(len)
             .ok()
             .filter(|n| *n <= MAX_SECTION)
-            .ok_or_else(|| CarFormatError::SectionLength(format!("section of {len} bytes")))?;
+            .ok_or(CarFormatError::SectionTooLarge(len))?;
         self.section.resize(len, 0);
         self.r
             .read_exact(&mut self.section)
             .map_err(CarFormatError::Truncated)?;
         let mut cursor = &self.section[..];
-        let cid = Cid::read_bytes(&mut cursor).map_err(|e| CarFormatError::Cid(e.to_string()))?;
+        let cid = Cid::read_bytes(&mut cursor).map_err(CarFormatError::Cid)?;
         Ok(Some((cid, cursor)))
     }
 }
@@ -195,7 +207,7 @@ mod tests {
         let huge = [0xff, 0xff, 0xff, 0xff, 0x0f];
         assert!(matches!(
             CarReader::new(&huge[..]),
-            Err(CarFormatError::Header(_))
+            Err(CarFormatError::HeaderTooLarge(_))
         ));
     }
 }

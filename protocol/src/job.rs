@@ -529,6 +529,22 @@ impl Message for JobResponse {
     const MAX: usize = MAX_JOB_RESPONSE;
 }
 
+impl JobResponse {
+    /// What kind of answer this is, for a line that says one was unexpected.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Accepted(_) => "an acceptance",
+            Self::Rejected(_) => "a rejection",
+            Self::Status { .. } => "a status",
+            Self::Receipt(_) => "a receipt",
+            Self::NotFound(_) => "not found",
+            Self::Capabilities(_) => "its capabilities",
+            Self::Delivered => "a delivery acknowledgement",
+        }
+    }
+}
+
 mod duration_ms {
     use std::time::Duration;
 

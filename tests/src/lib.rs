@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use phase_node::config::NodeConfig;
-use phase_node::node::NodeHandle;
+use phase_node::node::{Node, NodeHandle};
 use phase_node::store::BlockStore;
 use phase_protocol::Keypair;
 
@@ -114,7 +114,7 @@ pub fn loopback_config() -> NodeConfig {
 #[derive(Debug)]
 pub struct TestNet {
     /// The nodes, in the order they were started.
-    pub nodes: Vec<NodeHandle>,
+    pub nodes: Vec<Node>,
     /// Where their stores live (`node{i}`).
     pub dir: tempfile::TempDir,
 }
@@ -135,7 +135,7 @@ impl TestNet {
     pub async fn with_configs(configs: Vec<NodeConfig>) -> Self {
         init_tracing();
         let dir = tempfile::tempdir().expect("a temp dir");
-        let mut nodes: Vec<NodeHandle> = Vec::new();
+        let mut nodes: Vec<Node> = Vec::new();
         for (i, mut config) in configs.into_iter().enumerate() {
             if i > 0 {
                 config.network.bootstrap = within(nodes[0].listen_addrs())
@@ -145,7 +145,10 @@ impl TestNet {
             let store = BlockStore::open(dir.path().join(format!("node{i}")))
                 .await
                 .expect("a store");
-            let node = NodeHandle::spawn(config, Keypair::generate_ed25519(), store)
+            let node = Node::builder(config)
+                .key(Keypair::generate_ed25519())
+                .store(store)
+                .spawn()
                 .await
                 .expect("the node starts");
             within(node.listen_addrs()).await.expect("the node listens");

@@ -93,7 +93,7 @@ async fn hello_runs_on_a_worker_and_the_receipt_names_it() {
     )
     .await
     .unwrap();
-    let workers: HashSet<PeerId> = net.nodes[..2].iter().map(NodeHandle::peer_id).collect();
+    let workers: HashSet<PeerId> = net.nodes[..2].iter().map(|n| n.peer_id()).collect();
     let run = &report.results[0];
     assert!(workers.contains(&run.worker), "ran on a worker");
     let receipt = run.receipt.verify_signer(&run.worker).unwrap();
@@ -254,7 +254,7 @@ async fn a_wordcount_over_a_20_mib_input_directory_is_correct() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_chosen_worker_mid_job_makes_the_job_finish_elsewhere() {
     let mut net = net(vec![worker_config(1, 4), worker_config(1, 4)]).await;
-    let workers: Vec<PeerId> = net.nodes[..2].iter().map(NodeHandle::peer_id).collect();
+    let workers: Vec<PeerId> = net.nodes[..2].iter().map(|n| n.peer_id()).collect();
     let mut events: Vec<_> = net.nodes[..2]
         .iter()
         .map(|n| n.worker().unwrap().subscribe())

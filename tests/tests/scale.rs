@@ -10,7 +10,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use phase_node::config::NodeConfig;
-use phase_node::node::NodeHandle;
 use phase_node::requester::SubmitOptions;
 use phase_node::store::files;
 use phase_protocol::{PeerId, Status};
@@ -70,7 +69,7 @@ async fn network_finds_everything(nodes: usize, jobs: u64, min_workers: usize) {
     })
     .await;
     phase("every node part of the DHT");
-    let ids: Vec<PeerId> = net.nodes.iter().map(NodeHandle::peer_id).collect();
+    let ids: Vec<PeerId> = net.nodes.iter().map(|n| n.peer_id()).collect();
 
     // Every node finds every other by a lookup of its id.
     let lookups = net.nodes.iter().flat_map(|node| {

@@ -39,6 +39,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use subtle::ConstantTimeEq;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener, UnixStream};
 use tokio::sync::Semaphore;
@@ -77,6 +78,9 @@ pub const TCP_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// Deadline of an upload to `POST /api/v1/add`.
 pub const UPLOAD_DEADLINE: Duration = Duration::from_secs(3600);
+/// How long requests in flight get to end when the API shuts down (each
+/// connection finishes its request, then closes); then they are dropped.
+pub const DRAIN: Duration = Duration::from_secs(3);
 
 /// Why the API could not be served.
 #[derive(Debug, thiserror::Error)]
@@ -116,10 +120,18 @@ impl ApiServer {
         self.tcp
     }
 
-    /// Stops accepting, ends every connection and removes the socket.
+    /// Stops accepting, lets the requests in flight end within [`DRAIN`]
+    /// (dropping what is still running then), and removes the socket.
     pub async fn shutdown(mut self) {
         self.cancel.cancel();
-        self.tasks.shutdown().await;
+        let drain = async { while self.tasks.join_next().await.is_some() {} };
+        // The accept loops bound their own drain; this is the backstop.
+        if tokio::time::timeout(DRAIN + Duration::from_secs(1), drain)
+            .await
+            .is_err()
+        {
+            self.tasks.shutdown().await;
+        }
         let _ = std::fs::remove_file(&self.socket);
     }
 }
@@ -132,7 +144,7 @@ impl ApiServer {
 /// cannot be set up.
 pub async fn serve(
     data_dir: &Path,
-    node: Arc<NodeHandle>,
+    node: NodeHandle,
     tcp: Option<SocketAddr>,
     cancel: CancellationToken,
 ) -> Result<ApiServer, ServeError> {
@@ -151,7 +163,11 @@ pub async fn serve(
         std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
             .map_err(io(&socket.display()))?;
     }
-    let router = router(ApiState { node });
+    let stopping = Stopping {
+        cancel: cancel.clone(),
+        in_flight: node.metrics().api_in_flight.clone(),
+    };
+    let router = router(ApiState { node }, stopping);
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut tasks = JoinSet::new();
     let span = tracing::Span::current();
@@ -193,7 +209,15 @@ pub async fn serve(
     })
 }
 
-fn router(state: ApiState) -> Router {
+/// What the request middleware needs: the API's stop signal and the gauge
+/// of requests in flight.
+#[derive(Clone, Debug)]
+struct Stopping {
+    cancel: CancellationToken,
+    in_flight: prometheus_client::metrics::gauge::Gauge,
+}
+
+fn router(state: ApiState, stopping: Stopping) -> Router {
     let mut router = Router::new();
     for route in routes::routes() {
         debug!(method = %route.method, path = route.path, "API route");
@@ -203,24 +227,64 @@ fn router(state: ApiState) -> Router {
         .fallback(|| async {
             ApiError::new(ErrorCode::NotFound, "no such route; see node/openapi.json")
         })
-        .layer(middleware::from_fn(deadline))
+        .layer(middleware::from_fn_with_state(stopping, deadline))
         .with_state(state)
 }
 
-/// Ends a request's work at its deadline (an upload's is longer).
-async fn deadline(path: Option<MatchedPath>, request: Request, next: Next) -> Response {
+/// A request counted in the in-flight gauge until its answer is made (or
+/// its work dropped).
+struct InFlight(prometheus_client::metrics::gauge::Gauge);
+
+impl InFlight {
+    fn count(gauge: &prometheus_client::metrics::gauge::Gauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// How long a request in flight when the API stops may still take to
+/// answer before it is answered "shutting down" (within [`DRAIN`]).
+const STOP_GRACE: Duration = Duration::from_secs(1);
+
+/// Ends a request's work at its deadline (an upload's is longer), and,
+/// once the API stops, [`STOP_GRACE`] later: a long wait (`peers?wait=`)
+/// is answered 503 instead of being cut off.
+async fn deadline(
+    State(stopping): State<Stopping>,
+    path: Option<MatchedPath>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let _counted = InFlight::count(&stopping.in_flight);
     let limit = match path.as_ref().map(MatchedPath::as_str) {
         Some("/api/v1/add") => UPLOAD_DEADLINE,
         _ => REQUEST_DEADLINE + Duration::from_secs(5),
     };
-    match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::new(
+    let work = tokio::time::timeout(limit, next.run(request));
+    tokio::pin!(work);
+    let answered = tokio::select! {
+        answered = work.as_mut() => answered,
+        () = stopping.cancel.cancelled() => match tokio::time::timeout(STOP_GRACE, work).await {
+            Ok(answered) => answered,
+            Err(_) => {
+                return ApiError::new(ErrorCode::Unavailable, "the daemon is shutting down")
+                    .into_response();
+            }
+        },
+    };
+    answered.unwrap_or_else(|_| {
+        ApiError::new(
             ErrorCode::Timeout,
             format!("no answer within {}", humantime::format_duration(limit)),
         )
-        .into_response(),
-    }
+        .into_response()
+    })
 }
 
 /// Refuses a TCP request without the data dir's bearer token.
@@ -231,7 +295,7 @@ async fn require_token(State(token): State<Arc<String>>, request: Request, next:
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match given {
-        Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => {
+        Some(given) if bool::from(given.as_bytes().ct_eq(token.as_bytes())) => {
             next.run(request).await
         }
         _ => {
@@ -251,10 +315,6 @@ async fn require_token(State(token): State<Arc<String>>, request: Request, next:
             refused
         }
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The data dir's API token, made (32 random bytes, hex, mode 0600) if it
@@ -350,10 +410,7 @@ async fn accept_loop(
         let task = connections.spawn(
             async move {
                 let _permit = permit;
-                tokio::select! {
-                    () = cancel.cancelled() => {}
-                    () = serve_connection(stream, router, header_timeout) => {}
-                }
+                serve_connection(stream, router, header_timeout, cancel).await;
             }
             .in_current_span(),
         );
@@ -362,7 +419,15 @@ async fn accept_loop(
             sources.insert(task.id(), ip);
         }
     }
-    connections.shutdown().await;
+    // Shutting down: each connection ends its request in flight, bounded.
+    let drain = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(DRAIN, drain).await.is_err() {
+        debug!(
+            left = connections.len(),
+            "API requests still running at shutdown dropped"
+        );
+        connections.shutdown().await;
+    }
 }
 
 /// A connection of either listener.
@@ -383,14 +448,28 @@ async fn accept(
     })
 }
 
-async fn serve_connection(stream: Box<dyn Stream>, router: Router, header_timeout: Duration) {
+/// Serves one connection; once `cancel` fires, it finishes the request in
+/// flight (if any) and closes (hyper's graceful shutdown).
+async fn serve_connection(
+    stream: Box<dyn Stream>,
+    router: Router,
+    header_timeout: Duration,
+    cancel: CancellationToken,
+) {
     let service = TowerToHyperService::new(router);
-    let result = hyper::server::conn::http1::Builder::new()
+    let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
         .max_buf_size(MAX_HEADER_BYTES)
-        .serve_connection(TokioIo::new(stream), service)
-        .await;
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = cancel.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
     if let Err(e) = result {
         debug!(error = %e, "API connection ended");
     }

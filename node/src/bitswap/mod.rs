@@ -6,17 +6,18 @@
 //!
 //! - Inbound streams (Kubo keeps one open per peer for its wants and opens
 //!   one per message for its answers; Helia opens one per batch) are read
-//!   by a task each, message by message (varint length prefix, at most
-//!   [`MAX_MESSAGE`]), until EOF; a peer's streams beyond those read at
+//!   by a task each, message by message (unsigned-varint length prefix, at
+//!   most [`MAX_MESSAGE`]; prost-derived messages), until EOF; a peer's streams beyond those read at
 //!   once wait their turn (`inbound`).
 //!   A frame that is not a Bitswap message ends that stream, logged once
 //!   with the peer's id.
 //! - Answers go on this node's own outbound stream to the peer (never back
 //!   on the request stream), one writer task per peer.
-//! - Wants are served from the store: blocks for want-block, `Have` for
-//!   want-have, `DontHave` when asked; at most [`MAX_WANTS_PER_PEER`] of a
-//!   peer's wants are being answered at once, the rest are dropped.
-//! - [`BitswapClient::request`] sends want-blocks to one peer and collects
+//! - Wants are answered by the node's block server ([`BlockServer`]),
+//!   under the caps it holds for both block exchanges (wants per peer and in
+//!   all, reads at once): blocks for want-block, `Have` for want-have,
+//!   `DontHave` when asked; wants past the caps are dropped.
+//! - [`BitswapClient::request`](crate::network::bitswap::BitswapClient::request) sends want-blocks to one peer and collects
 //!   blocks and don't-haves until every CID is answered or the deadline
 //!   passes. A block nobody asked that peer for is a wrong block: its
 //!   requests fail and the peer is not asked again.
@@ -28,35 +29,26 @@ mod requests;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
-use libp2p::{PeerId, StreamProtocol};
+use asynchronous_codec::FramedRead;
+use futures::{AsyncWriteExt, StreamExt};
+use libp2p::PeerId;
 use libp2p_stream::Control;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use phase_protocol::Cid;
-use phase_protocol::block::BlockResponse;
 
 use self::inbound::{Admit, Inbound};
 use self::message::{Entry, Presence, WantType};
 pub use self::message::{MAX_MESSAGE, Message};
 use self::requests::{Delivery, Requests};
-use crate::store::BlockStore;
+use crate::blocks::{BlockServer, WantKind};
+use crate::network::bitswap::{BitswapError, PROTOCOLS, Request};
 
-/// The protocols served and spoken, newest first.
-pub const PROTOCOLS: [StreamProtocol; 2] = [
-    StreamProtocol::new("/ipfs/bitswap/1.2.0"),
-    StreamProtocol::new("/ipfs/bitswap/1.1.0"),
-];
-/// A peer's wants being answered at once at most.
-pub const MAX_WANTS_PER_PEER: usize = 1024;
 /// Block bytes in one answer message at most (under [`MAX_MESSAGE`]).
 const ANSWER_BYTES: usize = 2 << 20;
-/// Wants of all peers being answered at once at most.
-const MAX_WANTS: usize = 16 * MAX_WANTS_PER_PEER;
 /// Messages queued to one peer's writer at most.
 const WRITER_QUEUE: usize = 32;
 /// A writer with nothing to send for this long closes its stream and ends
@@ -64,103 +56,17 @@ const WRITER_QUEUE: usize = 32;
 const WRITER_IDLE: Duration = Duration::from_secs(60);
 /// Peers remembered as bad at most (then the memory starts over).
 const MAX_BAD: usize = 4096;
-/// Client requests queued to the actor at most.
-pub(crate) const COMMAND_QUEUE: usize = 64;
-
-/// Why a Bitswap request failed.
-#[derive(Debug, thiserror::Error)]
-pub enum BitswapError {
-    /// The actor has stopped.
-    #[error("bitswap has shut down")]
-    Shutdown,
-    /// Nothing came back in time.
-    #[error("{peer} answered no want within {}s", waited.as_secs())]
-    Timeout {
-        /// The peer.
-        peer: PeerId,
-        /// How long.
-        waited: Duration,
-    },
-    /// The peer sent a block that was not asked of it, or garbage.
-    #[error("{peer} sent a block it was not asked for")]
-    WrongBlock {
-        /// The peer.
-        peer: PeerId,
-    },
-    /// No stream to the peer.
-    #[error("cannot open a bitswap stream to {peer}: {reason}")]
-    Stream {
-        /// The peer.
-        peer: PeerId,
-        /// Why.
-        reason: String,
-    },
-}
-
-pub(crate) struct Request {
-    peer: PeerId,
-    cids: Vec<Cid>,
-    deadline: Duration,
-    reply: oneshot::Sender<Result<BlockResponse, BitswapError>>,
-}
-
-/// Handle to the actor. Cheap to clone.
-#[derive(Clone, Debug)]
-pub struct BitswapClient {
-    commands: mpsc::Sender<Request>,
-}
-
-impl std::fmt::Debug for Request {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Request")
-            .field("peer", &self.peer)
-            .field("cids", &self.cids.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl BitswapClient {
-    pub(crate) fn new(commands: mpsc::Sender<Request>) -> Self {
-        Self { commands }
-    }
-
-    /// Asks `peer` for `cids` (want-block, answer don't-have); the blocks
-    /// it sends (each under the CID its bytes make) and the CIDs it says it
-    /// lacks. CIDs it did not answer within `deadline` are in neither.
-    ///
-    /// # Errors
-    /// Nothing answered in time, a wrong block, no stream, or shutdown.
-    pub async fn request(
-        &self,
-        peer: PeerId,
-        cids: Vec<Cid>,
-        deadline: Duration,
-    ) -> Result<BlockResponse, BitswapError> {
-        let (reply, rx) = oneshot::channel();
-        self.commands
-            .send(Request {
-                peer,
-                cids,
-                deadline,
-                reply,
-            })
-            .await
-            .map_err(|_| BitswapError::Shutdown)?;
-        rx.await.map_err(|_| BitswapError::Shutdown)?
-    }
-}
-
 enum Done {
     Reader(PeerId),
     Writer(PeerId),
-    Answered(PeerId, usize),
+    Answered,
 }
 
-/// The actor: serves wants from `store` and runs client requests until
-/// `cancel`.
+/// The actor: serves wants through the node's block server and runs
+/// client requests until `cancel`.
 pub(crate) async fn run(
     mut control: Control,
-    store: BlockStore,
+    server: BlockServer,
     mut requests: mpsc::Receiver<Request>,
     cancel: CancellationToken,
 ) {
@@ -169,11 +75,10 @@ pub(crate) async fn run(
             .iter()
             .filter_map(|p| control.accept(p.clone()).ok()),
     );
-    let (inbound_tx, mut inbound) = mpsc::channel::<(PeerId, Result<Message, String>)>(64);
+    let (inbound_tx, mut inbound) = mpsc::channel::<FromStream>(64);
     let mut tasks: JoinSet<Done> = JoinSet::new();
     let mut readers = Inbound::default();
     let mut writers: HashMap<PeerId, mpsc::Sender<Message>> = HashMap::new();
-    let mut answering: HashMap<PeerId, usize> = HashMap::new();
     let mut requests_in_flight = Requests::default();
     let mut bad: HashSet<PeerId> = HashSet::new();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -195,8 +100,8 @@ pub(crate) async fn run(
             Some((peer, message)) = inbound.recv() => {
                 let message = match message {
                     Ok(m) => m,
-                    Err(reason) => {
-                        warn!(%peer, %reason, "bad bitswap message; stream dropped");
+                    Err(bad) => {
+                        warn!(%peer, reason = %crate::error_line(&bad), "bad bitswap message; stream dropped");
                         continue;
                     }
                 };
@@ -210,22 +115,17 @@ pub(crate) async fn run(
                     presences = message.presences.len(),
                     "bitswap message"
                 );
-                // Wants: answered from the store, bounded per peer.
+                // Wants: answered by the block server, within its caps.
                 let wants: Vec<Entry> = message.wantlist.iter().filter(|e| !e.cancel).cloned().collect();
                 if !wants.is_empty() {
-                    let all: usize = answering.values().sum();
-                    let busy = answering.entry(peer).or_default();
-                    let room = MAX_WANTS_PER_PEER
-                        .saturating_sub(*busy)
-                        .min(MAX_WANTS.saturating_sub(all));
-                    if wants.len() > room {
-                        debug!(%peer, dropped = wants.len() - room, "bitswap wants over the limit dropped");
+                    let admitted = server.admit(peer, wants.len());
+                    if admitted.count < wants.len() {
+                        debug!(%peer, dropped = wants.len() - admitted.count, "bitswap wants over the limit dropped");
                     }
-                    let wants: Vec<Entry> = wants.into_iter().take(room).collect();
-                    if !wants.is_empty() {
-                        *busy += wants.len();
+                    if admitted.count > 0 {
+                        let wants: Vec<Entry> = wants.into_iter().take(admitted.count).collect();
                         let writer = writer_for(&mut writers, &mut tasks, &control, peer);
-                        tasks.spawn(answer(peer, store.clone(), wants, writer));
+                        tasks.spawn(answer(server.clone(), admitted, wants, writer));
                     }
                 }
                 // Blocks and presences: for our requests.
@@ -266,7 +166,7 @@ pub(crate) async fn run(
                 let writer = writer_for(&mut writers, &mut tasks, &control, peer);
                 let message = Message { wantlist, ..Message::default() };
                 if writer.try_send(message).is_err() {
-                    requests_in_flight.fail(id, BitswapError::Stream { peer, reason: "writer busy or gone".into() });
+                    requests_in_flight.fail(id, BitswapError::WriterBusy { peer });
                 }
             }
             Some(done) = tasks.join_next() => match done {
@@ -281,14 +181,7 @@ pub(crate) async fn run(
                         writers.remove(&peer);
                     }
                 }
-                Ok(Done::Answered(peer, n)) => {
-                    if let Some(busy) = answering.get_mut(&peer) {
-                        *busy = busy.saturating_sub(n);
-                        if *busy == 0 {
-                            answering.remove(&peer);
-                        }
-                    }
-                }
+                Ok(Done::Answered) => {}
                 Err(e) => warn!(error = %e, "bitswap task failed"),
             },
             _ = tick.tick() => requests_in_flight.expire(Instant::now()),
@@ -316,44 +209,18 @@ fn writer_for(
 }
 
 /// Reads messages from one inbound stream until EOF or a bad frame.
-async fn read_stream(
-    peer: PeerId,
-    mut stream: libp2p::Stream,
-    tx: mpsc::Sender<(PeerId, Result<Message, String>)>,
-) -> Done {
-    loop {
-        let len = match read_varint(&mut stream).await {
-            Ok(Some(len)) => len,
-            Ok(None) => break,
-            Err(e) => {
-                let _ = tx.send((peer, Err(e))).await;
+async fn read_stream(peer: PeerId, stream: libp2p::Stream, tx: mpsc::Sender<FromStream>) -> Done {
+    let mut frames = FramedRead::new(stream, Frames);
+    while let Some(frame) = frames.next().await {
+        let message = match frame {
+            Ok(frame) => Message::decode(&frame).map_err(BadFrame::Message),
+            Err(FrameError::Io(e)) => {
+                debug!(%peer, error = %e, "bitswap stream ended inside a frame");
                 break;
             }
+            Err(FrameError::Frame(e)) => Err(e),
         };
-        if len > MAX_MESSAGE as u64 {
-            let _ = tx
-                .send((
-                    peer,
-                    Err(format!("a frame of {len} bytes (at most {MAX_MESSAGE})")),
-                ))
-                .await;
-            break;
-        }
-        // Grown as bytes arrive: a length prefix alone reserves nothing.
-        let mut frame = Vec::new();
-        match (&mut stream).take(len).read_to_end(&mut frame).await {
-            Ok(n) if n as u64 == len => {}
-            Ok(_) => {
-                debug!(%peer, len, "bitswap stream ended inside a frame");
-                break;
-            }
-            Err(e) => {
-                debug!(%peer, len, error = %e, "bitswap stream failed inside a frame");
-                break;
-            }
-        }
-        let message = Message::decode(&frame).map_err(|e| e.to_string());
-        debug!(%peer, len, ok = message.is_ok(), "bitswap frame read");
+        debug!(%peer, ok = message.is_ok(), "bitswap frame read");
         let stop = message.is_err();
         if tx.send((peer, message)).await.is_err() || stop {
             break;
@@ -362,23 +229,59 @@ async fn read_stream(
     Done::Reader(peer)
 }
 
-/// A varint length prefix; `None` at a clean EOF.
-async fn read_varint(stream: &mut libp2p::Stream) -> Result<Option<u64>, String> {
-    let mut value = 0u64;
-    for i in 0..10 {
-        let mut b = [0u8; 1];
-        match stream.read(&mut b).await {
-            Ok(0) if i == 0 => return Ok(None),
-            Ok(0) => return Err("stream ended inside a length prefix".into()),
-            Ok(_) => {}
-            Err(_) => return Ok(None),
+/// What an inbound stream hands the actor: a message, or why the stream
+/// was dropped.
+type FromStream = (PeerId, Result<Message, BadFrame>);
+
+/// Why an inbound frame was not a message.
+#[derive(Debug, thiserror::Error)]
+enum BadFrame {
+    /// Its length prefix is not an unsigned varint.
+    #[error("bad length prefix")]
+    Prefix(#[source] unsigned_varint::decode::Error),
+    /// Over [`MAX_MESSAGE`].
+    #[error("a frame of {0} bytes (at most {MAX_MESSAGE})")]
+    TooLarge(usize),
+    /// Not a Bitswap message.
+    #[error(transparent)]
+    Message(message::MessageError),
+}
+
+#[derive(Debug, thiserror::Error)]
+enum FrameError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Frame(BadFrame),
+}
+
+/// Bitswap's framing: an unsigned-varint length, then that many bytes, at
+/// most [`MAX_MESSAGE`]. Like `prost-codec`'s decoder, it reserves nothing
+/// for a length until the bytes arrive; unlike it, it hands the frame on
+/// undecoded, so [`Message::decode`] can count entries before prost
+/// allocates them.
+struct Frames;
+
+impl asynchronous_codec::Decoder for Frames {
+    type Item = bytes::BytesMut;
+    type Error = FrameError;
+
+    fn decode(&mut self, src: &mut bytes::BytesMut) -> Result<Option<Self::Item>, FrameError> {
+        let (len, rest) = match unsigned_varint::decode::usize(src) {
+            Ok(v) => v,
+            Err(unsigned_varint::decode::Error::Insufficient) => return Ok(None),
+            Err(e) => return Err(FrameError::Frame(BadFrame::Prefix(e))),
+        };
+        if len > MAX_MESSAGE {
+            return Err(FrameError::Frame(BadFrame::TooLarge(len)));
         }
-        value |= u64::from(b[0] & 0x7f) << (7 * i);
-        if b[0] & 0x80 == 0 {
-            return Ok(Some(value));
+        let prefix = src.len() - rest.len();
+        if src.len() < prefix + len {
+            return Ok(None);
         }
+        bytes::Buf::advance(src, prefix);
+        Ok(Some(src.split_to(len)))
     }
-    Err("a length prefix over 10 bytes".into())
 }
 
 /// Writes messages to the peer on one outbound stream, opened on the
@@ -398,11 +301,7 @@ async fn write_stream(peer: PeerId, mut control: Control, mut rx: mpsc::Receiver
             }
         }
         let Some(s) = stream.as_mut() else { break };
-        let body = message.encode();
-        let mut frame = Vec::with_capacity(body.len() + 5);
-        message::put_varint(&mut frame, body.len() as u64);
-        frame.extend_from_slice(&body);
-        if s.write_all(&frame).await.is_err() || s.flush().await.is_err() {
+        if s.write_all(&message.encode_framed()).await.is_err() || s.flush().await.is_err() {
             break;
         }
     }
@@ -412,42 +311,52 @@ async fn write_stream(peer: PeerId, mut control: Control, mut rx: mpsc::Receiver
     Done::Writer(peer)
 }
 
-/// Answers wants from the store on the peer's writer.
+/// Answers wants through the block server on the peer's writer, in
+/// messages of at most [`ANSWER_BYTES`] of blocks; the wants stay counted
+/// (`admitted`) until the last message is queued.
 async fn answer(
-    peer: PeerId,
-    store: BlockStore,
+    server: BlockServer,
+    admitted: crate::blocks::Admitted,
     wants: Vec<Entry>,
     writer: mpsc::Sender<Message>,
 ) -> Done {
-    let n = wants.len();
-    let mut message = Message::default();
-    let mut bytes = 0usize;
-    for want in wants {
-        let block = match want.want_type {
-            WantType::Block => store.get(&want.cid).await.ok().flatten(),
-            // A have is answered without reading the block.
-            WantType::Have => store.has(&want.cid).await.unwrap_or(false).then(Bytes::new),
+    let asked: Vec<(Cid, WantKind)> = wants
+        .iter()
+        .map(|e| {
+            let kind = match e.want_type {
+                WantType::Block => WantKind::Block,
+                WantType::Have => WantKind::Have,
+            };
+            (e.cid, kind)
+        })
+        .collect();
+    let mut from = 0;
+    while from < asked.len() {
+        let answer = server.answer(&asked[from..], ANSWER_BYTES).await;
+        let mut message = Message {
+            blocks: answer.blocks,
+            ..Message::default()
         };
-        match (block, want.want_type) {
-            (Some(data), WantType::Block) => {
-                if bytes + data.len() > ANSWER_BYTES && !message.is_empty() {
-                    if writer.send(std::mem::take(&mut message)).await.is_err() {
-                        return Done::Answered(peer, n);
-                    }
-                    bytes = 0;
-                }
-                bytes += data.len();
-                message.blocks.push((want.cid, data));
-            }
-            (Some(_), WantType::Have) => message.presences.push((want.cid, Presence::Have)),
-            (None, _) if want.send_dont_have => {
-                message.presences.push((want.cid, Presence::DontHave));
-            }
-            (None, _) => {}
+        message
+            .presences
+            .extend(answer.have.into_iter().map(|cid| (cid, Presence::Have)));
+        let dont_have: HashSet<Cid> = wants[from..from + answer.answered]
+            .iter()
+            .filter(|e| e.send_dont_have)
+            .map(|e| e.cid)
+            .collect();
+        message.presences.extend(
+            answer
+                .missing
+                .into_iter()
+                .filter(|cid| dont_have.contains(cid))
+                .map(|cid| (cid, Presence::DontHave)),
+        );
+        from += answer.answered.max(1);
+        if !message.is_empty() && writer.send(message).await.is_err() {
+            break;
         }
     }
-    if !message.is_empty() {
-        let _ = writer.send(message).await;
-    }
-    Done::Answered(peer, n)
+    drop(admitted);
+    Done::Answered
 }

@@ -78,6 +78,9 @@ pub struct FetchOptions {
     /// DAGs, such as a job's inputs, have no size a fetcher can check in
     /// advance).
     pub max_bytes: u64,
+    /// Ask every provider over Bitswap, even a phase node that speaks the
+    /// block protocol (to compare the two exchanges; see `bench_fetch`).
+    pub bitswap_only: bool,
 }
 
 impl Default for FetchOptions {
@@ -86,6 +89,7 @@ impl Default for FetchOptions {
         Self {
             providers: None,
             max_bytes: u64::MAX,
+            bitswap_only: false,
         }
     }
 }
@@ -96,7 +100,7 @@ impl FetchOptions {
     pub fn from_peers(peers: impl IntoIterator<Item = PeerId>) -> Self {
         Self {
             providers: Some(peers.into_iter().collect()),
-            max_bytes: u64::MAX,
+            ..Self::default()
         }
     }
 }
@@ -116,7 +120,7 @@ pub async fn fetch(
     options: FetchOptions,
     mut progress: impl FnMut(Progress),
 ) -> Result<usize, FetchError> {
-    let max_bytes = options.max_bytes;
+    let (max_bytes, bitswap_only) = (options.max_bytes, options.bitswap_only);
     store.check_room()?;
     // What arrives is reachable from the root through what arrived before
     // it (a block is asked for once its parent is stored): holding the
@@ -167,7 +171,7 @@ pub async fn fetch(
                 break;
             };
             let client = network.clone();
-            let over_bitswap = bitswap.contains(&peer);
+            let over_bitswap = bitswap_only || bitswap.contains(&peer);
             in_flight.push(async move {
                 let result = if over_bitswap {
                     client

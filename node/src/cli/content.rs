@@ -15,7 +15,7 @@ use super::pins::Pins;
 use crate::api::types::FetchAnswer;
 use crate::api::{ApiClient, client};
 use crate::store::files::FilesError;
-use crate::store::{BlockStore, StoreError, car, files};
+use crate::store::{BlockStore, StoreError, car, files, untrusted};
 
 /// Whether an error means "a block is not here" (so a daemon could fetch it).
 fn is_missing(e: &FilesError) -> bool {
@@ -140,7 +140,7 @@ pub(super) struct UntrustedArgs {
     max_size: phase_protocol::ByteSize,
     /// Most files and folders to write out of content that is not pinned
     /// here.
-    #[arg(long, value_name = "N", default_value_t = files::MAX_ENTRIES)]
+    #[arg(long, value_name = "N", default_value_t = untrusted::MAX_ENTRIES)]
     max_entries: u64,
 }
 
@@ -152,12 +152,12 @@ impl UntrustedArgs {
         global: &GlobalArgs,
         store: &BlockStore,
         cid: &Cid,
-    ) -> anyhow::Result<Option<files::Limit>> {
+    ) -> anyhow::Result<Option<untrusted::Limit>> {
         let pins = Pins::of(global.data_dir()?.root(), store).await;
         if pins.list().await?.contains(cid) {
             return Ok(None);
         }
-        Ok(Some(files::Limit {
+        Ok(Some(untrusted::Limit {
             bytes: self.max_size.0,
             entries: self.max_entries,
         }))
@@ -168,13 +168,13 @@ impl UntrustedArgs {
 async fn check_limit(
     store: &BlockStore,
     cid: Cid,
-    limit: Option<files::Limit>,
+    limit: Option<untrusted::Limit>,
 ) -> Result<(), files::FilesError> {
     let Some(limit) = limit else {
         return Ok(());
     };
     let store = store.clone();
-    tokio::task::spawn_blocking(move || files::check_tree_blocking(&store, &cid, limit)).await?
+    tokio::task::spawn_blocking(move || untrusted::check_tree_blocking(&store, &cid, limit)).await?
 }
 
 impl CatArgs {

@@ -3,25 +3,18 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use libp2p::Multiaddr;
-use tokio_util::sync::CancellationToken;
 
 use super::GlobalArgs;
 use crate::api::types::{ConnectAnswer, IdAnswer, PeersAnswer};
 use crate::api::{self, ApiClient};
 use crate::config::{DhtMode, NodeConfig};
-use crate::executor::{CompileBudget, Executor, ExecutorConfig};
-
-/// The least compile memory a worker accepts.
-const MIN_COMPILE_MEMORY: u64 = 256 << 20;
 use crate::identity;
 use crate::lock::DirLock;
-use crate::node::NodeHandle;
-use crate::store::BlockStore;
+use crate::node::Node;
 
 /// Network settings shared by `start` and `config show`.
 #[derive(Debug, Args)]
@@ -151,51 +144,12 @@ impl StartArgs {
             .with_context(|| format!("cannot create data dir {}", data_dir.root().display()))?;
         // Before anything is touched: one daemon per data dir.
         let _lock = DirLock::daemon(data_dir.root())?;
-        let key = identity::load_or_create(data_dir.root())?;
-        let store_dir = data_dir.store();
-        let store = BlockStore::open(store_dir.clone())
-            .await
-            .with_context(|| format!("cannot open the block store in {}", store_dir.display()))?
-            .with_reserve(config.store.reserve.0);
-        let cleared = store.clear_tmp().await;
-        if cleared > 0 {
-            tracing::info!(files = cleared, "temp files of an earlier crash removed");
-        }
-        // The ballast, for what must be written on a full disk (made in
-        // the background, when there is room above the reserve).
-        let _ = store.check_room();
         let listeners = config.network.listen.len();
-        let executor = if config.worker.enabled {
-            if config.worker.max_compile_memory.0 < MIN_COMPILE_MEMORY {
-                bail!("worker.max_compile_memory must be at least 256 MiB");
-            }
-            let budget = CompileBudget::this_binary(
-                config.worker.max_compile_time,
-                config.worker.max_compile_memory,
-            )
-            .context("cannot find the phase-node binary to compile modules with")?;
-            Some(Executor::new(ExecutorConfig {
-                cache_dir: Some(data_dir.module_cache()),
-                compile: Some(budget),
-                ..ExecutorConfig::default()
-            })?)
-        } else {
-            None
-        };
-        // Per-job files of a daemon that did not stop cleanly: nothing in
-        // them is needed (a job's inputs and results live in the store).
-        let work_dir = data_dir.root().join("work");
-        if let Err(e) = std::fs::remove_dir_all(&work_dir)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(error = %e, dir = %work_dir.display(), "cannot clear old job files");
-        }
-        let api_tcp = config.api.listen;
-        let node = Arc::new(NodeHandle::spawn_with(config, key, store, executor, work_dir).await?);
-        let cancel = CancellationToken::new();
-        let server =
-            api::serve(data_dir.root(), Arc::clone(&node), api_tcp, cancel.clone()).await?;
-        if let Some(addr) = server.tcp_addr() {
+        let node = Node::builder(config)
+            .data_dir(data_dir.clone())
+            .spawn()
+            .await?;
+        if let Some(addr) = node.api().and_then(api::ApiServer::tcp_addr) {
             eprintln!(
                 "API on http://{addr}/api/v1/ (token in {})",
                 data_dir.root().join(api::TOKEN_FILE).display()
@@ -209,18 +163,11 @@ impl StartArgs {
         }
         out.flush()?;
         drop(out);
-        // Jobs submitted from this data dir whose submission did not end
-        // (the daemon, or a `submit` without one, stopped mid-way).
-        match node
-            .requester()
-            .resume_all(super::jobs::SUBMIT_MARGIN)
-            .await
-        {
-            Ok(0) => {}
-            Ok(n) => eprintln!("resuming {n} submitted jobs that did not end"),
-            Err(e) => {
-                tracing::warn!(error = %crate::error_line(&e), "cannot read the submitted jobs")
-            }
+        if node.resuming() > 0 {
+            eprintln!(
+                "resuming {} submitted jobs that did not end",
+                node.resuming()
+            );
         }
 
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -230,11 +177,7 @@ impl StartArgs {
             _ = term.recv() => {}
         }
         eprintln!("stopping");
-        server.shutdown().await;
-        match Arc::try_unwrap(node) {
-            Ok(node) => node.shutdown().await,
-            Err(shared) => drop(shared), // an API request still holds it; dropping cancels
-        }
+        node.shutdown().await;
         Ok(ExitCode::SUCCESS)
     }
 }

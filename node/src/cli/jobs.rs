@@ -25,13 +25,9 @@ use crate::api::types::{
 };
 use crate::api::{ApiClient, ClientError, client};
 use crate::identity;
-use crate::node::NodeHandle;
-use crate::requester::{self, Records, Stage, SubmitOptions, SubmitReport};
-use crate::store::{BlockStore, files};
-
-/// Extra time `submit` allows past the job's own timeout by default
-/// (finding workers, moving inputs and results, retries).
-pub(super) const SUBMIT_MARGIN: Duration = Duration::from_secs(120);
+use crate::node::Node;
+use crate::requester::{self, Records, SUBMIT_MARGIN, Stage, SubmitOptions, SubmitReport};
+use crate::store::{BlockStore, files, untrusted};
 
 /// Submit a job to the network and wait for its verified result.
 ///
@@ -225,9 +221,11 @@ impl SubmitArgs {
                         "/ip4/0.0.0.0/tcp/0".parse::<Multiaddr>()?,
                     ];
                 }
-                let node =
-                    NodeHandle::spawn_with(config, key, store.clone(), None, std::env::temp_dir())
-                        .await?;
+                let node = Node::builder(config)
+                    .key(key)
+                    .store(store.clone())
+                    .spawn()
+                    .await?;
                 // Discovery waits (bounded) for the bootstrap and mDNS
                 // peers to be met, and says what it tried if nobody fits.
                 let result = async {
@@ -278,13 +276,13 @@ impl SubmitArgs {
         } else if let Some(dir) = &self.output {
             // The worker's result is untrusted: write no more than an honest
             // result of this job can hold.
-            let limit = files::Limit {
+            let limit = untrusted::Limit {
                 bytes: requester::max_result_bytes(spec),
                 // `output/`'s entries, and the package's own four (stdout,
                 // stderr, output/, output-cut).
-                entries: files::MAX_ENTRIES + 4,
+                entries: untrusted::MAX_ENTRIES + 4,
             };
-            files::get_capped(store, result, dir.clone(), limit)
+            untrusted::get_capped(store, result, dir.clone(), limit)
                 .await
                 .with_context(|| format!("cannot write the result to {}", dir.display()))?;
         } else {
@@ -448,7 +446,7 @@ async fn read_entry(
     let cid = files::entry(store, result, name)
         .await?
         .with_context(|| format!("result {result} has no `{name}`"))?;
-    Ok(files::cat_to_vec_capped(store, cid, max).await?)
+    Ok(untrusted::cat_to_vec_capped(store, cid, max).await?)
 }
 
 fn stage_line(stage: &Stage) -> String {
@@ -499,9 +497,9 @@ async fn read_record(
             Err(e) => Err(e.into()),
         };
     }
-    Ok(Records::new(store.clone())
-        .report(*job, Some(data_dir))
-        .await?)
+    let records = Records::new(store.clone());
+    records.migrate_legacy(data_dir).await?;
+    Ok(records.report(*job).await?)
 }
 
 /// The listing's entry for a job submitted from this data dir whose

@@ -262,45 +262,59 @@ fn resident_bytes(pid: u32) -> Option<u64> {
 pub fn child_main(args: &[String]) -> i32 {
     match child(args) {
         Ok(()) => 0,
-        Err(message) => {
-            eprintln!("{message}");
+        Err(e) => {
+            eprintln!("{}", crate::error_line(&e));
             EXIT_INVALID
         }
     }
 }
 
-fn child(args: &[String]) -> Result<(), String> {
+/// Why the compile child could not compile (its one line on stderr).
+#[derive(Debug, thiserror::Error)]
+enum ChildError {
+    #[error("usage: CACHE_ROOT CID SECONDS < module")]
+    Usage,
+    #[error("{0}: not a number of seconds")]
+    Seconds(String, #[source] std::num::ParseIntError),
+    #[error("{0}: not a CID")]
+    Cid(String, #[source] cid::Error),
+    #[error("cannot set a resource limit")]
+    Limit(#[source] std::io::Error),
+    #[error("cannot read the module")]
+    Read(#[source] std::io::Error),
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+}
+
+fn child(args: &[String]) -> Result<(), ChildError> {
     let [cache_root, cid, seconds] = args else {
-        return Err("usage: CACHE_ROOT CID SECONDS < module".to_owned());
+        return Err(ChildError::Usage);
     };
     let seconds = seconds
         .parse::<u64>()
-        .map_err(|e| format!("{seconds}: {e}"))?;
+        .map_err(|e| ChildError::Seconds(seconds.clone(), e))?;
     // CPU time is summed over the compiler's threads (one per core): the
     // parent's wall-clock and resident-memory watch is the bound that
     // binds; this one stops a child whose parent died.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
     let cpu = seconds.saturating_mul(cores);
-    limit(libc::RLIMIT_CPU, cpu, cpu.saturating_add(1))?;
-    let cid: Cid = cid.parse().map_err(|e| format!("{cid}: {e}"))?;
+    limit(libc::RLIMIT_CPU, cpu, cpu.saturating_add(1)).map_err(ChildError::Limit)?;
+    let cid: Cid = cid.parse().map_err(|e| ChildError::Cid(cid.clone(), e))?;
     let mut bytes = Vec::new();
     std::io::stdin()
         .take(super::MAX_MODULE_SIZE)
         .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read the module: {e}"))?;
+        .map_err(ChildError::Read)?;
     let executor = Executor::new(ExecutorConfig {
         cache_dir: Some(PathBuf::from(cache_root)),
         memory_cache_entries: 1,
         compile: None,
-    })
-    .map_err(|e| crate::error_line(&e))?;
-    executor
-        .load_cid_blocking(cid, &bytes)
-        .map(drop)
-        .map_err(|e| crate::error_line(&e))
+    })?;
+    executor.load_cid_blocking(cid, &bytes).map(drop)?;
+    Ok(())
 }
 
-fn limit(resource: libc::__rlimit_resource_t, soft: u64, hard: u64) -> Result<(), String> {
+fn limit(resource: libc::__rlimit_resource_t, soft: u64, hard: u64) -> std::io::Result<()> {
     let rlim = libc::rlimit {
         rlim_cur: soft,
         rlim_max: hard,
@@ -309,10 +323,7 @@ fn limit(resource: libc::__rlimit_resource_t, soft: u64, hard: u64) -> Result<()
     if unsafe { libc::setrlimit(resource, &raw const rlim) } == 0 {
         Ok(())
     } else {
-        Err(format!(
-            "cannot set a resource limit: {}",
-            std::io::Error::last_os_error()
-        ))
+        Err(std::io::Error::last_os_error())
     }
 }
 

@@ -43,7 +43,7 @@ use super::io::OutputLimitHit;
 use super::limits::{EPOCH_TICK, epoch_ticks};
 
 /// Entries `/output` may hold (files, folders, links): as many as a
-/// result package may (`store::files::MAX_ENTRIES`).
+/// result package may (`store::untrusted::MAX_ENTRIES`).
 pub const MAX_OUTPUT_ENTRIES: u64 = 100_000;
 
 /// Folders nested deeper than this under `/output` count as over the

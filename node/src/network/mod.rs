@@ -17,8 +17,8 @@
 //!   answered `busy` by the swarm task itself.
 
 mod behaviour;
+pub mod bitswap;
 mod codec;
-mod dht_state;
 mod event_loop;
 mod nat;
 mod queries;
@@ -38,10 +38,10 @@ use phase_protocol::job::{Capability, JobRequest, JobResponse};
 
 use self::behaviour::Behaviour;
 pub use self::behaviour::{KAD_PROTOCOL, LAN_KAD_PROTOCOL};
-pub use self::dht_state::DhtState;
+use self::bitswap::BitswapClient;
+pub use self::event_loop::DhtState;
 pub(crate) use self::event_loop::EventLoop;
 pub use self::nat::{Connection, NatStatus, Reachability};
-use crate::bitswap::BitswapClient;
 use crate::config::NetworkConfig;
 
 /// Commands queued to the swarm task at most.
@@ -104,15 +104,36 @@ pub enum NetworkError {
     },
     /// A Bitswap request failed.
     #[error(transparent)]
-    Bitswap(crate::bitswap::BitswapError),
+    Bitswap(bitswap::BitswapError),
     /// A peer could not be connected to.
-    #[error("cannot reach {peer}: {reason}")]
+    #[error("cannot reach {peer}")]
     Unreachable {
         /// The peer.
         peer: PeerId,
-        /// Why, in one line.
-        reason: String,
+        /// Why.
+        #[source]
+        cause: Unreachable,
     },
+}
+
+/// Why a peer could not be connected to.
+#[derive(Debug, thiserror::Error)]
+pub enum Unreachable {
+    /// Dialling it failed (one error may fail several requests).
+    #[error("dial failed")]
+    Dial(#[source] std::sync::Arc<libp2p::swarm::DialError>),
+    /// Its connection closed while requests waited for it.
+    #[error("the connection closed")]
+    Closed,
+    /// Not connected, and no address of it found in the DHT in time.
+    #[error("no connection within {}s (not connected, and no address found in the DHT)", waited.as_secs())]
+    NoAddress {
+        /// How long the request waited.
+        waited: Duration,
+    },
+    /// Too many lookups of peers are under way to start another.
+    #[error("too many peer lookups in flight")]
+    TooManyLookups,
 }
 
 /// Something the network needs the node to handle.
@@ -481,10 +502,29 @@ impl NetworkClient {
     }
 }
 
+/// The metrics the swarm task records into.
+pub(crate) struct NetworkMetrics {
+    /// libp2p's own (swarm, Kademlia, identify, ping, relay, DCUtR).
+    pub(crate) p2p: libp2p::metrics::Metrics,
+    /// Blocks and peers.
+    pub(crate) blocks: crate::metrics::BlockMetrics,
+    /// Reachability, relays and hole punches.
+    pub(crate) nat: crate::metrics::NatMetrics,
+}
+
+/// A network as [`new`] builds it: the handle, the events for the node,
+/// and the tasks the node spawns.
+pub(crate) struct Network {
+    pub(crate) client: NetworkClient,
+    pub(crate) events: mpsc::Receiver<NetworkEvent>,
+    pub(crate) event_loop: EventLoop,
+    pub(crate) bitswap: BitswapParts,
+}
+
 /// What the Bitswap actor needs from the swarm, for the node to spawn it.
 pub(crate) struct BitswapParts {
     pub(crate) control: libp2p_stream::Control,
-    pub(crate) requests: mpsc::Receiver<crate::bitswap::Request>,
+    pub(crate) requests: mpsc::Receiver<bitswap::Request>,
 }
 
 /// Kademlia key of a CID: its multihash, as IPFS uses.
@@ -501,21 +541,9 @@ pub(crate) fn new(
     key: Keypair,
     config: &NetworkConfig,
     cancel: CancellationToken,
-    metrics: (
-        libp2p::metrics::Metrics,
-        crate::metrics::BlockMetrics,
-        crate::metrics::NatMetrics,
-    ),
+    metrics: NetworkMetrics,
     registry: &mut prometheus_client::registry::Registry,
-) -> Result<
-    (
-        NetworkClient,
-        mpsc::Receiver<NetworkEvent>,
-        EventLoop,
-        BitswapParts,
-    ),
-    NetworkError,
-> {
+) -> Result<Network, NetworkError> {
     let setup = |e: Box<dyn std::error::Error + Send + Sync>| NetworkError::Setup(e);
     let peer_id = key.public().to_peer_id();
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
@@ -552,7 +580,7 @@ pub(crate) fn new(
         bootstrap_peer(&mut swarm, addr);
     }
     let control = swarm.behaviour().stream.new_control();
-    let (bitswap_tx, bitswap_rx) = mpsc::channel(crate::bitswap::COMMAND_QUEUE);
+    let (bitswap_tx, bitswap_rx) = mpsc::channel(bitswap::COMMAND_QUEUE);
     let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
     let (listen_tx, listen_rx) = watch::channel(Vec::new());
@@ -560,15 +588,13 @@ pub(crate) fn new(
         bootstrap_connected: config.bootstrap.is_empty(),
         ..DhtState::default()
     });
-    let event_loop = EventLoop::new(
-        swarm,
-        commands_rx,
-        events_tx,
-        (listen_tx, dht_tx),
-        cancel,
-        config,
-        metrics,
-    );
+    let channels = event_loop::Channels {
+        commands: commands_rx,
+        events: events_tx,
+        listen_addrs: listen_tx,
+        dht_state: dht_tx,
+    };
+    let event_loop = EventLoop::new(swarm, channels, cancel, config, metrics);
     let client = NetworkClient {
         commands: commands_tx,
         bitswap: BitswapClient::new(bitswap_tx),
@@ -580,7 +606,12 @@ pub(crate) fn new(
         control,
         requests: bitswap_rx,
     };
-    Ok((client, events_rx, event_loop, parts))
+    Ok(Network {
+        client,
+        events: events_rx,
+        event_loop,
+        bitswap: parts,
+    })
 }
 
 /// Yamux streams per connection at most (yamux's default).

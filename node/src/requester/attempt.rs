@@ -43,7 +43,9 @@ pub(super) enum Lost {
     #[error("worker reachable only through a relay: no direct connection (hole punching failed) within {}s", .0.as_secs())]
     RelayOnly(std::time::Duration),
     #[error("answered a submission with {0}")]
-    Unexpected(String),
+    Unexpected(&'static str),
+    #[error("accepted another job ({0})")]
+    OtherJob(JobId),
     #[error("the worker no longer knows the job")]
     Forgot,
     #[error("no answer to {0} status queries in a row")]
@@ -72,7 +74,8 @@ pub(super) async fn submit(
         Ok(JobResponse::Accepted(id)) if id == job => {}
         Ok(JobResponse::Rejected(Rejection::Busy)) => return Err(Outcome::Busy),
         Ok(JobResponse::Rejected(rejection)) => return Err(Outcome::Rejected(rejection)),
-        Ok(other) => return Err(Outcome::Lost(Lost::Unexpected(format!("{other:?}")))),
+        Ok(JobResponse::Accepted(other)) => return Err(Outcome::Lost(Lost::OtherJob(other))),
+        Ok(other) => return Err(Outcome::Lost(Lost::Unexpected(other.kind()))),
         Err(NetworkError::RelayOnly { waited, .. }) => {
             return Err(Outcome::Lost(Lost::RelayOnly(waited)));
         }

@@ -25,7 +25,7 @@ type Awaited = HashMap<(JobId, PeerId), (u64, oneshot::Sender<SignedReceipt>)>;
 /// to insert or remove one entry, never across an await. Each wait removes
 /// its own entry when it ends ([`Awaiting`]), so nothing is ever scanned.
 #[derive(Clone, Debug, Default)]
-pub struct Deliveries {
+pub(super) struct Deliveries {
     waiting: Arc<Mutex<Awaited>>,
     next: Arc<AtomicU64>,
 }
@@ -85,9 +85,9 @@ impl Deliveries {
         })
     }
 
-    /// Waits awaited now (for tests and metrics).
-    #[must_use]
-    pub fn pending(&self) -> usize {
+    /// Waits awaited now.
+    #[cfg(test)]
+    fn pending(&self) -> usize {
         self.lock().len()
     }
 
@@ -95,7 +95,7 @@ impl Deliveries {
     /// Only a receipt signed by the peer that sends it, for a job we await
     /// from that peer, is taken.
     #[must_use]
-    pub fn deliver(&self, peer: PeerId, receipt: SignedReceipt) -> JobResponse {
+    pub(super) fn deliver(&self, peer: PeerId, receipt: SignedReceipt) -> JobResponse {
         let job = receipt.receipt().job;
         if receipt.receipt().worker != peer {
             warn!(%peer, "delivered receipt signed by another peer; ignored");

@@ -14,6 +14,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
+use rand::seq::SliceRandom;
 use tracing::debug;
 
 use phase_protocol::job::{JobRequest, JobResponse, WorkerInfo};
@@ -150,7 +151,7 @@ async fn discover(
         .into_iter()
         .collect();
     debug!(%capability, found = found.len(), "workers found (connected and in the DHT)");
-    shuffle(&mut found);
+    found.shuffle(&mut rand::rng());
     found.truncate(MAX_CANDIDATES);
     tried.asked = found.len();
     let queries = found.into_iter().map(|peer| async move {
@@ -199,18 +200,10 @@ fn rank(mut offers: Vec<(PeerId, WorkerInfo, Duration)>) -> Vec<PeerId> {
         .unwrap_or_default();
     let step = RTT_STEP.max(fastest * 2).as_millis().max(1);
     // A stable sort keeps the shuffled order among ties.
-    shuffle(&mut offers);
+    offers.shuffle(&mut rand::rng());
     offers
         .sort_by_key(|(_, info, rtt)| (std::cmp::Reverse(info.free_slots), rtt.as_millis() / step));
     offers.into_iter().map(|(peer, _, _)| peer).collect()
-}
-
-/// Fisher-Yates.
-fn shuffle<T>(items: &mut [T]) {
-    for i in (1..items.len()).rev() {
-        let j = usize::try_from(rand::random::<u64>() % (i as u64 + 1)).unwrap_or(i);
-        items.swap(i, j);
-    }
 }
 
 /// Whether a worker's offer covers the job.

@@ -30,14 +30,16 @@ mod verify;
 
 use std::time::Duration;
 
+use futures::StreamExt;
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 
-use phase_protocol::job::{JobState, Rejection};
-use phase_protocol::{Capability, Cid, JobSpec};
+use phase_protocol::job::{JobResponse, JobState, Rejection};
+use phase_protocol::{Capability, Cid, JobSpec, SignedReceipt};
 
 pub use self::attempt::MAX_MISSED_POLLS;
-pub use self::deliveries::{Deliveries, MAX_PENDING_DELIVERIES};
+use self::deliveries::Deliveries;
+pub use self::deliveries::MAX_PENDING_DELIVERIES;
 pub use self::discovery::{
     MAX_CANDIDATES, QUERY_DEADLINE, RETRY, Tried, find_workers, search_capability,
 };
@@ -194,6 +196,14 @@ enum AttemptError {
     Receipt(PeerId, #[source] ReceiptError),
 }
 
+/// Extra time a submission allows past the job's own timeout by default
+/// (finding workers, moving inputs and results, retries).
+pub const SUBMIT_MARGIN: Duration = Duration::from_secs(120);
+
+/// Resumed submissions run at once at most (a daemon resumes every job it
+/// had under way when it starts).
+pub const RESUME_AT_ONCE: usize = 16;
+
 /// The requester: submits jobs through a node's network and store.
 #[derive(Clone, Debug)]
 pub struct Requester {
@@ -204,15 +214,23 @@ pub struct Requester {
 }
 
 impl Requester {
-    /// A requester over a node's network, store and delivery routing.
+    /// A requester over a node's network and store. The node routes the
+    /// receipts workers deliver to [`Requester::deliver`].
     #[must_use]
-    pub fn new(network: NetworkClient, store: BlockStore, deliveries: Deliveries) -> Self {
+    pub fn new(network: NetworkClient, store: BlockStore) -> Self {
         Self {
             network,
             records: Records::new(store.clone()),
             store,
-            deliveries,
+            deliveries: Deliveries::default(),
         }
+    }
+
+    /// Takes a receipt `peer` delivered (`JobRequest::Deliver`): to the
+    /// submission awaiting it, if any; the answer for the peer.
+    #[must_use]
+    pub fn deliver(&self, peer: PeerId, receipt: SignedReceipt) -> JobResponse {
+        self.deliveries.deliver(peer, receipt)
     }
 
     /// The records of the jobs submitted from this node.
@@ -278,39 +296,44 @@ impl Requester {
         outcome
     }
 
-    /// Resumes every job recorded as under way (the requester stopped
-    /// mid-submit), each in its own task and for at most its timeout plus
-    /// `margin`; returns how many. The jobs end in their records
-    /// (`phase-node jobs`, `status`).
+    /// The jobs recorded as under way: submissions that did not end (the
+    /// requester stopped mid-submit), to [`Requester::resume`].
     ///
     /// # Errors
     /// The records cannot be read.
-    pub async fn resume_all(&self, margin: Duration) -> Result<usize, RecordError> {
-        let unfinished: Vec<JobRecord> = self
+    pub async fn unfinished(&self) -> Result<Vec<JobRecord>, RecordError> {
+        Ok(self
             .records
             .list()
             .await?
             .into_iter()
             .filter(|r| !r.progress.is_final())
-            .collect();
-        for record in &unfinished {
-            let this = self.clone();
-            let spec = record.spec.clone();
-            let timeout = spec.limits.timeout.saturating_add(margin);
-            tracing::info!(job = %record.job, "resuming a submitted job");
-            tokio::spawn(async move {
-                let options = SubmitOptions::default();
-                let run = this.submit(&spec, &options, &|_| {});
-                match tokio::time::timeout(timeout, run).await {
-                    Ok(Ok(_)) => tracing::info!(job = %spec.id(), "resumed job done"),
-                    Ok(Err(e)) => {
-                        tracing::warn!(job = %spec.id(), error = %crate::error_line(&e), "resumed job failed");
+            .collect())
+    }
+
+    /// Resumes `jobs`, at most [`RESUME_AT_ONCE`] at a time, each for at
+    /// most its timeout plus [`SUBMIT_MARGIN`]; returns when all ended.
+    /// The jobs end in their records (`phase-node jobs`, `status`).
+    pub async fn resume(self, jobs: Vec<JobRecord>) {
+        futures::stream::iter(jobs)
+            .for_each_concurrent(RESUME_AT_ONCE, |record| {
+                let this = self.clone();
+                async move {
+                    let spec = record.spec;
+                    let timeout = spec.limits.timeout.saturating_add(SUBMIT_MARGIN);
+                    tracing::info!(job = %record.job, "resuming a submitted job");
+                    let options = SubmitOptions::default();
+                    let run = this.submit(&spec, &options, &|_| {});
+                    match tokio::time::timeout(timeout, run).await {
+                        Ok(Ok(_)) => tracing::info!(job = %spec.id(), "resumed job done"),
+                        Ok(Err(e)) => {
+                            tracing::warn!(job = %spec.id(), error = %crate::error_line(&e), "resumed job failed");
+                        }
+                        Err(_) => this.give_up(&spec, timeout).await,
                     }
-                    Err(_) => this.give_up(&spec, timeout).await,
                 }
-            });
-        }
-        Ok(unfinished.len())
+            })
+            .await;
     }
 
     /// Records that a resumed job got no result within `waited`.

@@ -5,8 +5,10 @@
 //! the job again after a restart and can resume it.
 //!
 //! Records written by earlier versions (a bare [`SubmitReport`] in the
-//! database, or a JSON file under `<data-dir>/jobs/`) still read, as
-//! finished jobs.
+//! database) still read, as finished jobs; the JSON files under
+//! `<data-dir>/jobs/` that older versions wrote are moved into the
+//! database once, when a node or command first opens the data dir
+//! ([`Records::migrate_legacy`]).
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -21,7 +23,7 @@ use super::report::SubmitReport;
 use crate::store::{BlockStore, StoreError};
 
 /// Folder of the data dir where earlier versions recorded the jobs
-/// submitted from it (one JSON file each; still read).
+/// submitted from it (one JSON file each; migrated into the database).
 const LEGACY_DIR: &str = "jobs";
 
 /// Where a submitted job is, as the requester last wrote it.
@@ -210,33 +212,33 @@ impl Records {
         Ok(self.stored(job).await?.and_then(Stored::into_record))
     }
 
-    /// The final report of `job`, from this version's record, an earlier
-    /// version's, or the JSON file under `data_dir/jobs/` older versions
-    /// wrote.
+    /// The final report of `job`, from this version's record or an earlier
+    /// version's.
     ///
     /// # Errors
     /// The state database failed, or a record does not decode.
-    pub async fn report(
-        &self,
-        job: JobId,
-        data_dir: Option<&Path>,
-    ) -> Result<Option<SubmitReport>, RecordError> {
-        match self.stored(job).await? {
-            Some(Stored::Record(r)) => return Ok(r.report().cloned()),
-            Some(Stored::Report(report)) => return Ok(Some(*report)),
-            None => {}
-        }
-        let Some(dir) = data_dir else {
-            return Ok(None);
-        };
-        let path = dir.join(LEGACY_DIR).join(format!("{job}.json"));
-        match tokio::fs::read(&path).await {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|source| RecordError::Corrupt { path, source }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(RecordError::Legacy { path, source }),
-        }
+    pub async fn report(&self, job: JobId) -> Result<Option<SubmitReport>, RecordError> {
+        Ok(match self.stored(job).await? {
+            Some(Stored::Record(r)) => r.report().cloned(),
+            Some(Stored::Report(report)) => Some(*report),
+            None => None,
+        })
+    }
+
+    /// Moves the JSON records older versions wrote under
+    /// `data_dir/jobs/` into the database (as the bare reports they are),
+    /// each file removed once its row is committed, then the folder; how
+    /// many moved. Nothing to do (one `stat`) once done.
+    ///
+    /// # Errors
+    /// A file that cannot be read or is corrupt (it stays, named), or the
+    /// state database failed.
+    pub async fn migrate_legacy(&self, data_dir: &Path) -> Result<usize, RecordError> {
+        let dir = data_dir.join(LEGACY_DIR);
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || migrate(&store, &dir))
+            .await
+            .map_err(StoreError::from)?
     }
 
     /// Every record this version wrote, newest first.
@@ -267,6 +269,71 @@ impl Records {
         .map_err(StoreError::from)??;
         Ok(stored)
     }
+}
+
+fn migrate(store: &BlockStore, dir: &Path) -> Result<usize, RecordError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(source) => {
+            return Err(RecordError::Legacy {
+                path: dir.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let legacy = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| RecordError::Legacy { path, source }
+    };
+    let mut moved = 0;
+    for entry in entries {
+        let path = entry.map_err(legacy(dir))?.path();
+        let Some(job) = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(|s| s.parse::<JobId>().ok())
+            .filter(|_| path.extension().is_some_and(|e| e == "json"))
+        else {
+            continue;
+        };
+        // Another command may be moving the same file.
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(legacy(&path)(e)),
+        };
+        let report: SubmitReport =
+            serde_json::from_slice(&bytes).map_err(|source| RecordError::Corrupt {
+                path: path.clone(),
+                source,
+            })?;
+        let state = store.state_blocking()?;
+        if state
+            .submitted::<Stored>(&job)
+            .map_err(StoreError::from)?
+            .is_none()
+        {
+            state
+                .put_submitted_legacy(&job, &report)
+                .map_err(StoreError::from)?;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(legacy(&path)(e)),
+        }
+        moved += 1;
+    }
+    // Gone once empty (anything else a user put there stays).
+    let _ = std::fs::remove_dir(dir);
+    if moved > 0 {
+        tracing::info!(
+            moved,
+            "moved the job records of an earlier version into the state database"
+        );
+    }
+    Ok(moved)
 }
 
 /// Now, in ms since the Unix epoch.
@@ -309,7 +376,7 @@ mod tests {
             report: Box::new(report.clone()),
         };
         records.put(&mut a).await.unwrap();
-        assert_eq!(records.report(a.job, None).await.unwrap(), Some(report));
+        assert_eq!(records.report(a.job).await.unwrap(), Some(report));
         let listed: Vec<JobId> = records
             .list()
             .await
@@ -341,8 +408,46 @@ mod tests {
             .put_submitted_legacy(&spec.id(), &report)
             .unwrap();
         let records = Records::new(store);
-        assert_eq!(records.report(spec.id(), None).await.unwrap(), Some(report));
+        assert_eq!(records.report(spec.id()).await.unwrap(), Some(report));
         assert!(records.get(spec.id()).await.unwrap().is_none());
         assert!(records.list().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_json_records_of_older_versions_move_into_the_database_once() {
+        let data = tempfile::tempdir().unwrap();
+        let store = BlockStore::memory();
+        let spec = JobSpec::new(raw_cid(b"older"));
+        let report = SubmitReport {
+            job: spec.id(),
+            results: vec![],
+            failed_attempts: vec![],
+            agreement: None,
+        };
+        let dir = data.path().join(LEGACY_DIR);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(
+            dir.join(format!("{}.json", spec.id())),
+            serde_json::to_vec(&report).unwrap(),
+        )
+        .unwrap();
+        let records = Records::new(store);
+        assert_eq!(
+            records.report(spec.id()).await.unwrap(),
+            None,
+            "not read from files"
+        );
+        assert_eq!(records.migrate_legacy(data.path()).await.unwrap(), 1);
+        assert!(!dir.exists(), "the folder is gone once moved");
+        assert_eq!(records.report(spec.id()).await.unwrap(), Some(report));
+        assert_eq!(records.migrate_legacy(data.path()).await.unwrap(), 0);
+
+        // A corrupt file is named and stays.
+        std::fs::create_dir(&dir).unwrap();
+        let bad = dir.join(format!("{}.json", JobSpec::new(raw_cid(b"bad")).id()));
+        std::fs::write(&bad, b"{not json").unwrap();
+        let err = records.migrate_legacy(data.path()).await.unwrap_err();
+        assert!(matches!(err, RecordError::Corrupt { .. }), "{err}");
+        assert!(bad.exists());
     }
 }

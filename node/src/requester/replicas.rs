@@ -307,13 +307,14 @@ async fn fetch_result(
     let from_worker = FetchOptions {
         providers: Some(vec![worker]),
         max_bytes,
+        ..FetchOptions::default()
     };
     match blocks::fetch(network, store, result, from_worker, |_| {}).await {
         Ok(_) => {}
         Err(FetchError::NoProviders { .. }) => {
             let anyone = FetchOptions {
-                providers: None,
                 max_bytes,
+                ..FetchOptions::default()
             };
             blocks::fetch(network, store, result, anyone, |_| {}).await?;
         }

@@ -32,11 +32,12 @@ pub enum CarError {
         source: std::io::Error,
     },
     /// Not a CAR v1, or damaged.
-    #[error("{path} is not a valid CAR v1: {reason} (after {blocks} blocks)")]
+    #[error("{path} is not a valid CAR v1 (after {blocks} blocks)")]
     Invalid {
         /// The CAR file.
         path: PathBuf,
         /// What is wrong.
+        #[source]
         reason: CarFormatError,
         /// Blocks imported before the problem.
         blocks: usize,

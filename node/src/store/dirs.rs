@@ -147,7 +147,8 @@ mod tests {
     use bytes::Bytes;
     use phase_protocol::cid;
 
-    use super::super::files::{self, Limit};
+    use super::super::files;
+    use super::super::untrusted::{self, Limit};
     use super::*;
 
     /// A folder of `n` small files, added: its root and the store.
@@ -186,7 +187,7 @@ mod tests {
             bytes: 1 << 20,
             entries,
         };
-        let check = |n| files::check_tree_blocking(&store, &root, limit(n));
+        let check = |n| untrusted::check_tree_blocking(&store, &root, limit(n));
         check(6000).unwrap();
         assert!(matches!(check(5999), Err(FilesError::TreeTooLarge { .. })));
         // `cat` of it is refused as of any directory.

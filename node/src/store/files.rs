@@ -23,9 +23,6 @@ use phase_protocol::unixfs::{self, Block, CHUNK_SIZE, FileBuilder, Node, Root};
 use super::{BlockStore, MAX_DEPTH, StoreError, dirs};
 
 pub use super::dirs::entry;
-pub use super::untrusted::{
-    Limit, MAX_ENTRIES, cat_to_vec_capped, check_tree_blocking, get_capped,
-};
 
 /// Entries a directory read here may have: as many as one built here.
 const MAX_DIR_ENTRIES: u64 = unixfs::MAX_DIR_ENTRIES as u64;
@@ -76,15 +73,16 @@ pub enum FilesError {
     },
     /// An untrusted tree would write more than the caller allows.
     #[error(
-        "{cid} holds more than {} of files or more than {} entries",
-        phase_protocol::ByteSize(limit.bytes),
-        limit.entries
+        "{cid} holds more than {} of files or more than {max_entries} entries",
+        phase_protocol::ByteSize(*max_bytes)
     )]
     TreeTooLarge {
         /// The root.
         cid: Cid,
-        /// The limit it passed.
-        limit: Limit,
+        /// The file bytes it may hold (each file as often as it is linked).
+        max_bytes: u64,
+        /// The entries it may hold under its root.
+        max_entries: u64,
     },
     /// A CID that should be a directory is a file.
     #[error("{0} is a file, not a directory")]

@@ -16,14 +16,15 @@ pub mod files;
 pub mod fs;
 mod gc;
 mod leases;
+pub mod mem;
 pub mod room;
+pub mod state;
+pub mod untrusted;
+mod verify;
+
 pub use self::gc::Held;
 pub use self::leases::Lease;
-pub mod mem;
-pub mod state;
-mod verify;
 pub use self::verify::Verified;
-mod untrusted; // limits on what a stranger's tree writes out
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -184,6 +185,9 @@ pub struct BlockStore {
     held_until: Arc<Mutex<HashMap<Cid, std::time::Instant>>>,
     /// Bytes of free disk new work may not take ([`BlockStore::check_room`]).
     reserve: u64,
+    /// Set while the ballast is being written, so that calls to
+    /// [`BlockStore::keep_ballast`] in the meantime start no second writer.
+    making_ballast: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl BlockStore {
@@ -199,6 +203,7 @@ impl BlockStore {
             held: Arc::default(),
             held_until: Arc::default(),
             reserve: 0,
+            making_ballast: Arc::default(),
         }
     }
 
@@ -219,6 +224,7 @@ impl BlockStore {
             held: Arc::default(),
             held_until: Arc::default(),
             reserve: 0,
+            making_ballast: Arc::default(),
         })
     }
 

@@ -104,11 +104,19 @@ impl BlockStore {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        // One writer at a time: a burst of checks makes one ballast.
+        let making = std::sync::Arc::clone(&self.making_ballast);
+        if making.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
         let root = root.to_owned();
-        runtime.spawn_blocking(move || match keep(&root) {
-            Ok(true) => tracing::debug!("ballast made"),
-            Ok(false) => {}
-            Err(e) => tracing::debug!(error = %e, "cannot make the ballast"),
+        runtime.spawn_blocking(move || {
+            match keep(&root) {
+                Ok(true) => tracing::debug!("ballast made"),
+                Ok(false) => {}
+                Err(e) => tracing::debug!(error = %e, "cannot make the ballast"),
+            }
+            making.store(false, std::sync::atomic::Ordering::Release);
         });
     }
 

@@ -326,9 +326,8 @@ impl StateDb {
         txn.commit().map_err(db_error)
     }
 
-    /// Writes a requester record as earlier versions did (tests of reading
-    /// them).
-    #[cfg(test)]
+    /// Writes a requester record as earlier versions did: a bare report,
+    /// no pins (the migration of their JSON files, and tests).
     pub(crate) fn put_submitted_legacy<T: Serialize>(
         &self,
         id: &JobId,

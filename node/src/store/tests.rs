@@ -5,6 +5,7 @@ use phase_protocol::cid::{self, Cid};
 use phase_protocol::unixfs::{self, CHUNK_SIZE};
 
 use super::files::{self, FilesError};
+use super::untrusted;
 use super::{BlockStore, StoreError, car};
 
 /// Runs one test body against the memory and the filesystem backend.
@@ -456,28 +457,28 @@ pub(crate) async fn doubling_tree(store: &BlockStore, file: &[u8], levels: usize
 }
 
 async fn untrusted_trees_and_files_are_bounded_by_what_they_expand_to(store: BlockStore) {
-    let limit = files::Limit {
+    let limit = untrusted::Limit {
         bytes: 1 << 30,
-        entries: files::MAX_ENTRIES,
+        entries: untrusted::MAX_ENTRIES,
     };
     // 2^20 links to one 256 KiB block: 256 GiB if written out.
     let bytes_bomb = doubling_tree(&store, &pattern(CHUNK_SIZE, 3), 20).await;
-    let err = files::check_tree_blocking(&store, &bytes_bomb, limit).unwrap_err();
+    let err = untrusted::check_tree_blocking(&store, &bytes_bomb, limit).unwrap_err();
     assert!(matches!(err, FilesError::TreeTooLarge { .. }), "{err}");
     // 2^40 empty files: no bytes at all, too many entries.
     let entries_bomb = doubling_tree(&store, b"", 40).await;
-    let err = files::check_tree_blocking(&store, &entries_bomb, limit).unwrap_err();
+    let err = untrusted::check_tree_blocking(&store, &entries_bomb, limit).unwrap_err();
     assert!(matches!(err, FilesError::TreeTooLarge { .. }), "{err}");
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("out");
-    let err = files::get_capped(&store, entries_bomb, target.clone(), limit)
+    let err = untrusted::get_capped(&store, entries_bomb, target.clone(), limit)
         .await
         .unwrap_err();
     assert!(matches!(err, FilesError::TreeTooLarge { .. }), "{err}");
     assert!(!target.exists(), "refused before anything is written");
     // A small tree within the limit is written.
     let small = doubling_tree(&store, b"ok", 3).await;
-    files::get_capped(&store, small, target.clone(), limit)
+    untrusted::get_capped(&store, small, target.clone(), limit)
         .await
         .unwrap();
     assert_eq!(std::fs::read(target.join("a/b/a")).unwrap(), b"ok");
@@ -485,12 +486,12 @@ async fn untrusted_trees_and_files_are_bounded_by_what_they_expand_to(store: Blo
     let file = files::add_bytes(&store, Bytes::from(pattern(3 * CHUNK_SIZE, 4)))
         .await
         .unwrap();
-    let err = files::cat_to_vec_capped(&store, file.cid, CHUNK_SIZE as u64)
+    let err = untrusted::cat_to_vec_capped(&store, file.cid, CHUNK_SIZE as u64)
         .await
         .unwrap_err();
     assert!(matches!(err, FilesError::TooLarge { .. }), "{err}");
     assert_eq!(
-        files::cat_to_vec_capped(&store, file.cid, 3 * CHUNK_SIZE as u64)
+        untrusted::cat_to_vec_capped(&store, file.cid, 3 * CHUNK_SIZE as u64)
             .await
             .unwrap(),
         pattern(3 * CHUNK_SIZE, 4)

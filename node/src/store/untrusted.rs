@@ -38,7 +38,11 @@ pub const MAX_ENTRIES: u64 = 100_000;
 /// # Errors
 /// [`FilesError::TreeTooLarge`], or a missing, corrupt or undecodable block.
 pub fn check_tree_blocking(store: &BlockStore, cid: &Cid, limit: Limit) -> Result<(), FilesError> {
-    let too_large = || FilesError::TreeTooLarge { cid: *cid, limit };
+    let too_large = || FilesError::TreeTooLarge {
+        cid: *cid,
+        max_bytes: limit.bytes,
+        max_entries: limit.entries,
+    };
     /// A node as the walk needs it: a file's size, or a directory's children.
     enum Seen {
         File(u64),

@@ -26,6 +26,7 @@
 
 mod actor;
 mod admission;
+mod answer;
 mod pipeline;
 mod record;
 mod table;
@@ -43,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 use phase_protocol::job::{JobId, JobState, Rejection, WorkerInfo};
 use phase_protocol::{Capability, JobSpec, SignedReceipt};
 
+pub use self::answer::{announce_capabilities, answer, overloaded};
 pub use self::pipeline::{FETCH_DEADLINE, MAX_JOB_STDIN, MAX_MODULE_SIZE};
 pub use self::record::{RanJob, ran_blocking};
 use crate::config::WorkerConfig;

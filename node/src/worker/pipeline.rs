@@ -30,6 +30,7 @@ use crate::executor::{
 use crate::metrics::JobMetrics;
 use crate::network::{NetworkClient, NetworkError};
 use crate::store::files::{self, FilesError};
+use crate::store::untrusted;
 use crate::store::{BlockStore, Held, StoreError};
 
 /// Deadline for fetching a job's module and inputs.
@@ -128,7 +129,8 @@ pub(super) async fn run(
     let (module, compile_time) = match cached {
         Some(module) => (module, Duration::ZERO),
         None => {
-            let bytes = files::cat_to_vec_capped(&ctx.store, spec.module, MAX_MODULE_SIZE).await?;
+            let bytes =
+                untrusted::cat_to_vec_capped(&ctx.store, spec.module, MAX_MODULE_SIZE).await?;
             let loading = std::time::Instant::now();
             let module = ctx
                 .executor
@@ -153,7 +155,9 @@ pub(super) async fn run(
         return Err(JobError::Kind("core module"));
     }
     let stdin = match spec.stdin {
-        Some(cid) => Bytes::from(files::cat_to_vec_capped(&ctx.store, cid, MAX_JOB_STDIN).await?),
+        Some(cid) => {
+            Bytes::from(untrusted::cat_to_vec_capped(&ctx.store, cid, MAX_JOB_STDIN).await?)
+        }
         None => Bytes::new(),
     };
     let made = WorkDir {
@@ -169,11 +173,11 @@ pub(super) async fn run(
             let input = dir.path.join("input");
             // What the export writes is bounded, not just what was fetched:
             // a DAG may link the same blocks many times.
-            let limit = files::Limit {
+            let limit = untrusted::Limit {
                 bytes: ctx.max_input,
-                entries: files::MAX_ENTRIES,
+                entries: untrusted::MAX_ENTRIES,
             };
-            files::get_capped(&ctx.store, cid, input.clone(), limit).await?;
+            untrusted::get_capped(&ctx.store, cid, input.clone(), limit).await?;
             Some(input)
         }
         None => None,
@@ -214,12 +218,13 @@ pub(super) async fn run(
     let whole = match kept_output(output_dir.clone(), spec.limits.max_output.0).await {
         Ok(output) => package(&ctx.store, out, err, output)
             .await
-            .map_err(|e| format!("the output was not kept: {}", crate::error_line(&e))),
-        Err(note) => Err(note),
+            .map_err(Cut::NotKept),
+        Err(cut) => Err(cut),
     };
     let result = match whole {
         Ok(root) => root,
-        Err(note) => {
+        Err(cut) => {
+            let note = crate::error_line(&cut);
             warn!(job = %id, %note);
             match package(&ctx.store, out, err, Kept::Cut(note.clone())).await {
                 Ok(root) => root,
@@ -317,6 +322,7 @@ async fn fetch_all(ctx: &Context, requester: PeerId, roots: &[Cid]) -> Result<()
         let options = FetchOptions {
             providers: Some(vec![requester]),
             max_bytes: ctx.max_input.saturating_sub(fetched),
+            ..FetchOptions::default()
         };
         let first =
             crate::blocks::fetch(&ctx.network, &ctx.store, *root, options, |p| got = p.bytes).await;
@@ -332,8 +338,8 @@ async fn fetch_all(ctx: &Context, requester: PeerId, roots: &[Cid]) -> Result<()
         }
         let mut got = 0u64;
         let options = FetchOptions {
-            providers: None,
             max_bytes: ctx.max_input.saturating_sub(fetched),
+            ..FetchOptions::default()
         };
         crate::blocks::fetch(&ctx.network, &ctx.store, *root, options, |p| got = p.bytes).await?;
         fetched += got;
@@ -354,28 +360,38 @@ enum Kept {
 /// The name of the note in a package whose output was cut.
 pub(crate) const OUTPUT_CUT: &str = "output-cut";
 
+/// Why `/output` was not kept (the note a package carries in `output-cut`).
+#[derive(Debug, thiserror::Error)]
+enum Cut {
+    #[error("cannot measure /output")]
+    Measure(#[source] tokio::task::JoinError),
+    #[error("/output holds more than {} entries", untrusted::MAX_ENTRIES)]
+    Entries,
+    #[error("/output holds more than max_output ({0} bytes)")]
+    Bytes(u64),
+    #[error("/output nests folders more than {MAX_DEPTH} deep")]
+    Depth,
+    #[error("/output holds something that cannot be measured")]
+    Unmeasurable,
+    #[error("the output was not kept")]
+    NotKept(#[source] JobError),
+}
+
 /// Whether `/output` fits the job's `max_output` (bytes of regular files)
 /// and the entries a package may hold; measured without reading a byte,
 /// and the walk stops as soon as it is over.
-async fn kept_output(dir: PathBuf, max_output: u64) -> Result<Kept, String> {
+async fn kept_output(dir: PathBuf, max_output: u64) -> Result<Kept, Cut> {
     let walked = dir.clone();
     let over =
-        tokio::task::spawn_blocking(move || dir_over(&walked, max_output, files::MAX_ENTRIES))
+        tokio::task::spawn_blocking(move || dir_over(&walked, max_output, untrusted::MAX_ENTRIES))
             .await
-            .map_err(|e| format!("cannot measure /output: {e}"))?;
+            .map_err(Cut::Measure)?;
     match over {
         None => Ok(Kept::All(dir)),
-        Some(Over::Entries) => Err(format!(
-            "/output holds more than {} entries",
-            files::MAX_ENTRIES
-        )),
-        Some(Over::Bytes) => Err(format!(
-            "/output holds more than max_output ({max_output} bytes)"
-        )),
-        Some(Over::Depth) => Err(format!("/output nests folders more than {MAX_DEPTH} deep")),
-        Some(Over::Unmeasurable) => {
-            Err("/output holds something that cannot be measured".to_owned())
-        }
+        Some(Over::Entries) => Err(Cut::Entries),
+        Some(Over::Bytes) => Err(Cut::Bytes(max_output)),
+        Some(Over::Depth) => Err(Cut::Depth),
+        Some(Over::Unmeasurable) => Err(Cut::Unmeasurable),
     }
 }
 
@@ -464,7 +480,7 @@ mod tests {
     fn the_sandbox_stops_output_at_the_entries_a_package_may_hold() {
         assert_eq!(
             crate::executor::MAX_OUTPUT_ENTRIES,
-            crate::store::files::MAX_ENTRIES
+            crate::store::untrusted::MAX_ENTRIES
         );
     }
 }

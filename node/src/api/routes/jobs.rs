@@ -205,7 +205,7 @@ pub(super) async fn submitted(
         .node
         .requester()
         .records()
-        .report(job, None)
+        .report(job)
         .await
         .map_err(|e| internal(&e))?;
     found.map(Json).ok_or_else(|| {

@@ -2,7 +2,6 @@
 //! of what the server answers: the router is built from it, and a test holds
 //! it to `node/openapi.json` both ways.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -32,7 +31,7 @@ use self::jobs::{job_receipt, job_status, list_jobs, submit, submitted};
 use crate::blocks::{self, FetchOptions};
 use crate::error_line;
 use crate::node::NodeHandle;
-use crate::store::{car, files};
+use crate::store::{car, files, untrusted};
 
 /// Largest JSON request body.
 pub const MAX_JSON_BODY: usize = 64 * 1024;
@@ -61,7 +60,7 @@ const PIPE_BYTES: usize = 256 * 1024;
 /// What every handler gets.
 #[derive(Clone, Debug)]
 pub(crate) struct ApiState {
-    pub(crate) node: Arc<NodeHandle>,
+    pub(crate) node: NodeHandle,
 }
 
 /// One route: method, path (axum's and OpenAPI's `{param}` syntax), handler.
@@ -287,17 +286,15 @@ async fn ensure_local(s: &ApiState, cid: Cid) -> Result<(), ApiError> {
 
 /// Streams what a blocking `export` writes as the response body. A client
 /// that goes away breaks the pipe, which ends the export.
-fn piped(
+fn piped<E: std::error::Error>(
     content_type: &'static str,
-    export: impl FnOnce(&mut SyncIoBridge<tokio::io::DuplexStream>) -> Result<(), String>
-    + Send
-    + 'static,
+    export: impl FnOnce(&mut SyncIoBridge<tokio::io::DuplexStream>) -> Result<(), E> + Send + 'static,
 ) -> Response {
     let (write, read) = tokio::io::duplex(PIPE_BYTES);
     tokio::task::spawn_blocking(move || {
         let mut out = SyncIoBridge::new(write);
         if let Err(e) = export(&mut out) {
-            debug!(error = %e, "export for an API client ended");
+            debug!(error = %error_line(&e), "export for an API client ended");
         }
     });
     (
@@ -326,20 +323,18 @@ async fn cat(State(s): State<ApiState>, CidPath(cid): CidPath) -> Result<Respons
     // read under the untrusted limits: a file of a few blocks can claim
     // terabytes by linking one chunk over and over.
     if !store.pins().await.map_err(|e| internal(&e))?.contains(&cid) {
-        let limit = files::Limit {
+        let limit = untrusted::Limit {
             bytes: UNTRUSTED_CAT_BYTES,
-            entries: files::MAX_ENTRIES,
+            entries: untrusted::MAX_ENTRIES,
         };
         let checked = store.clone();
-        tokio::task::spawn_blocking(move || files::check_tree_blocking(&checked, &cid, limit))
+        tokio::task::spawn_blocking(move || untrusted::check_tree_blocking(&checked, &cid, limit))
             .await
             .map_err(|e| internal(&e))?
             .map_err(|e| ApiError::new(ErrorCode::BadRequest, error_line(&e)))?;
     }
     Ok(piped("application/octet-stream", move |out| {
-        files::cat_blocking(&store, &cid, out)
-            .map(|_| ())
-            .map_err(|e| error_line(&e))
+        files::cat_blocking(&store, &cid, out).map(|_| ())
     }))
 }
 
@@ -347,9 +342,7 @@ async fn get_car(State(s): State<ApiState>, CidPath(cid): CidPath) -> Result<Res
     ensure_local(&s, cid).await?;
     let store = s.node.store().clone();
     Ok(piped("application/vnd.ipld.car", move |out| {
-        car::write_blocking(&store, &cid, out)
-            .map(|_| ())
-            .map_err(|e| error_line(&e))
+        car::write_blocking(&store, &cid, out).map(|_| ())
     }))
 }
 

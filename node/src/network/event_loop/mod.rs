@@ -24,12 +24,13 @@ mod outbound;
 mod traversal;
 
 use self::dht::DhtBook;
+pub use self::dht::DhtState;
 use self::outbound::Outbound;
 use self::traversal::on_upnp;
 use super::behaviour::{Behaviour, BehaviourEvent};
 use super::nat::{Connection, Nat};
 use super::queries::{Dht, Queries, Start};
-use super::{Command, DhtState, NetworkError, NetworkEvent, Reply};
+use super::{Command, NetworkError, NetworkEvent, NetworkMetrics, Reply, Unreachable};
 use crate::config::NetworkConfig;
 use crate::metrics::{BlockMetrics, NatMetrics};
 
@@ -74,16 +75,34 @@ impl std::fmt::Debug for EventLoop {
     }
 }
 
+/// The loop's ends of the channels its [`super::NetworkClient`] and the
+/// node hold the other ends of.
+pub(super) struct Channels {
+    pub(super) commands: mpsc::Receiver<Command>,
+    pub(super) events: mpsc::Sender<NetworkEvent>,
+    pub(super) listen_addrs: watch::Sender<Vec<Multiaddr>>,
+    pub(super) dht_state: watch::Sender<DhtState>,
+}
+
 impl EventLoop {
     pub(super) fn new(
         swarm: Swarm<Behaviour>,
-        commands: mpsc::Receiver<Command>,
-        events: mpsc::Sender<NetworkEvent>,
-        (listen_addrs, dht_state): (watch::Sender<Vec<Multiaddr>>, watch::Sender<DhtState>),
+        channels: Channels,
         cancel: CancellationToken,
         config: &NetworkConfig,
-        (p2p, metrics, nat_metrics): (libp2p::metrics::Metrics, BlockMetrics, NatMetrics),
+        metrics: NetworkMetrics,
     ) -> Self {
+        let Channels {
+            commands,
+            events,
+            listen_addrs,
+            dht_state,
+        } = channels;
+        let NetworkMetrics {
+            p2p,
+            blocks: metrics,
+            nat: nat_metrics,
+        } = metrics;
         let mut event_loop = Self {
             swarm,
             commands,
@@ -303,7 +322,7 @@ impl EventLoop {
                     && self.waiting.contains_key(&peer_id)
                     && gone.is_some_and(|c| !c.relayed)
                 {
-                    self.fail_waiting(peer_id, "the connection closed");
+                    self.fail_waiting(peer_id, || Unreachable::Closed);
                 }
                 self.dht_connection_changed(peer_id);
                 self.nat_changed();
@@ -313,7 +332,8 @@ impl EventLoop {
                 if let Some(peer) = peer_id
                     && self.waiting.contains_key(&peer)
                 {
-                    self.fail_waiting(peer, &first_line(&error));
+                    let error = std::sync::Arc::new(error);
+                    self.fail_waiting(peer, || Unreachable::Dial(error.clone()));
                 }
             }
             SwarmEvent::ExternalAddrConfirmed { address } => {
@@ -500,16 +520,6 @@ impl EventLoop {
             request_response::Event::ResponseSent { .. } => {}
         }
     }
-}
-
-/// The first line of an error, for a one-line reason.
-fn first_line(error: &impl std::fmt::Display) -> String {
-    error
-        .to_string()
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_owned()
 }
 
 /// Answers whoever waits on an outbound request (if anyone still does).

@@ -1,6 +1,7 @@
 //! Requests to peers, routed so that job data and blocks never cross a
 //! relay: out now over a direct connection, or waiting (bounded) for one.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use libp2p::PeerId;
@@ -10,7 +11,7 @@ use phase_protocol::block::{BlockRequest, BlockResponse};
 use phase_protocol::job::{JobRequest, JobResponse};
 
 use super::super::nat::Route;
-use super::super::{NetworkError, Reply};
+use super::super::{NetworkError, Reply, Unreachable};
 use super::EventLoop;
 
 /// A request waiting for a direct connection to its peer.
@@ -64,7 +65,7 @@ impl EventLoop {
                     }
                     Err(e) => out.fail(NetworkError::Unreachable {
                         peer,
-                        reason: e.to_string(),
+                        cause: Unreachable::Dial(Arc::new(e)),
                     }),
                 }
             }
@@ -112,14 +113,14 @@ impl EventLoop {
     }
 
     /// Fails what waits for `peer` once it cannot be reached at all.
-    pub(super) fn fail_waiting(&mut self, peer: PeerId, reason: &str) {
+    pub(super) fn fail_waiting(&mut self, peer: PeerId, cause: impl Fn() -> Unreachable) {
         if self.nat.is_connected(peer) {
             return;
         }
         for (out, _) in self.waiting.remove(&peer).unwrap_or_default() {
             out.fail(NetworkError::Unreachable {
                 peer,
-                reason: reason.to_owned(),
+                cause: cause(),
             });
         }
     }
@@ -150,10 +151,9 @@ impl EventLoop {
                 } else {
                     NetworkError::Unreachable {
                         peer,
-                        reason: format!(
-                            "no connection within {}s (not connected, and no address found in the DHT)",
-                            self.direct_wait.as_secs()
-                        ),
+                        cause: Unreachable::NoAddress {
+                            waited: self.direct_wait,
+                        },
                     }
                 });
             }

@@ -138,7 +138,10 @@ impl EventLoop {
         let speaks = |name: &str| info.protocols.iter().any(|p| p.as_ref() == name);
         if speaks(phase_protocol::block::BLOCK_PROTOCOL) {
             self.bitswap_peers.remove(&peer_id);
-        } else if crate::bitswap::PROTOCOLS.iter().any(|p| speaks(p.as_ref())) {
+        } else if crate::network::bitswap::PROTOCOLS
+            .iter()
+            .any(|p| speaks(p.as_ref()))
+        {
             self.bitswap_peers.insert(peer_id);
         }
         if info
