@@ -105,7 +105,11 @@ impl NodeBuilder {
                 // nothing in them is needed (inputs and results live in the
                 // store).
                 let work = dir.root().join("work");
-                if let Err(e) = std::fs::remove_dir_all(&work)
+                let old = work.clone();
+                let cleared = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&old))
+                    .await
+                    .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+                if let Err(e) = cleared
                     && e.kind() != std::io::ErrorKind::NotFound
                 {
                     warn!(error = %e, dir = %work.display(), "cannot clear old job files");
