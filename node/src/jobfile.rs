@@ -27,7 +27,7 @@ use serde::Deserialize;
 use serde::de::{self, MapAccess, Visitor};
 
 use phase_protocol::cid::{self, Cid};
-use phase_protocol::job::{Capability, JobSpec, LimitError, Limits, SpecError};
+use phase_protocol::job::{Capability, JobSpec, LimitError, Limits, Permissions, SpecError};
 use phase_protocol::units::ByteSize;
 
 /// Where a job's module, stdin or input comes from.
@@ -60,6 +60,8 @@ pub struct JobFile {
     pub deterministic: bool,
     /// Required capabilities.
     pub capabilities: BTreeSet<Capability>,
+    /// What the run may reach (folders, hosts).
+    pub permissions: Permissions,
 }
 
 /// A problem in `job.json`: which field, and what is wrong with it.
@@ -99,6 +101,8 @@ struct Raw {
     deterministic: bool,
     #[serde(default)]
     capabilities: BTreeSet<Capability>,
+    #[serde(default)]
+    permissions: Permissions,
 }
 
 #[derive(Default, Deserialize)]
@@ -214,9 +218,12 @@ impl JobFile {
             },
             deterministic: raw.deterministic,
             capabilities: raw.capabilities,
+            permissions: raw.permissions,
         };
         // Everything but the CIDs can be checked now, before any import.
-        file.spec_with(cid::raw_cid(b""), None, None, 0)
+        let placeholder = cid::raw_cid(b"");
+        let input = file.input.as_ref().map(|_| placeholder);
+        file.spec_with(placeholder, None, input, 0)
             .validate()
             .map_err(spec_error)?;
         Ok(file)
@@ -276,6 +283,7 @@ impl JobFile {
             deterministic: self.deterministic,
             capabilities: self.capabilities.clone(),
             nonce,
+            permissions: self.permissions.clone(),
         }
     }
 }
@@ -296,6 +304,7 @@ fn spec_error(e: SpecError) -> JobFileError {
             JobFileError::new("env", format!("`{name}` is not a valid variable name"))
         }
         SpecError::Capabilities => JobFileError::new("capabilities", "too many"),
+        SpecError::Permissions(p) => JobFileError::new(&format!("permissions.{}", p.field()), p),
     }
 }
 
@@ -340,6 +349,18 @@ mod tests {
         let file = JobFile::parse(&format!(r#"{{"module": "{HELLO}"}}"#)).unwrap();
         assert_eq!(file.limits, Limits::default());
         assert!(file.args.is_empty() && file.stdin.is_none());
+        assert!(file.permissions.is_default());
+    }
+
+    #[test]
+    fn permissions_reach_the_spec() {
+        let file = JobFile::parse(&format!(
+            r#"{{"module": "{HELLO}", "permissions": {{"fs": "read", "net": ["127.0.0.1:8080"]}}}}"#
+        ))
+        .unwrap();
+        let spec = file.into_spec(cid::raw_cid(b"m"), None, None, 0).unwrap();
+        assert_eq!(spec.permissions.fs, phase_protocol::job::FsAccess::Read);
+        assert_eq!(spec.permissions.net, ["127.0.0.1:8080"]);
     }
 
     fn error(json: &str) -> JobFileError {
@@ -407,6 +428,33 @@ mod tests {
                 "unknown key `url`",
             ),
             (format!(r#"{{{m}, "args": "-v"}}"#), "args", "invalid type"),
+            (
+                format!(r#"{{{m}, "permissions": {{"fs": "all"}}}}"#),
+                "permissions.fs",
+                "unknown variant `all`",
+            ),
+            (
+                format!(r#"{{{m}, "permissions": {{"net": ["example.org"]}}}}"#),
+                "permissions.net",
+                "is not host:port",
+            ),
+            (
+                format!(r#"{{{m}, "input": "{HELLO}", "permissions": {{"fs": "none"}}}}"#),
+                "permissions.fs",
+                "`none` mounts nothing",
+            ),
+            (
+                format!(
+                    r#"{{{m}, "deterministic": true, "permissions": {{"net": ["127.0.0.1:80"]}}}}"#
+                ),
+                "permissions.net",
+                "cannot be deterministic",
+            ),
+            (
+                format!(r#"{{{m}, "permissions": {{"disk": "all"}}}}"#),
+                "permissions.disk",
+                "unknown field `disk`",
+            ),
             (
                 format!(r#"{{{m}, "env": {{"A=B": "c"}}}}"#),
                 "env",

@@ -143,6 +143,61 @@ fn guest_cannot_reach_host_files_or_environment() {
 }
 
 #[test]
+fn fs_permission_mounts_only_what_it_names() {
+    let input = tempfile::tempdir().unwrap();
+    std::fs::write(input.path().join("probe.txt"), "inside").unwrap();
+    let input = input.path().to_str().unwrap();
+    let probe = |flags: &[&str]| {
+        let output = tempfile::tempdir().unwrap();
+        let mut all = flags.to_vec();
+        let out_flag = output.path().to_str().unwrap().to_owned();
+        if flags.contains(&"write") {
+            all.extend(["--output", &out_flag]);
+        }
+        let out = run("probe-fs", &all, b"");
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let written = output.path().join("probe.txt").exists();
+        (text(&out.stdout), written)
+    };
+    let lines = |stdout: &str, ok: [bool; 3]| {
+        for (line, ok) in [
+            "list /input",
+            "read /input/probe.txt",
+            "write /output/probe.txt",
+        ]
+        .into_iter()
+        .zip(ok)
+        {
+            let want = if ok {
+                format!("{line}: ok")
+            } else {
+                format!("{line}: denied")
+            };
+            assert!(stdout.contains(&want), "want `{want}` in:\n{stdout}");
+        }
+    };
+    let (stdout, written) = probe(&["--fs", "write", "--input", input]);
+    lines(&stdout, [true, true, true]);
+    assert!(written, "/output is the host's --output folder");
+    let (stdout, written) = probe(&["--fs", "read", "--input", input]);
+    lines(&stdout, [true, true, false]);
+    assert!(!written);
+    let (stdout, written) = probe(&["--fs", "none"]);
+    lines(&stdout, [false, false, false]);
+    assert!(!written);
+    // Asking for a folder the level does not mount is a usage error.
+    let out = run("probe-fs", &["--fs", "none", "--input", input], b"");
+    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(
+        diagnosis(&out),
+        "error: --input is not mounted with --fs none: use --fs read or write"
+    );
+    let out = run("probe-fs", &["--fs", "all"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("not one of none, read, write"));
+}
+
+#[test]
 fn only_given_environment_variables_reach_the_guest() {
     let out = run(
         "escape",
@@ -418,4 +473,88 @@ mod verify {
             assert!(out.stdout.is_empty());
         }
     }
+}
+
+#[test]
+fn states_are_made_read_listed_and_compared() {
+    let dir = tempfile::tempdir().unwrap();
+    let phase = |args: &[&str]| common::phase_in(dir.path(), args, b"");
+    let ok = |out: Output| {
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let a = ok(phase(&[
+        "state",
+        "set",
+        "count=1",
+        "name=phase",
+        "hex:00ff=bin",
+    ]));
+    let a = a.trim();
+    // The same map made another way has the same root.
+    let again = ok(phase(&[
+        "state",
+        "set",
+        "name=phase",
+        "hex:00ff=bin",
+        "count=1",
+    ]));
+    assert_eq!(again.trim(), a);
+    assert_eq!(ok(phase(&["state", "get", a, "count"])), "1");
+    assert_eq!(ok(phase(&["state", "get", a, "hex:00ff"])), "bin");
+    assert_eq!(
+        ok(phase(&["state", "ls", a])),
+        "hex:00ff\t3\ncount\t1\nname\t5\n"
+    );
+    let ls: Value = serde_json::from_str(&ok(phase(&["state", "ls", a, "--json"]))).unwrap();
+    assert_eq!(
+        (ls["count"].as_u64(), ls["bytes"].as_u64()),
+        (Some(3), Some(20))
+    );
+
+    let b = ok(phase(&[
+        "state", "set", "--root", a, "count=2", "new=yes", "--delete", "name",
+    ]));
+    let b = b.trim();
+    assert_eq!(
+        ok(phase(&["state", "diff", a, b])),
+        "~ count\n- name\n+ new\n"
+    );
+    let diff: Value = serde_json::from_str(&ok(phase(&["state", "diff", a, b, "--json"]))).unwrap();
+    assert_eq!(diff[0]["before"], "1");
+    assert_eq!(diff[0]["after"], "2");
+    assert_eq!(ok(phase(&["state", "diff", a, a])), "");
+    // Pinned: gc keeps both states whole.
+    ok(phase(&["gc"]));
+    assert_eq!(ok(phase(&["state", "get", b, "new"])), "yes");
+    assert_eq!(ok(phase(&["state", "get", a, "name"])), "phase");
+
+    // Bad input: one clear line each.
+    let out = phase(&["state", "get", a, "missing"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        diagnosis(&out),
+        format!("error: key `missing` is not in state {a}")
+    );
+    let not_a_state = ok(phase(&["add", "-"]));
+    let out = phase(&["state", "ls", not_a_state.trim()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        diagnosis(&out).contains("has the wrong codec"),
+        "{}",
+        diagnosis(&out)
+    );
+    let out = phase(&["state", "set"]);
+    assert!(
+        diagnosis(&out).contains("nothing to set"),
+        "{}",
+        diagnosis(&out)
+    );
+    let long_key = format!("{}=v", "k".repeat(1025));
+    let out = phase(&["state", "set", &long_key]);
+    assert!(
+        diagnosis(&out).contains("longer than the limit of 1024"),
+        "{}",
+        diagnosis(&out)
+    );
 }

@@ -30,6 +30,10 @@ pub const MAX_ARGS_BYTES: usize = 64 * 1024;
 pub const MAX_CAPABILITIES: usize = 16;
 /// Longest capability name.
 pub const MAX_CAPABILITY_LEN: usize = 64;
+/// Most `host:port` entries a job's network permission may name.
+pub const MAX_NET_HOSTS: usize = 16;
+/// Longest `host:port` entry (a DNS name is at most 253 bytes).
+pub const MAX_NET_HOST_LEN: usize = 261;
 
 /// Default fuel: about ten billion wasm instructions, minutes of work.
 pub const DEFAULT_FUEL: u64 = 10_000_000_000;
@@ -179,6 +183,10 @@ impl Capability {
     pub const WASI_P2: Capability = Capability(std::borrow::Cow::Borrowed("wasi-p2"));
     /// Runs jobs deterministically (virtual clocks, seeded randomness).
     pub const DETERMINISTIC: Capability = Capability(std::borrow::Cow::Borrowed("deterministic"));
+    /// Lets components make outgoing HTTP requests (`wasi:http`) to the
+    /// hosts both the job and the worker allow; needed by a job whose
+    /// permissions name any host.
+    pub const WASI_HTTP: Capability = Capability(std::borrow::Cow::Borrowed("wasi-http"));
 
     /// The name.
     #[must_use]
@@ -269,6 +277,159 @@ pub struct JobSpec {
     pub capabilities: BTreeSet<Capability>,
     /// Makes otherwise identical jobs distinct (a re-run gets a new id).
     pub nonce: u64,
+    /// What the run may reach: folders and hosts. Left out of the encoding
+    /// when it is the default, so a job that names none keeps the id it
+    /// had before permissions existed.
+    #[serde(default, skip_serializing_if = "Permissions::is_default")]
+    pub permissions: Permissions,
+}
+
+/// What a job's run may reach beyond its stdin, args and env.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Permissions {
+    /// Which folders are mounted.
+    #[serde(default)]
+    pub fs: FsAccess,
+    /// Hosts (`host:port`) the run may send HTTP requests to; empty (the
+    /// default) is no network at all.
+    #[serde(default, deserialize_with = "crate::wire::seq::deserialize")]
+    pub net: Vec<String>,
+}
+
+impl Permissions {
+    /// Whether this is what a job gets when it names no permissions:
+    /// `/input` and `/output` mounted, no network.
+    #[must_use]
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// Which of a job's folders the guest sees.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum FsAccess {
+    /// No folder at all: the guest has only stdin, args and env.
+    None,
+    /// `/input` (read-only), no `/output`.
+    Read,
+    /// `/input` (read-only) and `/output` (writable): what a job gets by
+    /// default.
+    #[default]
+    Write,
+}
+
+impl FsAccess {
+    /// Whether `/input` is mounted.
+    #[must_use]
+    pub fn input(self) -> bool {
+        self >= Self::Read
+    }
+
+    /// Whether `/output` is mounted.
+    #[must_use]
+    pub fn output(self) -> bool {
+        self == Self::Write
+    }
+
+    /// The name used in job files and flags.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Read => "read",
+            Self::Write => "write",
+        }
+    }
+}
+
+impl fmt::Display for FsAccess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for FsAccess {
+    type Err = PermissionError;
+    fn from_str(s: &str) -> Result<Self, PermissionError> {
+        match s {
+            "none" => Ok(Self::None),
+            "read" => Ok(Self::Read),
+            "write" => Ok(Self::Write),
+            other => Err(PermissionError::Fs(other.to_owned())),
+        }
+    }
+}
+
+/// A permission that is not well-formed, or that contradicts the job.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PermissionError {
+    /// Not one of the folder access levels.
+    #[error("`{0}` is not one of none, read, write")]
+    Fs(String),
+    /// A network entry that is not `host:port`.
+    #[error(
+        "`{0}` is not host:port (a lowercase DNS name or an IP address, and a port from 1 to 65535)"
+    )]
+    Host(String),
+    /// Too many network entries.
+    #[error("more than {MAX_NET_HOSTS} hosts")]
+    TooManyHosts,
+    /// An `/input` folder given to a job that may see no folder.
+    #[error("`none` mounts nothing, but the job has an input folder (use `read` or `write`)")]
+    InputNotMounted,
+    /// A deterministic job that may use the network.
+    #[error("a job with network access cannot be deterministic")]
+    NetNotDeterministic,
+}
+
+impl PermissionError {
+    /// The permission it is about: `fs` or `net`.
+    #[must_use]
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::Fs(_) | Self::InputNotMounted => "fs",
+            Self::Host(_) | Self::TooManyHosts | Self::NetNotDeterministic => "net",
+        }
+    }
+}
+
+/// Checks one `host:port` entry of a network permission.
+///
+/// # Errors
+/// [`PermissionError::Host`].
+pub fn check_net_host(entry: &str) -> Result<(), PermissionError> {
+    let bad = || PermissionError::Host(entry.to_owned());
+    if entry.len() > MAX_NET_HOST_LEN {
+        return Err(bad());
+    }
+    let (host, port) = entry.rsplit_once(':').ok_or_else(bad)?;
+    let port_ok = !port.starts_with('0') && port.parse::<u16>().is_ok_and(|p| p > 0);
+    // An IPv6 address in brackets, an IPv4 address, or a DNS name.
+    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => {
+            !host.is_empty()
+                && host.len() <= 253
+                && host.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && !label.starts_with('-')
+                        && !label.ends_with('-')
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                })
+        }
+    };
+    if port_ok && host_ok {
+        Ok(())
+    } else {
+        Err(bad())
+    }
 }
 
 /// A job spec that is not acceptable.
@@ -286,6 +447,9 @@ pub enum SpecError {
     /// An env name that cannot be a variable name.
     #[error("env: `{0}` is not a valid variable name (empty, or contains `=` or NUL)")]
     EnvName(String),
+    /// Permissions not well-formed, or contradicting the job.
+    #[error("permissions.{field}: {0}", field = .0.field())]
+    Permissions(#[from] PermissionError),
 }
 
 impl JobSpec {
@@ -302,6 +466,7 @@ impl JobSpec {
             deterministic: false,
             capabilities: BTreeSet::new(),
             nonce: 0,
+            permissions: Permissions::default(),
         }
     }
 
@@ -353,7 +518,31 @@ impl JobSpec {
         if self.capabilities.len() > MAX_CAPABILITIES {
             return Err(SpecError::Capabilities);
         }
+        let permissions = &self.permissions;
+        if permissions.net.len() > MAX_NET_HOSTS {
+            return Err(PermissionError::TooManyHosts.into());
+        }
+        for host in &permissions.net {
+            check_net_host(host)?;
+        }
+        if self.input.is_some() && !permissions.fs.input() {
+            return Err(PermissionError::InputNotMounted.into());
+        }
+        if self.deterministic && !permissions.net.is_empty() {
+            return Err(PermissionError::NetNotDeterministic.into());
+        }
         Ok(())
+    }
+
+    /// Every capability a worker needs for this job: those it names, and
+    /// `wasi-http` if it may use the network.
+    #[must_use]
+    pub fn required_capabilities(&self) -> BTreeSet<Capability> {
+        let mut all = self.capabilities.clone();
+        if !self.permissions.net.is_empty() {
+            all.insert(Capability::WASI_HTTP);
+        }
+        all
     }
 }
 
@@ -568,12 +757,119 @@ mod tests {
         Limits::default().validate().unwrap();
     }
 
+    fn module() -> Cid {
+        cid::raw_cid(b"module")
+    }
+
+    #[test]
+    fn default_permissions_leave_the_encoding_and_the_id_as_before() {
+        let spec = JobSpec::new(module());
+        assert!(spec.permissions.is_default());
+        let bytes = spec.encode();
+        assert!(!bytes.windows(11).any(|w| w == b"permissions"));
+        // The same spec decoded from bytes without the field.
+        assert_eq!(JobSpec::decode(&bytes).unwrap(), spec);
+        let mut read_only = spec.clone();
+        read_only.permissions.fs = FsAccess::Read;
+        assert_ne!(read_only.id(), spec.id());
+        assert_eq!(JobSpec::decode(&read_only.encode()).unwrap(), read_only);
+    }
+
+    #[test]
+    fn fs_levels_mount_what_they_name() {
+        assert!(!FsAccess::None.input() && !FsAccess::None.output());
+        assert!(FsAccess::Read.input() && !FsAccess::Read.output());
+        assert!(FsAccess::Write.input() && FsAccess::Write.output());
+        for level in [FsAccess::None, FsAccess::Read, FsAccess::Write] {
+            assert_eq!(level.as_str().parse::<FsAccess>(), Ok(level));
+        }
+        assert_eq!(
+            "rw".parse::<FsAccess>(),
+            Err(PermissionError::Fs("rw".into()))
+        );
+    }
+
+    #[test]
+    fn net_entries_must_be_host_and_port() {
+        for good in [
+            "127.0.0.1:8080",
+            "example.org:443",
+            "a-b.c:1",
+            "[::1]:65535",
+        ] {
+            assert_eq!(check_net_host(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "example.org",
+            "example.org:",
+            "example.org:0",
+            "example.org:080",
+            "example.org:65536",
+            ":80",
+            "Example.org:80",
+            "-a.org:80",
+            "a..org:80",
+            "::1:80",
+            "[::1:80",
+            "http://a.org:80",
+            "a.org:80/path",
+        ] {
+            assert_eq!(
+                check_net_host(bad),
+                Err(PermissionError::Host(bad.into())),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn permissions_that_contradict_the_job_are_malformed() {
+        let mut spec = JobSpec::new(module());
+        spec.input = Some(cid::raw_cid(b"input"));
+        spec.permissions.fs = FsAccess::None;
+        assert_eq!(
+            spec.validate(),
+            Err(SpecError::Permissions(PermissionError::InputNotMounted))
+        );
+        spec.permissions.fs = FsAccess::Read;
+        assert_eq!(spec.validate(), Ok(()));
+
+        let mut spec = JobSpec::new(module());
+        spec.permissions.net = vec!["127.0.0.1:8080".into()];
+        assert_eq!(spec.validate(), Ok(()));
+        spec.deterministic = true;
+        let err = spec.validate().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "permissions.net: a job with network access cannot be deterministic"
+        );
+        spec.deterministic = false;
+        spec.permissions.net = vec!["x.org:1".into(); MAX_NET_HOSTS + 1];
+        assert_eq!(
+            spec.validate(),
+            Err(SpecError::Permissions(PermissionError::TooManyHosts))
+        );
+    }
+
+    #[test]
+    fn a_job_that_may_use_the_network_needs_wasi_http() {
+        let mut spec = JobSpec::new(module());
+        assert!(spec.required_capabilities().is_empty());
+        spec.permissions.net = vec!["127.0.0.1:8080".into()];
+        assert_eq!(
+            spec.required_capabilities(),
+            BTreeSet::from([Capability::WASI_HTTP])
+        );
+    }
+
     #[test]
     fn built_in_capabilities_are_well_formed_names() {
         for c in [
             Capability::WASI_P1,
             Capability::WASI_P2,
             Capability::DETERMINISTIC,
+            Capability::WASI_HTTP,
         ] {
             assert_eq!(c.as_str().parse::<Capability>(), Ok(c.clone()));
         }

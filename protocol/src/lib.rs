@@ -22,6 +22,7 @@ pub mod block;
 pub mod car;
 pub mod cid;
 pub mod error;
+pub mod guest_state;
 pub mod job;
 pub mod receipt;
 pub mod serde_helpers;

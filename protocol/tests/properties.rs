@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use phase_protocol::block::{BlockRequest, BlockResponse, WireBlock};
 use phase_protocol::cid::{self, Cid};
-use phase_protocol::job::{JobState, LimitKind, WorkerInfo};
+use phase_protocol::guest_state;
+use phase_protocol::job::{FsAccess, JobState, LimitKind, Permissions, WorkerInfo};
 use phase_protocol::receipt::ReceiptError;
 use phase_protocol::wire::MAX_RECEIPT;
 use phase_protocol::{
@@ -46,6 +47,18 @@ fn arb_capability() -> impl Strategy<Value = Capability> {
     "[a-z0-9-]{1,64}".prop_map(|s| s.parse().unwrap())
 }
 
+fn arb_permissions() -> impl Strategy<Value = Permissions> {
+    (
+        prop_oneof![
+            Just(FsAccess::None),
+            Just(FsAccess::Read),
+            Just(FsAccess::Write)
+        ],
+        prop::collection::vec("[a-z0-9.]{1,12}:[0-9]{1,5}", 0..3),
+    )
+        .prop_map(|(fs, net)| Permissions { fs, net })
+}
+
 fn arb_spec() -> impl Strategy<Value = JobSpec> {
     (
         arb_cid(),
@@ -57,9 +70,21 @@ fn arb_spec() -> impl Strategy<Value = JobSpec> {
         any::<bool>(),
         prop::collection::btree_set(arb_capability(), 0..3),
         any::<u64>(),
+        arb_permissions(),
     )
         .prop_map(
-            |(module, stdin, input, args, env, limits, deterministic, capabilities, nonce)| {
+            |(
+                module,
+                stdin,
+                input,
+                args,
+                env,
+                limits,
+                deterministic,
+                capabilities,
+                nonce,
+                permissions,
+            )| {
                 JobSpec {
                     module,
                     stdin,
@@ -70,6 +95,7 @@ fn arb_spec() -> impl Strategy<Value = JobSpec> {
                     deterministic,
                     capabilities: capabilities.into_iter().collect::<BTreeSet<_>>(),
                     nonce,
+                    permissions,
                 }
             },
         )
@@ -358,4 +384,109 @@ fn non_canonical_encodings_are_refused() {
         JobSpec::decode(&bytes),
         Err(DecodeError::Cbor(_) | DecodeError::NonCanonical)
     ));
+}
+
+type StateOps = Vec<(u8, Option<Vec<u8>>)>;
+
+/// Sets and deletes over a few keys (so they hit each other), some values
+/// long enough to get a block of their own.
+fn arb_state_ops() -> impl Strategy<Value = StateOps> {
+    prop::collection::vec(
+        (
+            0u8..48,
+            prop::option::of(prop::collection::vec(any::<u8>(), 0..1100)),
+        ),
+        0..160,
+    )
+}
+
+fn state_key(k: u8) -> Vec<u8> {
+    format!("key-{k}").into_bytes()
+}
+
+/// Applies `ops` to the state at `root` in one commit, storing the blocks.
+fn apply_state(
+    blocks: &mut BTreeMap<Cid, Vec<u8>>,
+    root: &Cid,
+    ops: &[(u8, Option<Vec<u8>>)],
+) -> guest_state::Summary {
+    let mut state = guest_state::GuestState::open(blocks.clone(), root).unwrap();
+    for (k, v) in ops {
+        match v {
+            Some(v) => state.set(state_key(*k), v.clone()).unwrap(),
+            None => {
+                state.delete(&state_key(*k)).unwrap();
+            }
+        }
+    }
+    let (summary, new) = state.commit();
+    blocks.extend(new);
+    summary
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// A guest state reads as the map its operations make, and its root
+    /// depends on that map only: built in one go from the final map, the
+    /// root is the same; the diff between two states is the map's diff.
+    #[test]
+    fn guest_states_are_their_map_and_nothing_else(ops in arb_state_ops(), split in 0usize..160) {
+        let (empty, bytes) = guest_state::empty();
+        let mut blocks = BTreeMap::from([(empty, bytes)]);
+        let split = split.min(ops.len());
+        let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        for (k, v) in &ops[..split] {
+            match v {
+                Some(v) => { model.insert(state_key(*k), v.clone()); }
+                None => { model.remove(&state_key(*k)); }
+            }
+        }
+        let middle_model = model.clone();
+        let middle = apply_state(&mut blocks, &empty, &ops[..split]);
+        for (k, v) in &ops[split..] {
+            match v {
+                Some(v) => { model.insert(state_key(*k), v.clone()); }
+                None => { model.remove(&state_key(*k)); }
+            }
+        }
+        let end = apply_state(&mut blocks, &middle.root, &ops[split..]);
+
+        let mut state = guest_state::GuestState::open(blocks.clone(), &end.root).unwrap();
+        prop_assert_eq!(state.count(), model.len() as u64);
+        let size: usize = model.iter().map(|(k, v)| k.len() + v.len()).sum();
+        prop_assert_eq!(state.bytes(), size as u64);
+        for k in 0u8..48 {
+            prop_assert_eq!(state.get(&state_key(k)).unwrap(), model.get(&state_key(k)).cloned());
+        }
+        let listed: Vec<Vec<u8>> = state.entries().unwrap().into_keys().collect();
+        prop_assert_eq!(listed, model.keys().cloned().collect::<Vec<_>>());
+
+        // The final map written fresh, in key order: the same root.
+        let fresh: Vec<(u8, Option<Vec<u8>>)> = (0u8..48)
+            .filter_map(|k| model.get(&state_key(k)).map(|v| (k, Some(v.clone()))))
+            .collect();
+        let direct = apply_state(&mut blocks, &empty, &fresh);
+        prop_assert_eq!(direct, end);
+
+        let changes = guest_state::diff(&mut blocks, &middle.root, &end.root).unwrap();
+        let changed: Vec<Vec<u8>> = changes.iter().map(|c| c.key.clone()).collect();
+        let keys: BTreeSet<&Vec<u8>> = middle_model.keys().chain(model.keys()).collect();
+        let expected: Vec<Vec<u8>> = keys
+            .into_iter()
+            .filter(|k| middle_model.get(*k) != model.get(*k))
+            .cloned()
+            .collect();
+        prop_assert_eq!(changed, expected);
+
+        // Every block a walk would keep is there: no link dangles.
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![end.root];
+        while let Some(cid) = todo.pop() {
+            if seen.insert(cid) {
+                let data = blocks.get(&cid).expect("every linked block is stored");
+                todo.extend(guest_state::links(data));
+            }
+        }
+    }
 }

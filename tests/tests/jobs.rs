@@ -10,7 +10,7 @@ use phase_node::config::NodeConfig;
 use phase_node::node::NodeHandle;
 use phase_node::requester::{SubmitError, SubmitOptions};
 use phase_node::store::files;
-use phase_protocol::job::{JobRequest, JobResponse, JobState, Rejection};
+use phase_protocol::job::{FsAccess, JobRequest, JobResponse, JobState, Rejection};
 use phase_protocol::{ByteSize, Cid, JobSpec, LimitKind, PeerId, Status};
 
 use phase_tests::{TestNet, add, guest, hello_spec, loopback_config, within};
@@ -186,6 +186,70 @@ async fn fifty_jobs_at_once_on_two_workers_with_two_slots_all_complete() {
         ids.insert(report.job);
     }
     assert_eq!(ids.len(), 50);
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_mounts_only_the_folders_a_jobs_permissions_name() {
+    let net = net(vec![worker_config(2, 4)]).await;
+    let c = requester(&net);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("probe.txt"), "inside").unwrap();
+    let (input, _) = files::add_path(c.store(), dir.path().to_owned(), true)
+        .await
+        .unwrap();
+    let module = add(c, guest("probe-fs")).await;
+    for (fs, ok) in [
+        (FsAccess::Write, [true, true, true]),
+        (FsAccess::Read, [true, true, false]),
+        (FsAccess::None, [false, false, false]),
+    ] {
+        let mut spec = JobSpec::new(module);
+        spec.input = fs.input().then_some(input.cid);
+        spec.permissions.fs = fs;
+        let report = within(
+            c.requester()
+                .submit(&spec, &SubmitOptions::default(), &quiet()),
+        )
+        .await
+        .unwrap();
+        let receipt = report.results[0].receipt.receipt();
+        assert_eq!(receipt.status, Status::Exited { code: 0 }, "{fs}");
+        let stdout = String::from_utf8(entry(c, receipt.result, "stdout").await).unwrap();
+        for (attempt, ok) in [
+            "list /input",
+            "read /input/probe.txt",
+            "write /output/probe.txt",
+        ]
+        .into_iter()
+        .zip(ok)
+        {
+            let want = format!("{attempt}: {}", if ok { "ok" } else { "denied" });
+            assert!(
+                stdout.contains(&want),
+                "fs {fs}: want `{want}` in:\n{stdout}"
+            );
+        }
+        // What was written to /output came back; nothing else did.
+        let output = files::entry(c.store(), receipt.result, "output")
+            .await
+            .unwrap()
+            .unwrap();
+        let written = files::entry(c.store(), output, "probe.txt").await.unwrap();
+        assert_eq!(written.is_some(), fs == FsAccess::Write, "fs {fs}");
+    }
+    // An input folder for a job that may see none is refused as malformed
+    // before anything is sent.
+    let mut spec = JobSpec::new(module);
+    spec.input = Some(input.cid);
+    spec.permissions.fs = FsAccess::None;
+    let err = within(
+        c.requester()
+            .submit(&spec, &SubmitOptions::default(), &quiet()),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("`none` mounts nothing"), "{err}");
     net.shutdown().await;
 }
 

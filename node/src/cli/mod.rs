@@ -9,6 +9,7 @@ mod dht;
 mod jobs;
 mod pins;
 mod run;
+mod state;
 mod verify;
 
 use std::path::PathBuf;
@@ -172,6 +173,8 @@ enum Command {
     Status(jobs::StatusArgs),
     Receipt(jobs::ReceiptArgs),
     Jobs(jobs::JobsArgs),
+    #[command(subcommand)]
+    State(state::StateCommand),
 }
 
 impl Cli {
@@ -230,6 +233,7 @@ impl Cli {
             Command::Status(args) => args.execute(global).await,
             Command::Receipt(args) => args.execute(global).await,
             Command::Jobs(args) => args.execute(global).await,
+            Command::State(cmd) => cmd.execute(global).await,
         }
     }
 }

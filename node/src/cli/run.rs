@@ -11,6 +11,7 @@ use clap::Args;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use phase_protocol::job::FsAccess;
 use phase_protocol::{ByteSize, Limits, Status};
 
 use super::GlobalArgs;
@@ -109,9 +110,9 @@ impl FromStr for EnvVar {
 ///
 /// The guest sees only its arguments, the environment variables given with
 /// --env, stdin (read as the guest reads it), /input (read-only, with
-/// --input), /output (writable) and --dir directories. Its stdout and
-/// stderr are printed as it writes them (with --json: after it ends, in the
-/// JSON).
+/// --input), /output (writable) and --dir directories (fewer with --fs).
+/// Its stdout and stderr are printed as it writes them (with --json: after
+/// it ends, in the JSON).
 ///
 /// Exit status: the guest's own exit code; 124 timed out; 134 trapped; 135 out
 /// of fuel; 137 memory limit; 138 output limit; 125 phase-node failed (bad
@@ -144,6 +145,11 @@ pub(super) struct RunArgs {
     /// module is cached, so later runs start at once.
     #[arg(long, value_name = "DURATION")]
     compile_timeout: Option<humantime::Duration>,
+    /// Which folders the guest sees, as a job's `permissions.fs`: `none`
+    /// (no folder at all), `read` (/input only), `write` (/input and
+    /// /output, the default). --dir needs `write`.
+    #[arg(long, value_name = "none|read|write", default_value_t = FsAccess::Write)]
+    fs: FsAccess,
     /// Run deterministically: virtual clocks, randomness seeded from the
     /// module's CID, so two runs give identical output and fuel.
     #[arg(long)]
@@ -202,6 +208,16 @@ impl RunArgs {
     pub(super) async fn execute(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         let limits = self.limits.limits()?;
         let env = self.env.into_iter().map(|e| (e.name, e.value)).collect();
+        let fs = self.fs;
+        if self.input.is_some() && !fs.input() {
+            bail!("--input is not mounted with --fs {fs}: use --fs read or write");
+        }
+        if self.output.is_some() && !fs.output() {
+            bail!("--output is not mounted with --fs {fs}: use --fs write");
+        }
+        if !self.dirs.is_empty() && !fs.output() {
+            bail!("--dir gives a writable folder: it needs --fs write, not {fs}");
+        }
         if let Some(input) = self.input.as_ref().filter(|i| !i.is_dir()) {
             bail!("--input {} is not a directory", input.display());
         }
@@ -261,7 +277,7 @@ impl RunArgs {
             },
             stream_output: !self.json,
             input_dir: self.input,
-            output_dir: Some(output_dir.clone()),
+            output_dir: fs.output().then(|| output_dir.clone()),
             preopens: self
                 .dirs
                 .into_iter()

@@ -32,10 +32,9 @@ pub const MAX_CANDIDATES: usize = 32;
 /// The capability looked up in the DHT to find workers for `spec`.
 #[must_use]
 pub fn search_capability(spec: &JobSpec) -> Capability {
-    spec.capabilities
-        .iter()
+    spec.required_capabilities()
+        .into_iter()
         .next()
-        .cloned()
         .unwrap_or(if spec.deterministic {
             Capability::DETERMINISTIC
         } else {
@@ -208,7 +207,7 @@ fn rank(mut offers: Vec<(PeerId, WorkerInfo, Duration)>) -> Vec<PeerId> {
 
 /// Whether a worker's offer covers the job.
 fn fits(spec: &JobSpec, info: &WorkerInfo) -> bool {
-    let mut needed: BTreeSet<Capability> = spec.capabilities.clone();
+    let mut needed: BTreeSet<Capability> = spec.required_capabilities();
     if spec.deterministic {
         needed.insert(Capability::DETERMINISTIC);
     }

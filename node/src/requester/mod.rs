@@ -34,7 +34,7 @@ use futures::StreamExt;
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 
-use phase_protocol::job::{JobResponse, JobState, Rejection};
+use phase_protocol::job::{JobResponse, JobState, Rejection, SpecError};
 use phase_protocol::{Capability, Cid, JobSpec, SignedReceipt};
 
 pub use self::attempt::MAX_MISSED_POLLS;
@@ -124,6 +124,9 @@ pub enum Stage {
 /// Why a submission failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
+    /// The spec does not validate: no worker would take it, so none is asked.
+    #[error("malformed job: {0}")]
+    Malformed(SpecError),
     /// No worker advertises what the job needs.
     #[error("no worker found that can run the job (looked for `{capability}` {tried})")]
     NoWorkers {
@@ -260,6 +263,7 @@ impl Requester {
         options: &SubmitOptions,
         progress: &(dyn Fn(Stage) + Send + Sync),
     ) -> Result<SubmitReport, SubmitError> {
+        spec.validate().map_err(SubmitError::Malformed)?;
         let (mut record, options) = match self.records.get(spec.id()).await? {
             // Resumed: as it was submitted.
             Some(r) if !r.progress.is_final() => {

@@ -62,12 +62,12 @@ impl Admission {
             });
         }
         if let Some(missing) = spec
-            .capabilities
-            .iter()
+            .required_capabilities()
+            .into_iter()
             .find(|c| !self.capabilities.contains(c))
         {
             return Err(Rejection::UnsupportedCapability {
-                capability: missing.clone(),
+                capability: missing,
             });
         }
         Ok(())
@@ -154,6 +154,23 @@ mod tests {
             admission.check(&PeerId::random(), &spec),
             Err(Rejection::UnsupportedCapability { capability: gpu })
         );
+    }
+
+    #[test]
+    fn a_job_that_may_use_the_network_is_refused_by_a_worker_without_http() {
+        let admission = Admission::new(WorkerConfig::default());
+        let mut spec = JobSpec::new(phase_protocol::cid::raw_cid(b"m"));
+        spec.permissions.net = vec!["127.0.0.1:8080".into()];
+        assert_eq!(
+            admission.check(&PeerId::random(), &spec),
+            Err(Rejection::UnsupportedCapability {
+                capability: Capability::WASI_HTTP
+            })
+        );
+        // Folders are the worker's to give at every level.
+        spec.permissions.net.clear();
+        spec.permissions.fs = phase_protocol::job::FsAccess::None;
+        assert_eq!(admission.check(&PeerId::random(), &spec), Ok(()));
     }
 
     #[test]

@@ -168,7 +168,10 @@ pub(super) async fn run(
         .await
         .map_err(|e| JobError::WorkDir(std::io::Error::other(e)))?
         .map_err(JobError::WorkDir)?;
-    let input_dir = match spec.input {
+    // What the job's permissions mount: validation refused an input for a
+    // job that may see no folder.
+    let fs = spec.permissions.fs;
+    let input_dir = match spec.input.filter(|_| fs.input()) {
         Some(cid) => {
             let input = dir.path.join("input");
             // What the export writes is bounded, not just what was fetched:
@@ -201,7 +204,9 @@ pub(super) async fn run(
                 stdin: Stdin::Bytes(stdin),
                 stream_output: false,
                 input_dir,
-                output_dir: Some(output_dir.clone()),
+                // Not mounted, the folder stays empty: the result holds
+                // stdout and stderr.
+                output_dir: fs.output().then(|| output_dir.clone()),
                 preopens: Vec::new(),
                 limits: spec.limits,
                 deterministic: spec.deterministic.then(|| spec.seed()),

@@ -382,14 +382,17 @@ pub fn decode(cid: &Cid, bytes: &Bytes) -> Result<Node, UnixfsError> {
     }
 }
 
-/// The CIDs a block links to (dag-pb links; none for raw blocks). For
-/// walking a DAG without interpreting it (export, pinning, garbage collection).
+/// The CIDs a block links to (dag-pb links, the links of a job's guest
+/// state ([`crate::guest_state::links`]); none for raw blocks and other
+/// dag-cbor). For walking a DAG without interpreting it (fetch, export,
+/// pinning, garbage collection).
 ///
 /// # Errors
 /// A dag-pb block that does not decode.
 pub fn links(cid: &Cid, bytes: &[u8]) -> Result<Vec<Cid>, UnixfsError> {
     match cid.codec() {
         cid::DAG_PB => Ok(decode_pb(bytes)?.0.into_iter().map(|l| l.cid).collect()),
+        cid::DAG_CBOR => Ok(crate::guest_state::links(bytes)),
         _ => Ok(Vec::new()),
     }
 }

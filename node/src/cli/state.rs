@@ -1,0 +1,283 @@
+//! `phase-node state`: read a job's guest state (a map of byte keys, stored
+//! as a HAMT: [`phase_protocol::guest_state`]) and make states to start
+//! jobs from.
+//!
+//! Keys and values are bytes. On the command line and in output, bytes that
+//! are printable UTF-8 are written as they are, anything else as `hex:`
+//! followed by hex digits (a key typed as `hex:6869` is `hi`).
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use phase_protocol::Cid;
+use phase_protocol::guest_state::{self, GuestState, KeyChange, Value};
+
+use super::GlobalArgs;
+use super::pins::Pins;
+use crate::api::ApiClient;
+use crate::store::BlockStore;
+
+/// Read a job's state, or make one to start jobs from.
+#[derive(Debug, Subcommand)]
+pub(super) enum StateCommand {
+    /// Print the value of KEY in the state at ROOT (raw bytes, as `cat`).
+    Get {
+        /// The state's root.
+        #[arg(value_name = "ROOT")]
+        root: Cid,
+        /// The key (`hex:…` for bytes that are not text).
+        #[arg(value_name = "KEY", value_parser = parse_bytes)]
+        key: KeyBytes,
+        /// Print `{"key", "value"}` as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the keys of the state at ROOT in key order, with value sizes.
+    Ls {
+        /// The state's root.
+        #[arg(value_name = "ROOT")]
+        root: Cid,
+        /// Print `{"root", "count", "bytes", "entries": [{"key", "size"}]}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// What changed from state A to state B: `+ KEY` added, `- KEY`
+    /// removed, `~ KEY` changed.
+    Diff {
+        /// The state before.
+        #[arg(value_name = "A")]
+        a: Cid,
+        /// The state after.
+        #[arg(value_name = "B")]
+        b: Cid,
+        /// Print `[{"key", "change", "before", "after"}]` (values as in
+        /// `get --json`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set and delete keys of a state (the empty state without --root),
+    /// store and pin the new state, and print its root.
+    Set {
+        /// The state to start from; default: the empty state.
+        #[arg(long, value_name = "ROOT")]
+        root: Option<Cid>,
+        /// KEY=VALUE pairs to set (text, or `hex:…` on either side).
+        #[arg(value_name = "KEY=VALUE", value_parser = parse_pair)]
+        pairs: Vec<(KeyBytes, KeyBytes)>,
+        /// Keys to delete.
+        #[arg(long = "delete", value_name = "KEY", value_parser = parse_bytes)]
+        deletes: Vec<KeyBytes>,
+        /// Print `{"root", "count", "bytes"}` as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A key or value from the command line.
+#[derive(Clone, Debug)]
+pub(super) struct KeyBytes(Vec<u8>);
+
+/// `hex:…` as bytes, anything else as its UTF-8 bytes.
+fn parse_bytes(s: &str) -> Result<KeyBytes, String> {
+    match s.strip_prefix("hex:") {
+        Some(digits) => hex::decode(digits)
+            .map(KeyBytes)
+            .map_err(|e| format!("`{s}` is not hex: {e}")),
+        None => Ok(KeyBytes(s.as_bytes().to_vec())),
+    }
+}
+
+fn parse_pair(s: &str) -> Result<(KeyBytes, KeyBytes), String> {
+    let (key, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))?;
+    Ok((parse_bytes(key)?, parse_bytes(value)?))
+}
+
+/// Printable UTF-8 as it is, anything else as `hex:…`.
+fn show(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text) if !text.starts_with("hex:") && !text.chars().any(char::is_control) => {
+            text.to_owned()
+        }
+        _ => format!("hex:{}", hex::encode(bytes)),
+    }
+}
+
+impl StateCommand {
+    pub(super) async fn execute(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+        let store = global.store().await?;
+        match self {
+            StateCommand::Get {
+                root,
+                key: KeyBytes(key),
+                json,
+            } => {
+                let shown = show(&key);
+                let value = blocking(&store, move |s| Ok(GuestState::open(s, &root)?.get(&key)?))
+                    .await
+                    .with_context(|| format!("cannot read state {root}"))?;
+                let Some(value) = value else {
+                    bail!("key `{shown}` is not in state {root}");
+                };
+                let mut out = std::io::stdout().lock();
+                if json {
+                    let v = serde_json::json!({ "key": shown, "value": show(&value) });
+                    writeln!(out, "{v}")?;
+                } else {
+                    out.write_all(&value)?;
+                }
+            }
+            StateCommand::Ls { root, json } => {
+                let (count, bytes, entries) = blocking(&store, move |s| {
+                    let mut state = GuestState::open(s, &root)?;
+                    Ok((state.count(), state.bytes(), state.entries()?))
+                })
+                .await
+                .with_context(|| format!("cannot read state {root}"))?;
+                let mut out = std::io::stdout().lock();
+                if json {
+                    let list: Vec<_> = entries
+                        .iter()
+                        .map(|(k, v)| serde_json::json!({ "key": show(k), "size": v.len() }))
+                        .collect();
+                    let v = serde_json::json!({
+                        "root": root.to_string(), "count": count, "bytes": bytes, "entries": list,
+                    });
+                    writeln!(out, "{v}")?;
+                } else {
+                    for (k, v) in &entries {
+                        writeln!(out, "{}\t{}", show(k), v.len())?;
+                    }
+                }
+            }
+            StateCommand::Diff { a, b, json } => {
+                let changes = blocking(&store, move |mut s| Ok(guest_state::diff(&mut s, &a, &b)?))
+                    .await
+                    .with_context(|| format!("cannot compare states {a} and {b}"))?;
+                let changes = with_values(&store, changes).await?;
+                let mut out = std::io::stdout().lock();
+                if json {
+                    let list: Vec<_> = changes
+                        .iter()
+                        .map(|(c, before, after)| {
+                            serde_json::json!({
+                                "key": show(&c.key),
+                                "change": change_kind(c),
+                                "before": before.as_deref().map(show),
+                                "after": after.as_deref().map(show),
+                            })
+                        })
+                        .collect();
+                    writeln!(out, "{}", serde_json::Value::Array(list))?;
+                } else {
+                    for (c, _, _) in &changes {
+                        let mark = match change_kind(c) {
+                            "added" => '+',
+                            "removed" => '-',
+                            _ => '~',
+                        };
+                        writeln!(out, "{mark} {}", show(&c.key))?;
+                    }
+                }
+            }
+            StateCommand::Set {
+                root,
+                pairs,
+                deletes,
+                json,
+            } => {
+                if pairs.is_empty() && deletes.is_empty() {
+                    bail!("nothing to set: give KEY=VALUE pairs or --delete KEY");
+                }
+                let daemon = ApiClient::find(global.data_dir()?.root()).await;
+                // A daemon's `gc` keeps what this writes until it is pinned.
+                let _lease = store.lease().await?;
+                let summary = blocking(&store, move |s| {
+                    let start = match root {
+                        Some(root) => root,
+                        None => {
+                            let (cid, bytes) = guest_state::empty();
+                            s.put_blocking(&cid, &bytes)?;
+                            cid
+                        }
+                    };
+                    let mut state = GuestState::open(s.clone(), &start)?;
+                    for (KeyBytes(k), KeyBytes(v)) in pairs {
+                        state.set(k, v)?;
+                    }
+                    for KeyBytes(k) in deletes {
+                        state.delete(&k)?;
+                    }
+                    let (summary, blocks) = state.commit();
+                    for (cid, data) in blocks {
+                        s.put_blocking(&cid, &data)?;
+                    }
+                    Ok(summary)
+                })
+                .await
+                .context("cannot make the state")?;
+                let pins = match daemon {
+                    Some(daemon) => Pins::Daemon(daemon),
+                    None => Pins::Local(store.clone()),
+                };
+                pins.pin(summary.root).await?;
+                let mut out = std::io::stdout().lock();
+                if json {
+                    let v = serde_json::json!({
+                        "root": summary.root.to_string(), "count": summary.count, "bytes": summary.bytes,
+                    });
+                    writeln!(out, "{v}")?;
+                } else {
+                    writeln!(out, "{}", summary.root)?;
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn change_kind(c: &KeyChange) -> &'static str {
+    match (&c.before, &c.after) {
+        (None, _) => "added",
+        (_, None) => "removed",
+        _ => "changed",
+    }
+}
+
+/// Runs state work on the blocking pool: it reads blocks synchronously.
+async fn blocking<T: Send + 'static>(
+    store: &BlockStore,
+    work: impl FnOnce(BlockStore) -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || work(store)).await?
+}
+
+/// The values of the changes, read (a linked value from its block).
+async fn with_values(
+    store: &BlockStore,
+    changes: Vec<KeyChange>,
+) -> anyhow::Result<Vec<(KeyChange, Option<Vec<u8>>, Option<Vec<u8>>)>> {
+    blocking(store, move |mut s| {
+        let mut read = |v: &Option<Value>| -> Result<Option<Vec<u8>>, guest_state::StateError> {
+            match v {
+                None => Ok(None),
+                Some(Value::Inline(bytes)) => Ok(Some(bytes.clone())),
+                Some(Value::Link(cid, len)) => {
+                    guest_state::value_block(&mut s, cid, *len).map(Some)
+                }
+            }
+        };
+        let mut out = Vec::with_capacity(changes.len());
+        for c in changes {
+            let before = read(&c.before)?;
+            let after = read(&c.after)?;
+            out.push((c, before, after));
+        }
+        Ok(out)
+    })
+    .await
+}
