@@ -558,3 +558,117 @@ fn states_are_made_read_listed_and_compared() {
         diagnosis(&out)
     );
 }
+
+/// `run` of a module that imports `phase`: the `state_after` it reports.
+fn state_run(dir: &Path, module: &str, state: Option<&str>, args: &[&str]) -> (Output, Value) {
+    let path = guest(module);
+    let mut argv = vec!["run", "--json"];
+    if let Some(root) = state {
+        argv.extend(["--state", root]);
+    }
+    argv.push(path.to_str().unwrap());
+    argv.extend_from_slice(args);
+    let out = common::phase_in(dir, &argv, b"");
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", text(&out.stdout), text(&out.stderr)));
+    (out, report)
+}
+
+#[test]
+fn a_counter_counts_across_runs_through_its_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut root: Option<String> = None;
+    let mut fuel = Vec::new();
+    for n in 1..=3 {
+        let (out, report) = state_run(dir.path(), "counter", root.as_deref(), &[]);
+        assert_eq!(out.status.code(), Some(0), "{report}");
+        assert_eq!(report["stdout"], format!("{n}\n"));
+        assert_eq!(report["log"], serde_json::json!([format!("count={n}")]));
+        if let Some(before) = &root {
+            assert_eq!(report["state_before"], before.as_str(), "the runs chain");
+        }
+        root = Some(report["state_after"].as_str().unwrap().to_owned());
+        fuel.push(report["host_fuel"].as_u64().unwrap());
+    }
+    // Three calls, each a fixed cost plus its bytes: at least 3 x 10,000;
+    // the same work costs the same fuel.
+    assert!(fuel[0] >= 30_000, "{fuel:?}");
+    assert_eq!(fuel[1], fuel[2]);
+    let root = root.unwrap();
+    let got = common::phase_in(dir.path(), &["state", "get", &root, "count"], b"");
+    assert_eq!(text(&got.stdout), "3");
+    // Without --json the new root goes to stderr.
+    let out = common::phase_in(
+        dir.path(),
+        &["run", "--state", &root, guest("counter").to_str().unwrap()],
+        b"",
+    );
+    assert_eq!(text(&out.stdout), "4\n");
+    assert!(
+        text(&out.stderr).starts_with("state_after: bafy"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_run_that_fails_commits_nothing_and_bad_state_calls_are_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, start) = state_run(dir.path(), "counter", None, &[]);
+    let start = start["state_after"].as_str().unwrap().to_owned();
+    for (how, code) in [("trap", 134), ("exit3", 3), ("bad-pointer", 134)] {
+        let (out, report) = state_run(dir.path(), "state-abuse", Some(&start), &[how]);
+        assert_eq!(out.status.code(), Some(code), "{how}: {report}");
+        assert_eq!(
+            report["state_after"],
+            start.as_str(),
+            "{how} commits nothing"
+        );
+        assert_eq!(report["log"], serde_json::json!([]));
+    }
+    let (_, report) = state_run(dir.path(), "state-abuse", Some(&start), &["bad-pointer"]);
+    let reason = report["status"]["message"].as_str().unwrap();
+    assert!(
+        reason.starts_with("phase.state_get:") && reason.contains("outside the guest's memory"),
+        "{reason}"
+    );
+    for how in ["big-value", "long-key"] {
+        let (out, report) = state_run(dir.path(), "state-abuse", Some(&start), &[how]);
+        assert_eq!(out.status.code(), Some(0), "{how}: {report}");
+        assert_eq!(report["stdout"], "state_set returned -1\n", "{how}");
+        // What it set before the refused call is kept: it exited 0.
+        let after = report["state_after"].as_str().unwrap();
+        let got = common::phase_in(dir.path(), &["state", "get", after, "written"], b"");
+        assert_eq!(text(&got.stdout), "yes");
+        let got = common::phase_in(dir.path(), &["state", "ls", after], b"");
+        assert_eq!(text(&got.stdout), "count\t1\nwritten\t3\n", "{how}");
+    }
+    // A root that is not in the store, or not a state.
+    let out = common::phase_in(
+        dir.path(),
+        &[
+            "run",
+            "--state",
+            "bafyreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy",
+            guest("counter").to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        diagnosis(&out).contains("is not in the local store"),
+        "{}",
+        diagnosis(&out)
+    );
+    let file = common::phase_in(dir.path(), &["add", "-"], b"not a state");
+    let file = text(&file.stdout);
+    let (out, report) = state_run(dir.path(), "counter", Some(file.trim()), &[]);
+    assert_eq!(out.status.code(), Some(134), "{report}");
+    assert!(
+        report["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("wrong codec"),
+        "{report}"
+    );
+}

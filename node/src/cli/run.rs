@@ -11,15 +11,17 @@ use clap::Args;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use phase_protocol::guest_state;
 use phase_protocol::job::FsAccess;
 use phase_protocol::{ByteSize, Limits, Status};
 
 use super::GlobalArgs;
 use crate::config::DataDir;
 use crate::executor::{
-    self, CompileBudget, DEFAULT_COMPILE_MEMORY, Executor, ExecutorConfig, ModuleInfo, Outcome,
-    Preopen, RunSpec, Stdin,
+    self, CompileBudget, DEFAULT_COMPILE_MEMORY, DEFAULT_MAX_STATE, Executor, ExecutorConfig,
+    ModuleInfo, Outcome, Preopen, RunSpec, SharedSource, StateInput, Stdin,
 };
+use crate::store::BlockStore;
 
 /// Exit code of `run` when the guest trapped (128 + SIGABRT, as wasmtime).
 pub const EXIT_TRAP: u8 = 134;
@@ -154,6 +156,13 @@ pub(super) struct RunArgs {
     /// module's CID, so two runs give identical output and fuel.
     #[arg(long)]
     deterministic: bool,
+    /// The guest state (a root in the local store, as `phase-node state`
+    /// makes) that the module's `phase` calls read and change. Without it,
+    /// a module that imports `phase` starts from the empty state. A run
+    /// that exits 0 stores and pins the new state; its root is printed on
+    /// stderr (`state_after` in --json).
+    #[arg(long, value_name = "ROOT")]
+    state: Option<phase_protocol::Cid>,
     /// Print one JSON object with the outcome (stdout and stderr included)
     /// instead of the guest's output.
     #[arg(long)]
@@ -240,10 +249,16 @@ impl RunArgs {
             compile: budget,
             ..ExecutorConfig::default()
         })?;
+        let uses_phase = executor::inspect(&bytes)
+            .is_ok_and(|info| info.imports.iter().any(|i| i.module == "phase"));
         let module = executor
             .load(Bytes::from(bytes))
             .await
             .with_context(|| format!("cannot load {}", self.module.display()))?;
+        let state = match (self.state, uses_phase) {
+            (None, false) => None,
+            (root, _) => Some(state_input(global, &data_dir, root).await?),
+        };
 
         let mut temp_output = None;
         let output_dir = match &self.output {
@@ -291,6 +306,7 @@ impl RunArgs {
             deterministic: self
                 .deterministic
                 .then(|| run_seed(&module.cid().to_bytes())),
+            state: state.as_ref().map(|(input, _)| input.clone()),
         };
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("cannot listen for SIGTERM")?;
@@ -311,6 +327,23 @@ impl RunArgs {
             }
         };
         let code = exit_code(&outcome.status);
+        if let (Some(effects), Some((_, store))) = (&outcome.state, &state) {
+            keep_state(global, store, effects)
+                .await
+                .context("the run ended, but its new state could not be kept")?;
+            if !self.json {
+                let after = &effects.state_after;
+                let note = if effects.state_before == *after {
+                    "unchanged; "
+                } else {
+                    ""
+                };
+                eprintln!(
+                    "state_after: {after} ({note}keys: {}, bytes: {})",
+                    effects.state_keys, effects.state_bytes
+                );
+            }
+        }
 
         let mut stdout = std::io::stdout().lock();
         if self.json {
@@ -339,6 +372,64 @@ impl RunArgs {
         }
         Ok(ExitCode::from(code))
     }
+}
+
+/// The state a run starts from (`root`, else the empty state), read from
+/// the local store, with the data dir's identity as the caller.
+async fn state_input(
+    global: &GlobalArgs,
+    data_dir: &DataDir,
+    root: Option<phase_protocol::Cid>,
+) -> anyhow::Result<(StateInput, BlockStore)> {
+    let store = global.store().await?;
+    let root = match root {
+        Some(root) => {
+            if !store.has(&root).await? {
+                bail!("--state {root} is not in the local store");
+            }
+            root
+        }
+        None => {
+            let (root, bytes) = guest_state::empty();
+            store.put(root, Bytes::from(bytes)).await?;
+            root
+        }
+    };
+    let dir = data_dir.root().to_owned();
+    let caller = tokio::task::spawn_blocking(move || crate::identity::load_or_create(&dir))
+        .await??
+        .public()
+        .to_peer_id()
+        .to_bytes();
+    let input = StateInput {
+        root,
+        source: SharedSource::new(store.clone()),
+        caller,
+        max_bytes: DEFAULT_MAX_STATE,
+    };
+    Ok((input, store))
+}
+
+/// Stores and pins a run's new state (through the daemon when one runs:
+/// it holds the pins).
+async fn keep_state(
+    global: &GlobalArgs,
+    store: &BlockStore,
+    effects: &executor::Effects,
+) -> anyhow::Result<()> {
+    if effects.blocks.is_empty() {
+        return Ok(());
+    }
+    let daemon = crate::api::ApiClient::find(global.data_dir()?.root()).await;
+    let _lease = store.lease().await?;
+    for (cid, data) in &effects.blocks {
+        store.put(*cid, Bytes::copy_from_slice(data)).await?;
+    }
+    let pins = match daemon {
+        Some(daemon) => super::pins::Pins::Daemon(daemon),
+        None => super::pins::Pins::Local(store.clone()),
+    };
+    pins.pin(effects.state_after).await
 }
 
 /// The seed of `run --deterministic`: a function of the module alone.

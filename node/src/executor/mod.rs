@@ -18,6 +18,7 @@ mod cache;
 mod compile;
 mod determinism;
 mod error;
+mod host_api;
 mod inspect;
 mod io;
 mod limits;
@@ -49,6 +50,10 @@ pub use self::compile::{
     SizedBudget, check_structure, child_main as compile_child_main,
 };
 pub use self::error::{EngineError, ExecError};
+pub use self::host_api::{
+    BLOCK_FUEL, BYTE_FUEL, CALL_FUEL, DEFAULT_MAX_STATE, Effects, MAX_LOG_ENTRIES, MAX_LOG_ENTRY,
+    SharedSource, StateInput,
+};
 pub use self::inspect::{ExportInfo, ImportInfo, ModuleInfo, ModuleKind, inspect};
 
 pub use self::limits::EPOCH_TICK;
@@ -134,6 +139,10 @@ pub struct RunSpec {
     /// `Some(seed)` runs deterministically: virtual clocks, randomness from
     /// the seed.
     pub deterministic: Option<[u8; 32]>,
+    /// The guest state a core module's `phase` calls read and change, and
+    /// whose new root the [`Outcome`] reports; `None` runs against an empty
+    /// state and reports nothing.
+    pub state: Option<StateInput>,
 }
 
 /// A guest's stdin.
@@ -210,6 +219,7 @@ enum Compiled {
 struct P1Host {
     wasi: WasiP1Ctx,
     limiter: JobLimiter,
+    phase: host_api::PhaseHost,
 }
 
 struct P2Host {
@@ -263,6 +273,8 @@ impl Executor {
 
         let mut core_linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut core_linker, |h: &mut P1Host| &mut h.wasi)
+            .map_err(|e| ExecError::Engine(EngineError(e)))?;
+        host_api::add_to_linker(&mut core_linker, |h: &mut P1Host| &mut h.phase)
             .map_err(|e| ExecError::Engine(EngineError(e)))?;
 
         let mut component_linker = wasmtime::component::Linker::new(&engine);
@@ -443,6 +455,7 @@ impl Executor {
                     fuel_consumed: 0,
                     wall_time: started.elapsed(),
                     peak_memory_bytes: 0,
+                    state: None,
                 })
             }
         }
@@ -468,12 +481,18 @@ impl Executor {
         let wasi = wasi_builder(&spec, &pipes)?;
         let limiter = JobLimiter::new(spec.limits.memory.0, DEFAULT_TABLE_ELEMENTS);
         let started = Instant::now();
-        let (result, fuel_left, limiter) = match module.compiled.as_ref() {
+        let reports_state = spec.state.is_some();
+        let input = spec
+            .state
+            .clone()
+            .unwrap_or_else(|| StateInput::empty(Vec::new(), DEFAULT_MAX_STATE));
+        let (result, fuel_left, limiter, phase) = match module.compiled.as_ref() {
             Compiled::Core(pre) => {
                 let mut wasi = wasi;
                 let host = P1Host {
                     wasi: wasi.build_p1(),
                     limiter,
+                    phase: host_api::PhaseHost::new(input),
                 };
                 let mut store = self.new_store(host, &spec, |h| &mut h.limiter);
                 let result = pre
@@ -485,7 +504,7 @@ impl Executor {
                     });
                 let fuel = store.get_fuel();
                 let host = store.into_data();
-                (result.map(|()| 0), fuel, host.limiter)
+                (result.map(|()| 0), fuel, host.limiter, Some(host.phase))
             }
             Compiled::Component(pre) => {
                 let mut wasi = wasi;
@@ -500,7 +519,10 @@ impl Executor {
                     .map_err(instantiation_error)
                     .and_then(|command| command.wasi_cli_run().call_run(&mut store));
                 let code = result.map(|r| i32::from(r.is_err()));
-                (code, store.get_fuel(), store.into_data().limiter)
+                // Components reach their state through `phase:host`, which
+                // is not linked yet: the state stays as it was.
+                let phase = reports_state.then(|| host_api::PhaseHost::new(input));
+                (code, store.get_fuel(), store.into_data().limiter, phase)
             }
         };
         let wall_time = started.elapsed();
@@ -509,6 +531,10 @@ impl Executor {
             dir_over(dir, spec.limits.max_output.0, MAX_OUTPUT_ENTRIES).is_some()
         });
         let status = classify(result, &pipes, &limiter, output_over);
+        let succeeded = status == Status::Exited { code: 0 };
+        let state = phase
+            .filter(|_| reports_state)
+            .map(|phase| phase.finish(succeeded));
         Ok(Outcome {
             status,
             stdout: pipes.stdout.contents(),
@@ -516,6 +542,7 @@ impl Executor {
             fuel_consumed,
             wall_time,
             peak_memory_bytes: limiter.peak_memory as u64,
+            state,
         })
     }
 

@@ -25,6 +25,10 @@ pub struct Outcome {
     pub wall_time: Duration,
     /// Largest total linear memory the guest held, in bytes.
     pub peak_memory_bytes: u64,
+    /// What the run did to the guest state it was given
+    /// ([`super::RunSpec::state`]).
+    #[serde(flatten)]
+    pub state: Option<super::Effects>,
 }
 
 fn lossy_utf8<S: serde::Serializer>(bytes: &Bytes, s: S) -> Result<S::Ok, S::Error> {

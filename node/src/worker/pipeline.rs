@@ -210,6 +210,7 @@ pub(super) async fn run(
                 preopens: Vec::new(),
                 limits: spec.limits,
                 deterministic: spec.deterministic.then(|| spec.seed()),
+                state: None,
             },
         )
         .await
