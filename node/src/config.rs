@@ -341,6 +341,9 @@ pub struct WorkerConfig {
     /// Most bytes of module, stdin and input directory a job may bring
     /// (fetched blocks the store did not have yet).
     pub max_input: ByteSize,
+    /// Most bytes (keys and values) a job's guest state may hold after its
+    /// run; a `state_set` past it returns -1 to the guest.
+    pub max_state: ByteSize,
     /// Longest a small module may take to compile (in a child process;
     /// past this, the job fails as `module too complex`); larger modules
     /// get 2 s more per MiB.
@@ -375,6 +378,7 @@ impl Default for WorkerConfig {
             max_timeout: Duration::from_secs(600),
             max_output: ByteSize(64 << 20),
             max_input: ByteSize(1 << 30),
+            max_state: ByteSize(crate::executor::DEFAULT_MAX_STATE),
             max_compile_time: crate::executor::DEFAULT_COMPILE_TIME,
             max_compile_memory: crate::executor::DEFAULT_COMPILE_MEMORY,
             keep_jobs: DEFAULT_KEEP_JOBS,

@@ -62,6 +62,8 @@ pub struct JobFile {
     pub capabilities: BTreeSet<Capability>,
     /// What the run may reach (folders, hosts).
     pub permissions: Permissions,
+    /// The guest state the run starts from (`None`: the empty state).
+    pub state: Option<Cid>,
 }
 
 /// A problem in `job.json`: which field, and what is wrong with it.
@@ -103,6 +105,8 @@ struct Raw {
     capabilities: BTreeSet<Capability>,
     #[serde(default)]
     permissions: Permissions,
+    #[serde(default)]
+    state: Option<String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -219,6 +223,14 @@ impl JobFile {
             deterministic: raw.deterministic,
             capabilities: raw.capabilities,
             permissions: raw.permissions,
+            state: raw
+                .state
+                .as_deref()
+                .map(|s| {
+                    Cid::try_from(s)
+                        .map_err(|e| JobFileError::new("state", format!("`{s}` is not a CID: {e}")))
+                })
+                .transpose()?,
         };
         // Everything but the CIDs can be checked now, before any import.
         let placeholder = cid::raw_cid(b"");
@@ -283,6 +295,7 @@ impl JobFile {
             deterministic: self.deterministic,
             capabilities: self.capabilities.clone(),
             nonce,
+            state: self.state,
             permissions: self.permissions.clone(),
         }
     }

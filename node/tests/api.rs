@@ -393,3 +393,105 @@ fn dht_lookups_find_a_peer_and_a_worker_and_refuse_bad_keys() {
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("not a PeerId"), "{text}");
 }
+
+#[test]
+fn guest_states_are_listed_read_and_compared_over_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), &[], None);
+    let socket = daemon.socket();
+    let made = |args: &[&str]| {
+        let out = daemon.cli(args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    // Made beside the daemon, pinned by it.
+    let a = made(&["state", "set", "count=1", "owner=alice"]);
+    let b = made(&["state", "set", "--root", &a, "count=2", "--delete", "owner"]);
+    let (_, pins) = http(&socket, "GET", "/api/v1/pins", "");
+    assert!(pins.contains(&a) && pins.contains(&b), "{pins}");
+
+    let (status, body) = http(&socket, "GET", &format!("/api/v1/state/{a}"), "");
+    assert_eq!(status, 200, "{body}");
+    let listing: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(listing["root"], a.as_str());
+    assert_eq!(
+        (listing["count"].as_u64(), listing["bytes"].as_u64()),
+        (Some(2), Some(16))
+    );
+    assert_eq!(listing["entries"][0]["key"], "count");
+    assert_eq!(listing["entries"][1]["size"], 5);
+
+    let (status, body) = http(
+        &socket,
+        "GET",
+        &format!("/api/v1/state/{b}/value?key=count"),
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    let value: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (value["key"].as_str(), value["value"].as_str()),
+        (Some("count"), Some("2"))
+    );
+
+    let (status, body) = http(
+        &socket,
+        "GET",
+        &format!("/api/v1/state/{a}/diff?to={b}"),
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    let diff: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        diff,
+        serde_json::json!([
+            {"key": "count", "change": "changed", "before": "1", "after": "2"},
+            {"key": "owner", "change": "removed", "before": "alice", "after": null},
+        ])
+    );
+
+    // Bad input: a JSON error each.
+    let absent = "bafyreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy";
+    for (path, status, code, says) in [
+        (
+            format!("/api/v1/state/{b}/value?key=owner"),
+            404,
+            "not_found",
+            "is not in state",
+        ),
+        (
+            format!("/api/v1/state/{b}/value?key=hex:zz"),
+            400,
+            "bad_request",
+            "key:",
+        ),
+        (
+            format!("/api/v1/state/{a}/diff?to=nope"),
+            400,
+            "bad_request",
+            "to:",
+        ),
+        (
+            format!("/api/v1/state/{absent}"),
+            404,
+            "not_found",
+            "not available",
+        ),
+        (
+            "/api/v1/state/nope".to_owned(),
+            400,
+            "bad_request",
+            "not a CID",
+        ),
+    ] {
+        let (got, body) = http(&socket, "GET", &path, "");
+        assert_eq!(got, status, "{path}: {body}");
+        let (c, message) = error_of(&body);
+        assert_eq!(c, code, "{path}");
+        assert!(message.contains(says), "{path}: {message}");
+    }
+}

@@ -393,6 +393,7 @@ mod verify {
             started_at_ms: 1_763_683_200_000,
             ended_at_ms: 1_763_683_200_012,
             runtime: "phase-node/test".into(),
+            state: None,
         };
         SignedReceipt::sign(receipt, worker).unwrap()
     }

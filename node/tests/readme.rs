@@ -136,6 +136,7 @@ fn the_walkthrough_runs_as_written() {
         "{stdout}"
     );
     assert!(stdout.contains("done"), "status: {stdout}");
+    assert!(stdout.contains("count: 3"), "the counter's state: {stdout}");
 }
 
 /// The GitHub anchor of a heading: lower case, letters, digits, `-` and

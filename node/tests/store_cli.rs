@@ -171,6 +171,7 @@ async fn verify_reads_a_receipt_from_the_store_by_cid() {
         started_at_ms: 0,
         ended_at_ms: 1,
         runtime: "test".into(),
+        state: None,
     };
     let signed = SignedReceipt::sign(receipt, &worker).unwrap();
     let store = BlockStore::open(data.path().join("store")).await.unwrap();

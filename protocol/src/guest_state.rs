@@ -258,6 +258,27 @@ pub fn links(bytes: &[u8]) -> Vec<Cid> {
     node.3.iter().copied().chain(values).collect()
 }
 
+/// A run's log as a block: a DAG-CBOR list of byte strings, in order.
+#[must_use]
+pub fn log_block(entries: &[Vec<u8>]) -> (Cid, Vec<u8>) {
+    let list: Vec<&serde_bytes::Bytes> =
+        entries.iter().map(|e| serde_bytes::Bytes::new(e)).collect();
+    let bytes = to_cbor(&list);
+    (cid::cid_of(DAG_CBOR, &bytes), bytes)
+}
+
+/// The entries of a log block.
+///
+/// # Errors
+/// Not a canonical list of byte strings, or over the block size cap.
+pub fn decode_log(bytes: &[u8]) -> Result<Vec<Vec<u8>>, DecodeError> {
+    let list: Vec<serde_bytes::ByteBuf> = decode_capped(bytes, MAX_BLOCK_SIZE)?;
+    Ok(list
+        .into_iter()
+        .map(serde_bytes::ByteBuf::into_vec)
+        .collect())
+}
+
 /// One change of a key between two states.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyChange {

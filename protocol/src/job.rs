@@ -277,6 +277,15 @@ pub struct JobSpec {
     pub capabilities: BTreeSet<Capability>,
     /// Makes otherwise identical jobs distinct (a re-run gets a new id).
     pub nonce: u64,
+    /// The guest state the run starts from
+    /// ([`crate::guest_state`]); `None`: the empty state. Left out of the
+    /// encoding when `None`, so a job without state keeps its id.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::serde_helpers::opt_cid"
+    )]
+    pub state: Option<Cid>,
     /// What the run may reach: folders and hosts. Left out of the encoding
     /// when it is the default, so a job that names none keeps the id it
     /// had before permissions existed.
@@ -466,6 +475,7 @@ impl JobSpec {
             deterministic: false,
             capabilities: BTreeSet::new(),
             nonce: 0,
+            state: None,
             permissions: Permissions::default(),
         }
     }

@@ -128,6 +128,31 @@ pub struct Receipt {
     pub ended_at_ms: u64,
     /// Software that ran it, e.g. `phase-node/0.1.0 wasmtime/48.0.8`.
     pub runtime: String,
+    /// What the run did to its guest state; left out of the encoding for a
+    /// job that names no state and left the empty one as it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<StateTransition>,
+}
+
+/// A run's guest-state transition, as its receipt binds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateTransition {
+    /// The state it started from.
+    #[serde(with = "crate::serde_helpers::cid")]
+    pub before: Cid,
+    /// The state it left (`before` unless it exited with code 0).
+    #[serde(with = "crate::serde_helpers::cid")]
+    pub after: Cid,
+    /// Its log ([`crate::guest_state::log_block`]), if it kept entries.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::serde_helpers::opt_cid"
+    )]
+    pub log: Option<Cid>,
+    /// Fuel its `phase` calls cost (part of `fuel_consumed`).
+    pub host_fuel: u64,
 }
 
 #[expect(

@@ -95,6 +95,7 @@ fn arb_spec() -> impl Strategy<Value = JobSpec> {
                     deterministic,
                     capabilities: capabilities.into_iter().collect::<BTreeSet<_>>(),
                     nonce,
+                    state: input.filter(|_| nonce % 2 == 0),
                     permissions,
                 }
             },
@@ -162,6 +163,12 @@ fn arb_receipt() -> impl Strategy<Value = (Receipt, Keypair)> {
                     started_at_ms: start,
                     ended_at_ms: end,
                     runtime,
+                    state: input.map(|before| phase_protocol::StateTransition {
+                        before,
+                        after: result,
+                        log: stdin,
+                        host_fuel: fuel / 3,
+                    }),
                 };
                 (receipt, key)
             },

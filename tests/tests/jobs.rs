@@ -10,6 +10,7 @@ use phase_node::config::NodeConfig;
 use phase_node::node::NodeHandle;
 use phase_node::requester::{SubmitError, SubmitOptions};
 use phase_node::store::files;
+use phase_protocol::guest_state::{self, GuestState};
 use phase_protocol::job::{FsAccess, JobRequest, JobResponse, JobState, Rejection};
 use phase_protocol::{ByteSize, Cid, JobSpec, LimitKind, PeerId, Status};
 
@@ -160,6 +161,27 @@ async fn three_replicas_of_a_deterministic_job_agree() {
         .map(|r| r.receipt.receipt().fuel_consumed)
         .collect();
     assert_eq!(fuel.len(), 1, "same fuel on every worker");
+
+    // A deterministic job with state: every replica leaves the same state,
+    // for the same fuel, its host calls' included.
+    let mut spec = JobSpec::new(add(c, guest("counter")).await);
+    spec.deterministic = true;
+    let report = within(c.requester().submit(&spec, &options, &quiet()))
+        .await
+        .unwrap();
+    let agreement = report.agreement.unwrap();
+    assert!(agreement.agreed, "{agreement:?}");
+    let states: HashSet<(Cid, u64, u64)> = report
+        .results
+        .iter()
+        .map(|r| {
+            let receipt = r.receipt.receipt();
+            let t = receipt.state.as_ref().unwrap();
+            (t.after, t.host_fuel, receipt.fuel_consumed)
+        })
+        .collect();
+    assert_eq!(states.len(), 1, "{states:?}");
+    assert_eq!(agreement.state_after, states.iter().next().map(|s| s.0));
     net.shutdown().await;
 }
 
@@ -250,6 +272,87 @@ async fn a_worker_mounts_only_the_folders_a_jobs_permissions_name() {
     .await
     .unwrap_err();
     assert!(err.to_string().contains("`none` mounts nothing"), "{err}");
+    net.shutdown().await;
+}
+
+/// The value of `key` in the state at `root`, read from `node`'s store.
+fn state_value(node: &NodeHandle, root: &Cid, key: &[u8]) -> Option<Vec<u8>> {
+    let mut state = GuestState::open(node.store().clone(), root).unwrap();
+    state.get(key).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chained_counter_jobs_count_and_their_receipts_chain() {
+    let net = net(vec![worker_config(1, 4), worker_config(1, 4)]).await;
+    let c = requester(&net);
+    let counter = add(c, guest("counter")).await;
+    let mut state: Option<Cid> = None;
+    let mut host_fuel = Vec::new();
+    for n in 1..=3u32 {
+        let mut spec = JobSpec::new(counter);
+        spec.state = state;
+        let report = within(
+            c.requester()
+                .submit(&spec, &SubmitOptions::default(), &quiet()),
+        )
+        .await
+        .unwrap();
+        let receipt = report.results[0].receipt.receipt();
+        assert_eq!(receipt.status, Status::Exited { code: 0 });
+        assert_eq!(
+            entry(c, receipt.result, "stdout").await,
+            format!("{n}\n").as_bytes()
+        );
+        let t = receipt
+            .state
+            .as_ref()
+            .expect("a state job's receipt binds its state");
+        if let Some(before) = state {
+            assert_eq!(t.before, before, "run {n} starts where run {} ended", n - 1);
+        }
+        // The requester has the whole new state and its log.
+        assert_eq!(
+            state_value(c, &t.after, b"count"),
+            Some(n.to_string().into_bytes())
+        );
+        let log = c.store().get(&t.log.unwrap()).await.unwrap().unwrap();
+        assert_eq!(
+            guest_state::decode_log(&log).unwrap(),
+            [format!("count={n}").into_bytes()]
+        );
+        host_fuel.push(t.host_fuel);
+        state = Some(t.after);
+    }
+    // The same calls on states of the same shape cost the same fuel.
+    assert!(
+        host_fuel[0] >= 3 * phase_node::executor::CALL_FUEL,
+        "{host_fuel:?}"
+    );
+    assert_eq!(host_fuel[1], host_fuel[2]);
+
+    // A run that writes, then traps, leaves the state as it was.
+    let abuse = add(c, guest("state-abuse")).await;
+    let mut spec = JobSpec::new(abuse);
+    spec.args = vec!["trap".into()];
+    spec.state = state;
+    let report = within(
+        c.requester()
+            .submit(&spec, &SubmitOptions::default(), &quiet()),
+    )
+    .await
+    .unwrap();
+    let receipt = report.results[0].receipt.receipt();
+    assert!(
+        matches!(receipt.status, Status::Trapped { .. }),
+        "{:?}",
+        receipt.status
+    );
+    let t = receipt.state.as_ref().unwrap();
+    assert_eq!(
+        (t.before, t.after, t.log),
+        (state.unwrap(), state.unwrap(), None)
+    );
+    assert_eq!(state_value(c, &t.after, b"written"), None);
     net.shutdown().await;
 }
 

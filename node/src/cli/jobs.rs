@@ -71,6 +71,12 @@ pub(super) struct SubmitArgs {
     /// Print one JSON object: job id, verified receipts, result CIDs, agreement.
     #[arg(long)]
     json: bool,
+    /// Start the job from this guest state (a root in the local store, as
+    /// `phase-node state` and earlier jobs make), instead of the job
+    /// file's `state`. The new state's root is printed on stderr
+    /// (`state_after` in --json) and kept pinned with the job.
+    #[arg(long, value_name = "ROOT", conflicts_with = "resume")]
+    state: Option<phase_protocol::Cid>,
 }
 
 impl SubmitArgs {
@@ -91,7 +97,16 @@ impl SubmitArgs {
         let spec = match (&self.job, self.resume) {
             (_, Some(job)) => recorded_spec(data_dir.root(), &store, job).await?,
             (Some(path), None) => {
-                let file = read_job_file(path).await?;
+                let mut file = read_job_file(path).await?;
+                if self.state.is_some() {
+                    file.state = self.state;
+                }
+                // The worker reads the state's blocks from here.
+                if let Some(root) = file.state
+                    && !store.has(&root).await?
+                {
+                    bail!("state {root} is not in the local store");
+                }
                 if self.replicas > 1 && !file.deterministic {
                     bail!(
                         "--replicas {} compares results, which needs a deterministic job (set \"deterministic\": true in {})",
@@ -291,6 +306,14 @@ impl SubmitArgs {
             let errout = read_entry(store, result, "stderr", max).await?;
             std::io::stdout().lock().write_all(&stdout)?;
             stderr.write_all(&errout)?;
+        }
+        if let (Some(t), false) = (&receipt.state, self.json) {
+            let note = if t.after == t.before {
+                " (unchanged)"
+            } else {
+                ""
+            };
+            writeln!(stderr, "state_after: {}{note}", t.after)?;
         }
         if !matches!(receipt.status, Status::Exited { .. }) {
             writeln!(

@@ -12,12 +12,13 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use phase_protocol::Cid;
-use phase_protocol::guest_state::{self, GuestState, KeyChange, Value};
+use phase_protocol::guest_state::{self, GuestState};
 
 use super::GlobalArgs;
 use super::pins::Pins;
 use crate::api::ApiClient;
 use crate::store::BlockStore;
+use crate::store::guest_state::{self as guest_state_view, ChangeKind, show};
 
 /// Read a job's state, or make one to start jobs from.
 #[derive(Debug, Subcommand)]
@@ -81,12 +82,7 @@ pub(super) struct KeyBytes(Vec<u8>);
 
 /// `hex:…` as bytes, anything else as its UTF-8 bytes.
 fn parse_bytes(s: &str) -> Result<KeyBytes, String> {
-    match s.strip_prefix("hex:") {
-        Some(digits) => hex::decode(digits)
-            .map(KeyBytes)
-            .map_err(|e| format!("`{s}` is not hex: {e}")),
-        None => Ok(KeyBytes(s.as_bytes().to_vec())),
-    }
+    guest_state_view::parse(s).map(KeyBytes)
 }
 
 fn parse_pair(s: &str) -> Result<(KeyBytes, KeyBytes), String> {
@@ -94,16 +90,6 @@ fn parse_pair(s: &str) -> Result<(KeyBytes, KeyBytes), String> {
         .split_once('=')
         .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))?;
     Ok((parse_bytes(key)?, parse_bytes(value)?))
-}
-
-/// Printable UTF-8 as it is, anything else as `hex:…`.
-fn show(bytes: &[u8]) -> String {
-    match std::str::from_utf8(bytes) {
-        Ok(text) if !text.starts_with("hex:") && !text.chars().any(char::is_control) => {
-            text.to_owned()
-        }
-        _ => format!("hex:{}", hex::encode(bytes)),
-    }
 }
 
 impl StateCommand {
@@ -116,7 +102,7 @@ impl StateCommand {
                 json,
             } => {
                 let shown = show(&key);
-                let value = blocking(&store, move |s| Ok(GuestState::open(s, &root)?.get(&key)?))
+                let value = blocking(&store, move |s| Ok(s.state_value_blocking(&root, &key)?))
                     .await
                     .with_context(|| format!("cannot read state {root}"))?;
                 let Some(value) = value else {
@@ -131,55 +117,33 @@ impl StateCommand {
                 }
             }
             StateCommand::Ls { root, json } => {
-                let (count, bytes, entries) = blocking(&store, move |s| {
-                    let mut state = GuestState::open(s, &root)?;
-                    Ok((state.count(), state.bytes(), state.entries()?))
-                })
-                .await
-                .with_context(|| format!("cannot read state {root}"))?;
+                let listing = blocking(&store, move |s| Ok(s.state_listing_blocking(&root)?))
+                    .await
+                    .with_context(|| format!("cannot read state {root}"))?;
                 let mut out = std::io::stdout().lock();
                 if json {
-                    let list: Vec<_> = entries
-                        .iter()
-                        .map(|(k, v)| serde_json::json!({ "key": show(k), "size": v.len() }))
-                        .collect();
-                    let v = serde_json::json!({
-                        "root": root.to_string(), "count": count, "bytes": bytes, "entries": list,
-                    });
-                    writeln!(out, "{v}")?;
+                    writeln!(out, "{}", serde_json::to_string(&listing)?)?;
                 } else {
-                    for (k, v) in &entries {
-                        writeln!(out, "{}\t{}", show(k), v.len())?;
+                    for entry in &listing.entries {
+                        writeln!(out, "{}\t{}", entry.key, entry.size)?;
                     }
                 }
             }
             StateCommand::Diff { a, b, json } => {
-                let changes = blocking(&store, move |mut s| Ok(guest_state::diff(&mut s, &a, &b)?))
+                let changes = blocking(&store, move |s| Ok(s.state_diff_blocking(&a, &b)?))
                     .await
                     .with_context(|| format!("cannot compare states {a} and {b}"))?;
-                let changes = with_values(&store, changes).await?;
                 let mut out = std::io::stdout().lock();
                 if json {
-                    let list: Vec<_> = changes
-                        .iter()
-                        .map(|(c, before, after)| {
-                            serde_json::json!({
-                                "key": show(&c.key),
-                                "change": change_kind(c),
-                                "before": before.as_deref().map(show),
-                                "after": after.as_deref().map(show),
-                            })
-                        })
-                        .collect();
-                    writeln!(out, "{}", serde_json::Value::Array(list))?;
+                    writeln!(out, "{}", serde_json::to_string(&changes)?)?;
                 } else {
-                    for (c, _, _) in &changes {
-                        let mark = match change_kind(c) {
-                            "added" => '+',
-                            "removed" => '-',
-                            _ => '~',
+                    for c in &changes {
+                        let mark = match c.change {
+                            ChangeKind::Added => '+',
+                            ChangeKind::Removed => '-',
+                            ChangeKind::Changed => '~',
                         };
-                        writeln!(out, "{mark} {}", show(&c.key))?;
+                        writeln!(out, "{mark} {}", c.key)?;
                     }
                 }
             }
@@ -239,14 +203,6 @@ impl StateCommand {
     }
 }
 
-fn change_kind(c: &KeyChange) -> &'static str {
-    match (&c.before, &c.after) {
-        (None, _) => "added",
-        (_, None) => "removed",
-        _ => "changed",
-    }
-}
-
 /// Runs state work on the blocking pool: it reads blocks synchronously.
 async fn blocking<T: Send + 'static>(
     store: &BlockStore,
@@ -254,30 +210,4 @@ async fn blocking<T: Send + 'static>(
 ) -> anyhow::Result<T> {
     let store = store.clone();
     tokio::task::spawn_blocking(move || work(store)).await?
-}
-
-/// The values of the changes, read (a linked value from its block).
-async fn with_values(
-    store: &BlockStore,
-    changes: Vec<KeyChange>,
-) -> anyhow::Result<Vec<(KeyChange, Option<Vec<u8>>, Option<Vec<u8>>)>> {
-    blocking(store, move |mut s| {
-        let mut read = |v: &Option<Value>| -> Result<Option<Vec<u8>>, guest_state::StateError> {
-            match v {
-                None => Ok(None),
-                Some(Value::Inline(bytes)) => Ok(Some(bytes.clone())),
-                Some(Value::Link(cid, len)) => {
-                    guest_state::value_block(&mut s, cid, *len).map(Some)
-                }
-            }
-        };
-        let mut out = Vec::with_capacity(changes.len());
-        for c in changes {
-            let before = read(&c.before)?;
-            let after = read(&c.after)?;
-            out.push((c, before, after));
-        }
-        Ok(out)
-    })
-    .await
 }

@@ -114,7 +114,17 @@ pub(super) fn write_receipt(
     writeln!(out, "stdin:     {}", opt(&r.stdin))?;
     writeln!(out, "input:     {}", opt(&r.input))?;
     writeln!(out, "result:    {}", r.result)?;
-    writeln!(out, "fuel:      {}", r.fuel_consumed)?;
+    if let Some(t) = &r.state {
+        writeln!(out, "state:     {} -> {}", t.before, t.after)?;
+        writeln!(out, "log:       {}", opt(&t.log))?;
+        writeln!(
+            out,
+            "fuel:      {} ({} in host calls)",
+            r.fuel_consumed, t.host_fuel
+        )?;
+    } else {
+        writeln!(out, "fuel:      {}", r.fuel_consumed)?;
+    }
     writeln!(out, "wall time: {} ms", r.wall_time_ms)?;
     writeln!(out, "memory:    {} bytes peak", r.peak_memory)?;
     writeln!(out, "started:   {}", time(r.started_at_ms))?;

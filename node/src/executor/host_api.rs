@@ -15,7 +15,7 @@
 //! | `state_get(key_ptr, key_len, val_ptr, val_cap) -> i64` | the value's length (written if it fits in `val_cap`), -1 if absent |
 //! | `state_set(key_ptr, key_len, val_ptr, val_len) -> i32` | 0, or -1 over a limit (key 1 KiB, value 1 MiB, the state's size) |
 //! | `state_delete(key_ptr, key_len) -> i32` | 1 if the key existed, 0 if not |
-//! | `emit_log(ptr, len) -> i32` | 0, or -1 over a limit (64 KiB an entry, 1,000 entries) |
+//! | `emit_log(ptr, len) -> i32` | 0, or -1 over a limit (64 KiB an entry, 1,000 entries, 1 MiB in all) |
 //! | `caller(buf_ptr, buf_cap) -> i32` | the requester's PeerId length (written if it fits) |
 
 use std::fmt;
@@ -36,6 +36,8 @@ pub const BLOCK_FUEL: u64 = 200_000;
 pub const MAX_LOG_ENTRY: usize = 64 * 1024;
 /// Most log entries a run keeps.
 pub const MAX_LOG_ENTRIES: usize = 1000;
+/// Most bytes of log entries a run keeps in all: the log is one block.
+pub const MAX_LOG_BYTES: usize = 1024 * 1024;
 /// Default most bytes (keys and values) a job's state may hold.
 pub const DEFAULT_MAX_STATE: u64 = 256 * 1024 * 1024;
 
@@ -133,6 +135,7 @@ pub(super) struct PhaseHost {
     caller: Vec<u8>,
     max_bytes: u64,
     log: Vec<Vec<u8>>,
+    log_bytes: usize,
     fuel: u64,
 }
 
@@ -149,6 +152,7 @@ impl PhaseHost {
             caller: input.caller,
             max_bytes: input.max_bytes,
             log: Vec::new(),
+            log_bytes: 0,
             fuel: 0,
         }
     }
@@ -253,15 +257,20 @@ pub(super) fn add_to_linker<T: 'static>(
         "phase",
         "emit_log",
         move |mut caller: Caller<'_, T>, ptr: i32, len: i32| {
-            if len.max(0) as usize > MAX_LOG_ENTRY
-                || get(caller.data_mut()).log.len() >= MAX_LOG_ENTRIES
+            let len_ok = len.max(0) as usize;
+            let host = get(caller.data_mut());
+            if len_ok > MAX_LOG_ENTRY
+                || host.log.len() >= MAX_LOG_ENTRIES
+                || host.log_bytes + len_ok > MAX_LOG_BYTES
             {
                 charge(&mut caller, get, CALL_FUEL)?;
                 return Ok(-1i32);
             }
             let entry = read(&mut caller, "emit_log", ptr, len)?;
             charge(&mut caller, get, CALL_FUEL + entry.len() as u64 * BYTE_FUEL)?;
-            get(caller.data_mut()).log.push(entry);
+            let host = get(caller.data_mut());
+            host.log_bytes += entry.len();
+            host.log.push(entry);
             Ok(0)
         },
     )?;

@@ -51,8 +51,8 @@ pub use self::compile::{
 };
 pub use self::error::{EngineError, ExecError};
 pub use self::host_api::{
-    BLOCK_FUEL, BYTE_FUEL, CALL_FUEL, DEFAULT_MAX_STATE, Effects, MAX_LOG_ENTRIES, MAX_LOG_ENTRY,
-    SharedSource, StateInput,
+    BLOCK_FUEL, BYTE_FUEL, CALL_FUEL, DEFAULT_MAX_STATE, Effects, MAX_LOG_BYTES, MAX_LOG_ENTRIES,
+    MAX_LOG_ENTRY, SharedSource, StateInput,
 };
 pub use self::inspect::{ExportInfo, ImportInfo, ModuleInfo, ModuleKind, inspect};
 

@@ -94,8 +94,8 @@ impl JobRecord {
         }
     }
 
-    /// What the record holds pinned: the spec's block, and each receipt
-    /// and result once the job is done.
+    /// What the record holds pinned: the spec's block, and each receipt,
+    /// result and new state (and log) once the job is done.
     #[must_use]
     pub fn roots(&self) -> Vec<phase_protocol::Cid> {
         let mut roots = vec![self.job.0];
@@ -103,6 +103,10 @@ impl JobRecord {
             for r in &report.results {
                 roots.push(r.receipt.cid());
                 roots.push(r.receipt.receipt().result);
+                if let Some(t) = &r.receipt.receipt().state {
+                    roots.push(t.after);
+                    roots.extend(t.log);
+                }
             }
         }
         roots

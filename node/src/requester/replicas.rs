@@ -291,6 +291,10 @@ impl<'a> Driver<'a> {
     }
 }
 
+/// Most new bytes of a run's state and log a requester fetches: the
+/// default most a worker lets a state hold, and a log.
+const MAX_STATE_FETCH: u64 = crate::executor::DEFAULT_MAX_STATE + (4 << 20);
+
 /// Fetches the result DAG: from the worker first, then any provider; never
 /// more than an honest result of `spec` can hold. Then stores the receipt.
 /// Both are held against `gc` from the start until the guard is dropped.
@@ -302,7 +306,15 @@ async fn fetch_result(
 ) -> Result<Held, FetchError> {
     let (network, store) = (&requester.network, &requester.store);
     let result: Cid = receipt.receipt().result;
-    let held = store.hold([result, receipt.cid()]);
+    let state = receipt.receipt().state.as_ref();
+    let state_roots: Vec<Cid> = state
+        .map(|t| [t.after].into_iter().chain(t.log).collect())
+        .unwrap_or_default();
+    let held = store.hold(
+        [result, receipt.cid()]
+            .into_iter()
+            .chain(state_roots.clone()),
+    );
     let max_bytes = max_result_bytes(spec);
     let from_worker = FetchOptions {
         providers: Some(vec![worker]),
@@ -319,6 +331,16 @@ async fn fetch_result(
             blocks::fetch(network, store, result, anyone, |_| {}).await?;
         }
         Err(e) => return Err(e),
+    }
+    // The new state: what the run changed is with the worker, the rest
+    // here already (the worker read it from here).
+    for root in state_roots {
+        let from_worker = FetchOptions {
+            providers: Some(vec![worker]),
+            max_bytes: MAX_STATE_FETCH,
+            ..FetchOptions::default()
+        };
+        blocks::fetch(network, store, root, from_worker, |_| {}).await?;
     }
     store
         .put(receipt.cid(), bytes::Bytes::from(receipt.to_cbor()))

@@ -31,6 +31,13 @@ struct ReplicaJson {
     #[serde(with = "cid_string")]
     result: Cid,
     status: String,
+    /// The guest state the run left, for a job with state.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "phase_protocol::serde_helpers::opt_cid"
+    )]
+    state_after: Option<Cid>,
     receipt: SignedReceipt,
 }
 
@@ -41,6 +48,7 @@ impl From<ReplicaResult> for ReplicaJson {
             receipt_cid: r.receipt.cid(),
             result: r.receipt.receipt().result,
             status: r.receipt.receipt().status.to_string(),
+            state_after: r.receipt.receipt().state.as_ref().map(|t| t.after),
             receipt: r.receipt,
         }
     }
@@ -70,6 +78,9 @@ impl TryFrom<ReplicaJson> for ReplicaResult {
         if j.receipt.receipt().result != j.result {
             return Err(mismatch("result"));
         }
+        if j.receipt.receipt().state.as_ref().map(|t| t.after) != j.state_after {
+            return Err(mismatch("state_after"));
+        }
         Ok(Self {
             worker: j.worker,
             receipt: j.receipt,
@@ -89,12 +100,19 @@ pub struct Attempt {
 /// Whether replicas agree.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Agreement {
-    /// All result CIDs are equal.
+    /// All result CIDs (and new states) are equal.
     pub agreed: bool,
     /// The result most replicas produced.
     #[serde(with = "cid_string")]
     pub result: Cid,
-    /// Workers whose result differs from it.
+    /// The state those replicas left, for a job with state.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "phase_protocol::serde_helpers::opt_cid"
+    )]
+    pub state_after: Option<Cid>,
+    /// Workers whose result or new state differs from it.
     pub dissenters: Vec<PeerId>,
 }
 
@@ -111,29 +129,39 @@ pub struct SubmitReport {
     pub agreement: Option<Agreement>,
 }
 
-/// Compares the replicas' result CIDs.
+/// Compares the replicas' result CIDs and the states they left.
 ///
 /// # Panics
 /// When `results` is empty.
 #[must_use]
 pub fn agreement(results: &[ReplicaResult]) -> Agreement {
-    let mut counts: HashMap<Cid, usize> = HashMap::new();
+    let outcome = |r: &ReplicaResult| {
+        let receipt = r.receipt.receipt();
+        (receipt.result, receipt.state.as_ref().map(|t| t.after))
+    };
+    let mut counts: HashMap<(Cid, Option<Cid>), usize> = HashMap::new();
     for r in results {
-        *counts.entry(r.receipt.receipt().result).or_default() += 1;
+        *counts.entry(outcome(r)).or_default() += 1;
     }
     let majority = counts
         .iter()
-        .max_by_key(|(cid, n)| (**n, std::cmp::Reverse(cid.to_string())))
-        .map(|(cid, _)| *cid)
+        .max_by_key(|((cid, state), n)| {
+            (
+                **n,
+                std::cmp::Reverse((cid.to_string(), state.map(|s| s.to_string()))),
+            )
+        })
+        .map(|(pair, _)| *pair)
         .expect("at least one replica");
     let dissenters: Vec<PeerId> = results
         .iter()
-        .filter(|r| r.receipt.receipt().result != majority)
+        .filter(|r| outcome(r) != majority)
         .map(|r| r.worker)
         .collect();
     Agreement {
         agreed: dissenters.is_empty(),
-        result: majority,
+        result: majority.0,
+        state_after: majority.1,
         dissenters,
     }
 }

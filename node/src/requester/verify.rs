@@ -75,6 +75,7 @@ pub(super) mod tests {
             started_at_ms: 0,
             ended_at_ms: 1,
             runtime: "test".into(),
+            state: None,
         };
         SignedReceipt::sign(receipt, worker).unwrap()
     }

@@ -15,7 +15,7 @@ pub mod dirs;
 pub mod files;
 pub mod fs;
 mod gc;
-mod guest_state;
+pub mod guest_state;
 mod leases;
 pub mod mem;
 pub mod room;

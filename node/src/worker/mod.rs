@@ -155,6 +155,7 @@ impl Worker {
             store,
             executor,
             max_input: config.max_input.0,
+            max_state: config.max_state.0,
             progress,
             metrics,
             writes,

@@ -17,15 +17,17 @@ use libp2p::identity::Keypair;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+use phase_protocol::guest_state::{self, BlockSource};
 use phase_protocol::job::{JobId, JobState};
 use phase_protocol::unixfs::{self, Root};
-use phase_protocol::{Capability, Cid, JobSpec, Receipt, SignedReceipt};
+use phase_protocol::{Capability, Cid, JobSpec, Receipt, SignedReceipt, StateTransition};
 
 use super::runtime_version;
 use super::workdirs::{self, WorkDir};
 use crate::blocks::{FetchError, FetchOptions};
 use crate::executor::{
-    CacheSource, ExecError, Executor, MAX_DEPTH, ModuleKind, Over, RunSpec, Stdin, dir_over,
+    CacheSource, ExecError, Executor, MAX_DEPTH, ModuleKind, Over, RunSpec, SharedSource,
+    StateInput, Stdin, dir_over,
 };
 use crate::metrics::JobMetrics;
 use crate::network::{NetworkClient, NetworkError};
@@ -78,6 +80,8 @@ pub(super) struct Context {
     pub(super) executor: Executor,
     /// Most new bytes a job's inputs may bring.
     pub(super) max_input: u64,
+    /// Most bytes a job's guest state may hold.
+    pub(super) max_state: u64,
     /// Where progress goes (the actor).
     pub(super) progress: mpsc::Sender<(JobId, JobState)>,
     /// What the worker counts.
@@ -186,6 +190,23 @@ pub(super) async fn run(
         None => None,
     };
     let output_dir = dir.path.join("output");
+    // The state's blocks are read as the guest asks for them: from the
+    // store, else from the requester.
+    let state_root = match spec.state {
+        Some(root) => root,
+        None => {
+            let (root, bytes) = guest_state::empty();
+            ctx.store.put(root, Bytes::from(bytes)).await?;
+            root
+        }
+    };
+    let _state_held = ctx.store.hold([state_root]);
+    let state = StateInput {
+        root: state_root,
+        source: SharedSource::new(PeerBlocks::new(ctx, job.requester)),
+        caller: job.requester.to_bytes(),
+        max_bytes: ctx.max_state,
+    };
 
     ctx.report(id, JobState::Running).await;
     let started = SystemTime::now();
@@ -210,7 +231,7 @@ pub(super) async fn run(
                 preopens: Vec::new(),
                 limits: spec.limits,
                 deterministic: spec.deterministic.then(|| spec.seed()),
-                state: None,
+                state: Some(state),
             },
         )
         .await
@@ -220,6 +241,10 @@ pub(super) async fn run(
     // A run that happened gets a receipt, whatever becomes of its output.
     // `gc` waits until the package and receipt are held.
     let writing = ctx.store.writing().await;
+    let transition = match &outcome.state {
+        Some(effects) => keep_state(ctx, spec, effects).await?,
+        None => None,
+    };
     let (out, err) = (&outcome.stdout, &outcome.stderr);
     let whole = match kept_output(output_dir.clone(), spec.limits.max_output.0).await {
         Ok(output) => package(&ctx.store, out, err, output)
@@ -266,6 +291,7 @@ pub(super) async fn run(
         started_at_ms: unix_ms(started),
         ended_at_ms: unix_ms(ended),
         runtime: runtime_version(),
+        state: transition,
     };
     let signed = SignedReceipt::sign(receipt, &ctx.key).map_err(JobError::Sign)?;
     let bytes = Bytes::from(signed.to_cbor());
@@ -275,9 +301,121 @@ pub(super) async fn run(
         let _ = ctx.store.release_ballast();
         ctx.store.put(signed.cid(), bytes).await?;
     }
-    let held = ctx.store.hold([signed.cid(), result.cid]);
+    let mut roots = vec![signed.cid(), result.cid];
+    if let Some(t) = &signed.receipt().state {
+        // The new state is partly here (what the run changed) and partly
+        // with the requester: held, not pinned, while it fetches it.
+        roots.extend([t.after].into_iter().chain(t.log));
+        ctx.store
+            .hold_for([t.after].into_iter().chain(t.log), STATE_HELD_FOR);
+    }
+    let held = ctx.store.hold(roots);
     drop(writing);
     Ok((signed, held))
+}
+
+/// How long a worker keeps a run's new state blocks for its requester.
+const STATE_HELD_FOR: Duration = Duration::from_secs(600);
+
+/// Stores what a run did to its state (the changed blocks, the log) and
+/// says so for the receipt; nothing for a job that names no state and
+/// neither changed the empty one nor logged.
+async fn keep_state(
+    ctx: &Context,
+    spec: &JobSpec,
+    effects: &crate::executor::Effects,
+) -> Result<Option<StateTransition>, JobError> {
+    let untouched = effects.state_after == effects.state_before && effects.log.is_empty();
+    if spec.state.is_none() && untouched {
+        return Ok(None);
+    }
+    let blocks: Vec<(Cid, Bytes)> = effects
+        .blocks
+        .iter()
+        .map(|(cid, data)| (*cid, Bytes::copy_from_slice(data)))
+        .collect();
+    for result in ctx.store.put_many(blocks).await? {
+        result?;
+    }
+    let log = if effects.log.is_empty() {
+        None
+    } else {
+        let (cid, bytes) = guest_state::log_block(&effects.log);
+        ctx.store.put(cid, Bytes::from(bytes)).await?;
+        Some(cid)
+    };
+    Ok(Some(StateTransition {
+        before: effects.state_before,
+        after: effects.state_after,
+        log,
+        host_fuel: effects.host_fuel,
+    }))
+}
+
+/// A job's state blocks: from the store, else fetched from the requester
+/// one at a time as the guest reads them, at most the worker's input
+/// budget in all. Runs on the run's blocking thread.
+struct PeerBlocks {
+    store: BlockStore,
+    network: NetworkClient,
+    requester: PeerId,
+    runtime: tokio::runtime::Handle,
+    budget: u64,
+}
+
+/// Why a state block could not be fetched.
+#[derive(Debug, thiserror::Error)]
+enum PeerBlockError {
+    #[error("the requester did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the requester does not have it")]
+    NotProvided,
+    #[error("fetching it would pass the worker's input limit")]
+    OverBudget,
+}
+
+/// Deadline for one state block from the requester.
+const STATE_BLOCK_DEADLINE: Duration = Duration::from_secs(30);
+
+impl PeerBlocks {
+    fn new(ctx: &Context, requester: PeerId) -> Self {
+        Self {
+            store: ctx.store.clone(),
+            network: ctx.network.clone(),
+            requester,
+            runtime: tokio::runtime::Handle::current(),
+            budget: ctx.max_input,
+        }
+    }
+}
+
+impl BlockSource for PeerBlocks {
+    fn block(&mut self, cid: &Cid) -> Result<Vec<u8>, Box<dyn std::error::Error + Send + Sync>> {
+        if let Some(data) = self.store.get_blocking(cid)? {
+            return Ok(data.to_vec());
+        }
+        let request = self.network.request_blocks(
+            self.requester,
+            phase_protocol::block::BlockRequest { want: vec![*cid] },
+        );
+        let response = self
+            .runtime
+            .block_on(tokio::time::timeout(STATE_BLOCK_DEADLINE, request))
+            .map_err(|_| PeerBlockError::Timeout(STATE_BLOCK_DEADLINE))??;
+        let block = response
+            .blocks
+            .into_iter()
+            .find(|b| b.cid == *cid)
+            .ok_or(PeerBlockError::NotProvided)?;
+        let len = block.data.len() as u64;
+        if len > self.budget {
+            return Err(Box::new(PeerBlockError::OverBudget));
+        }
+        self.budget -= len;
+        // The store checks the bytes against the CID.
+        self.store.put_blocking(cid, &block.data)?;
+        Ok(block.data.to_vec())
+    }
 }
 
 /// The signed receipt of a run that the worker's stop interrupted: status
@@ -310,6 +448,7 @@ pub(super) async fn attest_interrupted(
         started_at_ms: started.started_ms,
         ended_at_ms: now,
         runtime: runtime_version(),
+        state: None,
     };
     let signed = SignedReceipt::sign(receipt, &ctx.key).map_err(JobError::Sign)?;
     ctx.store

@@ -146,6 +146,7 @@ mod tests {
             started_at_ms: 0,
             ended_at_ms: 1,
             runtime: runtime_version(),
+            state: None,
         };
         (spec.id(), SignedReceipt::sign(receipt, key).unwrap())
     }

@@ -26,6 +26,7 @@ use super::types::{
 };
 mod dht;
 mod jobs;
+mod state;
 
 use self::jobs::{job_receipt, job_status, list_jobs, submit, submitted};
 use crate::blocks::{self, FetchOptions};
@@ -97,6 +98,9 @@ pub(crate) fn routes() -> Vec<Route> {
         r(Method::POST, "/api/v1/pins/{cid}", post(pin)),
         r(Method::DELETE, "/api/v1/pins/{cid}", delete(unpin)),
         r(Method::POST, "/api/v1/gc", post(gc)),
+        r(Method::GET, "/api/v1/state/{cid}", get(state::listing)),
+        r(Method::GET, "/api/v1/state/{cid}/value", get(state::value)),
+        r(Method::GET, "/api/v1/state/{cid}/diff", get(state::diff)),
         r(
             Method::POST,
             "/api/v1/jobs",
