@@ -19,7 +19,7 @@ CARGO_TARGET_DIR="$target" cargo build --quiet --release --manifest-path "$manif
 CARGO_TARGET_DIR="$target" cargo build --quiet --release --manifest-path "$manifest" --target wasm32-wasip2 -p hello
 
 mkdir -p "$out"
-for bin in hello wordcount sha256 manyfiles loop memhog stack-overflow print-forever escape clock-random output-flood probe-fs state-abuse counter; do
+for bin in hello wordcount sha256 manyfiles loop memhog stack-overflow print-forever escape clock-random output-flood probe-fs state-abuse counter state-bench; do
   cp "$target/wasm32-wasip1/release/$bin.wasm" "$out/$bin.wasm"
 done
 cp "$target/wasm32-wasip2/release/hello.wasm" "$out/hello-component.wasm"

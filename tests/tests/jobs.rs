@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use phase_node::config::NodeConfig;
 use phase_node::node::NodeHandle;
-use phase_node::requester::{SubmitError, SubmitOptions};
+use phase_node::requester::{SubmitError, SubmitOptions, SubmitReport};
 use phase_node::store::files;
 use phase_protocol::guest_state::{self, GuestState};
 use phase_protocol::job::{FsAccess, JobRequest, JobResponse, JobState, Rejection};
@@ -83,17 +83,23 @@ fn quiet() -> impl Fn(phase_node::requester::Stage) + Send + Sync {
     |_| {}
 }
 
+/// Submits `spec` from `node` with the default options, within the
+/// deadline, and expects a report.
+async fn submit(node: &NodeHandle, spec: &JobSpec) -> SubmitReport {
+    within(
+        node.requester()
+            .submit(spec, &SubmitOptions::default(), &quiet()),
+    )
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hello_runs_on_a_worker_and_the_receipt_names_it() {
     let net = net(vec![worker_config(2, 4), worker_config(2, 4)]).await;
     let c = requester(&net);
     let spec = hello_spec(c, 1).await;
-    let report = within(
-        c.requester()
-            .submit(&spec, &SubmitOptions::default(), &quiet()),
-    )
-    .await
-    .unwrap();
+    let report = submit(c, &spec).await;
     let workers: HashSet<PeerId> = net.nodes[..2].iter().map(|n| n.peer_id()).collect();
     let run = &report.results[0];
     assert!(workers.contains(&run.worker), "ran on a worker");
@@ -119,12 +125,7 @@ async fn a_job_out_of_fuel_gets_a_signed_receipt_that_says_so() {
     let c = requester(&net);
     let mut spec = JobSpec::new(add(c, guest("loop")).await);
     spec.limits.fuel = 1_000_000;
-    let report = within(
-        c.requester()
-            .submit(&spec, &SubmitOptions::default(), &quiet()),
-    )
-    .await
-    .unwrap();
+    let report = submit(c, &spec).await;
     let run = &report.results[0];
     let receipt = run.receipt.verify_signer(&run.worker).unwrap();
     assert_eq!(receipt.status, Status::OutOfFuel);
@@ -229,12 +230,7 @@ async fn a_worker_mounts_only_the_folders_a_jobs_permissions_name() {
         let mut spec = JobSpec::new(module);
         spec.input = fs.input().then_some(input.cid);
         spec.permissions.fs = fs;
-        let report = within(
-            c.requester()
-                .submit(&spec, &SubmitOptions::default(), &quiet()),
-        )
-        .await
-        .unwrap();
+        let report = submit(c, &spec).await;
         let receipt = report.results[0].receipt.receipt();
         assert_eq!(receipt.status, Status::Exited { code: 0 }, "{fs}");
         let stdout = String::from_utf8(entry(c, receipt.result, "stdout").await).unwrap();
@@ -291,12 +287,7 @@ async fn chained_counter_jobs_count_and_their_receipts_chain() {
     for n in 1..=3u32 {
         let mut spec = JobSpec::new(counter);
         spec.state = state;
-        let report = within(
-            c.requester()
-                .submit(&spec, &SubmitOptions::default(), &quiet()),
-        )
-        .await
-        .unwrap();
+        let report = submit(c, &spec).await;
         let receipt = report.results[0].receipt.receipt();
         assert_eq!(receipt.status, Status::Exited { code: 0 });
         assert_eq!(
@@ -335,12 +326,7 @@ async fn chained_counter_jobs_count_and_their_receipts_chain() {
     let mut spec = JobSpec::new(abuse);
     spec.args = vec!["trap".into()];
     spec.state = state;
-    let report = within(
-        c.requester()
-            .submit(&spec, &SubmitOptions::default(), &quiet()),
-    )
-    .await
-    .unwrap();
+    let report = submit(c, &spec).await;
     let receipt = report.results[0].receipt.receipt();
     assert!(
         matches!(receipt.status, Status::Trapped { .. }),
@@ -353,6 +339,53 @@ async fn chained_counter_jobs_count_and_their_receipts_chain() {
         (state.unwrap(), state.unwrap(), None)
     );
     assert_eq!(state_value(c, &t.after, b"written"), None);
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_on_a_large_state_fetches_only_the_blocks_on_its_path() {
+    let net = net(vec![worker_config(1, 4)]).await;
+    let (worker, c) = (&net.nodes[0], requester(&net));
+    // A state of 10,000 keys, made and pinned on the requester.
+    let (empty, bytes) = guest_state::empty();
+    let mut state =
+        GuestState::open(std::collections::BTreeMap::from([(empty, bytes)]), &empty).unwrap();
+    state.set(b"count".to_vec(), b"41".to_vec()).unwrap();
+    for i in 0..9_999u32 {
+        state
+            .set(format!("key-{i}").into_bytes(), vec![7; 32])
+            .unwrap();
+    }
+    let (summary, blocks) = state.commit();
+    let all: HashSet<Cid> = blocks.iter().map(|(cid, _)| *cid).collect();
+    for (cid, data) in blocks {
+        c.store().put(cid, Bytes::from(data)).await.unwrap();
+    }
+    c.store().pin(&summary.root).await.unwrap();
+
+    let mut spec = JobSpec::new(add(c, guest("counter")).await);
+    spec.state = Some(summary.root);
+    let report = submit(c, &spec).await;
+    let receipt = report.results[0].receipt.receipt();
+    assert_eq!(receipt.status, Status::Exited { code: 0 });
+    assert_eq!(entry(c, receipt.result, "stdout").await, b"42\n");
+    // The worker fetched the root and the nodes on `count`'s path: a few
+    // blocks of the thousands, as many as the tree is deep.
+    let mut fetched = 0;
+    for cid in &all {
+        if worker.store().has(cid).await.unwrap() {
+            fetched += 1;
+        }
+    }
+    assert!(all.len() > 1000, "{} blocks in the state", all.len());
+    assert!(
+        (2..=5).contains(&fetched),
+        "the worker fetched {fetched} of {} blocks",
+        all.len()
+    );
+    let after = receipt.state.as_ref().unwrap().after;
+    assert_eq!(state_value(c, &after, b"count"), Some(b"42".to_vec()));
+    assert_eq!(state_value(c, &after, b"key-9998"), Some(vec![7; 32]));
     net.shutdown().await;
 }
 
@@ -399,12 +432,7 @@ async fn a_wordcount_over_a_20_mib_input_directory_is_correct() {
         .unwrap();
     let mut spec = JobSpec::new(add(c, guest("wordcount")).await);
     spec.input = Some(input.cid);
-    let report = within(
-        c.requester()
-            .submit(&spec, &SubmitOptions::default(), &quiet()),
-    )
-    .await
-    .unwrap();
+    let report = submit(c, &spec).await;
     let receipt = report.results[0].receipt.receipt();
     assert_eq!(receipt.status, Status::Exited { code: 0 });
     assert_eq!(receipt.input, Some(input.cid));
@@ -727,12 +755,7 @@ async fn retention_never_removes_a_users_pin() {
     let run = |nonce: u64| async move {
         let mut spec = hello_spec(c, nonce).await;
         spec.stdin = Some(add(c, Bytes::from(format!("Hello, {nonce}"))).await);
-        let report = within(
-            c.requester()
-                .submit(&spec, &SubmitOptions::default(), &quiet()),
-        )
-        .await
-        .unwrap();
+        let report = submit(c, &spec).await;
         report.results[0].receipt.clone()
     };
     let first = run(1).await;
