@@ -369,6 +369,19 @@ impl<S: BlockSource> GuestState<S> {
         }
     }
 
+    /// The length of the value stored for `key`, without reading a value
+    /// block of its own.
+    ///
+    /// # Errors
+    /// A block on the key's path is missing or invalid.
+    pub fn value_len(&mut self, key: &[u8]) -> Result<Option<u64>, StateError> {
+        if key.len() > MAX_KEY {
+            return Err(StateError::KeyTooLong(key.len()));
+        }
+        let hash = key_hash(key);
+        Ok(self.lookup(key, &hash)?.map(|v| v.len()))
+    }
+
     /// Sets `key` to `value`.
     ///
     /// # Errors
@@ -923,6 +936,8 @@ mod tests {
         let s = apply(&mut blocks, &root, &[(b"big", Some(&big))]);
         assert!(blocks.contains_key(&cid::raw_cid(&big)));
         let mut state = GuestState::open(blocks.clone(), &s.root).unwrap();
+        assert_eq!(state.value_len(b"big").unwrap(), Some(big.len() as u64));
+        assert_eq!(state.blocks_loaded(), 1, "the length is in the entry");
         assert_eq!(state.get(b"big").unwrap(), Some(big));
         let err = state
             .set(b"k".to_vec(), vec![0; MAX_VALUE + 1])

@@ -229,7 +229,7 @@ pub(super) fn add_to_linker<T: 'static>(
             let max = get(caller.data_mut()).max_bytes;
             with_state(&mut caller, get, "state_set", |s| {
                 // Over the state's size limit: refused, nothing changed.
-                let old = s.get(&key)?.map_or(0, |v| key.len() + v.len()) as u64;
+                let old = s.value_len(&key)?.map_or(0, |v| key.len() as u64 + v);
                 let new = (key.len() + value.len()) as u64;
                 if s.bytes() - old + new > max {
                     return Ok(-1);
