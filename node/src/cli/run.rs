@@ -420,15 +420,11 @@ async fn keep_state(
     if effects.blocks.is_empty() {
         return Ok(());
     }
-    let daemon = crate::api::ApiClient::find(global.data_dir()?.root()).await;
+    let pins = super::pins::Pins::of(global.data_dir()?.root(), store).await;
     let _lease = store.lease().await?;
     for (cid, data) in &effects.blocks {
         store.put(*cid, Bytes::copy_from_slice(data)).await?;
     }
-    let pins = match daemon {
-        Some(daemon) => super::pins::Pins::Daemon(daemon),
-        None => super::pins::Pins::Local(store.clone()),
-    };
     pins.pin(effects.state_after).await
 }
 

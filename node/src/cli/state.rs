@@ -16,7 +16,6 @@ use phase_protocol::guest_state::{self, GuestState};
 
 use super::GlobalArgs;
 use super::pins::Pins;
-use crate::api::ApiClient;
 use crate::store::BlockStore;
 use crate::store::guest_state::{self as guest_state_view, ChangeKind, show};
 
@@ -156,7 +155,7 @@ impl StateCommand {
                 if pairs.is_empty() && deletes.is_empty() {
                     bail!("nothing to set: give KEY=VALUE pairs or --delete KEY");
                 }
-                let daemon = ApiClient::find(global.data_dir()?.root()).await;
+                let pins = Pins::of(global.data_dir()?.root(), &store).await;
                 // A daemon's `gc` keeps what this writes until it is pinned.
                 let _lease = store.lease().await?;
                 let summary = blocking(&store, move |s| {
@@ -183,10 +182,6 @@ impl StateCommand {
                 })
                 .await
                 .context("cannot make the state")?;
-                let pins = match daemon {
-                    Some(daemon) => Pins::Daemon(daemon),
-                    None => Pins::Local(store.clone()),
-                };
                 pins.pin(summary.root).await?;
                 let mut out = std::io::stdout().lock();
                 if json {

@@ -192,20 +192,17 @@ pub(super) async fn run(
     let output_dir = dir.path.join("output");
     // The state's blocks are read as the guest asks for them: from the
     // store, else from the requester.
-    let state_root = match spec.state {
-        Some(root) => root,
-        None => {
-            let (root, bytes) = guest_state::empty();
-            ctx.store.put(root, Bytes::from(bytes)).await?;
-            root
-        }
-    };
-    let _state_held = ctx.store.hold([state_root]);
-    let state = StateInput {
-        root: state_root,
-        source: SharedSource::new(PeerBlocks::new(ctx, job.requester)),
-        caller: job.requester.to_bytes(),
-        max_bytes: ctx.max_state,
+    // A job without state starts from the empty one, in memory: nothing to
+    // store or hold.
+    let _state_held = spec.state.map(|root| ctx.store.hold([root]));
+    let state = match spec.state {
+        Some(root) => StateInput {
+            root,
+            source: SharedSource::new(PeerBlocks::new(ctx, job.requester)),
+            caller: job.requester.to_bytes(),
+            max_bytes: ctx.max_state,
+        },
+        None => StateInput::empty(job.requester.to_bytes(), ctx.max_state),
     };
 
     ctx.report(id, JobState::Running).await;
