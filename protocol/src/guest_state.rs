@@ -299,7 +299,10 @@ pub struct GuestState<S> {
     bytes: u64,
     root: Node,
     /// Value blocks written by changes, until [`GuestState::commit`].
-    new_values: Vec<(Cid, Vec<u8>)>,
+    /// Each with the number of pending entries that point to it: a block
+    /// no pending entry uses any more is dropped, so overwriting one key
+    /// with large values again and again holds one block, not all of them.
+    new_values: BTreeMap<Cid, (Vec<u8>, usize)>,
     /// Blocks loaded (node and value), for callers that count fetches.
     loaded: u64,
 }
@@ -323,7 +326,7 @@ impl<S: BlockSource> GuestState<S> {
             count,
             bytes,
             root: root_node,
-            new_values: Vec::new(),
+            new_values: BTreeMap::new(),
             loaded: 1,
         })
     }
@@ -361,7 +364,7 @@ impl<S: BlockSource> GuestState<S> {
         match value {
             Value::Inline(v) => Ok(Some(v)),
             Value::Link(cid, len) => {
-                if let Some((_, data)) = self.new_values.iter().find(|(c, _)| *c == cid) {
+                if let Some((data, _)) = self.new_values.get(&cid) {
                     return Ok(Some(data.clone()));
                 }
                 self.value_block(&cid, len).map(Some)
@@ -402,11 +405,14 @@ impl<S: BlockSource> GuestState<S> {
             let node = self.descend(&hash, &mut path)?;
             insert(node, Entry(key, value), &hash, path.len())
         };
-        if let Some(block) = block {
-            self.new_values.push(block);
+        if let Some((cid, data)) = block {
+            self.new_values.entry(cid).or_insert((data, 0)).1 += 1;
         }
         match old {
-            Some(Entry(k, v)) => self.bytes = self.bytes - (k.len() as u64 + v.len()) + added,
+            Some(Entry(k, v)) => {
+                self.bytes = self.bytes - (k.len() as u64 + v.len()) + added;
+                self.release(&v);
+            }
             None => {
                 self.count += 1;
                 self.bytes += added;
@@ -432,7 +438,20 @@ impl<S: BlockSource> GuestState<S> {
         };
         self.count -= 1;
         self.bytes -= k.len() as u64 + v.len();
+        self.release(&v);
         Ok(true)
+    }
+
+    /// One pending entry less points to `value`'s block, if it is new.
+    fn release(&mut self, value: &Value) {
+        if let Value::Link(cid, _) = value
+            && let Some((_, users)) = self.new_values.get_mut(cid)
+        {
+            *users -= 1;
+            if *users == 0 {
+                self.new_values.remove(cid);
+            }
+        }
     }
 
     /// Encodes every changed node: the new root and the blocks to store
@@ -444,10 +463,9 @@ impl<S: BlockSource> GuestState<S> {
         let bytes = to_cbor(&RootWire(self.count, self.bytes, node));
         let root = cid::cid_of(DAG_CBOR, &bytes);
         blocks.push((root, bytes));
-        for (cid, data) in &self.new_values {
-            if reachable_value(&self.root, cid) {
-                blocks.push((*cid, data.clone()));
-            }
+        // Every pending value block is used by a pending entry.
+        for (cid, (data, _)) in &self.new_values {
+            blocks.push((*cid, data.clone()));
         }
         (
             Summary {
@@ -784,16 +802,6 @@ fn to_wire(node: &Node, blocks: &mut Vec<(Cid, Vec<u8>)>) -> NodeWire {
         }
     }
     wire
-}
-
-fn reachable_value(node: &Node, cid: &Cid) -> bool {
-    node.slots.values().any(|s| match s {
-        Slot::Bucket(entries) => entries
-            .iter()
-            .any(|Entry(_, v)| matches!(v, Value::Link(c, _) if c == cid)),
-        Slot::Loaded(child) => reachable_value(child, cid),
-        Slot::Stored(_) => false,
-    })
 }
 
 /// Inserts into the node at `depth` (whose path to `entry` is loaded);
