@@ -519,6 +519,15 @@ mod example_tests {
                 "deterministic",
                 include_str!("../../examples/deterministic.job.json"),
             ),
+            ("counter", include_str!("../../examples/counter.job.json")),
+            (
+                "kv-component",
+                include_str!("../../examples/kv-component.job.json"),
+            ),
+            (
+                "fetch-url",
+                include_str!("../../examples/fetch-url.job.json"),
+            ),
         ] {
             let file = JobFile::parse(text).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(matches!(file.module, Source::Path(_)), "{name}");

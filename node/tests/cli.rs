@@ -613,6 +613,61 @@ fn a_counter_counts_across_runs_through_its_state() {
 }
 
 #[test]
+fn a_component_shares_the_state_api_through_phase_host() {
+    let dir = tempfile::tempdir().unwrap();
+    // A core module leaves count=1; the component reads and changes it.
+    let (_, first) = state_run(dir.path(), "counter", None, &[]);
+    let first = first["state_after"].as_str().unwrap().to_owned();
+    let (out, report) = state_run(
+        dir.path(),
+        "kv-component",
+        Some(&first),
+        &["+count", "name=ada", "name"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert_eq!(report["stdout"], "2\nname=ada\n");
+    assert_eq!(report["state_before"], first.as_str());
+    assert_eq!(report["log"], serde_json::json!(["set name"]));
+    // get, set, set, get: four calls at 10,000 fuel and their bytes.
+    let fuel = report["host_fuel"].as_u64().unwrap();
+    assert!((40_000..50_000 + 2 * 200_000).contains(&fuel), "{fuel}");
+    let second = report["state_after"].as_str().unwrap().to_owned();
+    let got = common::phase_in(dir.path(), &["state", "ls", &second], b"");
+    assert_eq!(text(&got.stdout), "count\t1\nname\t3\n");
+    // The same calls on the same state cost the same fuel.
+    let (_, again) = state_run(
+        dir.path(),
+        "kv-component",
+        Some(&first),
+        &["+count", "name=ada", "name"],
+    );
+    assert_eq!(again["host_fuel"], report["host_fuel"]);
+    assert_eq!(again["state_after"], second.as_str(), "one map, one root");
+    // A run that exits 1 keeps none of its writes or logs.
+    let (out, report) = state_run(
+        dir.path(),
+        "kv-component",
+        Some(&second),
+        &["-name", "lost=1", "absent"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert_eq!(report["stdout"], "absent absent\n");
+    assert_eq!(report["state_after"], second.as_str());
+    assert_eq!(report["log"], serde_json::json!([]));
+    // Without --state a component that imports phase:host starts empty and
+    // learns who asked.
+    let (out, report) = state_run(dir.path(), "kv-component", None, &["count", "@caller"]);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    let stdout = report["stdout"].as_str().unwrap();
+    let (absent, caller) = stdout.split_once('\n').unwrap();
+    assert_eq!(absent, "count absent");
+    assert!(
+        caller.trim().len() > 60 && caller.trim().chars().all(|c| c.is_ascii_hexdigit()),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn a_run_that_fails_commits_nothing_and_bad_state_calls_are_clear() {
     let dir = tempfile::tempdir().unwrap();
     let (_, start) = state_run(dir.path(), "counter", None, &[]);

@@ -249,8 +249,7 @@ impl RunArgs {
             compile: budget,
             ..ExecutorConfig::default()
         })?;
-        let uses_phase = executor::inspect(&bytes)
-            .is_ok_and(|info| info.imports.iter().any(|i| i.module == "phase"));
+        let uses_phase = executor::inspect(&bytes).is_ok_and(|info| info.uses_phase());
         let module = executor
             .load(Bytes::from(bytes))
             .await

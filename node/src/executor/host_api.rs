@@ -1,5 +1,6 @@
-//! The `phase` host functions a core module may import: its guest state
-//! (read, set, delete), a log, and who asked for the run.
+//! The `phase` host functions a core module may import, and the same calls
+//! as the WIT package `phase:host@0.1.0` a component may import: its guest
+//! state (read, set, delete), a log, and who asked for the run.
 //!
 //! All pointers and lengths are i32 offsets into the guest's exported
 //! `memory`; one outside it traps the guest with a message naming the call,
@@ -24,7 +25,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use phase_protocol::Cid;
 use phase_protocol::guest_state::{self, BlockSource, GuestState, MAX_KEY, MAX_VALUE};
 use serde::Serialize;
-use wasmtime::{Caller, Extern, Linker, Trap};
+use wasmtime::component::{self, WasmList};
+use wasmtime::{AsContextMut, Caller, Extern, Linker, StoreContextMut, Trap};
 
 /// Fuel every `phase` call costs.
 pub const CALL_FUEL: u64 = 10_000;
@@ -198,9 +200,7 @@ pub(super) fn add_to_linker<T: 'static>(
                 return Ok(-1i64);
             }
             let key = read(&mut caller, "state_get", key_ptr, key_len)?;
-            charge(&mut caller, get, CALL_FUEL + key.len() as u64 * BYTE_FUEL)?;
-            let value = with_state(&mut caller, get, "state_get", |s| s.get(&key))?;
-            let Some(value) = value else {
+            let Some(value) = state_get(&mut caller, get, &key)? else {
                 return Ok(-1);
             };
             let len = i64::try_from(value.len()).expect("values are at most 1 MiB");
@@ -221,20 +221,10 @@ pub(super) fn add_to_linker<T: 'static>(
             }
             let key = read(&mut caller, "state_set", key_ptr, key_len)?;
             let value = read(&mut caller, "state_set", val_ptr, val_len)?;
-            charge(
-                &mut caller,
-                get,
-                CALL_FUEL + (key.len() + value.len()) as u64 * BYTE_FUEL,
-            )?;
-            let max = get(caller.data_mut()).max_bytes;
-            with_state(&mut caller, get, "state_set", |s| {
-                // Over the state's size limit: refused, nothing changed.
-                let old = s.value_len(&key)?.map_or(0, |v| key.len() as u64 + v);
-                let new = (key.len() + value.len()) as u64;
-                if s.bytes() - old + new > max {
-                    return Ok(-1);
-                }
-                s.set(key, value).map(|()| 0)
+            Ok(if state_set(&mut caller, get, key, value)? {
+                0
+            } else {
+                -1
             })
         },
     )?;
@@ -247,30 +237,18 @@ pub(super) fn add_to_linker<T: 'static>(
                 return Ok(0i32);
             }
             let key = read(&mut caller, "state_delete", key_ptr, key_len)?;
-            charge(&mut caller, get, CALL_FUEL + key.len() as u64 * BYTE_FUEL)?;
-            with_state(&mut caller, get, "state_delete", |s| {
-                s.delete(&key).map(i32::from)
-            })
+            state_delete(&mut caller, get, &key).map(i32::from)
         },
     )?;
     linker.func_wrap(
         "phase",
         "emit_log",
         move |mut caller: Caller<'_, T>, ptr: i32, len: i32| {
-            let len_ok = len.max(0) as usize;
-            let host = get(caller.data_mut());
-            if len_ok > MAX_LOG_ENTRY
-                || host.log.len() >= MAX_LOG_ENTRIES
-                || host.log_bytes + len_ok > MAX_LOG_BYTES
-            {
-                charge(&mut caller, get, CALL_FUEL)?;
+            if !log_has_room(&mut caller, get, len.max(0) as usize)? {
                 return Ok(-1i32);
             }
             let entry = read(&mut caller, "emit_log", ptr, len)?;
-            charge(&mut caller, get, CALL_FUEL + entry.len() as u64 * BYTE_FUEL)?;
-            let host = get(caller.data_mut());
-            host.log_bytes += entry.len();
-            host.log.push(entry);
+            emit_log(&mut caller, get, entry)?;
             Ok(0)
         },
     )?;
@@ -278,8 +256,7 @@ pub(super) fn add_to_linker<T: 'static>(
         "phase",
         "caller",
         move |mut caller: Caller<'_, T>, buf_ptr: i32, buf_cap: i32| {
-            let id = get(caller.data_mut()).caller.clone();
-            charge(&mut caller, get, CALL_FUEL + id.len() as u64 * BYTE_FUEL)?;
+            let id = requester(&mut caller, get)?;
             if id.len() <= buf_cap.max(0) as usize {
                 write(&mut caller, "caller", buf_ptr, &id)?;
             }
@@ -289,15 +266,173 @@ pub(super) fn add_to_linker<T: 'static>(
     Ok(())
 }
 
+/// Adds `phase:host@0.1.0` (interfaces `state`, `log`, `context`) to a
+/// component linker whose host data holds a [`PhaseHost`]: the same calls,
+/// limits and fuel as [`add_to_linker`]. The canonical ABI checks every
+/// list against the guest's memory before a call runs.
+pub(super) fn add_to_component_linker<T: 'static>(
+    linker: &mut component::Linker<T>,
+    get: fn(&mut T) -> &mut PhaseHost,
+) -> wasmtime::Result<()> {
+    let mut state = linker.instance(&format!("phase:host/state@{WIT_VERSION}"))?;
+    state.func_wrap(
+        "get",
+        move |mut store: StoreContextMut<'_, T>, (key,): (WasmList<u8>,)| {
+            if key.len() > MAX_KEY {
+                charge(&mut store, get, CALL_FUEL)?;
+                return Ok((None,));
+            }
+            let key = key.as_le_slice(&store).to_vec();
+            let value = state_get(&mut store, get, &key)?;
+            if let Some(value) = &value {
+                charge(&mut store, get, value.len() as u64 * BYTE_FUEL)?;
+            }
+            Ok((value,))
+        },
+    )?;
+    state.func_wrap(
+        "set",
+        move |mut store: StoreContextMut<'_, T>, (key, value): (WasmList<u8>, WasmList<u8>)| {
+            if key.len() > MAX_KEY || value.len() > MAX_VALUE {
+                charge(&mut store, get, CALL_FUEL)?;
+                return Ok((false,));
+            }
+            let key = key.as_le_slice(&store).to_vec();
+            let value = value.as_le_slice(&store).to_vec();
+            Ok((state_set(&mut store, get, key, value)?,))
+        },
+    )?;
+    state.func_wrap(
+        "delete",
+        move |mut store: StoreContextMut<'_, T>, (key,): (WasmList<u8>,)| {
+            if key.len() > MAX_KEY {
+                charge(&mut store, get, CALL_FUEL)?;
+                return Ok((false,));
+            }
+            let key = key.as_le_slice(&store).to_vec();
+            Ok((state_delete(&mut store, get, &key)?,))
+        },
+    )?;
+    let mut log = linker.instance(&format!("phase:host/log@{WIT_VERSION}"))?;
+    log.func_wrap(
+        "emit",
+        move |mut store: StoreContextMut<'_, T>, (entry,): (WasmList<u8>,)| {
+            if !log_has_room(&mut store, get, entry.len())? {
+                return Ok((false,));
+            }
+            let entry = entry.as_le_slice(&store).to_vec();
+            emit_log(&mut store, get, entry)?;
+            Ok((true,))
+        },
+    )?;
+    let mut context = linker.instance(&format!("phase:host/context@{WIT_VERSION}"))?;
+    context.func_wrap(
+        "caller",
+        move |mut store: StoreContextMut<'_, T>, (): ()| Ok((requester(&mut store, get)?,)),
+    )?;
+    Ok(())
+}
+
+/// The version of `phase:host` the component linker provides.
+const WIT_VERSION: &str = "0.1.0";
+
+/// `state_get` after the key's length was checked: charges the call, the
+/// key and the blocks read (the caller charges the bytes it copies out).
+fn state_get<T: 'static>(
+    cx: &mut impl AsContextMut<Data = T>,
+    get: fn(&mut T) -> &mut PhaseHost,
+    key: &[u8],
+) -> wasmtime::Result<Option<Vec<u8>>> {
+    charge(cx, get, CALL_FUEL + key.len() as u64 * BYTE_FUEL)?;
+    with_state(cx, get, "state_get", |s| s.get(key))
+}
+
+/// `state_set` after the lengths were checked: false if the state would
+/// grow past its size limit (nothing changed).
+fn state_set<T: 'static>(
+    cx: &mut impl AsContextMut<Data = T>,
+    get: fn(&mut T) -> &mut PhaseHost,
+    key: Vec<u8>,
+    value: Vec<u8>,
+) -> wasmtime::Result<bool> {
+    charge(
+        cx,
+        get,
+        CALL_FUEL + (key.len() + value.len()) as u64 * BYTE_FUEL,
+    )?;
+    let max = get(cx.as_context_mut().data_mut()).max_bytes;
+    with_state(cx, get, "state_set", |s| {
+        let old = s.value_len(&key)?.map_or(0, |v| key.len() as u64 + v);
+        let new = (key.len() + value.len()) as u64;
+        if s.bytes() - old + new > max {
+            return Ok(false);
+        }
+        s.set(key, value).map(|()| true)
+    })
+}
+
+/// `state_delete` after the key's length was checked: whether it existed.
+fn state_delete<T: 'static>(
+    cx: &mut impl AsContextMut<Data = T>,
+    get: fn(&mut T) -> &mut PhaseHost,
+    key: &[u8],
+) -> wasmtime::Result<bool> {
+    charge(cx, get, CALL_FUEL + key.len() as u64 * BYTE_FUEL)?;
+    with_state(cx, get, "state_delete", |s| s.delete(key))
+}
+
+/// Whether the log takes an entry of `len` bytes; a refusal costs the call.
+fn log_has_room<T: 'static>(
+    cx: &mut impl AsContextMut<Data = T>,
+    get: fn(&mut T) -> &mut PhaseHost,
+    len: usize,
+) -> wasmtime::Result<bool> {
+    let mut store = cx.as_context_mut();
+    let host = get(store.data_mut());
+    if len > MAX_LOG_ENTRY
+        || host.log.len() >= MAX_LOG_ENTRIES
+        || host.log_bytes + len > MAX_LOG_BYTES
+    {
+        charge(cx, get, CALL_FUEL)?;
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// Appends an entry [`log_has_room`] accepted.
+fn emit_log<T: 'static>(
+    cx: &mut impl AsContextMut<Data = T>,
+    get: fn(&mut T) -> &mut PhaseHost,
+    entry: Vec<u8>,
+) -> wasmtime::Result<()> {
+    charge(cx, get, CALL_FUEL + entry.len() as u64 * BYTE_FUEL)?;
+    let mut store = cx.as_context_mut();
+    let host = get(store.data_mut());
+    host.log_bytes += entry.len();
+    host.log.push(entry);
+    Ok(())
+}
+
+/// The requester's PeerId, its bytes charged.
+fn requester<T: 'static>(
+    cx: &mut impl AsContextMut<Data = T>,
+    get: fn(&mut T) -> &mut PhaseHost,
+) -> wasmtime::Result<Vec<u8>> {
+    let id = get(cx.as_context_mut().data_mut()).caller.clone();
+    charge(cx, get, CALL_FUEL + id.len() as u64 * BYTE_FUEL)?;
+    Ok(id)
+}
+
 /// Runs `f` on the run's state, charging the blocks it read; a state that
 /// cannot be read traps the guest with the reason.
-fn with_state<T, R>(
-    caller: &mut Caller<'_, T>,
+fn with_state<T: 'static, R>(
+    cx: &mut impl AsContextMut<Data = T>,
     get: fn(&mut T) -> &mut PhaseHost,
     call: &str,
     f: impl FnOnce(&mut GuestState<SharedSource>) -> Result<R, guest_state::StateError>,
 ) -> wasmtime::Result<R> {
-    let host = get(caller.data_mut());
+    let mut store = cx.as_context_mut();
+    let host = get(store.data_mut());
     let state = host
         .state
         .as_mut()
@@ -305,23 +440,24 @@ fn with_state<T, R>(
     let loaded = state.blocks_loaded();
     let result = f(state).map_err(|e| wasmtime::Error::msg(format!("phase.{call}: {e}")));
     let read = state.blocks_loaded() - loaded;
-    charge(caller, get, read * BLOCK_FUEL)?;
+    charge(cx, get, read * BLOCK_FUEL)?;
     result
 }
 
 /// Takes the fuel a call costs; out of fuel ends the run as out of fuel.
-fn charge<T>(
-    caller: &mut Caller<'_, T>,
+fn charge<T: 'static>(
+    cx: &mut impl AsContextMut<Data = T>,
     get: fn(&mut T) -> &mut PhaseHost,
     cost: u64,
 ) -> wasmtime::Result<()> {
-    get(caller.data_mut()).fuel += cost;
-    let left = caller.get_fuel()?;
+    let mut store = cx.as_context_mut();
+    get(store.data_mut()).fuel += cost;
+    let left = store.get_fuel()?;
     if left < cost {
-        caller.set_fuel(0)?;
+        store.set_fuel(0)?;
         return Err(Trap::OutOfFuel.into());
     }
-    caller.set_fuel(left - cost)?;
+    store.set_fuel(left - cost)?;
     Ok(())
 }
 

@@ -72,6 +72,17 @@ pub struct ModuleInfo {
     pub exports: Vec<ExportInfo>,
 }
 
+impl ModuleInfo {
+    /// Whether it imports phase-node's host API: the `phase` module of a
+    /// core module, or an interface of `phase:host` for a component.
+    #[must_use]
+    pub fn uses_phase(&self) -> bool {
+        self.imports
+            .iter()
+            .any(|i| i.module == "phase" || i.name.starts_with("phase:host/"))
+    }
+}
+
 fn serialize_cid<S: serde::Serializer>(cid: &Cid, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(cid)
 }

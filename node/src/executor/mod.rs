@@ -139,9 +139,9 @@ pub struct RunSpec {
     /// `Some(seed)` runs deterministically: virtual clocks, randomness from
     /// the seed.
     pub deterministic: Option<[u8; 32]>,
-    /// The guest state a core module's `phase` calls read and change, and
-    /// whose new root the [`Outcome`] reports; `None` runs against an empty
-    /// state and reports nothing.
+    /// The guest state the `phase` calls (core `phase` imports, component
+    /// `phase:host`) read and change, and whose new root the [`Outcome`]
+    /// reports; `None` runs against an empty state and reports nothing.
     pub state: Option<StateInput>,
 }
 
@@ -226,6 +226,7 @@ struct P2Host {
     ctx: WasiCtx,
     table: ResourceTable,
     limiter: JobLimiter,
+    phase: host_api::PhaseHost,
 }
 
 impl WasiView for P2Host {
@@ -281,6 +282,8 @@ impl Executor {
         // `wasi:cli/exit.exit-with-code` is stable since WASI 0.2.12 and linked
         // by default, so a component's `exit(3)` arrives as 3.
         wasmtime_wasi::p2::add_to_linker_sync(&mut component_linker)
+            .map_err(|e| ExecError::Engine(EngineError(e)))?;
+        host_api::add_to_component_linker(&mut component_linker, |h: &mut P2Host| &mut h.phase)
             .map_err(|e| ExecError::Engine(EngineError(e)))?;
 
         let compile = config.compile.zip(config.cache_dir.clone());
@@ -486,13 +489,14 @@ impl Executor {
             .state
             .clone()
             .unwrap_or_else(|| StateInput::empty(Vec::new(), DEFAULT_MAX_STATE));
+        let phase = host_api::PhaseHost::new(input);
         let (result, fuel_left, limiter, phase) = match module.compiled.as_ref() {
             Compiled::Core(pre) => {
                 let mut wasi = wasi;
                 let host = P1Host {
                     wasi: wasi.build_p1(),
                     limiter,
-                    phase: host_api::PhaseHost::new(input),
+                    phase,
                 };
                 let mut store = self.new_store(host, &spec, |h| &mut h.limiter);
                 let result = pre
@@ -504,7 +508,7 @@ impl Executor {
                     });
                 let fuel = store.get_fuel();
                 let host = store.into_data();
-                (result.map(|()| 0), fuel, host.limiter, Some(host.phase))
+                (result.map(|()| 0), fuel, host.limiter, host.phase)
             }
             Compiled::Component(pre) => {
                 let mut wasi = wasi;
@@ -512,6 +516,7 @@ impl Executor {
                     ctx: wasi.build(),
                     table: ResourceTable::new(),
                     limiter,
+                    phase,
                 };
                 let mut store = self.new_store(host, &spec, |h| &mut h.limiter);
                 let result = pre
@@ -519,10 +524,9 @@ impl Executor {
                     .map_err(instantiation_error)
                     .and_then(|command| command.wasi_cli_run().call_run(&mut store));
                 let code = result.map(|r| i32::from(r.is_err()));
-                // Components reach their state through `phase:host`, which
-                // is not linked yet: the state stays as it was.
-                let phase = reports_state.then(|| host_api::PhaseHost::new(input));
-                (code, store.get_fuel(), store.into_data().limiter, phase)
+                let fuel = store.get_fuel();
+                let host = store.into_data();
+                (code, fuel, host.limiter, host.phase)
             }
         };
         let wall_time = started.elapsed();
@@ -532,9 +536,7 @@ impl Executor {
         });
         let status = classify(result, &pipes, &limiter, output_over);
         let succeeded = status == Status::Exited { code: 0 };
-        let state = phase
-            .filter(|_| reports_state)
-            .map(|phase| phase.finish(succeeded));
+        let state = reports_state.then(|| phase.finish(succeeded));
         Ok(Outcome {
             status,
             stdout: pipes.stdout.contents(),
