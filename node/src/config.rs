@@ -364,6 +364,20 @@ pub struct WorkerConfig {
     pub allow: Vec<PeerId>,
     /// These requesters are refused.
     pub deny: Vec<PeerId>,
+    /// `host:port`s a job's component may send HTTP requests to, if its
+    /// `permissions.net` names them too. Empty (the default): no network
+    /// for jobs, and `wasi-http` is not advertised.
+    #[serde(deserialize_with = "net_hosts")]
+    pub net_allow: Vec<String>,
+}
+
+/// `net_allow`, each entry checked as a job's `permissions.net` entries are.
+fn net_hosts<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let hosts = Vec::<String>::deserialize(d)?;
+    for host in &hosts {
+        phase_protocol::job::check_net_host(host).map_err(serde::de::Error::custom)?;
+    }
+    Ok(hosts)
 }
 
 impl Default for WorkerConfig {
@@ -385,6 +399,7 @@ impl Default for WorkerConfig {
             max_per_requester: 0,
             allow: Vec::new(),
             deny: Vec::new(),
+            net_allow: Vec::new(),
         }
     }
 }
@@ -427,6 +442,17 @@ mod tests {
         let text = config.to_toml();
         assert!(text.contains("/ip4/0.0.0.0/udp/4001/quic-v1"), "{text}");
         assert_eq!(toml::from_str::<NodeConfig>(&text).unwrap(), config);
+    }
+
+    #[test]
+    fn net_allow_entries_are_checked_as_job_permissions_are() {
+        let config: NodeConfig =
+            toml::from_str("[worker]\nnet_allow = [\"127.0.0.1:8080\", \"[::1]:80\"]\n").unwrap();
+        assert_eq!(config.worker.net_allow.len(), 2);
+        let err = toml::from_str::<NodeConfig>("[worker]\nnet_allow = [\"example.org\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`example.org` is not host:port"), "{err}");
     }
 
     #[test]

@@ -394,6 +394,7 @@ mod verify {
             ended_at_ms: 1_763_683_200_012,
             runtime: "phase-node/test".into(),
             state: None,
+            network: None,
         };
         SignedReceipt::sign(receipt, worker).unwrap()
     }
@@ -664,6 +665,73 @@ fn a_component_shares_the_state_api_through_phase_host() {
     assert!(
         caller.trim().len() > 60 && caller.trim().chars().all(|c| c.is_ascii_hexdigit()),
         "{stdout}"
+    );
+}
+
+#[test]
+fn run_net_gives_a_component_exactly_the_hosts_named() {
+    let fetch = guest("fetch-url");
+    let fetch = fetch.to_str().unwrap();
+    // Nothing listens on 127.0.0.1:9 here: an allowed request goes out and
+    // is refused by the OS; a request elsewhere never goes out.
+    let out = phase(
+        &[
+            "run",
+            "--json",
+            "--net",
+            "127.0.0.1:9",
+            fetch,
+            "http://127.0.0.1:9/",
+        ],
+        b"",
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(
+        report["stderr"]
+            .as_str()
+            .unwrap()
+            .contains("ConnectionRefused"),
+        "{report}"
+    );
+    assert_eq!(report["net"]["requests"], 1, "{report}");
+    let out = phase(
+        &[
+            "run",
+            "--json",
+            "--net",
+            "127.0.0.1:9",
+            fetch,
+            "http://127.0.0.1:10/",
+        ],
+        b"",
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        report["stderr"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP-request-denied"),
+        "{report}"
+    );
+    assert_eq!(report["net"]["denied"], 1, "{report}");
+    // Bad entries and contradictions are one clear line.
+    let out = phase(&["run", "--net", "Example.org", fetch], b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("is not host:port"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = phase(
+        &["run", "--net", "127.0.0.1:9", "--deterministic", fetch],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        diagnosis(&out).contains("cannot be deterministic"),
+        "{}",
+        diagnosis(&out)
     );
 }
 

@@ -35,7 +35,7 @@ pub use crate::error::{DecodeError, SignError, VerifyError};
 pub use crate::job::{
     Capability, JobId, JobRequest, JobResponse, JobSpec, LimitKind, Limits, Rejection,
 };
-pub use crate::receipt::{Receipt, SignedReceipt, StateTransition, Status};
+pub use crate::receipt::{NetworkUse, Receipt, SignedReceipt, StateTransition, Status};
 pub use crate::units::ByteSize;
 pub use crate::wire::Message;
 pub use libp2p_identity::{Keypair, PeerId};

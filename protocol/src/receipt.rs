@@ -132,6 +132,27 @@ pub struct Receipt {
     /// job that names no state and left the empty one as it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<StateTransition>,
+    /// What the run did over the network, for a job that had network
+    /// access (`permissions.net`); left out of the encoding for every other.
+    /// Such a run is not deterministic: another worker may well get another
+    /// result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkUse>,
+}
+
+/// A run's use of the network, as its receipt says it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkUse {
+    /// Requests sent.
+    pub requests: u64,
+    /// Requests refused inside the guest: a host not allowed, or over the
+    /// request cap.
+    pub denied: u64,
+    /// Body bytes sent.
+    pub bytes_sent: u64,
+    /// Body bytes received.
+    pub bytes_received: u64,
 }
 
 /// A run's guest-state transition, as its receipt binds it.

@@ -49,6 +49,7 @@ fn receipt() -> Receipt {
         ended_at_ms: 1_763_683_200_001,
         runtime: "phase-node/0.1.0 wasmtime/48.0.8".into(),
         state: None,
+        network: None,
     }
 }
 

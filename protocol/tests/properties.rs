@@ -169,6 +169,13 @@ fn arb_receipt() -> impl Strategy<Value = (Receipt, Keypair)> {
                         log: stdin,
                         host_fuel: fuel / 3,
                     }),
+                    // Present in some, with counts from the other fields.
+                    network: stdin.map(|_| phase_protocol::NetworkUse {
+                        requests: peak % 65,
+                        denied: wall % 3,
+                        bytes_sent: start,
+                        bytes_received: end,
+                    }),
                 };
                 (receipt, key)
             },

@@ -14,7 +14,7 @@ use phase_protocol::guest_state::{self, GuestState};
 use phase_protocol::job::{FsAccess, JobRequest, JobResponse, JobState, Rejection};
 use phase_protocol::{ByteSize, Cid, JobSpec, LimitKind, PeerId, Status};
 
-use phase_tests::{TestNet, add, guest, hello_spec, loopback_config, within};
+use phase_tests::{HttpServer, TestNet, add, guest, hello_spec, loopback_config, within};
 
 fn worker_config(slots: u32, queue: u32) -> NodeConfig {
     let mut config = loopback_config();
@@ -339,6 +339,78 @@ async fn chained_counter_jobs_count_and_their_receipts_chain() {
         (state.unwrap(), state.unwrap(), None)
     );
     assert_eq!(state_value(c, &t.after, b"written"), None);
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_reaches_only_hosts_both_it_and_the_worker_allow() {
+    let allowed = HttpServer::serve(b"from the allowed server");
+    let other = HttpServer::serve(b"never");
+    let mut open = worker_config(1, 4);
+    open.worker.net_allow = vec![allowed.host()];
+    // Node 1 is a worker that lets no job use the network.
+    let net = net(vec![open, worker_config(1, 4)]).await;
+    let c = requester(&net);
+    let fetch = add(c, guest("fetch-url")).await;
+    let job = |url: String| {
+        let mut spec = JobSpec::new(fetch);
+        spec.args = vec![url];
+        // The job asks for both; the worker allows only one.
+        spec.permissions.net = vec![allowed.host(), other.host()];
+        spec
+    };
+
+    let report = submit(c, &job(allowed.url())).await;
+    let run = &report.results[0];
+    assert_eq!(
+        run.worker,
+        net.nodes[0].peer_id(),
+        "only node 0 offers wasi-http"
+    );
+    let receipt = run.receipt.verify_signer(&run.worker).unwrap();
+    assert_eq!(receipt.status, Status::Exited { code: 0 });
+    assert_eq!(entry(c, receipt.result, "stdout").await, b"200 23 bytes\n");
+    let used = receipt
+        .network
+        .expect("the receipt says it used the network");
+    assert_eq!(
+        (used.requests, used.denied, used.bytes_received),
+        (1, 0, 23)
+    );
+    assert_eq!(allowed.requests(), 1);
+
+    // A host the job names but the worker does not allow: denied inside
+    // the guest, which sees the error.
+    let report = submit(c, &job(other.url())).await;
+    let receipt = report.results[0].receipt.receipt();
+    assert_eq!(receipt.status, Status::Exited { code: 1 });
+    let stderr = entry(c, receipt.result, "stderr").await;
+    assert!(
+        String::from_utf8_lossy(&stderr).contains("HTTP-request-denied"),
+        "{}",
+        String::from_utf8_lossy(&stderr)
+    );
+    assert_eq!(
+        receipt.network.map(|n| (n.requests, n.denied)),
+        Some((0, 1))
+    );
+    assert_eq!(other.requests(), 0);
+
+    // A worker without net_allow refuses such a job at admission.
+    let answer = within(c.network().request_job(
+        net.nodes[1].peer_id(),
+        JobRequest::Submit(Box::new(job(allowed.url()))),
+    ))
+    .await
+    .unwrap();
+    assert!(
+        matches!(
+            &answer,
+            JobResponse::Rejected(Rejection::UnsupportedCapability { capability })
+                if capability.as_str() == "wasi-http"
+        ),
+        "{answer:?}"
+    );
     net.shutdown().await;
 }
 

@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use phase_node::executor::{Executor, ExecutorConfig, RunSpec, Stdin};
+use phase_node::executor::{Executor, ExecutorConfig, NetAccess, RunSpec, Stdin};
 use phase_protocol::Status;
 
-use phase_tests::{guest, within};
+use phase_tests::{HttpServer, guest, within};
 
 fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
@@ -84,4 +84,62 @@ async fn many_runs_at_once_all_complete() {
         seen += 1;
     }
     assert_eq!(seen, 32);
+}
+
+/// fetch-url with `net`, writing into a fresh /output: the outcome and
+/// the body it wrote, if any.
+async fn fetch(
+    executor: &Executor,
+    url: &str,
+    net: NetAccess,
+) -> (phase_node::executor::Outcome, Option<Vec<u8>>) {
+    let module = within(executor.load(guest("fetch-url"))).await.unwrap();
+    let output = tempfile::tempdir().unwrap();
+    let spec = RunSpec {
+        program_name: "fetch-url".into(),
+        args: vec![url.to_owned()],
+        output_dir: Some(output.path().to_owned()),
+        net,
+        ..RunSpec::default()
+    };
+    let outcome = within(executor.run(&module, spec)).await.unwrap();
+    let body = std::fs::read(output.path().join("body")).ok();
+    (outcome, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_reaches_only_the_hosts_it_is_allowed() {
+    let allowed = HttpServer::serve(b"hello from the test server");
+    let other = HttpServer::serve(b"never");
+    let executor = Executor::new(ExecutorConfig::default()).unwrap();
+
+    let (outcome, body) = fetch(&executor, &allowed.url(), NetAccess::new([allowed.host()])).await;
+    assert_eq!(outcome.status, Status::Exited { code: 0 }, "{outcome:?}");
+    assert_eq!(body.as_deref(), Some(&b"hello from the test server"[..]));
+    assert_eq!(outcome.stdout, "200 26 bytes\n");
+    let used = outcome
+        .net
+        .expect("a run with network access reports its use");
+    assert_eq!(
+        (used.requests, used.denied, used.bytes_received),
+        (1, 0, 26)
+    );
+    assert_eq!(allowed.requests(), 1);
+
+    // Another port of the same host: refused inside the guest, which sees
+    // the error and fails; nothing reaches the server.
+    let (outcome, body) = fetch(&executor, &other.url(), NetAccess::new([allowed.host()])).await;
+    assert_eq!(outcome.status, Status::Exited { code: 1 }, "{outcome:?}");
+    let stderr = String::from_utf8_lossy(&outcome.stderr);
+    assert!(stderr.contains("HTTP-request-denied"), "{stderr}");
+    assert_eq!(body.as_deref(), None);
+    assert_eq!(outcome.net.map(|n| (n.requests, n.denied)), Some((0, 1)));
+    assert_eq!(other.requests(), 0);
+
+    // No access at all (the default): denied too, and nothing reported.
+    let (outcome, _) = fetch(&executor, &allowed.url(), NetAccess::default()).await;
+    assert_eq!(outcome.status, Status::Exited { code: 1 }, "{outcome:?}");
+    assert!(String::from_utf8_lossy(&outcome.stderr).contains("HTTP-request-denied"));
+    assert_eq!(outcome.net, None);
+    assert_eq!(allowed.requests(), 1);
 }

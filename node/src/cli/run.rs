@@ -19,7 +19,7 @@ use super::GlobalArgs;
 use crate::config::DataDir;
 use crate::executor::{
     self, CompileBudget, DEFAULT_COMPILE_MEMORY, DEFAULT_MAX_STATE, Executor, ExecutorConfig,
-    ModuleInfo, Outcome, Preopen, RunSpec, SharedSource, StateInput, Stdin,
+    ModuleInfo, NetAccess, Outcome, Preopen, RunSpec, SharedSource, StateInput, Stdin,
 };
 use crate::store::BlockStore;
 
@@ -152,6 +152,11 @@ pub(super) struct RunArgs {
     /// /output, the default). --dir needs `write`.
     #[arg(long, value_name = "none|read|write", default_value_t = FsAccess::Write)]
     fs: FsAccess,
+    /// Let a component send HTTP requests to HOST:PORT (repeat for more), as
+    /// a job's `permissions.net`; every other request fails inside the
+    /// guest with `HTTP-request-denied`. Not with --deterministic.
+    #[arg(long = "net", value_name = "HOST:PORT", value_parser = net_host)]
+    net: Vec<String>,
     /// Run deterministically: virtual clocks, randomness seeded from the
     /// module's CID, so two runs give identical output and fuel.
     #[arg(long)]
@@ -174,6 +179,13 @@ pub(super) struct RunArgs {
         allow_hyphen_values = true
     )]
     args: Vec<String>,
+}
+
+/// A `--net` entry, checked as a job's `permissions.net` entries are.
+fn net_host(s: &str) -> Result<String, String> {
+    phase_protocol::job::check_net_host(s)
+        .map(|()| s.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 /// `HOST[::GUEST]` of `--dir`.
@@ -226,6 +238,9 @@ impl RunArgs {
         }
         if !self.dirs.is_empty() && !fs.output() {
             bail!("--dir gives a writable folder: it needs --fs write, not {fs}");
+        }
+        if self.deterministic && !self.net.is_empty() {
+            bail!("--net: a run with network access cannot be deterministic");
         }
         if let Some(input) = self.input.as_ref().filter(|i| !i.is_dir()) {
             bail!("--input {} is not a directory", input.display());
@@ -306,6 +321,7 @@ impl RunArgs {
                 .deterministic
                 .then(|| run_seed(&module.cid().to_bytes())),
             state: state.as_ref().map(|(input, _)| input.clone()),
+            net: NetAccess::new(&self.net),
         };
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("cannot listen for SIGTERM")?;

@@ -125,6 +125,13 @@ pub(super) fn write_receipt(
     } else {
         writeln!(out, "fuel:      {}", r.fuel_consumed)?;
     }
+    if let Some(n) = &r.network {
+        writeln!(
+            out,
+            "network:   used: {} requests ({} denied), {} bytes sent, {} received",
+            n.requests, n.denied, n.bytes_sent, n.bytes_received
+        )?;
+    }
     writeln!(out, "wall time: {} ms", r.wall_time_ms)?;
     writeln!(out, "memory:    {} bytes peak", r.peak_memory)?;
     writeln!(out, "started:   {}", time(r.started_at_ms))?;

@@ -19,6 +19,7 @@ mod compile;
 mod determinism;
 mod error;
 mod host_api;
+mod http;
 mod inspect;
 mod io;
 mod limits;
@@ -38,6 +39,7 @@ use wasmtime::{Config, Engine, InstancePre, Linker, Module, Store};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use phase_protocol::job::DEFAULT_TABLE_ELEMENTS;
 use phase_protocol::job::LimitError;
@@ -53,6 +55,9 @@ pub use self::error::{EngineError, ExecError};
 pub use self::host_api::{
     BLOCK_FUEL, BYTE_FUEL, CALL_FUEL, DEFAULT_MAX_STATE, Effects, MAX_LOG_BYTES, MAX_LOG_ENTRIES,
     MAX_LOG_ENTRY, SharedSource, StateInput,
+};
+pub use self::http::{
+    HTTP_BYTE_TIMEOUT, HTTP_CONNECT_TIMEOUT, MAX_HTTP_BYTES, MAX_HTTP_REQUESTS, NetAccess,
 };
 pub use self::inspect::{ExportInfo, ImportInfo, ModuleInfo, ModuleKind, inspect};
 
@@ -143,6 +148,9 @@ pub struct RunSpec {
     /// `phase:host`) read and change, and whose new root the [`Outcome`]
     /// reports; `None` runs against an empty state and reports nothing.
     pub state: Option<StateInput>,
+    /// The `host:port`s a component may send HTTP requests to; every other
+    /// request fails inside the guest. Empty (the default): no network.
+    pub net: NetAccess,
 }
 
 /// A guest's stdin.
@@ -227,6 +235,8 @@ struct P2Host {
     table: ResourceTable,
     limiter: JobLimiter,
     phase: host_api::PhaseHost,
+    http: WasiHttpCtx,
+    gate: http::HttpGate,
 }
 
 impl WasiView for P2Host {
@@ -234,6 +244,16 @@ impl WasiView for P2Host {
         WasiCtxView {
             ctx: &mut self.ctx,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for P2Host {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.gate,
         }
     }
 }
@@ -284,6 +304,10 @@ impl Executor {
         wasmtime_wasi::p2::add_to_linker_sync(&mut component_linker)
             .map_err(|e| ExecError::Engine(EngineError(e)))?;
         host_api::add_to_component_linker(&mut component_linker, |h: &mut P2Host| &mut h.phase)
+            .map_err(|e| ExecError::Engine(EngineError(e)))?;
+        // Every component may import wasi:http; what a request reaches is
+        // the run's `net` (nothing by default).
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut component_linker)
             .map_err(|e| ExecError::Engine(EngineError(e)))?;
 
         let compile = config.compile.zip(config.cache_dir.clone());
@@ -459,6 +483,7 @@ impl Executor {
                     wall_time: started.elapsed(),
                     peak_memory_bytes: 0,
                     state: None,
+                    net: None,
                 })
             }
         }
@@ -490,6 +515,7 @@ impl Executor {
             .clone()
             .unwrap_or_else(|| StateInput::empty(Vec::new(), DEFAULT_MAX_STATE));
         let phase = host_api::PhaseHost::new(input);
+        let mut net = None;
         let (result, fuel_left, limiter, phase) = match module.compiled.as_ref() {
             Compiled::Core(pre) => {
                 let mut wasi = wasi;
@@ -517,6 +543,8 @@ impl Executor {
                     table: ResourceTable::new(),
                     limiter,
                     phase,
+                    http: WasiHttpCtx::new(),
+                    gate: http::HttpGate::new(spec.net.clone()),
                 };
                 let mut store = self.new_store(host, &spec, |h| &mut h.limiter);
                 let result = pre
@@ -526,6 +554,7 @@ impl Executor {
                 let code = result.map(|r| i32::from(r.is_err()));
                 let fuel = store.get_fuel();
                 let host = store.into_data();
+                net = Some(host.gate.used());
                 (code, fuel, host.limiter, host.phase)
             }
         };
@@ -545,6 +574,7 @@ impl Executor {
             wall_time,
             peak_memory_bytes: limiter.peak_memory as u64,
             state,
+            net: net.filter(|_| !spec.net.is_empty()),
         })
     }
 

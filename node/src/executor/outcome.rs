@@ -29,6 +29,10 @@ pub struct Outcome {
     /// ([`super::RunSpec::state`]).
     #[serde(flatten)]
     pub state: Option<super::Effects>,
+    /// What it did over the network, if it had access
+    /// ([`super::RunSpec::net`] not empty).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub net: Option<phase_protocol::NetworkUse>,
 }
 
 fn lossy_utf8<S: serde::Serializer>(bytes: &Bytes, s: S) -> Result<S::Ok, S::Error> {

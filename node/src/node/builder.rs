@@ -165,8 +165,10 @@ impl NodeBuilder {
                 )
                 .map_err(NodeError::WorkDir)?;
                 tasks.spawn(actor.instrument(span.clone()));
-                tasks
-                    .spawn(worker::announce_capabilities(network.clone()).instrument(span.clone()));
+                tasks.spawn(
+                    worker::announce_capabilities(network.clone(), config.worker.clone())
+                        .instrument(span.clone()),
+                );
                 Some(worker)
             }
             None => None,

@@ -76,6 +76,7 @@ pub(super) mod tests {
             ended_at_ms: 1,
             runtime: "test".into(),
             state: None,
+            network: None,
         };
         SignedReceipt::sign(receipt, worker).unwrap()
     }

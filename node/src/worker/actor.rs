@@ -226,7 +226,7 @@ impl Actor {
 
     fn info(&self) -> WorkerInfo {
         WorkerInfo {
-            capabilities: worker_capabilities().into_iter().collect(),
+            capabilities: worker_capabilities(&self.config).into_iter().collect(),
             max_limits: self.config.max_limits(),
             slots: u32::try_from(self.slots).unwrap_or(u32::MAX),
             free_slots: u32::try_from(self.slots.saturating_sub(self.job_tasks.len()))

@@ -33,7 +33,7 @@ impl Admission {
     pub(super) fn new(config: WorkerConfig) -> Self {
         Self {
             capacity: config.slots.max(1) as usize + config.queue as usize,
-            capabilities: worker_capabilities(),
+            capabilities: worker_capabilities(&config),
             admitted: 0,
             per_requester: HashMap::new(),
             config,
@@ -171,6 +171,14 @@ mod tests {
         spec.permissions.net.clear();
         spec.permissions.fs = phase_protocol::job::FsAccess::None;
         assert_eq!(admission.check(&PeerId::random(), &spec), Ok(()));
+        // A worker that allows some host takes it (which hosts a request
+        // may reach is the run's to check).
+        let open = Admission::new(WorkerConfig {
+            net_allow: vec!["127.0.0.1:9".into()],
+            ..WorkerConfig::default()
+        });
+        spec.permissions.net = vec!["127.0.0.1:8080".into()];
+        assert_eq!(open.check(&PeerId::random(), &spec), Ok(()));
     }
 
     #[test]

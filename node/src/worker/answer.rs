@@ -10,6 +10,7 @@ use tracing::debug;
 use phase_protocol::job::{JobRequest, JobResponse, Rejection};
 
 use super::{Worker, worker_capabilities};
+use crate::config::WorkerConfig;
 use crate::network::NetworkClient;
 
 /// The answer to `request` from `peer`: the worker's, or, when this node
@@ -70,9 +71,9 @@ pub fn overloaded(request: &JobRequest) -> Option<JobResponse> {
 
 /// Provides the capability keys now, and again once a peer is known (a
 /// record put while alone stays local); Kademlia republishes them after.
-pub async fn announce_capabilities(network: NetworkClient) {
+pub async fn announce_capabilities(network: NetworkClient, config: WorkerConfig) {
     let provide_all = || async {
-        for capability in worker_capabilities() {
+        for capability in worker_capabilities(&config) {
             if let Err(e) = network.provide_capability(&capability).await {
                 debug!(%capability, error = %e, "cannot announce capability");
             }

@@ -71,14 +71,19 @@ pub fn runtime_version() -> String {
     )
 }
 
-/// Capabilities every worker has.
+/// Capabilities a worker with `config` has: those of every worker, and
+/// `wasi-http` if it lets jobs reach some host (`net_allow`).
 #[must_use]
-pub fn worker_capabilities() -> Vec<Capability> {
-    vec![
+pub fn worker_capabilities(config: &WorkerConfig) -> Vec<Capability> {
+    let mut all = vec![
         Capability::WASI_P1,
         Capability::WASI_P2,
         Capability::DETERMINISTIC,
-    ]
+    ];
+    if !config.net_allow.is_empty() {
+        all.push(Capability::WASI_HTTP);
+    }
+    all
 }
 
 #[derive(Debug)]
@@ -156,6 +161,7 @@ impl Worker {
             executor,
             max_input: config.max_input.0,
             max_state: config.max_state.0,
+            net_allow: crate::executor::NetAccess::new(&config.net_allow),
             progress,
             metrics,
             writes,

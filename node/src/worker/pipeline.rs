@@ -26,8 +26,8 @@ use super::runtime_version;
 use super::workdirs::{self, WorkDir};
 use crate::blocks::{FetchError, FetchOptions};
 use crate::executor::{
-    CacheSource, ExecError, Executor, MAX_DEPTH, ModuleKind, Over, RunSpec, SharedSource,
-    StateInput, Stdin, dir_over,
+    CacheSource, ExecError, Executor, MAX_DEPTH, ModuleKind, NetAccess, Over, RunSpec,
+    SharedSource, StateInput, Stdin, dir_over,
 };
 use crate::metrics::JobMetrics;
 use crate::network::{NetworkClient, NetworkError};
@@ -82,6 +82,8 @@ pub(super) struct Context {
     pub(super) max_input: u64,
     /// Most bytes a job's guest state may hold.
     pub(super) max_state: u64,
+    /// The hosts this worker lets jobs reach (`[worker] net_allow`).
+    pub(super) net_allow: NetAccess,
     /// Where progress goes (the actor).
     pub(super) progress: mpsc::Sender<(JobId, JobState)>,
     /// What the worker counts.
@@ -229,6 +231,8 @@ pub(super) async fn run(
                 limits: spec.limits,
                 deterministic: spec.deterministic.then(|| spec.seed()),
                 state: Some(state),
+                // Only hosts both the job and this worker allow.
+                net: NetAccess::new(&spec.permissions.net).intersect(&ctx.net_allow),
             },
         )
         .await
@@ -289,6 +293,7 @@ pub(super) async fn run(
         ended_at_ms: unix_ms(ended),
         runtime: runtime_version(),
         state: transition,
+        network: outcome.net,
     };
     let signed = SignedReceipt::sign(receipt, &ctx.key).map_err(JobError::Sign)?;
     let bytes = Bytes::from(signed.to_cbor());
@@ -446,6 +451,7 @@ pub(super) async fn attest_interrupted(
         ended_at_ms: now,
         runtime: runtime_version(),
         state: None,
+        network: None,
     };
     let signed = SignedReceipt::sign(receipt, &ctx.key).map_err(JobError::Sign)?;
     ctx.store

@@ -147,6 +147,7 @@ mod tests {
             ended_at_ms: 1,
             runtime: runtime_version(),
             state: None,
+            network: None,
         };
         (spec.id(), SignedReceipt::sign(receipt, key).unwrap())
     }

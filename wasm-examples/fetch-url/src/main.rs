@@ -1,8 +1,9 @@
 //! GETs a URL through `wasi:http/outgoing-handler` and writes the body to
 //! `/output/body` (or the path given second), printing the status and the
-//! number of bytes. A refused request exits 3 with the error the host gave,
-//! as WIT names it (`HTTP-request-denied` when the job or the worker does
-//! not allow the host).
+//! number of bytes. A refused request prints the error the host gave, as
+//! WIT names it (`HTTP-request-denied` when the job or the worker does not
+//! allow the host), and exits 1 (a component's exit carries only success or
+//! failure).
 //!
 //! `phase-node run --net 127.0.0.1:8080 fetch-url.wasm http://127.0.0.1:8080/`
 
@@ -15,13 +16,13 @@ use wasi::io::streams::StreamError;
 fn main() {
     let mut args = std::env::args().skip(1);
     let Some(url) = args.next() else {
-        fail(2, "usage: fetch-url URL [FILE]");
+        fail("usage: fetch-url URL [FILE]");
     };
     let to = args.next().unwrap_or_else(|| "/output/body".to_owned());
     let (scheme, rest) = match url.split_once("://") {
         Some(("http", rest)) => (Scheme::Http, rest),
         Some(("https", rest)) => (Scheme::Https, rest),
-        _ => fail(2, &format!("{url}: not an http:// or https:// URL")),
+        _ => fail(&format!("{url}: not an http:// or https:// URL")),
     };
     let (authority, path) = match rest.find('/') {
         Some(i) => rest.split_at(i),
@@ -34,37 +35,37 @@ fn main() {
         .and(request.set_authority(Some(authority)))
         .and(request.set_path_with_query(Some(path)));
     if set.is_err() {
-        fail(2, &format!("{url}: not a valid request"));
+        fail(&format!("{url}: not a valid request"));
     }
     let future = match outgoing_handler::handle(request, None) {
         Ok(future) => future,
-        Err(e) => fail(3, &describe(&e)),
+        Err(e) => fail(&describe(&e)),
     };
     let response = loop {
         match future.get() {
             Some(Ok(Ok(response))) => break response,
-            Some(Ok(Err(e))) => fail(3, &describe(&e)),
-            Some(Err(())) => fail(3, "the response was already taken"),
+            Some(Ok(Err(e))) => fail(&describe(&e)),
+            Some(Err(())) => fail("the response was already taken"),
             None => future.subscribe().block(),
         }
     };
     let status = response.status();
-    let body = response.consume().unwrap_or_else(|()| fail(3, "no body"));
+    let body = response.consume().unwrap_or_else(|()| fail("no body"));
     let mut file = std::fs::File::create(&to)
-        .unwrap_or_else(|e| fail(2, &format!("cannot create {to}: {e}")));
+        .unwrap_or_else(|e| fail(&format!("cannot create {to}: {e}")));
     let mut bytes = 0usize;
     {
-        let stream = body.stream().unwrap_or_else(|()| fail(3, "no body stream"));
+        let stream = body.stream().unwrap_or_else(|()| fail("no body stream"));
         loop {
             match stream.blocking_read(64 * 1024) {
                 Ok(chunk) => {
                     bytes += chunk.len();
                     file.write_all(&chunk)
-                        .unwrap_or_else(|e| fail(2, &format!("cannot write {to}: {e}")));
+                        .unwrap_or_else(|e| fail(&format!("cannot write {to}: {e}")));
                 }
                 Err(StreamError::Closed) => break,
                 Err(StreamError::LastOperationFailed(e)) => {
-                    fail(3, &format!("reading the body: {}", e.to_debug_string()))
+                    fail(&format!("reading the body: {}", e.to_debug_string()))
                 }
             }
         }
@@ -80,7 +81,7 @@ fn describe(e: &ErrorCode) -> String {
     }
 }
 
-fn fail(code: i32, why: &str) -> ! {
+fn fail(why: &str) -> ! {
     eprintln!("fetch-url: {why}");
-    std::process::exit(code)
+    std::process::exit(1)
 }
