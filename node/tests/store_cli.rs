@@ -172,6 +172,7 @@ async fn verify_reads_a_receipt_from_the_store_by_cid() {
         ended_at_ms: 1,
         runtime: "test".into(),
         state: None,
+        network: None,
     };
     let signed = SignedReceipt::sign(receipt, &worker).unwrap();
     let store = BlockStore::open(data.path().join("store")).await.unwrap();
