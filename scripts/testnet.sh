@@ -11,7 +11,8 @@
 # long that took and their multiaddrs, and stops them all on exit or
 # Ctrl-C. With --check it adds a file on the first node, gets it from the
 # last (a provider lookup), compares, and exits (non-zero on any failure). With --check-jobs it submits every
-# example job (examples/*.job.json; wasm-examples must be built) from the
+# example job (examples/*.job.json but fetch-url, which needs a worker whose
+# net_allow names its host; wasm-examples must be built) from the
 # last node, checks each output and verifies each receipt and its signer,
 # and runs the deterministic job on 3 workers that must agree. With
 # --then CMD it runs CMD (after the checks, with TESTNET_DIR holding
@@ -168,6 +169,7 @@ if [ "$check_jobs" = 1 ]; then
   [ -f "$root/wasm-examples/out/hello.wasm" ] || { echo "testnet.sh: build the guests first (scripts/build-wasm-examples.sh)" >&2; exit 1; }
   expected='dlroW ,olleH'; check_job hello
   check_job hello-component
+  expected=$'1\nvisits=1'; check_job kv-component
   expected="$(sha256sum <"$root/examples/texts/hello.txt")"; check_job sha256
   words="$(find "$root/examples/texts" -type f -exec cat {} + | wc -w)"
   expected="$(cd "$root/examples/texts" && for f in $(find . -type f | sed 's|^\./||' | LC_ALL=C sort); do echo "$(wc -w <"$f") $f"; done; echo "TOTAL $words")"

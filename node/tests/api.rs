@@ -454,6 +454,14 @@ fn guest_states_are_listed_read_and_compared_over_the_api() {
         ])
     );
 
+    // A state over what one answer lists or compares: 100,001 keys, set by
+    // a guest (the CLI, beside the daemon, pins it).
+    let bench = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wasm-examples/out/state-bench.wasm");
+    let out = daemon.cli(&["run", "--json", bench.to_str().unwrap(), "set", "100001"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["state_keys"], 100_001, "{report}");
+    let big = report["state_after"].as_str().unwrap().to_owned();
+
     // Bad input: a JSON error each.
     let absent = "bafyreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy";
     for (path, status, code, says) in [
@@ -486,6 +494,18 @@ fn guest_states_are_listed_read_and_compared_over_the_api() {
             400,
             "bad_request",
             "not a CID",
+        ),
+        (
+            format!("/api/v1/state/{big}"),
+            413,
+            "too_large",
+            "more than 100000 listed here",
+        ),
+        (
+            format!("/api/v1/state/{a}/diff?to={big}"),
+            413,
+            "too_large",
+            "too large to compare here (100001 keys in the larger",
         ),
     ] {
         let (got, body) = http(&socket, "GET", &path, "");

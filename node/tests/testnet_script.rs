@@ -40,6 +40,7 @@ fn testnet_script_check_jobs_runs_every_example_job_on_five_nodes() {
     for job in [
         "hello",
         "hello-component",
+        "kv-component",
         "sha256",
         "wordcount",
         "deterministic",

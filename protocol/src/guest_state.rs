@@ -135,6 +135,10 @@ pub enum Invalid {
     ValueLength,
 }
 
+/// A value's length, and the value itself if it was read
+/// ([`GuestState::get_within`]).
+pub type Measured = (u64, Option<Vec<u8>>);
+
 /// A value as stored: inline bytes, or a link to a raw block and its length.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Value {
@@ -354,6 +358,15 @@ impl<S: BlockSource> GuestState<S> {
     /// # Errors
     /// A block on the key's path is missing or invalid.
     pub fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        Ok(self.get_within(key, u64::MAX)?.and_then(|(_, v)| v))
+    }
+
+    /// The length of the value stored for `key`, and the value if it is at
+    /// most `cap` bytes: a longer one's block is not read.
+    ///
+    /// # Errors
+    /// The key over its limit, or a block missing or invalid.
+    pub fn get_within(&mut self, key: &[u8], cap: u64) -> Result<Option<Measured>, StateError> {
         if key.len() > MAX_KEY {
             return Err(StateError::KeyTooLong(key.len()));
         }
@@ -361,15 +374,18 @@ impl<S: BlockSource> GuestState<S> {
         let Some(value) = self.lookup(key, &hash)? else {
             return Ok(None);
         };
-        match value {
-            Value::Inline(v) => Ok(Some(v)),
-            Value::Link(cid, len) => {
-                if let Some((data, _)) = self.new_values.get(&cid) {
-                    return Ok(Some(data.clone()));
-                }
-                self.value_block(&cid, len).map(Some)
-            }
+        let len = value.len();
+        if len > cap {
+            return Ok(Some((len, None)));
         }
+        let bytes = match value {
+            Value::Inline(v) => v,
+            Value::Link(cid, len) => match self.new_values.get(&cid) {
+                Some((data, _)) => data.clone(),
+                None => self.value_block(&cid, len)?,
+            },
+        };
+        Ok(Some((len, Some(bytes))))
     }
 
     /// The length of the value stored for `key`, without reading a value
@@ -946,6 +962,14 @@ mod tests {
         let mut state = GuestState::open(blocks.clone(), &s.root).unwrap();
         assert_eq!(state.value_len(b"big").unwrap(), Some(big.len() as u64));
         assert_eq!(state.blocks_loaded(), 1, "the length is in the entry");
+        let len = big.len() as u64;
+        assert_eq!(state.get_within(b"big", 16).unwrap(), Some((len, None)));
+        assert_eq!(state.blocks_loaded(), 1, "a value over the cap is not read");
+        assert_eq!(
+            state.get_within(b"big", len).unwrap(),
+            Some((len, Some(big.clone())))
+        );
+        assert_eq!(state.blocks_loaded(), 2);
         assert_eq!(state.get(b"big").unwrap(), Some(big));
         let err = state
             .set(b"k".to_vec(), vec![0; MAX_VALUE + 1])

@@ -13,7 +13,7 @@
 //!
 //! | import | returns |
 //! | --- | --- |
-//! | `state_get(key_ptr, key_len, val_ptr, val_cap) -> i64` | the value's length (written if it fits in `val_cap`), -1 if absent |
+//! | `state_get(key_ptr, key_len, val_ptr, val_cap) -> i64` | the value's length (written if it fits in `val_cap`; a longer value's block is not read), -1 if absent |
 //! | `state_set(key_ptr, key_len, val_ptr, val_len) -> i32` | 0, or -1 over a limit (key 1 KiB, value 1 MiB, the state's size) |
 //! | `state_delete(key_ptr, key_len) -> i32` | 1 if the key existed, 0 if not |
 //! | `emit_log(ptr, len) -> i32` | 0, or -1 over a limit (64 KiB an entry, 1,000 entries, 1 MiB in all) |
@@ -200,15 +200,16 @@ pub(super) fn add_to_linker<T: 'static>(
                 return Ok(-1i64);
             }
             let key = read(&mut caller, "state_get", key_ptr, key_len)?;
-            let Some(value) = state_get(&mut caller, get, &key)? else {
+            // A value longer than the buffer is not read, only measured.
+            let cap = val_cap.max(0) as u64;
+            let Some((len, value)) = state_get(&mut caller, get, &key, cap)? else {
                 return Ok(-1);
             };
-            let len = i64::try_from(value.len()).expect("values are at most 1 MiB");
-            if value.len() <= val_cap.max(0) as usize {
+            if let Some(value) = value {
                 charge(&mut caller, get, value.len() as u64 * BYTE_FUEL)?;
                 write(&mut caller, "state_get", val_ptr, &value)?;
             }
-            Ok(len)
+            Ok(i64::try_from(len).expect("values are at most 1 MiB"))
         },
     )?;
     linker.func_wrap(
@@ -283,7 +284,7 @@ pub(super) fn add_to_component_linker<T: 'static>(
                 return Ok((None,));
             }
             let key = key.as_le_slice(&store).to_vec();
-            let value = state_get(&mut store, get, &key)?;
+            let value = state_get(&mut store, get, &key, u64::MAX)?.and_then(|(_, v)| v);
             if let Some(value) = &value {
                 charge(&mut store, get, value.len() as u64 * BYTE_FUEL)?;
             }
@@ -336,15 +337,17 @@ pub(super) fn add_to_component_linker<T: 'static>(
 /// The version of `phase:host` the component linker provides.
 const WIT_VERSION: &str = "0.1.0";
 
-/// `state_get` after the key's length was checked: charges the call, the
-/// key and the blocks read (the caller charges the bytes it copies out).
+/// `state_get` after the key's length was checked: the value's length, and
+/// the value if it is at most `cap` bytes. Charges the call, the key and
+/// the blocks read (the caller charges the bytes it copies out).
 fn state_get<T: 'static>(
     cx: &mut impl AsContextMut<Data = T>,
     get: fn(&mut T) -> &mut PhaseHost,
     key: &[u8],
-) -> wasmtime::Result<Option<Vec<u8>>> {
+    cap: u64,
+) -> wasmtime::Result<Option<guest_state::Measured>> {
     charge(cx, get, CALL_FUEL + key.len() as u64 * BYTE_FUEL)?;
-    with_state(cx, get, "state_get", |s| s.get(key))
+    with_state(cx, get, "state_get", |s| s.get_within(key, cap))
 }
 
 /// `state_set` after the lengths were checked: false if the state would

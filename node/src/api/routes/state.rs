@@ -16,6 +16,10 @@ use crate::store::guest_state::{self as view, Change, Listing};
 /// Most keys `GET /api/v1/state/{cid}` lists (the answer is one JSON
 /// document); `phase-node state ls` lists any number.
 pub(crate) const MAX_LISTED_KEYS: u64 = 100_000;
+/// Most bytes of keys and values two states `GET /api/v1/state/{a}/diff`
+/// compares may hold in all (a change shows both values in full);
+/// `phase-node state diff` compares any two.
+pub(crate) const MAX_DIFFED_BYTES: u64 = 64 << 20;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -111,7 +115,22 @@ pub(super) async fn diff(
             format!("to: `{}` is not a CID: {e}", q.to),
         )
     })?;
+    let store = s.node.store();
+    let sizes = blocking(store, move |s| {
+        let (a, b) = (GuestState::open(s.clone(), &a)?, GuestState::open(s, &b)?);
+        Ok((a.count().max(b.count()), a.bytes() + b.bytes()))
+    })
+    .await?;
+    if sizes.0 > MAX_LISTED_KEYS || sizes.1 > MAX_DIFFED_BYTES {
+        return Err(ApiError::new(
+            ErrorCode::TooLarge,
+            format!(
+                "states {a} and {b} are too large to compare here ({} keys in the larger, {} bytes in all; at most {MAX_LISTED_KEYS} and {MAX_DIFFED_BYTES}); use `phase-node state diff`",
+                sizes.0, sizes.1
+            ),
+        ));
+    }
     Ok(Json(
-        blocking(s.node.store(), move |s| s.state_diff_blocking(&a, &b)).await?,
+        blocking(store, move |s| s.state_diff_blocking(&a, &b)).await?,
     ))
 }
