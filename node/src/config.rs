@@ -369,6 +369,11 @@ pub struct WorkerConfig {
     /// for jobs, and `wasi-http` is not advertised.
     #[serde(deserialize_with = "net_hosts")]
     pub net_allow: Vec<String>,
+    /// Sign a wrong result for every job (tests of audits and reruns only:
+    /// never read from a config file).
+    #[cfg(feature = "test-lies")]
+    #[serde(skip)]
+    pub lie: bool,
 }
 
 /// `net_allow`, each entry checked as a job's `permissions.net` entries are.
@@ -400,6 +405,8 @@ impl Default for WorkerConfig {
             allow: Vec::new(),
             deny: Vec::new(),
             net_allow: Vec::new(),
+            #[cfg(feature = "test-lies")]
+            lie: false,
         }
     }
 }
@@ -423,6 +430,15 @@ impl WorkerConfig {
             0 => ((self.slots.max(1) + self.queue) as usize / 2).max(1),
             n => n as usize,
         }
+    }
+
+    /// Whether this worker signs wrong results (only ever in tests).
+    #[must_use]
+    pub fn lies(&self) -> bool {
+        #[cfg(feature = "test-lies")]
+        return self.lie;
+        #[cfg(not(feature = "test-lies"))]
+        false
     }
 
     /// Whether `peer` may submit jobs here.

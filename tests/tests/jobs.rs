@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use phase_node::config::NodeConfig;
+use phase_node::executor::{Executor, ExecutorConfig};
 use phase_node::node::NodeHandle;
 use phase_node::requester::{SubmitError, SubmitOptions, SubmitReport};
 use phase_node::store::files;
@@ -411,6 +412,103 @@ async fn a_job_reaches_only_hosts_both_it_and_the_worker_allow() {
         ),
         "{answer:?}"
     );
+    net.shutdown().await;
+}
+
+/// Submits `spec` to `worker` only, from the requester.
+async fn submit_to(net: &TestNet, worker: usize, spec: &JobSpec) -> SubmitReport {
+    let options = SubmitOptions {
+        worker: Some(net.nodes[worker].peer_id()),
+        ..SubmitOptions::default()
+    };
+    within(requester(net).requester().submit(spec, &options, &quiet()))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_upholds_honest_receipts_and_names_what_a_lie_changed() {
+    let mut liar = worker_config(1, 4);
+    liar.worker.lie = true;
+    let net = net(vec![worker_config(1, 4), liar]).await;
+    let c = requester(&net);
+    let executor = Executor::new(ExecutorConfig::default()).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let rerun = |report: SubmitReport| {
+        let executor = executor.clone();
+        let work = work.path().to_owned();
+        async move {
+            let receipt = report.results[0].receipt.receipt().clone();
+            within(phase_node::worker::rerun(
+                c.store(),
+                &executor,
+                &receipt,
+                &work,
+            ))
+            .await
+            .unwrap()
+        }
+    };
+
+    // Honest receipts: a core module, a component, and two state jobs in a
+    // chain.
+    let mut hello = hello_spec(c, 1).await;
+    hello.deterministic = true;
+    let mut component = hello.clone();
+    component.module = add(c, guest("hello-component")).await;
+    let mut counter = JobSpec::new(add(c, guest("counter")).await);
+    counter.deterministic = true;
+    for spec in [&hello, &component, &counter] {
+        let report = submit_to(&net, 0, spec).await;
+        let again = rerun(report).await;
+        assert_eq!(again.differences, [], "{spec:?}");
+    }
+    let first = submit_to(&net, 0, &counter).await;
+    counter.state = first.results[0]
+        .receipt
+        .receipt()
+        .state
+        .as_ref()
+        .map(|t| t.after);
+    counter.nonce = 1;
+    let report = submit_to(&net, 0, &counter).await;
+    let again = rerun(report.clone()).await;
+    assert_eq!(again.differences, []);
+    let after = report.results[0]
+        .receipt
+        .receipt()
+        .state
+        .as_ref()
+        .unwrap()
+        .after;
+    assert_eq!(again.state_after, Some(after.to_string()));
+
+    // The liar's receipt verifies (it signed it), but its result is not
+    // what the job gives.
+    hello.nonce = 2;
+    let report = submit_to(&net, 1, &hello).await;
+    let receipt = report.results[0]
+        .receipt
+        .verify_signer(&net.nodes[1].peer_id())
+        .unwrap();
+    let claimed = receipt.result;
+    let again = rerun(report).await;
+    assert_eq!(again.differences.len(), 1, "{:?}", again.differences);
+    let d = &again.differences[0];
+    assert_eq!(
+        (d.field, d.receipt.clone()),
+        ("result", claimed.to_string())
+    );
+    assert_eq!(d.rerun, again.result.to_string());
+
+    // A job that is not deterministic proves nothing when rerun.
+    hello.deterministic = false;
+    let report = submit_to(&net, 0, &hello).await;
+    let receipt = report.results[0].receipt.receipt().clone();
+    let err = phase_node::worker::rerun(c.store(), &executor, &receipt, work.path())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("is not deterministic"), "{err}");
     net.shutdown().await;
 }
 

@@ -409,13 +409,14 @@ impl Actor {
             Outcome::Failed(e) => {
                 let message = error_line(&e);
                 warn!(job = %id, %message, "job failed");
-                let state = match &e {
-                    JobError::Module(_, ExecError::TooComplex(bound)) => {
-                        JobState::ModuleTooComplex {
-                            message: bound.clone(),
-                        }
+                let state = if let JobError::Module(_, exec) = &e
+                    && let ExecError::TooComplex(bound) = exec.as_ref()
+                {
+                    JobState::ModuleTooComplex {
+                        message: bound.clone(),
                     }
-                    _ => JobState::Failed { message },
+                } else {
+                    JobState::Failed { message }
                 };
                 let ctx = Arc::clone(&self.ctx);
                 self.tasks

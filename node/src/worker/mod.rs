@@ -29,6 +29,7 @@ mod admission;
 mod answer;
 mod pipeline;
 mod record;
+mod rerun;
 mod table;
 mod task;
 mod workdirs;
@@ -47,6 +48,7 @@ use phase_protocol::{Capability, JobSpec, SignedReceipt};
 pub use self::answer::{announce_capabilities, answer, overloaded};
 pub use self::pipeline::{FETCH_DEADLINE, MAX_JOB_STDIN, MAX_MODULE_SIZE};
 pub use self::record::{RanJob, ran_blocking};
+pub use self::rerun::{Difference, Rerun, RerunError, rerun};
 use crate::config::WorkerConfig;
 use crate::executor::Executor;
 use crate::metrics::JobMetrics;
@@ -162,6 +164,7 @@ impl Worker {
             max_input: config.max_input.0,
             max_state: config.max_state.0,
             net_allow: crate::executor::NetAccess::new(&config.net_allow),
+            lie: config.lies(),
             progress,
             metrics,
             writes,

@@ -8,7 +8,7 @@
 //! attest. Every run that happened gets a signed receipt, whatever its
 //! status.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -26,8 +26,8 @@ use super::runtime_version;
 use super::workdirs::{self, WorkDir};
 use crate::blocks::{FetchError, FetchOptions};
 use crate::executor::{
-    CacheSource, ExecError, Executor, MAX_DEPTH, ModuleKind, NetAccess, Over, RunSpec,
-    SharedSource, StateInput, Stdin, dir_over,
+    CacheSource, ExecError, Executor, LoadedModule, MAX_DEPTH, ModuleKind, NetAccess, Over,
+    RunSpec, SharedSource, StateInput, Stdin, dir_over,
 };
 use crate::metrics::JobMetrics;
 use crate::network::{NetworkClient, NetworkError};
@@ -58,7 +58,7 @@ pub(super) enum JobError {
     #[error("cannot store the job's output")]
     Output(#[source] FilesError),
     #[error("module {0} is not runnable")]
-    Module(Cid, #[source] ExecError),
+    Module(Cid, #[source] Box<ExecError>),
     #[error("the run failed")]
     Exec(#[source] ExecError),
     #[error("cannot make a work directory")]
@@ -84,6 +84,9 @@ pub(super) struct Context {
     pub(super) max_state: u64,
     /// The hosts this worker lets jobs reach (`[worker] net_allow`).
     pub(super) net_allow: NetAccess,
+    /// Sign a wrong result for every job (tests only: see
+    /// `WorkerConfig::lies`).
+    pub(super) lie: bool,
     /// Where progress goes (the actor).
     pub(super) progress: mpsc::Sender<(JobId, JobState)>,
     /// What the worker counts.
@@ -142,7 +145,7 @@ pub(super) async fn run(
                 .executor
                 .load(Bytes::from(bytes))
                 .await
-                .map_err(|e| JobError::Module(spec.module, e))?;
+                .map_err(|e| JobError::Module(spec.module, Box::new(e)))?;
             let took = match module.source() {
                 CacheSource::Compiled => loading.elapsed(),
                 CacheSource::Memory | CacheSource::Disk => Duration::ZERO,
@@ -154,18 +157,8 @@ pub(super) async fn run(
         CacheSource::Compiled => ctx.metrics.cache_misses.inc(),
         CacheSource::Memory | CacheSource::Disk => ctx.metrics.cache_hits.inc(),
     };
-    if spec.capabilities.contains(&Capability::WASI_P1) && module.kind() == ModuleKind::Component {
-        return Err(JobError::Kind("component"));
-    }
-    if spec.capabilities.contains(&Capability::WASI_P2) && module.kind() == ModuleKind::CoreModule {
-        return Err(JobError::Kind("core module"));
-    }
-    let stdin = match spec.stdin {
-        Some(cid) => {
-            Bytes::from(untrusted::cat_to_vec_capped(&ctx.store, cid, MAX_JOB_STDIN).await?)
-        }
-        None => Bytes::new(),
-    };
+    check_kind(spec, &module)?;
+    let stdin = read_stdin(&ctx.store, spec).await?;
     let made = WorkDir {
         path: dir.path.clone(),
         fresh: dir.fresh,
@@ -174,23 +167,7 @@ pub(super) async fn run(
         .await
         .map_err(|e| JobError::WorkDir(std::io::Error::other(e)))?
         .map_err(JobError::WorkDir)?;
-    // What the job's permissions mount: validation refused an input for a
-    // job that may see no folder.
-    let fs = spec.permissions.fs;
-    let input_dir = match spec.input.filter(|_| fs.input()) {
-        Some(cid) => {
-            let input = dir.path.join("input");
-            // What the export writes is bounded, not just what was fetched:
-            // a DAG may link the same blocks many times.
-            let limit = untrusted::Limit {
-                bytes: ctx.max_input,
-                entries: untrusted::MAX_ENTRIES,
-            };
-            untrusted::get_capped(&ctx.store, cid, input.clone(), limit).await?;
-            Some(input)
-        }
-        None => None,
-    };
+    let input_dir = export_input(&ctx.store, spec, &dir.path, ctx.max_input).await?;
     let output_dir = dir.path.join("output");
     // The state's blocks are read as the guest asks for them: from the
     // store, else from the requester.
@@ -209,31 +186,13 @@ pub(super) async fn run(
 
     ctx.report(id, JobState::Running).await;
     let started = SystemTime::now();
+    // Only hosts both the job and this worker allow.
+    let net = NetAccess::new(&spec.permissions.net).intersect(&ctx.net_allow);
     let outcome = ctx
         .executor
         .run(
             &module,
-            RunSpec {
-                program_name: spec.module.to_string(),
-                args: spec.args.clone(),
-                env: spec
-                    .env
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-                stdin: Stdin::Bytes(stdin),
-                stream_output: false,
-                input_dir,
-                // Not mounted, the folder stays empty: the result holds
-                // stdout and stderr.
-                output_dir: fs.output().then(|| output_dir.clone()),
-                preopens: Vec::new(),
-                limits: spec.limits,
-                deterministic: spec.deterministic.then(|| spec.seed()),
-                state: Some(state),
-                // Only hosts both the job and this worker allow.
-                net: NetAccess::new(&spec.permissions.net).intersect(&ctx.net_allow),
-            },
+            run_spec(spec, stdin, input_dir, &output_dir, state, net),
         )
         .await
         .map_err(JobError::Exec)?;
@@ -246,36 +205,20 @@ pub(super) async fn run(
         Some(effects) => keep_state(ctx, spec, effects).await?,
         None => None,
     };
-    let (out, err) = (&outcome.stdout, &outcome.stderr);
-    let whole = match kept_output(output_dir.clone(), spec.limits.max_output.0).await {
-        Ok(output) => package(&ctx.store, out, err, output)
-            .await
-            .map_err(Cut::NotKept),
-        Err(cut) => Err(cut),
-    };
-    let result = match whole {
-        Ok(root) => root,
-        Err(cut) => {
-            let note = crate::error_line(&cut);
-            warn!(job = %id, %note);
-            match package(&ctx.store, out, err, Kept::Cut(note.clone())).await {
-                Ok(root) => root,
-                Err(e) => {
-                    // Not even stdout and stderr fit: the disk is full. The
-                    // job's output goes, and a package of the note alone
-                    // comes out of the ballast.
-                    let note = format!(
-                        "{note}; stdout and stderr were not kept either: {}",
-                        crate::error_line(&e)
-                    );
-                    warn!(job = %id, %note);
-                    let _ = tokio::fs::remove_dir_all(&output_dir).await;
-                    let _ = ctx.store.release_ballast();
-                    package(&ctx.store, &Bytes::new(), &Bytes::new(), Kept::Cut(note)).await?
-                }
-            }
-        }
-    };
+    let mut result = package_outcome(
+        &ctx.store,
+        id,
+        &outcome,
+        &output_dir,
+        spec.limits.max_output.0,
+    )
+    .await?;
+    if ctx.lie {
+        // The lie a test needs: another result, signed as if it were this
+        // run's.
+        let lie = Bytes::from_static(b"a lie\n");
+        result = package(&ctx.store, &lie, &Bytes::new(), Kept::Cut("a lie".into())).await?;
+    }
     let receipt = Receipt {
         job: id,
         module: spec.module,
@@ -314,6 +257,119 @@ pub(super) async fn run(
     let held = ctx.store.hold(roots);
     drop(writing);
     Ok((signed, held))
+}
+
+/// Refuses a module of another kind than the job's capabilities allow.
+pub(super) fn check_kind(spec: &JobSpec, module: &LoadedModule) -> Result<(), JobError> {
+    if spec.capabilities.contains(&Capability::WASI_P1) && module.kind() == ModuleKind::Component {
+        return Err(JobError::Kind("component"));
+    }
+    if spec.capabilities.contains(&Capability::WASI_P2) && module.kind() == ModuleKind::CoreModule {
+        return Err(JobError::Kind("core module"));
+    }
+    Ok(())
+}
+
+/// The job's stdin, read from the store (at most [`MAX_JOB_STDIN`]).
+pub(super) async fn read_stdin(store: &BlockStore, spec: &JobSpec) -> Result<Bytes, JobError> {
+    Ok(match spec.stdin {
+        Some(cid) => Bytes::from(untrusted::cat_to_vec_capped(store, cid, MAX_JOB_STDIN).await?),
+        None => Bytes::new(),
+    })
+}
+
+/// Writes the job's `/input` under `dir` (at most `max_input` bytes), if
+/// its permissions mount one: validation refused an input for a job that
+/// may see no folder.
+pub(super) async fn export_input(
+    store: &BlockStore,
+    spec: &JobSpec,
+    dir: &Path,
+    max_input: u64,
+) -> Result<Option<PathBuf>, JobError> {
+    let Some(cid) = spec.input.filter(|_| spec.permissions.fs.input()) else {
+        return Ok(None);
+    };
+    let input = dir.join("input");
+    // What the export writes is bounded, not just what was fetched: a DAG
+    // may link the same blocks many times.
+    let limit = untrusted::Limit {
+        bytes: max_input,
+        entries: untrusted::MAX_ENTRIES,
+    };
+    untrusted::get_capped(store, cid, input.clone(), limit).await?;
+    Ok(Some(input))
+}
+
+/// The RunSpec of a job: what every worker (and a rerun) gives its run.
+pub(super) fn run_spec(
+    spec: &JobSpec,
+    stdin: Bytes,
+    input_dir: Option<PathBuf>,
+    output_dir: &Path,
+    state: StateInput,
+    net: NetAccess,
+) -> RunSpec {
+    RunSpec {
+        program_name: spec.module.to_string(),
+        args: spec.args.clone(),
+        env: spec
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        stdin: Stdin::Bytes(stdin),
+        stream_output: false,
+        input_dir,
+        // Not mounted, the folder stays empty: the result holds stdout and
+        // stderr.
+        output_dir: spec.permissions.fs.output().then(|| output_dir.to_owned()),
+        preopens: Vec::new(),
+        limits: spec.limits,
+        deterministic: spec.deterministic.then(|| spec.seed()),
+        state: Some(state),
+        net,
+    }
+}
+
+/// The result package of a run (stored): stdout, stderr and `/output`, or
+/// a note in place of an output over the limits; when not even stdout and
+/// stderr fit (a full disk), the note alone, out of the ballast.
+pub(super) async fn package_outcome(
+    store: &BlockStore,
+    id: JobId,
+    outcome: &crate::executor::Outcome,
+    output_dir: &Path,
+    max_output: u64,
+) -> Result<Root, JobError> {
+    let (out, err) = (&outcome.stdout, &outcome.stderr);
+    let whole = match kept_output(output_dir.to_owned(), max_output).await {
+        Ok(output) => package(store, out, err, output).await.map_err(Cut::NotKept),
+        Err(cut) => Err(cut),
+    };
+    Ok(match whole {
+        Ok(root) => root,
+        Err(cut) => {
+            let note = crate::error_line(&cut);
+            warn!(job = %id, %note);
+            match package(store, out, err, Kept::Cut(note.clone())).await {
+                Ok(root) => root,
+                Err(e) => {
+                    // Not even stdout and stderr fit: the disk is full. The
+                    // job's output goes, and a package of the note alone
+                    // comes out of the ballast.
+                    let note = format!(
+                        "{note}; stdout and stderr were not kept either: {}",
+                        crate::error_line(&e)
+                    );
+                    warn!(job = %id, %note);
+                    let _ = tokio::fs::remove_dir_all(output_dir).await;
+                    let _ = store.release_ballast();
+                    package(store, &Bytes::new(), &Bytes::new(), Kept::Cut(note)).await?
+                }
+            }
+        }
+    })
 }
 
 /// How long a worker keeps a run's new state blocks for its requester.
