@@ -136,6 +136,10 @@ fn the_walkthrough_runs_as_written() {
         "{stdout}"
     );
     assert!(stdout.contains("done"), "status: {stdout}");
+    assert!(
+        stdout.contains("rerun:     the same as the receipt says"),
+        "verify --rerun: {stdout}"
+    );
     assert!(stdout.contains("count: 3"), "the counter's state: {stdout}");
 }
 

@@ -151,11 +151,11 @@ fn bad_input_is_one_clear_line() {
 #[tokio::test]
 async fn verify_reads_a_receipt_from_the_store_by_cid() {
     use phase_protocol::cid::raw_cid;
-    use phase_protocol::{JobSpec, Keypair, Receipt, SignedReceipt, Status};
+    use phase_protocol::{JobSpec, Keypair, Message, Receipt, SignedReceipt, Status};
     let data = tempfile::tempdir().unwrap();
     let worker = Keypair::ed25519_from_bytes([3; 32]).unwrap();
     let spec = JobSpec::new(raw_cid(b"m"));
-    let receipt = Receipt {
+    let receipt_of = |spec: &JobSpec| Receipt {
         job: spec.id(),
         module: spec.module,
         stdin: None,
@@ -174,7 +174,7 @@ async fn verify_reads_a_receipt_from_the_store_by_cid() {
         state: None,
         network: None,
     };
-    let signed = SignedReceipt::sign(receipt, &worker).unwrap();
+    let signed = SignedReceipt::sign(receipt_of(&spec), &worker).unwrap();
     let store = BlockStore::open(data.path().join("store")).await.unwrap();
     store
         .put(signed.cid(), signed.to_cbor().into())
@@ -189,6 +189,47 @@ async fn verify_reads_a_receipt_from_the_store_by_cid() {
     );
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("is not in the local store"));
+
+    // --rerun names what it cannot find, and refuses what proves nothing.
+    let rerun = |receipt: &SignedReceipt| {
+        let out = phase(
+            data.path(),
+            &["verify", "--rerun", &receipt.cid().to_string()],
+            b"",
+        );
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let said = rerun(&signed);
+    assert!(
+        said.contains(&format!(
+            "the job's job spec {} is not in the local store, and no daemon is running to fetch it",
+            spec.id()
+        )),
+        "{said}"
+    );
+    store.put(spec.id().0, spec.encode().into()).await.unwrap();
+    let said = rerun(&signed);
+    assert!(said.contains("is not deterministic"), "{said}");
+    let mut deterministic = spec.clone();
+    deterministic.deterministic = true;
+    store
+        .put(deterministic.id().0, deterministic.encode().into())
+        .await
+        .unwrap();
+    let signed = SignedReceipt::sign(receipt_of(&deterministic), &worker).unwrap();
+    store
+        .put(signed.cid(), signed.to_cbor().into())
+        .await
+        .unwrap();
+    let said = rerun(&signed);
+    assert!(
+        said.contains(&format!(
+            "the job's module {} is not in the local store",
+            spec.module
+        )),
+        "{said}"
+    );
 }
 
 /// kill -9 of a real `add` of 256 MiB: every block left behind verifies, and

@@ -24,7 +24,7 @@ fn is_missing(e: &FilesError) -> bool {
 
 /// Asks the daemon of this data dir, if one runs, to fetch the DAG under
 /// `cid` into the shared store. Returns whether a daemon did.
-async fn fetch_through_daemon(global: &GlobalArgs, cid: Cid) -> anyhow::Result<bool> {
+pub(super) async fn fetch_through_daemon(global: &GlobalArgs, cid: Cid) -> anyhow::Result<bool> {
     let Some(daemon) = ApiClient::find(global.data_dir()?.root()).await else {
         return Ok(false);
     };

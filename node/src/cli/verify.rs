@@ -10,12 +10,19 @@ use clap::Args;
 use phase_protocol::{ByteSize, Cid, PeerId, Receipt, SignedReceipt};
 
 use super::GlobalArgs;
+use super::content::fetch_through_daemon;
+use crate::executor::{
+    CompileBudget, DEFAULT_COMPILE_MEMORY, DEFAULT_COMPILE_TIME, Executor, ExecutorConfig,
+};
+use crate::worker::{self, RerunError};
 
-/// Check a signed receipt: that its signature holds, and (optionally) who signed it.
+/// Check a signed receipt: that its signature holds, (optionally) who
+/// signed it, and (with --rerun) that its claim is true.
 ///
 /// Prints the verified fields and exits 0 only if the signature is valid
-/// (and the signer is the expected worker); otherwise prints one line on
-/// stderr and exits 1.
+/// (and the signer is the expected worker, and a rerun gives what the
+/// receipt says); otherwise prints one line on stderr (one per difference
+/// for --rerun) and exits 1.
 #[derive(Debug, Args)]
 pub(super) struct VerifyArgs {
     /// A receipt file, in DAG-CBOR (as stored and sent) or JSON (as printed
@@ -25,7 +32,15 @@ pub(super) struct VerifyArgs {
     /// Also require that this worker signed it.
     #[arg(long, value_name = "PEERID")]
     expect_worker: Option<PeerId>,
-    /// Print the verified receipt as JSON.
+    /// Also run the job again here, deterministically, from its spec,
+    /// module, stdin, input and state (from the local store, else fetched
+    /// through the daemon from the network), and compare status, fuel,
+    /// result CID and new state with the receipt. Only deterministic jobs:
+    /// any other is refused.
+    #[arg(long)]
+    rerun: bool,
+    /// Print the verified receipt as JSON (with --rerun: what the rerun
+    /// gave and every difference).
     #[arg(long)]
     json: bool,
 }
@@ -55,6 +70,9 @@ impl VerifyArgs {
             None => signed.verify(),
         }
         .with_context(|| format!("{name} does not verify"))?;
+        if self.rerun {
+            return rerun(global, receipt, self.json).await;
+        }
         let mut out = std::io::stdout().lock();
         if self.json {
             writeln!(out, "{}", signed.to_json())?;
@@ -63,6 +81,73 @@ impl VerifyArgs {
         }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// Fetches of a missing input through the daemon before a rerun gives up
+/// (one per input: spec, module, stdin, input, state).
+const RERUN_FETCHES: usize = 5;
+
+/// `verify --rerun`: reruns the receipt's job and prints what differs.
+async fn rerun(global: &GlobalArgs, receipt: &Receipt, json: bool) -> anyhow::Result<ExitCode> {
+    let store = global.store().await?;
+    let data_dir = global.data_dir()?;
+    let budget = CompileBudget::this_binary(DEFAULT_COMPILE_TIME, DEFAULT_COMPILE_MEMORY)
+        .context("cannot find the phase-node binary to compile modules with")?;
+    let executor = Executor::new(ExecutorConfig {
+        cache_dir: Some(data_dir.module_cache()),
+        compile: Some(budget),
+        ..ExecutorConfig::default()
+    })?;
+    let work = std::env::temp_dir();
+    let mut fetched = 0;
+    let rerun = loop {
+        match worker::rerun(&store, &executor, receipt, &work).await {
+            Err(RerunError::Missing { what, cid }) if fetched < RERUN_FETCHES => {
+                if !fetch_through_daemon(global, cid).await? {
+                    bail!(
+                        "the job's {what} {cid} is not in the local store, and no daemon is running to fetch it"
+                    );
+                }
+                fetched += 1;
+            }
+            other => break other?,
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&rerun)?)?;
+    } else {
+        writeln!(out, "job:       {}", rerun.job)?;
+        writeln!(out, "status:    {}", rerun.status)?;
+        writeln!(out, "fuel:      {}", rerun.fuel_consumed)?;
+        writeln!(out, "result:    {}", rerun.result)?;
+        if let Some(after) = &rerun.state_after {
+            writeln!(out, "state:     {after}")?;
+        }
+    }
+    if rerun.differences.is_empty() {
+        if !json {
+            writeln!(
+                out,
+                "rerun:     the same as the receipt says (status, fuel, result{})",
+                if rerun.state_after.is_some() {
+                    ", state"
+                } else {
+                    ""
+                }
+            )?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut err = std::io::stderr().lock();
+    for d in &rerun.differences {
+        writeln!(
+            err,
+            "differs: {}: the receipt says {}, the rerun gave {}",
+            d.field, d.receipt, d.rerun
+        )?;
+    }
+    Ok(ExitCode::FAILURE)
 }
 
 /// Largest receipt file `verify` reads: the JSON form of the largest CBOR
