@@ -86,10 +86,35 @@ pub struct NodeConfig {
     pub network: NetworkConfig,
     /// Which jobs the node runs for others.
     pub worker: WorkerConfig,
+    /// What the node does with the jobs it submits.
+    pub requester: RequesterConfig,
     /// The block store.
     pub store: StoreConfig,
     /// The daemon's HTTP API.
     pub api: ApiConfig,
+}
+
+/// The requester section.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RequesterConfig {
+    /// The chance, from 0 to 1, that a deterministic job is audited: run
+    /// again on a second, different worker and compared (`submit --audit`
+    /// overrides it).
+    #[serde(deserialize_with = "chance")]
+    pub audit: f64,
+}
+
+/// A chance from 0 to 1.
+fn chance<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let p = f64::deserialize(d)?;
+    if (0.0..=1.0).contains(&p) {
+        Ok(p)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{p} is not a chance from 0 to 1"
+        )))
+    }
 }
 
 /// Default free-space reserve (`store.reserve`).
@@ -458,6 +483,16 @@ mod tests {
         let text = config.to_toml();
         assert!(text.contains("/ip4/0.0.0.0/udp/4001/quic-v1"), "{text}");
         assert_eq!(toml::from_str::<NodeConfig>(&text).unwrap(), config);
+    }
+
+    #[test]
+    fn the_audit_chance_is_from_0_to_1() {
+        let config: NodeConfig = toml::from_str("[requester]\naudit = 0.1\n").unwrap();
+        assert!((config.requester.audit - 0.1).abs() < f64::EPSILON);
+        let err = toml::from_str::<NodeConfig>("[requester]\naudit = 1.5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("1.5 is not a chance from 0 to 1"), "{err}");
     }
 
     #[test]

@@ -796,3 +796,37 @@ fn a_run_that_fails_commits_nothing_and_bad_state_calls_are_clear() {
         "{report}"
     );
 }
+
+#[test]
+fn submit_audit_takes_a_chance_for_a_deterministic_job_only() {
+    let job = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello.job.json");
+    let out = phase(&["submit", "--audit", "2", job.to_str().unwrap()], b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("`2` is not a chance from 0 to 1"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A job that is not deterministic: refused before the network.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("job.json");
+    std::fs::write(
+        &file,
+        format!(
+            r#"{{"module": {{"path": "{}"}}}}"#,
+            guest("hello").display()
+        ),
+    )
+    .unwrap();
+    let out = common::phase_in(
+        dir.path(),
+        &["submit", "--audit", "0.5", file.to_str().unwrap()],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        diagnosis(&out).contains("--audit compares a second worker's result"),
+        "{}",
+        diagnosis(&out)
+    );
+}

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use phase_node::config::NodeConfig;
 use phase_node::executor::{Executor, ExecutorConfig};
 use phase_node::node::NodeHandle;
-use phase_node::requester::{SubmitError, SubmitOptions, SubmitReport};
+use phase_node::requester::{Audit, SubmitError, SubmitOptions, SubmitReport};
 use phase_node::store::files;
 use phase_protocol::guest_state::{self, GuestState};
 use phase_protocol::job::{FsAccess, JobRequest, JobResponse, JobState, Rejection};
@@ -340,6 +340,23 @@ async fn chained_counter_jobs_count_and_their_receipts_chain() {
         (state.unwrap(), state.unwrap(), None)
     );
     assert_eq!(state_value(c, &t.after, b"written"), None);
+
+    // Audited on the other (honest) worker: it passes.
+    let mut hello = hello_spec(c, 7).await;
+    hello.deterministic = true;
+    let options = SubmitOptions {
+        audit: Some(1.0),
+        ..SubmitOptions::default()
+    };
+    let report = within(c.requester().submit(&hello, &options, &quiet()))
+        .await
+        .unwrap();
+    match &report.audit {
+        Some(Audit::Passed { auditor }) => {
+            assert_ne!(auditor.worker, report.results[0].worker, "a second worker");
+        }
+        other => panic!("{other:?}"),
+    }
     net.shutdown().await;
 }
 
@@ -500,6 +517,34 @@ async fn a_rerun_upholds_honest_receipts_and_names_what_a_lie_changed() {
         ("result", claimed.to_string())
     );
     assert_eq!(d.rerun, again.result.to_string());
+
+    // With --audit 1 the liar is caught on its first job: the honest
+    // worker's run differs, and both signed receipts are in the report.
+    hello.nonce = 3;
+    let options = SubmitOptions {
+        worker: Some(net.nodes[1].peer_id()),
+        audit: Some(1.0),
+        ..SubmitOptions::default()
+    };
+    let report = within(c.requester().submit(&hello, &options, &quiet()))
+        .await
+        .unwrap();
+    match &report.audit {
+        Some(Audit::Failed { auditor }) => {
+            assert_eq!(auditor.worker, net.nodes[0].peer_id());
+            let lie = report.results[0]
+                .receipt
+                .verify_signer(&net.nodes[1].peer_id())
+                .unwrap();
+            let truth = auditor
+                .receipt
+                .verify_signer(&net.nodes[0].peer_id())
+                .unwrap();
+            assert_ne!(lie.result, truth.result);
+            assert_eq!(lie.job, truth.job);
+        }
+        other => panic!("{other:?}"),
+    }
 
     // A job that is not deterministic proves nothing when rerun.
     hello.deterministic = false;

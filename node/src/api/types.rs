@@ -218,7 +218,7 @@ pub struct GcAnswer {
 }
 
 /// `POST /api/v1/jobs`: the spec is the block `job` in the daemon's store.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
     /// The job id: the CID of the spec block.
@@ -235,6 +235,10 @@ pub struct SubmitRequest {
     /// Give up after this long, e.g. `"5m"`.
     #[serde(with = "humantime_serde")]
     pub timeout: std::time::Duration,
+    /// The chance (0 to 1) that the job, if deterministic, is audited on a
+    /// second worker; absent: the daemon's `[requester] audit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<f64>,
 }
 
 fn one() -> usize {

@@ -26,7 +26,7 @@ use crate::api::types::{
 use crate::api::{ApiClient, ClientError, client};
 use crate::identity;
 use crate::node::Node;
-use crate::requester::{self, Records, SUBMIT_MARGIN, Stage, SubmitOptions, SubmitReport};
+use crate::requester::{self, Audit, Records, SUBMIT_MARGIN, Stage, SubmitOptions, SubmitReport};
 use crate::store::{BlockStore, files, untrusted};
 
 /// Submit a job to the network and wait for its verified result.
@@ -37,7 +37,8 @@ use crate::store::{BlockStore, files, untrusted};
 /// receipt (and that the worker it was submitted to signed it), fetches the
 /// result and prints the job's stdout and stderr. Exits with the job's exit
 /// code (124 timed out, 134 trapped, 135 out of fuel, 137 memory limit, 138
-/// output limit), 1 if phase-node failed or replicas disagree.
+/// output limit), 1 if phase-node failed, replicas disagree or an audit
+/// failed.
 #[derive(Debug, Args)]
 pub(super) struct SubmitArgs {
     /// The job file (see examples/*.job.json and examples/job.schema.json).
@@ -61,6 +62,12 @@ pub(super) struct SubmitArgs {
     /// Workers to try (per replica) before giving up.
     #[arg(long, value_name = "N", default_value_t = 5)]
     attempts: u32,
+    /// Audit the job with chance P (0 to 1; default: the config's
+    /// `[requester] audit`, 0): run it again on a second, different worker
+    /// picked at random and compare results. A failed audit prints both
+    /// receipts (the evidence) and exits 1. Deterministic jobs only.
+    #[arg(long, value_name = "P", value_parser = chance)]
+    audit: Option<f64>,
     /// Give up after this long, e.g. 5m; default: the job's timeout plus 2 minutes.
     #[arg(long, value_name = "DURATION")]
     timeout: Option<humantime::Duration>,
@@ -106,6 +113,12 @@ impl SubmitArgs {
                     && !store.has(&root).await?
                 {
                     bail!("state {root} is not in the local store");
+                }
+                if self.audit.is_some_and(|p| p > 0.0) && !file.deterministic {
+                    bail!(
+                        "--audit compares a second worker's result, which needs a deterministic job (set \"deterministic\": true in {})",
+                        path.display()
+                    );
                 }
                 if self.replicas > 1 && !file.deterministic {
                     bail!(
@@ -191,6 +204,7 @@ impl SubmitArgs {
             worker: self.worker,
             replicas: self.replicas,
             attempts: self.attempts,
+            audit: self.audit,
             ..SubmitOptions::default()
         };
 
@@ -208,6 +222,7 @@ impl SubmitArgs {
                     replicas: options.replicas,
                     attempts: options.attempts,
                     timeout,
+                    audit: options.audit,
                 };
                 let deadline = timeout.min(crate::api::MAX_SUBMIT_DEADLINE) + client::CALL_DEADLINE;
                 let answer = daemon
@@ -340,7 +355,41 @@ impl SubmitArgs {
             )?;
             return Ok(ExitCode::from(super::EXIT_INTERNAL));
         }
+        match &report.audit {
+            Some(Audit::Passed { auditor }) => writeln!(
+                stderr,
+                "audit: passed: worker {} gave the same result (receipt {})",
+                auditor.worker,
+                auditor.receipt.cid()
+            )?,
+            Some(Audit::Failed { auditor }) => {
+                let other = auditor.receipt.receipt();
+                writeln!(
+                    stderr,
+                    "error: audit failed: worker {} (receipt {}) says the result is {}, worker {} (receipt {}) says {}; the two signed receipts are the evidence",
+                    first.worker,
+                    first.receipt.cid(),
+                    receipt.result,
+                    auditor.worker,
+                    auditor.receipt.cid(),
+                    other.result
+                )?;
+                return Ok(ExitCode::from(super::EXIT_INTERNAL));
+            }
+            Some(Audit::NoAuditor { reason }) => {
+                writeln!(stderr, "note: not audited: {reason}")?;
+            }
+            None => {}
+        }
         Ok(ExitCode::from(exit_code(&receipt.status)))
+    }
+}
+
+/// An `--audit` chance: a number from 0 to 1.
+fn chance(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        _ => Err(format!("`{s}` is not a chance from 0 to 1")),
     }
 }
 

@@ -173,7 +173,8 @@ impl NodeBuilder {
             }
             None => None,
         };
-        let requester = Requester::new(network.clone(), store.clone());
+        let requester =
+            Requester::new(network.clone(), store.clone()).with_audit(config.requester.audit);
         let (block_jobs, queue) = mpsc::channel(blocks::BLOCK_QUEUE);
         tasks.spawn(blocks::serve(network.clone(), server, queue).instrument(span.clone()));
         let dispatcher = dispatch(

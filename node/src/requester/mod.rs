@@ -44,7 +44,7 @@ pub use self::discovery::{
     MAX_CANDIDATES, QUERY_DEADLINE, RETRY, Tried, find_workers, search_capability,
 };
 pub use self::records::{JobRecord, Progress, RecordError, Records};
-pub use self::report::{Agreement, Attempt, ReplicaResult, SubmitReport, agreement};
+pub use self::report::{Agreement, Attempt, Audit, ReplicaResult, SubmitReport, agreement};
 pub use self::verify::{ReceiptError, check_receipt};
 use crate::blocks::FetchError;
 use crate::network::{NetworkClient, NetworkError};
@@ -70,6 +70,10 @@ pub struct SubmitOptions {
     /// How long to go on looking for workers while none is found (a node
     /// that just started is still meeting its peers).
     pub discovery_wait: Duration,
+    /// The chance (0 to 1) that a deterministic job is audited: run again
+    /// on a second, different worker and compared ([`Audit`]); `None`: the
+    /// node's `[requester] audit`.
+    pub audit: Option<f64>,
 }
 
 impl Default for SubmitOptions {
@@ -80,6 +84,7 @@ impl Default for SubmitOptions {
             attempts: 5,
             poll_interval: Duration::from_secs(1),
             discovery_wait: DISCOVERY_WAIT,
+            audit: None,
         }
     }
 }
@@ -214,6 +219,9 @@ pub struct Requester {
     store: BlockStore,
     deliveries: Deliveries,
     records: Records,
+    /// The chance that a deterministic job is audited, unless a submission
+    /// says otherwise (`[requester] audit`).
+    audit: f64,
 }
 
 impl Requester {
@@ -226,7 +234,16 @@ impl Requester {
             records: Records::new(store.clone()),
             store,
             deliveries: Deliveries::default(),
+            audit: 0.0,
         }
+    }
+
+    /// The same requester, auditing deterministic jobs with chance `audit`
+    /// (0 to 1) unless a submission says otherwise.
+    #[must_use]
+    pub fn with_audit(mut self, audit: f64) -> Self {
+        self.audit = audit.clamp(0.0, 1.0);
+        self
     }
 
     /// Takes a receipt `peer` delivered (`JobRequest::Deliver`): to the
@@ -394,9 +411,73 @@ impl Requester {
                 replicas,
             });
         }
-        replicas::Driver::new(self, spec, options, progress, candidates, record)
-            .run(replicas)
-            .await
+        let found = candidates.clone();
+        let (mut report, mut held) =
+            replicas::Driver::new(self, spec, options, progress, candidates, record)
+                .run(replicas)
+                .await?;
+        let audit = options.audit.unwrap_or(self.audit);
+        if spec.deterministic && audit > 0.0 && rand::random::<f64>() < audit {
+            let (audit, audit_held) = self
+                .audit(spec, options, progress, found, &report, record)
+                .await;
+            report.audit = Some(audit);
+            held.extend(audit_held);
+        }
+        Ok((report, held))
+    }
+
+    /// Runs `spec` once more on a worker other than those in `report`
+    /// (among `found`, else among the workers discovery finds now) and
+    /// compares.
+    async fn audit(
+        &self,
+        spec: &JobSpec,
+        options: &SubmitOptions,
+        progress: &(dyn Fn(Stage) + Send + Sync),
+        found: Vec<PeerId>,
+        report: &SubmitReport,
+        record: &mut JobRecord,
+    ) -> (Audit, Vec<crate::store::Held>) {
+        let ran: Vec<PeerId> = report.results.iter().map(|r| r.worker).collect();
+        let mut others: Vec<PeerId> = found.into_iter().filter(|w| !ran.contains(w)).collect();
+        if others.is_empty() {
+            match find_workers(&self.network, spec, options.discovery_wait).await {
+                Ok(workers) => others = workers.into_iter().filter(|w| !ran.contains(w)).collect(),
+                Err(e) => {
+                    let reason = crate::error_line(&e);
+                    return (Audit::NoAuditor { reason }, Vec::new());
+                }
+            }
+        }
+        if others.is_empty() {
+            let reason = "no other worker found that can run the job".to_owned();
+            return (Audit::NoAuditor { reason }, Vec::new());
+        }
+        // A random one of them: a worker cannot tell an audit from a job.
+        rand::seq::SliceRandom::shuffle(others.as_mut_slice(), &mut rand::rng());
+        let audit_options = SubmitOptions {
+            worker: None,
+            replicas: 1,
+            ..options.clone()
+        };
+        let driver = replicas::Driver::new(self, spec, &audit_options, progress, others, record);
+        match driver.run(1).await {
+            Ok((mut second, held)) => {
+                let auditor = second.results.remove(0);
+                let audit = Audit::of(&report.results[0], auditor);
+                if let Audit::Failed { auditor } = &audit {
+                    tracing::warn!(job = %spec.id(), first = %report.results[0].worker, second = %auditor.worker, "audit failed: two workers signed different results");
+                }
+                (audit, held)
+            }
+            Err(e) => (
+                Audit::NoAuditor {
+                    reason: crate::error_line(&e),
+                },
+                Vec::new(),
+            ),
+        }
     }
 }
 

@@ -380,6 +380,7 @@ mod tests {
             results: vec![],
             failed_attempts: vec![],
             agreement: None,
+            audit: None,
         };
         a.progress = Progress::Done {
             report: Box::new(report.clone()),
@@ -409,6 +410,7 @@ mod tests {
             results: vec![],
             failed_attempts: vec![],
             agreement: None,
+            audit: None,
         };
         store
             .state()
@@ -432,6 +434,7 @@ mod tests {
             results: vec![],
             failed_attempts: vec![],
             agreement: None,
+            audit: None,
         };
         let dir = data.path().join(LEGACY_DIR);
         std::fs::create_dir(&dir).unwrap();

@@ -221,6 +221,7 @@ impl<'a> Driver<'a> {
             results,
             failed_attempts: self.failed,
             agreement,
+            audit: None,
         };
         Ok((report, self.held))
     }

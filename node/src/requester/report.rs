@@ -127,6 +127,44 @@ pub struct SubmitReport {
     pub failed_attempts: Vec<Attempt>,
     /// With more than one replica: whether they agree.
     pub agreement: Option<Agreement>,
+    /// The audit of a deterministic job picked for one
+    /// ([`super::SubmitOptions::audit`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<Audit>,
+}
+
+/// The audit of a job: its run on a second, different worker, compared.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Audit {
+    /// The second worker's result and new state are the first one's.
+    Passed {
+        /// The second worker's verified run.
+        auditor: ReplicaResult,
+    },
+    /// They differ: the two signed receipts (the first in `results`) are
+    /// the evidence that one of the workers lied.
+    Failed {
+        /// The second worker's verified run.
+        auditor: ReplicaResult,
+    },
+    /// No second worker could run it.
+    NoAuditor {
+        /// Why, one line.
+        reason: String,
+    },
+}
+
+impl Audit {
+    /// Compares `first` with the `auditor`'s run of the same job.
+    #[must_use]
+    pub fn of(first: &ReplicaResult, auditor: ReplicaResult) -> Self {
+        if agreement(&[first.clone(), auditor.clone()]).agreed {
+            Self::Passed { auditor }
+        } else {
+            Self::Failed { auditor }
+        }
+    }
 }
 
 /// Compares the replicas' result CIDs and the states they left.
@@ -207,6 +245,7 @@ mod tests {
         let report = SubmitReport {
             job: spec.id(),
             agreement: Some(agreement(&results)),
+            audit: None,
             results,
             failed_attempts: vec![Attempt {
                 worker: PeerId::random(),

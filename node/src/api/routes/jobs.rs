@@ -30,11 +30,16 @@ pub(super) async fn submit(State(s): State<ApiState>, J(request): J<SubmitReques
         return ApiError::new(ErrorCode::BadRequest, "replicas: must be at least 1")
             .into_response();
     }
+    let audit = request.audit;
+    if audit.is_some_and(|p| !(0.0..=1.0).contains(&p)) {
+        return ApiError::new(ErrorCode::BadRequest, "audit: must be from 0 to 1").into_response();
+    }
     let (tx, rx) = mpsc::channel(PROGRESS_QUEUE);
     let options = SubmitOptions {
         worker: request.worker,
         replicas: request.replicas,
         attempts: request.attempts,
+        audit,
         ..SubmitOptions::default()
     };
     let deadline = request.timeout.min(MAX_SUBMIT_DEADLINE);
