@@ -344,13 +344,7 @@ async fn chained_counter_jobs_count_and_their_receipts_chain() {
     // Audited on the other (honest) worker: it passes.
     let mut hello = hello_spec(c, 7).await;
     hello.deterministic = true;
-    let options = SubmitOptions {
-        audit: Some(1.0),
-        ..SubmitOptions::default()
-    };
-    let report = within(c.requester().submit(&hello, &options, &quiet()))
-        .await
-        .unwrap();
+    let report = audited(c, &hello, None).await;
     match &report.audit {
         Some(Audit::Passed { auditor }) => {
             assert_ne!(auditor.worker, report.results[0].worker, "a second worker");
@@ -430,6 +424,19 @@ async fn a_job_reaches_only_hosts_both_it_and_the_worker_allow() {
         "{answer:?}"
     );
     net.shutdown().await;
+}
+
+/// Submits `spec` from `node` (to `worker` only, if given), audited for
+/// sure.
+async fn audited(node: &NodeHandle, spec: &JobSpec, worker: Option<PeerId>) -> SubmitReport {
+    let options = SubmitOptions {
+        worker,
+        audit: Some(1.0),
+        ..SubmitOptions::default()
+    };
+    within(node.requester().submit(spec, &options, &quiet()))
+        .await
+        .unwrap()
 }
 
 /// Submits `spec` to `worker` only, from the requester.
@@ -521,14 +528,7 @@ async fn a_rerun_upholds_honest_receipts_and_names_what_a_lie_changed() {
     // With --audit 1 the liar is caught on its first job: the honest
     // worker's run differs, and both signed receipts are in the report.
     hello.nonce = 3;
-    let options = SubmitOptions {
-        worker: Some(net.nodes[1].peer_id()),
-        audit: Some(1.0),
-        ..SubmitOptions::default()
-    };
-    let report = within(c.requester().submit(&hello, &options, &quiet()))
-        .await
-        .unwrap();
+    let report = audited(c, &hello, Some(net.nodes[1].peer_id())).await;
     match &report.audit {
         Some(Audit::Failed { auditor }) => {
             assert_eq!(auditor.worker, net.nodes[0].peer_id());
