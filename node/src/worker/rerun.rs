@@ -132,7 +132,10 @@ pub async fn rerun(
     pipeline::check_kind(&spec, &module)?;
     let stdin = pipeline::read_stdin(store, &spec).await?;
     let dir = tempfile::tempdir_in(work).map_err(|e| RerunError::Run(Box::new(e)))?;
-    let input_dir = pipeline::export_input(store, &spec, dir.path(), u64::MAX).await?;
+    // Bounded as a worker with the default config bounds it: a DAG may
+    // link the same blocks many times.
+    let max_input = crate::config::WorkerConfig::default().max_input.0;
+    let input_dir = pipeline::export_input(store, &spec, dir.path(), max_input).await?;
     let output_dir = dir.path().join("output");
     std::fs::create_dir(&output_dir).map_err(|e| RerunError::Run(Box::new(e)))?;
     let caller = receipt.requester.to_bytes();
