@@ -24,6 +24,7 @@ pub mod cid;
 pub mod error;
 pub mod guest_state;
 pub mod job;
+pub mod ledger;
 pub mod receipt;
 pub mod serde_helpers;
 pub mod units;

@@ -247,7 +247,7 @@ impl SignedReceipt {
     /// When the worker's key is not ed25519 or the signature does not match.
     pub fn verify(&self) -> Result<&Receipt, VerifyError> {
         let worker = self.receipt.worker;
-        let key = worker_key(&worker)?;
+        let key = signer_key(&worker)?;
         if key.verify(&self.receipt.signing_bytes(), &self.signature) {
             Ok(&self.receipt)
         } else {
@@ -326,7 +326,7 @@ impl<'de> Deserialize<'de> for SignedReceipt {
 }
 
 /// The ed25519 public key a PeerId embeds.
-fn worker_key(worker: &PeerId) -> Result<PublicKey, VerifyError> {
+pub(crate) fn signer_key(worker: &PeerId) -> Result<PublicKey, VerifyError> {
     let hash: &multihash::Multihash<64> = worker.as_ref();
     if hash.code() != IDENTITY_MULTIHASH {
         return Err(VerifyError::UnsupportedKey(*worker));
