@@ -375,18 +375,36 @@ pub(super) async fn package_outcome(
 /// How long a worker keeps a run's new state blocks for its requester.
 const STATE_HELD_FOR: Duration = Duration::from_secs(600);
 
+/// What a receipt says of a run's state, and its log block: nothing for a
+/// job that names no state and neither changed the empty one nor logged.
+pub(super) fn transition(
+    spec: &JobSpec,
+    effects: &crate::executor::Effects,
+) -> Option<(StateTransition, Option<Vec<u8>>)> {
+    let untouched = effects.state_after == effects.state_before && effects.log.is_empty();
+    if spec.state.is_none() && untouched {
+        return None;
+    }
+    let log = (!effects.log.is_empty()).then(|| guest_state::log_block(&effects.log));
+    let transition = StateTransition {
+        before: effects.state_before,
+        after: effects.state_after,
+        log: log.as_ref().map(|(cid, _)| *cid),
+        host_fuel: effects.host_fuel,
+    };
+    Some((transition, log.map(|(_, bytes)| bytes)))
+}
+
 /// Stores what a run did to its state (the changed blocks, the log) and
-/// says so for the receipt; nothing for a job that names no state and
-/// neither changed the empty one nor logged.
+/// says so for the receipt ([`transition`]).
 async fn keep_state(
     ctx: &Context,
     spec: &JobSpec,
     effects: &crate::executor::Effects,
 ) -> Result<Option<StateTransition>, JobError> {
-    let untouched = effects.state_after == effects.state_before && effects.log.is_empty();
-    if spec.state.is_none() && untouched {
+    let Some((transition, log)) = transition(spec, effects) else {
         return Ok(None);
-    }
+    };
     let blocks: Vec<(Cid, Bytes)> = effects
         .blocks
         .iter()
@@ -395,19 +413,10 @@ async fn keep_state(
     for result in ctx.store.put_many(blocks).await? {
         result?;
     }
-    let log = if effects.log.is_empty() {
-        None
-    } else {
-        let (cid, bytes) = guest_state::log_block(&effects.log);
+    if let (Some(cid), Some(bytes)) = (transition.log, log) {
         ctx.store.put(cid, Bytes::from(bytes)).await?;
-        Some(cid)
-    };
-    Ok(Some(StateTransition {
-        before: effects.state_before,
-        after: effects.state_after,
-        log,
-        host_fuel: effects.host_fuel,
-    }))
+    }
+    Ok(Some(transition))
 }
 
 /// A job's state blocks: from the store, else fetched from the requester

@@ -11,7 +11,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use phase_protocol::job::JobId;
-use phase_protocol::{Cid, DecodeError, JobSpec, Message, Receipt, Status, guest_state};
+use phase_protocol::{Cid, DecodeError, JobSpec, Message, Receipt, Status};
 
 use super::pipeline::{self, JobError};
 use crate::executor::{
@@ -182,39 +182,35 @@ pub async fn rerun(
         outcome.fuel_consumed.to_string(),
     );
     differ("result", receipt.result.to_string(), result.cid.to_string());
-    // As the worker says it: nothing for a job that names no state and
-    // neither changed the empty one nor logged.
-    let effects = outcome
+    // What the worker's receipt would say of this run's state.
+    let got = outcome
         .state
         .as_ref()
-        .filter(|e| spec.state.is_some() || e.state_after != e.state_before || !e.log.is_empty());
+        .and_then(|e| pipeline::transition(&spec, e))
+        .map(|(t, _)| t);
+    let (claimed, got) = (receipt.state.as_ref(), got.as_ref());
     let show = |c: Option<Cid>| c.map_or_else(|| "none".to_owned(), |c| c.to_string());
-    let claimed = receipt.state.as_ref();
     differ(
         "state_after",
         show(claimed.map(|t| t.after)),
-        show(effects.map(|e| e.state_after)),
+        show(got.map(|t| t.after)),
     );
     differ(
         "log",
         show(claimed.and_then(|t| t.log)),
-        show(
-            effects
-                .filter(|e| !e.log.is_empty())
-                .map(|e| guest_state::log_block(&e.log).0),
-        ),
+        show(got.and_then(|t| t.log)),
     );
     differ(
         "host_fuel",
         claimed.map_or(0, |t| t.host_fuel).to_string(),
-        effects.map_or(0, |e| e.host_fuel).to_string(),
+        got.map_or(0, |t| t.host_fuel).to_string(),
     );
     Ok(Rerun {
         job: id,
         status: outcome.status,
         fuel_consumed: outcome.fuel_consumed,
         result: result.cid,
-        state_after: effects.map(|e| e.state_after.to_string()),
+        state_after: got.map(|t| t.after.to_string()),
         differences,
     })
 }
