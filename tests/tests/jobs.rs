@@ -542,6 +542,14 @@ async fn a_rerun_upholds_honest_receipts_and_names_what_a_lie_changed() {
                 .unwrap();
             assert_ne!(lie.result, truth.result);
             assert_eq!(lie.job, truth.job);
+            // The record keeps both receipts pinned: the evidence outlives gc.
+            let record = within(c.requester().records().get(hello.id()))
+                .await
+                .unwrap()
+                .unwrap();
+            let roots = record.roots();
+            assert!(roots.contains(&auditor.receipt.cid()) && roots.contains(&truth.result));
+            assert!(roots.contains(&report.results[0].receipt.cid()));
         }
         other => panic!("{other:?}"),
     }

@@ -95,12 +95,13 @@ impl JobRecord {
     }
 
     /// What the record holds pinned: the spec's block, and each receipt,
-    /// result and new state (and log) once the job is done.
+    /// result and new state (and log) once the job is done, an audit's
+    /// too (with the first run's, the evidence of a failed one).
     #[must_use]
     pub fn roots(&self) -> Vec<phase_protocol::Cid> {
         let mut roots = vec![self.job.0];
         if let Some(report) = self.report() {
-            for r in &report.results {
+            for r in report.runs() {
                 roots.push(r.receipt.cid());
                 roots.push(r.receipt.receipt().result);
                 if let Some(t) = &r.receipt.receipt().state {

@@ -155,7 +155,25 @@ pub enum Audit {
     },
 }
 
+impl SubmitReport {
+    /// Every verified run: the replicas, then an audit's.
+    pub fn runs(&self) -> impl Iterator<Item = &ReplicaResult> {
+        self.results
+            .iter()
+            .chain(self.audit.as_ref().and_then(Audit::auditor))
+    }
+}
+
 impl Audit {
+    /// The second worker's run, if there was one.
+    #[must_use]
+    pub fn auditor(&self) -> Option<&ReplicaResult> {
+        match self {
+            Self::Passed { auditor } | Self::Failed { auditor } => Some(auditor),
+            Self::NoAuditor { .. } => None,
+        }
+    }
+
     /// Compares `first` with the `auditor`'s run of the same job.
     #[must_use]
     pub fn of(first: &ReplicaResult, auditor: ReplicaResult) -> Self {
