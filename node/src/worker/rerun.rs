@@ -137,7 +137,9 @@ pub async fn rerun(
     let max_input = crate::config::WorkerConfig::default().max_input.0;
     let input_dir = pipeline::export_input(store, &spec, dir.path(), max_input).await?;
     let output_dir = dir.path().join("output");
-    std::fs::create_dir(&output_dir).map_err(|e| RerunError::Run(Box::new(e)))?;
+    tokio::fs::create_dir(&output_dir)
+        .await
+        .map_err(|e| RerunError::Run(Box::new(e)))?;
     let caller = receipt.requester.to_bytes();
     let state = match spec.state {
         Some(root) => StateInput {
@@ -160,6 +162,8 @@ pub async fn rerun(
     let result =
         pipeline::package_outcome(store, id, &outcome, &output_dir, spec.limits.max_output.0)
             .await?;
+    // The folder may hold many files: removed off the async threads.
+    let _ = tokio::task::spawn_blocking(move || drop(dir)).await;
 
     let mut differences = Vec::new();
     let mut differ = |field: &'static str, claimed: String, got: String| {
