@@ -95,7 +95,7 @@ pub struct NodeConfig {
 }
 
 /// The requester section.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RequesterConfig {
     /// The chance, from 0 to 1, that a deterministic job is audited: run
@@ -103,6 +103,25 @@ pub struct RequesterConfig {
     /// overrides it).
     #[serde(deserialize_with = "chance")]
     pub audit: f64,
+    /// Workers with a failed audit in this node's work ledger are not sent
+    /// jobs (unless named with `--worker`).
+    pub skip_failed_audits: bool,
+    /// A worker with at least this many passed audits in the ledger and
+    /// none failed is trusted: `audit` falls for it to
+    /// `audit × trust_after / passed`, never below a tenth (adaptive
+    /// replication, as BOINC does it). 0 turns it off. An explicit
+    /// `submit --audit` is always used as given.
+    pub trust_after: u32,
+}
+
+impl Default for RequesterConfig {
+    fn default() -> Self {
+        Self {
+            audit: 0.0,
+            skip_failed_audits: true,
+            trust_after: 10,
+        }
+    }
 }
 
 /// A chance from 0 to 1.

@@ -31,6 +31,14 @@ pub mod requester;
 pub mod store;
 pub mod worker;
 
+/// Now, in milliseconds since the Unix epoch (0 before it, saturating far
+/// after it).
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// An error and its causes on one line, for logs and answers to peers.
 pub(crate) fn error_line(e: &dyn std::error::Error) -> String {
     let mut line = e.to_string();

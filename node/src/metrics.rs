@@ -131,6 +131,47 @@ impl NatMetrics {
     }
 }
 
+/// The work ledger's totals, set from the ledger when metrics are read (so
+/// they count since the ledger began, not since the node started).
+#[derive(Clone, Debug, Default)]
+pub struct LedgerMetrics {
+    /// Receipts in the ledger, `worked` (signed here) and `received`.
+    jobs: Family<KindLabels, Gauge>,
+    /// Fuel they name.
+    fuel: Family<KindLabels, Gauge>,
+    /// Audits of workers' runs, `passed` and `failed`.
+    audits: Family<KindLabels, Gauge>,
+}
+
+/// What the ledger gauges show, in plain numbers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LedgerGauges {
+    /// Jobs this node ran, and their fuel.
+    pub worked: (u64, u64),
+    /// Jobs other nodes ran for this one, and their fuel.
+    pub received: (u64, u64),
+    /// Audits passed.
+    pub audits_passed: u64,
+    /// Audits failed.
+    pub audits_failed: u64,
+}
+
+impl LedgerMetrics {
+    /// Sets the gauges.
+    pub fn set(&self, now: LedgerGauges) {
+        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        for (kind, (jobs, fuel)) in [("worked", now.worked), ("received", now.received)] {
+            self.jobs.get_or_create(&KindLabels { kind }).set(n(jobs));
+            self.fuel.get_or_create(&KindLabels { kind }).set(n(fuel));
+        }
+        for (kind, count) in [("passed", now.audits_passed), ("failed", now.audits_failed)] {
+            self.audits
+                .get_or_create(&KindLabels { kind })
+                .set(n(count));
+        }
+    }
+}
+
 /// The registry and the node's metric handles.
 #[derive(Debug)]
 pub struct Metrics {
@@ -143,6 +184,8 @@ pub struct Metrics {
     pub nat: NatMetrics,
     /// HTTP API requests being answered now.
     pub api_in_flight: Gauge,
+    /// The work ledger's totals.
+    pub ledger: LedgerMetrics,
 }
 
 impl Metrics {
@@ -273,6 +316,22 @@ impl Metrics {
             "HTTP API requests being answered now",
             api_in_flight.clone(),
         );
+        let ledger = LedgerMetrics::default();
+        phase.register(
+            "ledger_jobs",
+            "Receipts in the work ledger: worked (signed here) and received",
+            ledger.jobs.clone(),
+        );
+        phase.register(
+            "ledger_fuel",
+            "Fuel the work ledger's receipts name: worked and received",
+            ledger.fuel.clone(),
+        );
+        phase.register(
+            "ledger_audits",
+            "Audits of workers' runs in the work ledger: passed and failed",
+            ledger.audits.clone(),
+        );
         (
             Self {
                 registry,
@@ -280,6 +339,7 @@ impl Metrics {
                 blocks,
                 nat,
                 api_in_flight,
+                ledger,
             },
             p2p,
         )
@@ -316,7 +376,24 @@ mod tests {
             .get_or_create(&RejectLabels::of(&Rejection::Busy))
             .inc();
         metrics.jobs.run_seconds.observe(0.5);
+        metrics.ledger.set(LedgerGauges {
+            worked: (3, 300),
+            audits_failed: 1,
+            ..LedgerGauges::default()
+        });
         let text = metrics.encode().unwrap();
+        assert!(
+            text.contains("phase_ledger_jobs{kind=\"worked\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("phase_ledger_fuel{kind=\"received\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("phase_ledger_audits{kind=\"failed\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("phase_jobs_admitted_total 1"), "{text}");
         assert!(
             text.contains("phase_jobs_rejected_total{reason=\"busy\"} 1"),

@@ -58,6 +58,9 @@ pub enum ClientError {
     /// A streamed answer ended without its result.
     #[error("the daemon's answer ended before its result")]
     Truncated,
+    /// A downloaded answer cannot be written.
+    #[error("cannot write the daemon's answer")]
+    Write(#[source] std::io::Error),
 }
 
 /// Times a refused call is tried again (25 ms doubling to 1 s: about 12 s
@@ -173,6 +176,40 @@ impl ApiClient {
                 }
             }
         };
+        tokio::time::timeout(CALL_DEADLINE, exchange)
+            .await
+            .map_err(|_| ClientError::Timeout(CALL_DEADLINE))?
+    }
+
+    /// `GET path` whose answer is bytes (a CAR file), written to `out` as
+    /// they come, with no cap on their size; how many bytes.
+    ///
+    /// # Errors
+    /// See [`ClientError`]; nothing of an error answer is written.
+    pub async fn download(
+        &self,
+        path: &str,
+        out: &mut (impl tokio::io::AsyncWrite + Unpin + Send),
+    ) -> Result<u64, ClientError> {
+        use tokio::io::AsyncWriteExt;
+        let request = request(Method::GET, path, None::<&()>);
+        let exchange = self.exchange(request, |response| async move {
+            let status = response.status();
+            if !status.is_success() {
+                let bytes = read_capped(response.into_body()).await?;
+                return decode(status, &bytes);
+            }
+            let mut body = response.into_body();
+            let mut written = 0u64;
+            while let Some(frame) = body.frame().await {
+                if let Ok(data) = frame?.into_data() {
+                    out.write_all(&data).await.map_err(ClientError::Write)?;
+                    written += data.len() as u64;
+                }
+            }
+            out.flush().await.map_err(ClientError::Write)?;
+            Ok(written)
+        });
         tokio::time::timeout(CALL_DEADLINE, exchange)
             .await
             .map_err(|_| ClientError::Timeout(CALL_DEADLINE))?

@@ -7,6 +7,7 @@ mod content;
 mod daemon;
 mod dht;
 mod jobs;
+mod ledger;
 mod pins;
 mod run;
 mod state;
@@ -175,6 +176,7 @@ enum Command {
     Jobs(jobs::JobsArgs),
     #[command(subcommand)]
     State(state::StateCommand),
+    Ledger(ledger::LedgerArgs),
 }
 
 impl Cli {
@@ -234,6 +236,7 @@ impl Cli {
             Command::Receipt(args) => args.execute(global).await,
             Command::Jobs(args) => args.execute(global).await,
             Command::State(cmd) => cmd.execute(global).await,
+            Command::Ledger(args) => args.execute(global).await,
         }
     }
 }

@@ -151,7 +151,7 @@ impl NodeBuilder {
         let worker = match executor {
             Some(executor) => {
                 let parts = WorkerParts {
-                    key,
+                    key: key.clone(),
                     network: network.clone(),
                     store: store.clone(),
                     executor,
@@ -174,7 +174,7 @@ impl NodeBuilder {
             None => None,
         };
         let requester =
-            Requester::new(network.clone(), store.clone()).with_audit(config.requester.audit);
+            Requester::new(network.clone(), store.clone()).with_config(&config.requester);
         let (block_jobs, queue) = mpsc::channel(blocks::BLOCK_QUEUE);
         tasks.spawn(blocks::serve(network.clone(), server, queue).instrument(span.clone()));
         let dispatcher = dispatch(
@@ -192,6 +192,7 @@ impl NodeBuilder {
             worker,
             requester,
             metrics: std::sync::Arc::new(metrics),
+            key,
         };
         let mut node = Node {
             handle,

@@ -103,6 +103,8 @@ pub struct NodeHandle {
     worker: Option<Worker>,
     requester: Requester,
     metrics: Arc<Metrics>,
+    /// The node's identity: signs its ledger's head.
+    key: libp2p::identity::Keypair,
 }
 
 impl Node {
@@ -191,6 +193,26 @@ impl NodeHandle {
     #[must_use]
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// The work ledger's totals, per peer and over all.
+    ///
+    /// # Errors
+    /// The state database failed.
+    pub async fn ledger(&self) -> Result<crate::store::ledger::Summary, crate::store::StoreError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || Ok(store.state_blocking()?.ledger_summary()?)).await?
+    }
+
+    /// The work ledger as a CAR file, its head signed by this node.
+    ///
+    /// # Errors
+    /// The state database or store failed, or a receipt is missing.
+    pub async fn ledger_export(&self) -> Result<Vec<u8>, crate::store::ledger::ExportError> {
+        let (store, key) = (self.store.clone(), self.key.clone());
+        tokio::task::spawn_blocking(move || store.ledger_export_blocking(&key))
+            .await
+            .map_err(crate::store::StoreError::from)?
     }
 
     /// The requester: submits jobs to other nodes.

@@ -47,8 +47,10 @@ pub use self::records::{JobRecord, Progress, RecordError, Records};
 pub use self::report::{Agreement, Attempt, Audit, ReplicaResult, SubmitReport, agreement};
 pub use self::verify::{ReceiptError, check_receipt};
 use crate::blocks::FetchError;
+use crate::config::RequesterConfig;
 use crate::network::{NetworkClient, NetworkError};
 use crate::store::BlockStore;
+use crate::store::ledger::Totals;
 
 /// How long a submission looks for workers by default before it says
 /// nobody was found: long enough for a node that just started to meet its
@@ -140,6 +142,19 @@ pub enum SubmitError {
         /// What discovery tried.
         tried: Tried,
     },
+    /// Fewer workers than replicas once those whose audits failed are
+    /// left out.
+    #[error(
+        "found {found} workers that can run the job besides {skipped} whose audits failed in this node's ledger, but {replicas} replicas were asked for (`[requester] skip_failed_audits = false` uses them)"
+    )]
+    Distrusted {
+        /// Workers found and used.
+        found: usize,
+        /// Workers left out.
+        skipped: usize,
+        /// Replicas asked for.
+        replicas: usize,
+    },
     /// Fewer workers than replicas.
     #[error("found {found} workers that can run the job, but {replicas} replicas were asked for")]
     TooFewWorkers {
@@ -219,9 +234,9 @@ pub struct Requester {
     store: BlockStore,
     deliveries: Deliveries,
     records: Records,
-    /// The chance that a deterministic job is audited, unless a submission
-    /// says otherwise (`[requester] audit`).
-    audit: f64,
+    /// How much it trusts workers: the audit chance and how the ledger
+    /// moves it (`[requester]`).
+    trust: RequesterConfig,
 }
 
 impl Requester {
@@ -234,15 +249,19 @@ impl Requester {
             records: Records::new(store.clone()),
             store,
             deliveries: Deliveries::default(),
-            audit: 0.0,
+            trust: RequesterConfig::default(),
         }
     }
 
-    /// The same requester, auditing deterministic jobs with chance `audit`
-    /// (0 to 1) unless a submission says otherwise.
+    /// The same requester, auditing and ranking workers as `config` says:
+    /// deterministic jobs audited with chance `audit` unless a submission
+    /// says otherwise, less often for workers with `trust_after` passed
+    /// audits, and workers with a failed audit skipped if
+    /// `skip_failed_audits`.
     #[must_use]
-    pub fn with_audit(mut self, audit: f64) -> Self {
-        self.audit = audit.clamp(0.0, 1.0);
+    pub fn with_config(mut self, config: &RequesterConfig) -> Self {
+        self.trust = config.clone();
+        self.trust.audit = config.audit.clamp(0.0, 1.0);
         self
     }
 
@@ -402,13 +421,28 @@ impl Requester {
                 }
             }
         }
+        // Workers that accepted the job before or were named are asked
+        // whatever their record: the rest are ranked by the ledger.
+        let keep = record
+            .accepted
+            .len()
+            .max(usize::from(options.worker.is_some()));
+        let skipped = self.skip_distrusted(&mut candidates, keep).await;
         progress(Stage::FoundWorkers {
             count: candidates.len(),
         });
         if candidates.len() < replicas {
-            return Err(SubmitError::TooFewWorkers {
-                found: candidates.len(),
-                replicas,
+            return Err(if skipped > 0 {
+                SubmitError::Distrusted {
+                    found: candidates.len(),
+                    skipped,
+                    replicas,
+                }
+            } else {
+                SubmitError::TooFewWorkers {
+                    found: candidates.len(),
+                    replicas,
+                }
             });
         }
         let found = candidates.clone();
@@ -416,7 +450,10 @@ impl Requester {
             replicas::Driver::new(self, spec, options, progress, candidates, record)
                 .run(replicas)
                 .await?;
-        let audit = options.audit.unwrap_or(self.audit);
+        let audit = match options.audit {
+            Some(chance) => chance,
+            None => self.audit_chance(report.results[0].worker).await,
+        };
         if spec.deterministic && audit > 0.0 && rand::random::<f64>() < audit {
             let (audit, audit_held) = self
                 .audit(spec, options, progress, found, &report, record)
@@ -449,6 +486,7 @@ impl Requester {
                     return (Audit::NoAuditor { reason }, Vec::new());
                 }
             }
+            self.skip_distrusted(&mut others, 0).await;
         }
         if others.is_empty() {
             let reason = "no other worker found that can run the job".to_owned();
@@ -479,6 +517,88 @@ impl Requester {
             ),
         }
     }
+}
+
+impl Requester {
+    /// Leaves out of `workers` (after the first `keep`) those with a failed
+    /// audit in this node's ledger, unless `skip_failed_audits` is off; how
+    /// many it left out. A ledger that cannot be read skips nobody (logged).
+    async fn skip_distrusted(&self, workers: &mut Vec<PeerId>, keep: usize) -> usize {
+        if !self.trust.skip_failed_audits || workers.len() <= keep {
+            return 0;
+        }
+        let asked: Vec<PeerId> = workers[keep..].to_vec();
+        let failed = match self.ledger_totals(asked).await {
+            Ok(totals) => totals
+                .into_iter()
+                .filter(|(_, t)| t.audits_failed > 0)
+                .map(|(peer, _)| peer)
+                .collect::<Vec<_>>(),
+            Err(e) => {
+                tracing::warn!(error = %crate::error_line(&e), "cannot read the work ledger to rank workers");
+                return 0;
+            }
+        };
+        let before = workers.len();
+        let mut i = 0;
+        workers.retain(|w| {
+            i += 1;
+            i <= keep || !failed.contains(w)
+        });
+        let skipped = before - workers.len();
+        if skipped > 0 {
+            tracing::info!(skipped, "workers with failed audits skipped");
+        }
+        skipped
+    }
+
+    /// The chance that a job `worker` ran is audited, when the submission
+    /// did not say: `[requester] audit`, falling for a worker the ledger
+    /// trusts (at least `trust_after` passed audits and none failed) to
+    /// `audit × trust_after / passed`, never below a tenth of `audit`.
+    async fn audit_chance(&self, worker: PeerId) -> f64 {
+        let base = self.trust.audit;
+        if base <= 0.0 || self.trust.trust_after == 0 {
+            return base;
+        }
+        let totals = match self.ledger_totals(vec![worker]).await {
+            Ok(mut totals) => totals.pop().map(|(_, t)| t).unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %crate::error_line(&e), "cannot read the work ledger to rank workers");
+                return base;
+            }
+        };
+        trusted_chance(base, self.trust.trust_after, &totals)
+    }
+
+    /// What this node's ledger says of each of `workers`.
+    async fn ledger_totals(
+        &self,
+        workers: Vec<PeerId>,
+    ) -> Result<Vec<(PeerId, Totals)>, crate::store::StoreError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let db = store.state_blocking()?;
+            workers
+                .into_iter()
+                .map(|w| Ok((w, db.ledger_totals(&w)?)))
+                .collect()
+        })
+        .await?
+    }
+}
+
+/// The audit chance of a worker with `totals` in the ledger: `base`, or for
+/// a trusted worker (at least `trust_after` passed audits, none failed)
+/// `base × trust_after / passed`, never below `base / 10`.
+fn trusted_chance(base: f64, trust_after: u32, totals: &Totals) -> f64 {
+    let passed = totals.audits_passed;
+    if trust_after == 0 || totals.audits_failed > 0 || passed < u64::from(trust_after) {
+        return base;
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let factor = (f64::from(trust_after) / passed as f64).max(0.1);
+    base * factor
 }
 
 impl Requester {
@@ -516,4 +636,28 @@ pub fn max_result_bytes(spec: &JobSpec) -> u64 {
         .0
         .saturating_mul(3)
         .saturating_add(16 << 20)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trusted_worker_is_audited_less_and_never_below_a_tenth() {
+        let totals = |passed, failed| Totals {
+            audits_passed: passed,
+            audits_failed: failed,
+            ..Totals::default()
+        };
+        let chance = |t: &Totals| trusted_chance(0.5, 10, t);
+        assert!((chance(&totals(0, 0)) - 0.5).abs() < 1e-9);
+        assert!((chance(&totals(9, 0)) - 0.5).abs() < 1e-9);
+        assert!((chance(&totals(10, 0)) - 0.5).abs() < 1e-9);
+        assert!((chance(&totals(20, 0)) - 0.25).abs() < 1e-9);
+        assert!((chance(&totals(1000, 0)) - 0.05).abs() < 1e-9);
+        // One failed audit and it is not trusted at all.
+        assert!((chance(&totals(1000, 1)) - 0.5).abs() < 1e-9);
+        // Off.
+        assert!((trusted_chance(0.5, 0, &totals(1000, 0)) - 0.5).abs() < 1e-9);
+    }
 }

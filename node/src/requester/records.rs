@@ -11,7 +11,6 @@
 //! ([`Records::migrate_legacy`]).
 
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
@@ -19,8 +18,11 @@ use serde::{Deserialize, Serialize};
 use phase_protocol::job::JobId;
 use phase_protocol::{JobSpec, Message};
 
-use super::report::SubmitReport;
+use super::report::{Audit, SubmitReport};
+use crate::now_ms;
+use crate::store::ledger::Draft;
 use crate::store::{BlockStore, StoreError};
+use phase_protocol::ledger::AuditOutcome;
 
 /// Folder of the data dir where earlier versions recorded the jobs
 /// submitted from it (one JSON file each; migrated into the database).
@@ -113,6 +115,25 @@ impl JobRecord {
         roots
     }
 
+    /// The ledger's entries of the receipts the record holds: each verified
+    /// run, the first with the audit's outcome if it was audited.
+    #[must_use]
+    pub fn ledger(&self) -> Vec<Draft> {
+        let Some(report) = self.report() else {
+            return Vec::new();
+        };
+        let outcome = match &report.audit {
+            Some(Audit::Passed { .. }) => Some(AuditOutcome::Passed),
+            Some(Audit::Failed { .. }) => Some(AuditOutcome::Failed),
+            Some(Audit::NoAuditor { .. }) | None => None,
+        };
+        report
+            .runs()
+            .enumerate()
+            .map(|(i, r)| Draft::received(&r.receipt, outcome.filter(|_| i == 0)))
+            .collect()
+    }
+
     /// The final report, if the job is done.
     #[must_use]
     pub fn report(&self) -> Option<&SubmitReport> {
@@ -201,12 +222,12 @@ impl Records {
                 .put(record.job.0, bytes::Bytes::from(record.spec.encode()))
                 .await?;
         }
-        let roots = record.roots();
+        let (roots, entries) = (record.roots(), record.ledger());
         let (store, record) = (self.store.clone(), record.clone());
         tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
             Ok(store
                 .state_blocking()?
-                .put_submitted(&record.job, &record, &roots)?)
+                .put_submitted(&record.job, &record, &roots, &entries)?)
         })
         .await
         .map_err(StoreError::from)??;
@@ -344,13 +365,6 @@ fn migrate(store: &BlockStore, dir: &Path) -> Result<usize, RecordError> {
         );
     }
     Ok(moved)
-}
-
-/// Now, in ms since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

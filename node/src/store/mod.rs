@@ -17,6 +17,7 @@ pub mod fs;
 mod gc;
 pub mod guest_state;
 mod leases;
+pub mod ledger;
 pub mod mem;
 pub mod room;
 pub mod state;

@@ -8,7 +8,9 @@
 //! - **the worker's job records** (state, receipt, requester, times, and
 //!   the roots the job holds pinned), one row each: writing or forgetting a
 //!   job is one insert or remove;
-//! - **the requester's records** of the jobs it submitted.
+//! - **the requester's records** of the jobs it submitted;
+//! - **the work ledger** ([`super::ledger`]), each entry appended in the
+//!   transaction of the record that holds its receipt.
 //!
 //! Values are opaque serialized bytes to this module: the worker and the
 //! requester own their record types. Every write is one transaction that
@@ -24,6 +26,9 @@ use serde::de::DeserializeOwned;
 
 use phase_protocol::Cid;
 use phase_protocol::job::JobId;
+use phase_protocol::ledger::Entry;
+
+use super::ledger::{self, Draft, Summary, Totals};
 
 /// Roots (CID bytes) a user pinned.
 const PINS: TableDefinition<&[u8], ()> = TableDefinition::new("user_pins");
@@ -83,6 +88,9 @@ pub enum JobWrite {
         record: Vec<u8>,
         /// Blocks the job holds pinned from now on.
         roots: Vec<Cid>,
+        /// The ledger's entry of the receipt the record holds, if it holds
+        /// one (appended once, whatever the writes of the record).
+        ledger: Option<Box<Draft>>,
     },
     /// Drop a job's record and its pins.
     Forget(JobId),
@@ -161,6 +169,9 @@ impl StateDb {
         txn.open_table(WORKER_JOBS).map_err(db_error)?;
         txn.open_table(SUBMITTED).map_err(db_error)?;
         txn.open_table(REQUESTER_JOBS).map_err(db_error)?;
+        txn.open_table(ledger::LEDGER).map_err(db_error)?;
+        txn.open_table(ledger::LEDGER_RECEIPTS).map_err(db_error)?;
+        txn.open_table(ledger::LEDGER_PEERS).map_err(db_error)?;
         txn.commit().map_err(db_error)?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -196,7 +207,8 @@ impl StateDb {
         Ok(removed)
     }
 
-    /// Every pinned root, whoever holds it (a user or a kept job), sorted.
+    /// Every pinned root, whoever holds it (a user, a kept job, or the
+    /// ledger its receipts), sorted.
     ///
     /// # Errors
     /// A database error, or a stored CID that does not decode.
@@ -210,6 +222,7 @@ impl StateDb {
                 all.extend(decode_job(value.value())?.0);
             }
         }
+        all.extend(ledger::receipts(&txn)?);
         all.sort();
         all.dedup();
         Ok(all)
@@ -246,6 +259,7 @@ impl StateDb {
             id: *id,
             record,
             roots: roots.to_vec(),
+            ledger: None,
         }])
     }
 
@@ -259,17 +273,25 @@ impl StateDb {
     }
 
     /// Applies `writes` in order, in one transaction (one commit for many
-    /// jobs: a worker under load groups its records).
+    /// jobs: a worker under load groups its records), with the ledger
+    /// entries they carry.
     ///
     /// # Errors
     /// A database error; then none of them is applied.
     pub fn write_jobs(&self, writes: &[JobWrite]) -> Result<(), StateError> {
         let txn = self.db.begin_write().map_err(db_error)?;
+        let mut drafts = Vec::new();
         {
             let mut jobs = txn.open_table(WORKER_JOBS).map_err(db_error)?;
             for write in writes {
                 match write {
-                    JobWrite::Put { id, record, roots } => {
+                    JobWrite::Put {
+                        id,
+                        record,
+                        roots,
+                        ledger,
+                    } => {
+                        drafts.extend(ledger.as_deref().cloned());
                         let value = encode_job(roots, record);
                         jobs.insert(id.0.to_bytes().as_slice(), value.as_slice())
                             .map_err(db_error)?;
@@ -280,6 +302,7 @@ impl StateDb {
                 }
             }
         }
+        ledger::append(&txn, &drafts)?;
         txn.commit().map_err(db_error)
     }
 
@@ -302,7 +325,9 @@ impl StateDb {
     }
 
     /// Writes the requester's `record` of job `id` and, in the same
-    /// transaction, pins `roots` for it (instead of what it pinned before).
+    /// transaction, pins `roots` for it (instead of what it pinned before)
+    /// and appends the ledger's entries of the receipts it holds (those not
+    /// in the ledger yet).
     ///
     /// # Errors
     /// A database error.
@@ -311,6 +336,7 @@ impl StateDb {
         id: &JobId,
         record: &T,
         roots: &[Cid],
+        entries: &[Draft],
     ) -> Result<(), StateError> {
         let record = serde_json::to_vec(record).map_err(StateError::Record)?;
         let value = encode_job(roots, &record);
@@ -323,7 +349,44 @@ impl StateDb {
             let mut old = txn.open_table(SUBMITTED).map_err(db_error)?;
             old.remove(id.0.to_bytes().as_slice()).map_err(db_error)?;
         }
+        ledger::append(&txn, entries)?;
         txn.commit().map_err(db_error)
+    }
+
+    /// Appends the ledger's entries of receipts not in it yet (a worker's
+    /// finished jobs on start, written before the ledger was); how many.
+    ///
+    /// # Errors
+    /// A database error; then none is appended.
+    pub fn append_ledger(&self, entries: &[Draft]) -> Result<usize, StateError> {
+        let txn = self.db.begin_write().map_err(db_error)?;
+        let appended = ledger::append(&txn, entries)?;
+        txn.commit().map_err(db_error)?;
+        Ok(appended)
+    }
+
+    /// The ledger's totals, per peer and over all.
+    ///
+    /// # Errors
+    /// A database error, or a row that does not decode.
+    pub fn ledger_summary(&self) -> Result<Summary, StateError> {
+        ledger::summary(&self.db.begin_read().map_err(db_error)?)
+    }
+
+    /// What the ledger says of `peer`.
+    ///
+    /// # Errors
+    /// A database error, or a row that does not decode.
+    pub fn ledger_totals(&self, peer: &libp2p::PeerId) -> Result<Totals, StateError> {
+        ledger::totals_of(&self.db.begin_read().map_err(db_error)?, peer)
+    }
+
+    /// Every ledger entry, oldest first.
+    ///
+    /// # Errors
+    /// A database error, or an entry that does not decode.
+    pub fn ledger_entries(&self) -> Result<Vec<Entry>, StateError> {
+        ledger::entries(&self.db.begin_read().map_err(db_error)?)
     }
 
     /// Writes a requester record as earlier versions did: a bare report,
@@ -477,7 +540,7 @@ mod tests {
         {
             let db = StateDb::open(&path).unwrap();
             db.put_job(&job(1), &"running", &[]).unwrap();
-            db.put_submitted(&job(2), &"report", &[raw_cid(b"r")])
+            db.put_submitted(&job(2), &"report", &[raw_cid(b"r")], &[])
                 .unwrap();
             db.pin(&raw_cid(b"x")).unwrap();
             assert!(matches!(StateDb::open(&path), Err(StateError::InUse)));

@@ -169,8 +169,7 @@ impl Actor {
             Ok(signed) => {
                 let mut record = record::JobRecord::new(job.requester, JobState::Interrupted);
                 record.receipt = Some(signed.cid());
-                let roots = vec![signed.cid(), signed.receipt().result];
-                record::save(&self.ctx.writes, job.id, record, roots).await;
+                record::save(&self.ctx.writes, job.id, record, Some(&signed)).await;
                 Some(signed)
             }
             Err(e) => {

@@ -6,7 +6,7 @@
 //! come back with their receipts, and jobs that were under way when the
 //! worker stopped come back `interrupted`.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
@@ -17,6 +17,8 @@ use tracing::{debug, warn};
 use phase_protocol::job::{JobId, JobState};
 use phase_protocol::{Cid, SignedReceipt};
 
+use crate::now_ms;
+use crate::store::ledger::Draft;
 use crate::store::state::JobWrite;
 use crate::store::{BlockStore, StoreError};
 
@@ -88,12 +90,6 @@ pub(super) struct Restored {
     pub(super) interrupted: Option<Started>,
 }
 
-pub(super) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// Record writes queued at most; a job's task waits for room.
 const WRITE_QUEUE: usize = 256;
 /// How long the writer waits for more records before it commits.
@@ -160,13 +156,27 @@ pub(super) fn writer(
     (Writes { tx }, run)
 }
 
-/// Writes job `id`'s record (and pins `roots` for it), waiting for the
-/// commit; a failure is logged: the job goes on, it just would not survive
-/// a restart.
-pub(super) async fn save(writes: &Writes, id: JobId, record: JobRecord, roots: Vec<Cid>) {
+/// Writes job `id`'s record, waiting for the commit; with the `receipt`
+/// the worker signed for it, pins the receipt and its result for the job
+/// and appends the receipt's entry to the ledger in the same commit. A
+/// failure is logged: the job goes on, it just would not survive a restart.
+pub(super) async fn save(
+    writes: &Writes,
+    id: JobId,
+    record: JobRecord,
+    receipt: Option<&SignedReceipt>,
+) {
     let record = serde_json::to_vec(&record).expect("job records always serialize");
     let (done, committed) = oneshot::channel();
-    let write = JobWrite::Put { id, record, roots };
+    let roots = receipt
+        .map(|r| vec![r.cid(), r.receipt().result])
+        .unwrap_or_default();
+    let write = JobWrite::Put {
+        id,
+        record,
+        roots,
+        ledger: receipt.map(|r| Box::new(Draft::worked(r))),
+    };
     if writes.tx.send((write, done)).await.is_err() || committed.await.is_err() {
         debug!(job = %id, "job not recorded: the worker is stopping");
     }
@@ -189,7 +199,9 @@ pub(super) fn forget_blocking(store: &BlockStore, ids: &[JobId]) {
 }
 
 /// The jobs recorded, oldest first (blocking). Jobs that were under way are
-/// recorded `interrupted` before they are returned.
+/// recorded `interrupted` before they are returned; the receipts of
+/// finished jobs that the ledger lacks (recorded by a version without one)
+/// are appended to it.
 ///
 /// # Errors
 /// The state database cannot be read.
@@ -231,6 +243,14 @@ pub(super) fn load_blocking(store: &BlockStore) -> Result<Vec<Restored>, StoreEr
             receipt,
             interrupted,
         });
+    }
+    let drafts: Vec<Draft> = restored
+        .iter()
+        .filter_map(|r| r.receipt.as_ref().map(Draft::worked))
+        .collect();
+    let appended = db.append_ledger(&drafts)?;
+    if appended > 0 {
+        tracing::info!(appended, "finished jobs entered in the work ledger");
     }
     Ok(restored)
 }

@@ -71,12 +71,8 @@ pub(super) async fn record_end(
     receipt: Option<SignedReceipt>,
     result: Option<Held>,
 ) -> Task {
-    let roots = receipt
-        .as_ref()
-        .map(|r| vec![r.cid(), r.receipt().result])
-        .unwrap_or_default();
     let record = record::JobRecord::new(requester, state.clone());
-    record::save(&ctx.writes, id, record, roots).await;
+    record::save(&ctx.writes, id, record, receipt.as_ref()).await;
     drop(result);
     Task::Recorded(Box::new(Recorded { id, state, receipt }))
 }
@@ -110,7 +106,7 @@ pub(super) async fn job(
         marking.store(true, Ordering::SeqCst);
         let mut record = record::JobRecord::new(requester, JobState::Running);
         record.started = Some(started);
-        record::save(writes, id, record, Vec::new()).await;
+        record::save(writes, id, record, None).await;
         info!("job recorded as under way");
     };
     tokio::pin!(mark);

@@ -26,6 +26,7 @@ use super::types::{
 };
 mod dht;
 mod jobs;
+mod ledger;
 mod state;
 
 use self::jobs::{job_receipt, job_status, list_jobs, submit, submitted};
@@ -110,6 +111,8 @@ pub(crate) fn routes() -> Vec<Route> {
         r(Method::GET, "/api/v1/jobs/{id}", get(job_status)),
         r(Method::GET, "/api/v1/jobs/{id}/receipt", get(job_receipt)),
         r(Method::GET, "/api/v1/submitted/{id}", get(submitted)),
+        r(Method::GET, "/api/v1/ledger", get(ledger::totals)),
+        r(Method::GET, "/api/v1/ledger/export", get(ledger::export)),
         r(Method::GET, "/metrics", get(metrics)),
     ]
 }
@@ -445,6 +448,18 @@ async fn gc(State(s): State<ApiState>) -> ApiResult<GcAnswer> {
 }
 
 async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiError> {
+    // The ledger's gauges count since the ledger began: read from it now.
+    let summary = within(REQUEST_DEADLINE, async {
+        s.node.ledger().await.map_err(|e| internal(&e))
+    })
+    .await?;
+    let t = summary.total;
+    s.node.metrics().ledger.set(crate::metrics::LedgerGauges {
+        worked: (t.worked.jobs, t.worked.fuel),
+        received: (t.received.jobs, t.received.fuel),
+        audits_passed: t.audits_passed,
+        audits_failed: t.audits_failed,
+    });
     let text = s.node.metrics().encode().map_err(|e| internal(&e))?;
     Ok((
         [(
