@@ -13,7 +13,8 @@ use phase_node::requester::{Audit, SubmitError, SubmitOptions, SubmitReport};
 use phase_node::store::files;
 use phase_protocol::guest_state::{self, GuestState};
 use phase_protocol::job::{FsAccess, JobRequest, JobResponse, JobState, Rejection};
-use phase_protocol::{ByteSize, Cid, JobSpec, LimitKind, PeerId, Status};
+use phase_protocol::ledger;
+use phase_protocol::{ByteSize, Cid, JobSpec, LimitKind, Message, PeerId, Status};
 
 use phase_tests::{HttpServer, TestNet, add, guest, hello_spec, loopback_config, within};
 
@@ -554,6 +555,39 @@ async fn a_rerun_upholds_honest_receipts_and_names_what_a_lie_changed() {
         other => panic!("{other:?}"),
     }
 
+    // The requester's ledger holds the failed audit against the liar (and
+    // none against the honest worker), and the next submissions pass the
+    // liar by: two replicas cannot be had without it.
+    let ledger = within(c.ledger()).await.unwrap();
+    let of = |n: usize| ledger.peers[&net.nodes[n].peer_id()];
+    assert_eq!((of(1).audits_failed, of(1).audits_passed), (1, 0));
+    assert_eq!(of(0).audits_failed, 0);
+    hello.nonce = 4;
+    for _ in 0..3 {
+        hello.nonce += 1;
+        let report = submit(c, &hello).await;
+        assert_eq!(report.results[0].worker, net.nodes[0].peer_id());
+    }
+    let two = SubmitOptions {
+        replicas: 2,
+        ..SubmitOptions::default()
+    };
+    hello.nonce += 1;
+    let err = within(c.requester().submit(&hello, &two, &quiet()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SubmitError::Distrusted {
+                found: 1,
+                skipped: 1,
+                replicas: 2
+            }
+        ),
+        "{err}"
+    );
+
     // A job that is not deterministic proves nothing when rerun.
     hello.deterministic = false;
     let report = submit_to(&net, 0, &hello).await;
@@ -562,6 +596,102 @@ async fn a_rerun_upholds_honest_receipts_and_names_what_a_lie_changed() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("is not deterministic"), "{err}");
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ledger_of_a_worker_that_ran_100_jobs_verifies_and_a_flipped_byte_names_its_entry() {
+    let net = net(vec![worker_config(2, 8)]).await;
+    let (worker, c) = (&net.nodes[0], requester(&net));
+    let mut events = worker.worker().unwrap().subscribe();
+    let mut specs = Vec::new();
+    for nonce in 0..100 {
+        specs.push(hello_spec(c, nonce).await);
+    }
+    let options = SubmitOptions::default();
+    let runs = specs
+        .iter()
+        .map(|spec| c.requester().submit(spec, &options, &|_| {}));
+    let reports: Vec<SubmitReport> = within(futures::future::join_all(runs))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    // Each job's end is committed with its entry before it reads as done.
+    let mut done = HashSet::new();
+    within(async {
+        while done.len() < 100 {
+            let (id, state) = events.recv().await.unwrap();
+            if matches!(state, JobState::Done { .. }) {
+                done.insert(id);
+            }
+        }
+    })
+    .await;
+
+    let receipts: HashSet<Cid> = reports.iter().map(|r| r.results[0].receipt.cid()).collect();
+    let car = within(worker.ledger_export()).await.unwrap();
+    let verified = ledger::verify_car(&car).unwrap();
+    assert_eq!(verified.node, worker.peer_id());
+    assert_eq!(verified.entries.len(), 100);
+    assert!(
+        verified
+            .entries
+            .iter()
+            .all(|e| e.role == ledger::Role::Worked && e.peer == c.peer_id())
+    );
+    let named: HashSet<Cid> = verified.entries.iter().map(|e| e.receipt).collect();
+    assert_eq!(named, receipts, "each receipt once");
+    // The requester's ledger has the other side of each.
+    let theirs = within(c.ledger()).await.unwrap();
+    assert_eq!(theirs.peers[&worker.peer_id()].received.jobs, 100);
+    let fuel: u64 = verified.entries.iter().map(|e| e.fuel).sum();
+    assert_eq!(theirs.peers[&worker.peer_id()].received.fuel, fuel);
+    let mine = within(c.ledger_export()).await.unwrap();
+    assert_eq!(ledger::verify_car(&mine).unwrap().entries.len(), 100);
+
+    // One byte flipped inside an entry, or inside a receipt an entry names,
+    // and the chain fails at that entry.
+    let find = |needle: &[u8]| {
+        car.windows(needle.len())
+            .position(|w| w == needle)
+            .expect("every block is in the file")
+    };
+    for entry in verified.entries.iter().step_by(7) {
+        let block = entry.encode();
+        let at = find(&block) + block.len() / 2;
+        let mut bad = car.clone();
+        bad[at] ^= 0x01;
+        match ledger::verify_car(&bad) {
+            Err(ledger::LedgerError::Entry { seq, .. }) => assert_eq!(seq, entry.seq),
+            other => panic!("entry {}: {other:?}", entry.seq),
+        }
+        let receipt = reports
+            .iter()
+            .map(|r| &r.results[0].receipt)
+            .find(|r| r.cid() == entry.receipt)
+            .unwrap()
+            .to_cbor();
+        let at = find(&receipt) + receipt.len() / 2;
+        let mut bad = car.clone();
+        bad[at] ^= 0x01;
+        match ledger::verify_car(&bad) {
+            Err(e @ ledger::LedgerError::Entry { .. }) => {
+                assert!(
+                    e.to_string().starts_with(&format!("entry {} (", entry.seq)),
+                    "{e}"
+                );
+            }
+            other => panic!("receipt of entry {}: {other:?}", entry.seq),
+        }
+    }
+    // Anywhere else (the header, the head, a section's length or CID): it
+    // fails too.
+    for at in (0..car.len()).step_by(509) {
+        let mut bad = car.clone();
+        bad[at] ^= 0x01;
+        assert!(ledger::verify_car(&bad).is_err(), "byte {at} flipped");
+    }
     net.shutdown().await;
 }
 
