@@ -140,6 +140,10 @@ fn the_walkthrough_runs_as_written() {
         stdout.contains("rerun:     the same as the receipt says"),
         "verify --rerun: {stdout}"
     );
+    assert!(
+        stdout.contains("ok: the head is signed by 12D3KooW") && stdout.contains("its 3 entries"),
+        "ledger verify: {stdout}"
+    );
     assert!(stdout.contains("count: 3"), "the counter's state: {stdout}");
 }
 

@@ -146,6 +146,64 @@ fn a_worker_killed_mid_job_keeps_what_it_finished_and_reports_the_rest_interrupt
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("interrupted"));
+
+    // Its work ledger lost nothing and counts nothing twice: the job it
+    // finished and the run it was killed in, one entry each, for the
+    // requester; and its export verifies.
+    let requester_id = get(&requester, "/api/v1/id").1["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let worked = |daemon: &Daemon| {
+        let ledger = report(&daemon.cli(&["ledger", "--json"]));
+        assert_eq!(ledger["peers"].as_array().unwrap().len(), 1, "{ledger}");
+        assert_eq!(
+            ledger["peers"][0]["peer"],
+            requester_id.as_str(),
+            "{ledger}"
+        );
+        (
+            ledger["entries"].as_u64().unwrap(),
+            ledger["peers"][0]["worked"]["jobs"].as_u64().unwrap(),
+        )
+    };
+    assert_eq!(worked(&restarted), (2, 2));
+    assert_eq!(worked(&survivor), (2, 2));
+    let car = dir.path().join("victim.car");
+    let out = restarted.cli(&["ledger", "export", "-o", car.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let verified = report(&restarted.cli(&["ledger", "verify", "--json", car.to_str().unwrap()]));
+    assert_eq!(verified["node"], victim_id.as_str(), "{verified}");
+    assert_eq!(verified["entries"], 2, "{verified}");
+    // Started again, it enters nothing twice.
+    drop(restarted);
+    let again = Daemon::start(&victim_dir, &[], None);
+    assert_eq!(worked(&again), (2, 2));
+    // The requester received three runs: two replicas, then the long job.
+    let ledger = report(&requester.cli(&["ledger", "--json"]));
+    assert_eq!(ledger["entries"], 3, "{ledger}");
+    assert_eq!(ledger["total"]["received"]["jobs"], 3, "{ledger}");
+
+    // A flipped byte (in the last receipt) fails, naming the entry, in one
+    // line; so does a file that is no ledger.
+    let mut bytes = std::fs::read(&car).unwrap();
+    *bytes.last_mut().unwrap() ^= 1;
+    std::fs::write(&car, &bytes).unwrap();
+    let out = again.cli(&["ledger", "verify", car.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert_eq!(said.lines().count(), 1, "{said}");
+    assert!(said.contains("does not verify: entry "), "{said}");
+    std::fs::write(&car, b"not a ledger at all").unwrap();
+    let out = again.cli(&["ledger", "verify", car.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert_eq!(said.lines().count(), 1, "{said}");
+    assert!(said.contains("not a ledger CAR file"), "{said}");
 }
 
 /// `phase-node` on the data dir `data` with `args`, output collected.
@@ -218,6 +276,10 @@ fn a_requester_killed_mid_submit_lists_the_job_and_resumes_it_to_the_receipt() {
     assert_eq!(done["results"][0]["worker"], worker.peer_id(), "{done}");
     // The worker ran it once.
     assert!(accepted.try_recv().is_err(), "the job ran again");
+    // One run received, one entry in the requester's ledger.
+    let ledger = report(&phase(&data, &["ledger", "--json"]));
+    assert_eq!(ledger["entries"], 1, "{ledger}");
+    assert_eq!(ledger["peers"][0]["peer"], worker.peer_id(), "{ledger}");
 
     let listed = report(&phase(&data, &["jobs", "--json"]));
     assert_eq!(listed["jobs"][0]["state"], "done", "{listed}");
@@ -275,4 +337,7 @@ fn a_requester_daemon_killed_mid_submit_resumes_the_job_when_it_starts_again() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(accepted.try_recv().is_err(), "the job ran again");
+    let ledger = report(&requester.cli(&["ledger", "--json"]));
+    assert_eq!(ledger["entries"], 1, "{ledger}");
+    assert_eq!(ledger["total"]["received"]["jobs"], 1, "{ledger}");
 }

@@ -179,7 +179,7 @@ impl SignedHead {
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
     /// Not a CAR file.
-    #[error("not a ledger CAR file: {0}")]
+    #[error("not a ledger CAR file")]
     Car(#[from] CarFormatError),
     /// The CAR has no single root.
     #[error("a ledger CAR file has one root, the signed head; this one has {0}")]
