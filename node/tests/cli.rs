@@ -829,4 +829,26 @@ fn submit_audit_takes_a_chance_for_a_deterministic_job_only() {
         "{}",
         diagnosis(&out)
     );
+    let out = common::phase_in(
+        dir.path(),
+        &["submit", "--audit-local", file.to_str().unwrap()],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        diagnosis(&out).contains("--audit-local compares a rerun's result"),
+        "{}",
+        diagnosis(&out)
+    );
+    let out = phase(
+        &[
+            "submit",
+            "--audit",
+            "1",
+            "--audit-local",
+            job.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }

@@ -128,9 +128,13 @@ fn the_two_commands_quickstart_runs_a_job_over_the_network() {
 fn the_walkthrough_runs_as_written() {
     let tmp = tempfile::tempdir().unwrap();
     let out = run_as_user(&block("walkthrough"), tmp.path());
-    let (stdout, _) = assert_ok(&out);
+    let (stdout, stderr) = assert_ok(&out);
     assert!(stdout.contains("dlroW ,olleH"), "{stdout}");
     assert!(stdout.contains("\"agreed\": true"), "{stdout}");
+    assert!(
+        stderr.contains("audit: passed: a rerun here gave what the receipt says"),
+        "--audit-local: {stderr}"
+    );
     assert!(
         stdout.contains("signature: valid (ed25519, signed by the worker)"),
         "{stdout}"
@@ -141,7 +145,7 @@ fn the_walkthrough_runs_as_written() {
         "verify --rerun: {stdout}"
     );
     assert!(
-        stdout.contains("ok: the head is signed by 12D3KooW") && stdout.contains("its 3 entries"),
+        stdout.contains("ok: the head is signed by 12D3KooW") && stdout.contains("its 4 entries"),
         "ledger verify: {stdout}"
     );
     assert!(stdout.contains("count: 3"), "the counter's state: {stdout}");

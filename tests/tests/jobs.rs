@@ -588,6 +588,38 @@ async fn a_rerun_upholds_honest_receipts_and_names_what_a_lie_changed() {
         "{err}"
     );
 
+    // A local audit reruns the job on the requester itself: the honest
+    // worker's receipt holds, the liar's differs in its result; both go in
+    // the ledger (the liar, named, is still asked).
+    let here = |worker: usize| SubmitOptions {
+        worker: Some(net.nodes[worker].peer_id()),
+        audit_local: true,
+        ..SubmitOptions::default()
+    };
+    hello.nonce += 1;
+    let report = within(c.requester().submit(&hello, &here(0), &quiet()))
+        .await
+        .unwrap();
+    assert_eq!(report.audit, Some(Audit::LocalPassed));
+    hello.nonce += 1;
+    let report = within(c.requester().submit(&hello, &here(1), &quiet()))
+        .await
+        .unwrap();
+    match &report.audit {
+        Some(Audit::LocalFailed { differences }) => {
+            assert_eq!(differences.len(), 1, "{differences:?}");
+            assert!(
+                differences[0].starts_with("result: the receipt says "),
+                "{differences:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let ledger = within(c.ledger()).await.unwrap();
+    let of = |n: usize| ledger.peers[&net.nodes[n].peer_id()];
+    assert_eq!((of(1).audits_failed, of(1).audits_passed), (2, 0));
+    assert_eq!((of(0).audits_failed, of(0).audits_passed), (0, 1));
+
     // A job that is not deterministic proves nothing when rerun.
     hello.deterministic = false;
     let report = submit_to(&net, 0, &hello).await;

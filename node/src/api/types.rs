@@ -240,6 +240,9 @@ pub struct SubmitRequest {
     /// second worker; absent: the daemon's `[requester] audit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit: Option<f64>,
+    /// Audit the job, if deterministic, by rerunning it on this node.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub audit_local: bool,
 }
 
 fn one() -> usize {

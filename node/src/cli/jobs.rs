@@ -68,6 +68,12 @@ pub(super) struct SubmitArgs {
     /// receipts (the evidence) and exits 1. Deterministic jobs only.
     #[arg(long, value_name = "P", value_parser = chance)]
     audit: Option<f64>,
+    /// Audit the job by running it again here (on the daemon's node, or
+    /// this process) from the inputs in the local store, instead of on a
+    /// second worker, and compare status, fuel, result and new state with
+    /// the receipt. Deterministic jobs only.
+    #[arg(long, conflicts_with = "audit")]
+    audit_local: bool,
     /// Give up after this long, e.g. 5m; default: the job's timeout plus 2 minutes.
     #[arg(long, value_name = "DURATION")]
     timeout: Option<humantime::Duration>,
@@ -117,6 +123,12 @@ impl SubmitArgs {
                 if self.audit.is_some_and(|p| p > 0.0) && !file.deterministic {
                     bail!(
                         "--audit compares a second worker's result, which needs a deterministic job (set \"deterministic\": true in {})",
+                        path.display()
+                    );
+                }
+                if self.audit_local && !file.deterministic {
+                    bail!(
+                        "--audit-local compares a rerun's result, which needs a deterministic job (set \"deterministic\": true in {})",
                         path.display()
                     );
                 }
@@ -205,6 +217,7 @@ impl SubmitArgs {
             replicas: self.replicas,
             attempts: self.attempts,
             audit: self.audit,
+            audit_local: self.audit_local,
             ..SubmitOptions::default()
         };
 
@@ -223,6 +236,7 @@ impl SubmitArgs {
                     attempts: options.attempts,
                     timeout,
                     audit: options.audit,
+                    audit_local: options.audit_local,
                 };
                 let deadline = timeout.min(crate::api::MAX_SUBMIT_DEADLINE) + client::CALL_DEADLINE;
                 let answer = daemon
@@ -378,6 +392,20 @@ impl SubmitArgs {
             }
             Some(Audit::NoAuditor { reason }) => {
                 writeln!(stderr, "note: not audited: {reason}")?;
+            }
+            Some(Audit::LocalPassed) => writeln!(
+                stderr,
+                "audit: passed: a rerun here gave what the receipt says (status, fuel, result)"
+            )?,
+            Some(Audit::LocalFailed { differences }) => {
+                writeln!(
+                    stderr,
+                    "error: audit failed: a rerun here differs from the receipt {} worker {} signed: {}",
+                    first.receipt.cid(),
+                    first.worker,
+                    differences.join("; ")
+                )?;
+                return Ok(ExitCode::from(super::EXIT_INTERNAL));
             }
             None => {}
         }

@@ -14,7 +14,7 @@ use crate::config::{DataDir, NodeConfig};
 use crate::executor::{CompileBudget, Executor, ExecutorConfig};
 use crate::metrics::Metrics;
 use crate::network;
-use crate::requester::{Records, Requester};
+use crate::requester::{LocalRuns, Records, Requester};
 use crate::store::BlockStore;
 use crate::worker::{self, Worker, WorkerParts};
 
@@ -148,6 +148,14 @@ impl NodeBuilder {
             )
             .instrument(span.clone()),
         );
+        // Local audits rerun jobs with the worker's executor, else with one
+        // made when first needed.
+        let local = match &executor {
+            Some(executor) => LocalRuns::with(executor.clone()),
+            None => {
+                LocalRuns::lazy(executor_config(&config, data_dir.as_ref()).unwrap_or_default())
+            }
+        };
         let worker = match executor {
             Some(executor) => {
                 let parts = WorkerParts {
@@ -173,8 +181,9 @@ impl NodeBuilder {
             }
             None => None,
         };
-        let requester =
-            Requester::new(network.clone(), store.clone()).with_config(&config.requester);
+        let requester = Requester::new(network.clone(), store.clone())
+            .with_config(&config.requester)
+            .with_local_runs(local);
         let (block_jobs, queue) = mpsc::channel(blocks::BLOCK_QUEUE);
         tasks.spawn(blocks::serve(network.clone(), server, queue).instrument(span.clone()));
         let dispatcher = dispatch(
@@ -258,8 +267,18 @@ async fn open_store(dir: &DataDir, config: &NodeConfig) -> Result<BlockStore, No
 /// compile in a child process under the compile budget into the data dir's
 /// module cache; otherwise an in-memory cache.
 fn executor(config: &NodeConfig, data_dir: Option<&DataDir>) -> Result<Executor, NodeError> {
+    Ok(Executor::new(executor_config(config, data_dir)?)?)
+}
+
+/// The executor's settings for `config`: compiled modules cached in the
+/// data dir and compiled in a child process within the worker's budget
+/// (in memory and in process without a data dir).
+fn executor_config(
+    config: &NodeConfig,
+    data_dir: Option<&DataDir>,
+) -> Result<ExecutorConfig, NodeError> {
     let Some(dir) = data_dir else {
-        return Ok(Executor::new(ExecutorConfig::default())?);
+        return Ok(ExecutorConfig::default());
     };
     if config.worker.max_compile_memory.0 < MIN_COMPILE_MEMORY {
         return Err(NodeError::Config(
@@ -271,11 +290,11 @@ fn executor(config: &NodeConfig, data_dir: Option<&DataDir>) -> Result<Executor,
         config.worker.max_compile_memory,
     )
     .map_err(NodeError::CompileBinary)?;
-    Ok(Executor::new(ExecutorConfig {
+    Ok(ExecutorConfig {
         cache_dir: Some(dir.module_cache()),
         compile: Some(budget),
         ..ExecutorConfig::default()
-    })?)
+    })
 }
 
 /// The first characters of a PeerId's base58 tail, for log spans.

@@ -28,6 +28,7 @@ mod replicas;
 mod report;
 mod verify;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -48,6 +49,7 @@ pub use self::report::{Agreement, Attempt, Audit, ReplicaResult, SubmitReport, a
 pub use self::verify::{ReceiptError, check_receipt};
 use crate::blocks::FetchError;
 use crate::config::RequesterConfig;
+use crate::executor::{Executor, ExecutorConfig};
 use crate::network::{NetworkClient, NetworkError};
 use crate::store::BlockStore;
 use crate::store::ledger::Totals;
@@ -76,6 +78,9 @@ pub struct SubmitOptions {
     /// on a second, different worker and compared ([`Audit`]); `None`: the
     /// node's `[requester] audit`.
     pub audit: Option<f64>,
+    /// Audit a deterministic job by rerunning it on this node instead of
+    /// on a second worker (always, whatever `audit` says).
+    pub audit_local: bool,
 }
 
 impl Default for SubmitOptions {
@@ -87,6 +92,7 @@ impl Default for SubmitOptions {
             poll_interval: Duration::from_secs(1),
             discovery_wait: DISCOVERY_WAIT,
             audit: None,
+            audit_local: false,
         }
     }
 }
@@ -237,6 +243,42 @@ pub struct Requester {
     /// How much it trusts workers: the audit chance and how the ledger
     /// moves it (`[requester]`).
     trust: RequesterConfig,
+    /// Runs jobs here for local audits.
+    local: LocalRuns,
+}
+
+/// The executor local audits rerun jobs with: the worker's when the node
+/// has one, else made on the first local audit from `config`.
+#[derive(Clone, Debug)]
+pub struct LocalRuns {
+    executor: Arc<tokio::sync::OnceCell<Executor>>,
+    config: ExecutorConfig,
+}
+
+impl LocalRuns {
+    /// Runs with `executor` (the worker's).
+    #[must_use]
+    pub fn with(executor: Executor) -> Self {
+        Self {
+            executor: Arc::new(tokio::sync::OnceCell::new_with(Some(executor))),
+            config: ExecutorConfig::default(),
+        }
+    }
+
+    /// Runs with an executor made from `config` when first needed.
+    #[must_use]
+    pub fn lazy(config: ExecutorConfig) -> Self {
+        Self {
+            executor: Arc::default(),
+            config,
+        }
+    }
+
+    async fn executor(&self) -> Result<&Executor, crate::executor::ExecError> {
+        self.executor
+            .get_or_try_init(|| async { Executor::new(self.config.clone()) })
+            .await
+    }
 }
 
 impl Requester {
@@ -250,7 +292,15 @@ impl Requester {
             store,
             deliveries: Deliveries::default(),
             trust: RequesterConfig::default(),
+            local: LocalRuns::lazy(ExecutorConfig::default()),
         }
+    }
+
+    /// The same requester, rerunning jobs for local audits with `local`.
+    #[must_use]
+    pub fn with_local_runs(mut self, local: LocalRuns) -> Self {
+        self.local = local;
+        self
     }
 
     /// The same requester, auditing and ranking workers as `config` says:
@@ -450,6 +500,10 @@ impl Requester {
             replicas::Driver::new(self, spec, options, progress, candidates, record)
                 .run(replicas)
                 .await?;
+        if spec.deterministic && options.audit_local {
+            report.audit = Some(self.audit_here(&report.results[0]).await);
+            return Ok((report, held));
+        }
         let audit = match options.audit {
             Some(chance) => chance,
             None => self.audit_chance(report.results[0].worker).await,
@@ -462,6 +516,42 @@ impl Requester {
             held.extend(audit_held);
         }
         Ok((report, held))
+    }
+
+    /// Reruns the job of `first`'s receipt on this node, from the inputs in
+    /// its store (the requester's own), and compares.
+    async fn audit_here(&self, first: &ReplicaResult) -> Audit {
+        let receipt = first.receipt.receipt();
+        let rerun = match self.local.executor().await {
+            Ok(executor) => {
+                crate::worker::rerun(&self.store, executor, receipt, &std::env::temp_dir()).await
+            }
+            Err(e) => {
+                let reason = format!("cannot run it here: {}", crate::error_line(&e));
+                return Audit::NoAuditor { reason };
+            }
+        };
+        match rerun {
+            Ok(rerun) if rerun.differences.is_empty() => Audit::LocalPassed,
+            Ok(rerun) => {
+                tracing::warn!(job = %receipt.job, worker = %first.worker, "local audit failed: the rerun differs from the signed receipt");
+                Audit::LocalFailed {
+                    differences: rerun
+                        .differences
+                        .iter()
+                        .map(|d| {
+                            format!(
+                                "{}: the receipt says {}, the rerun gave {}",
+                                d.field, d.receipt, d.rerun
+                            )
+                        })
+                        .collect(),
+                }
+            }
+            Err(e) => Audit::NoAuditor {
+                reason: format!("cannot rerun it here: {}", crate::error_line(&e)),
+            },
+        }
     }
 
     /// Runs `spec` once more on a worker other than those in `report`

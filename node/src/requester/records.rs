@@ -22,7 +22,6 @@ use super::report::{Audit, SubmitReport};
 use crate::now_ms;
 use crate::store::ledger::Draft;
 use crate::store::{BlockStore, StoreError};
-use phase_protocol::ledger::AuditOutcome;
 
 /// Folder of the data dir where earlier versions recorded the jobs
 /// submitted from it (one JSON file each; migrated into the database).
@@ -122,11 +121,7 @@ impl JobRecord {
         let Some(report) = self.report() else {
             return Vec::new();
         };
-        let outcome = match &report.audit {
-            Some(Audit::Passed { .. }) => Some(AuditOutcome::Passed),
-            Some(Audit::Failed { .. }) => Some(AuditOutcome::Failed),
-            Some(Audit::NoAuditor { .. }) | None => None,
-        };
+        let outcome = report.audit.as_ref().and_then(Audit::outcome);
         report
             .runs()
             .enumerate()

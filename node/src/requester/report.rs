@@ -153,6 +153,15 @@ pub enum Audit {
         /// Why, one line.
         reason: String,
     },
+    /// Rerun on the requester's own node (`audit_local`): status, fuel,
+    /// result and new state are what the receipt says.
+    LocalPassed,
+    /// Rerun on the requester's own node: the receipt says otherwise.
+    LocalFailed {
+        /// One line per field that differs (`result: the receipt says …,
+        /// the rerun gave …`).
+        differences: Vec<String>,
+    },
 }
 
 impl SubmitReport {
@@ -170,6 +179,17 @@ impl Audit {
     pub fn auditor(&self) -> Option<&ReplicaResult> {
         match self {
             Self::Passed { auditor } | Self::Failed { auditor } => Some(auditor),
+            Self::NoAuditor { .. } | Self::LocalPassed | Self::LocalFailed { .. } => None,
+        }
+    }
+
+    /// The outcome the ledger records, if the job was audited.
+    #[must_use]
+    pub fn outcome(&self) -> Option<phase_protocol::ledger::AuditOutcome> {
+        use phase_protocol::ledger::AuditOutcome;
+        match self {
+            Self::Passed { .. } | Self::LocalPassed => Some(AuditOutcome::Passed),
+            Self::Failed { .. } | Self::LocalFailed { .. } => Some(AuditOutcome::Failed),
             Self::NoAuditor { .. } => None,
         }
     }

@@ -40,6 +40,7 @@ pub(super) async fn submit(State(s): State<ApiState>, J(request): J<SubmitReques
         replicas: request.replicas,
         attempts: request.attempts,
         audit,
+        audit_local: request.audit_local,
         ..SubmitOptions::default()
     };
     let deadline = request.timeout.min(MAX_SUBMIT_DEADLINE);
