@@ -272,6 +272,18 @@ fn metrics_parse_and_count_a_submitted_job() {
     let (_, text) = http(&requester.socket(), "GET", "/metrics", "");
     assert_eq!(metric(&text, "phase_jobs_submitted_total"), 1.0);
     assert!(metric(&text, "phase_blocks_served_total") >= 2.0);
+    // The work ledger's gauges: one run received, none worked or audited.
+    assert_eq!(metric(&text, "phase_ledger_jobs{kind=\"received\"}"), 1.0);
+    assert_eq!(metric(&text, "phase_ledger_jobs{kind=\"worked\"}"), 0.0);
+    assert!(metric(&text, "phase_ledger_fuel{kind=\"received\"}") > 0.0);
+    assert_eq!(metric(&text, "phase_ledger_audits{kind=\"failed\"}"), 0.0);
+    // And the ledger route says the same, naming the worker.
+    let (status, body) = http(&requester.socket(), "GET", "/api/v1/ledger", "");
+    assert_eq!(status, 200, "{body}");
+    let ledger: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ledger["entries"], 1, "{ledger}");
+    assert_eq!(ledger["peers"][0]["peer"], worker.peer_id(), "{ledger}");
+    assert_eq!(ledger["peers"][0]["received"]["jobs"], 1, "{ledger}");
 }
 
 /// One raw exchange with a binary body: (status, body, de-chunked).
