@@ -37,6 +37,7 @@ hyperfine --warmup 5 --runs 100 --input "$input" -N "${cmds[@]}"
 # jobs per second on one worker; on disk, then with in-memory stores.
 cargo run --quiet --release -p phase-examples --example bench_jobs -- 1000
 cargo run --quiet --release -p phase-examples --example bench_jobs -- 1000 --mem
+cargo run --quiet --release -p phase-examples --example bench_jobs -- 1000 --mem --audit 0.1
 
 # The block path alone: 1 GiB from one provider to one fetcher in process,
 # QUIC then TCP, disk then memory stores, with CPU seconds per GiB.
