@@ -559,7 +559,7 @@ async fn a_rerun_upholds_honest_receipts_and_names_what_a_lie_changed() {
     // none against the honest worker), and the next submissions pass the
     // liar by: two replicas cannot be had without it.
     let ledger = within(c.ledger()).await.unwrap();
-    let of = |n: usize| ledger.peers[&net.nodes[n].peer_id()];
+    let of = |n: usize| ledger.of(&net.nodes[n].peer_id());
     assert_eq!((of(1).audits_failed, of(1).audits_passed), (1, 0));
     assert_eq!(of(0).audits_failed, 0);
     hello.nonce = 4;
@@ -616,7 +616,7 @@ async fn a_rerun_upholds_honest_receipts_and_names_what_a_lie_changed() {
         other => panic!("{other:?}"),
     }
     let ledger = within(c.ledger()).await.unwrap();
-    let of = |n: usize| ledger.peers[&net.nodes[n].peer_id()];
+    let of = |n: usize| ledger.of(&net.nodes[n].peer_id());
     assert_eq!((of(1).audits_failed, of(1).audits_passed), (2, 0));
     assert_eq!((of(0).audits_failed, of(0).audits_passed), (0, 1));
 
@@ -676,9 +676,9 @@ async fn the_ledger_of_a_worker_that_ran_100_jobs_verifies_and_a_flipped_byte_na
     assert_eq!(named, receipts, "each receipt once");
     // The requester's ledger has the other side of each.
     let theirs = within(c.ledger()).await.unwrap();
-    assert_eq!(theirs.peers[&worker.peer_id()].received.jobs, 100);
+    assert_eq!(theirs.of(&worker.peer_id()).received.jobs, 100);
     let fuel: u64 = verified.entries.iter().map(|e| e.fuel).sum();
-    assert_eq!(theirs.peers[&worker.peer_id()].received.fuel, fuel);
+    assert_eq!(theirs.of(&worker.peer_id()).received.fuel, fuel);
     let mine = within(c.ledger_export()).await.unwrap();
     assert_eq!(ledger::verify_car(&mine).unwrap().entries.len(), 100);
 

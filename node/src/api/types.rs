@@ -11,7 +11,7 @@ use phase_protocol::{Cid, SignedReceipt};
 
 use crate::network::{Connection, Reachability};
 use crate::requester::{Stage, SubmitReport};
-use crate::store::ledger::{Summary, Totals};
+use crate::store::ledger::Summary;
 
 /// What went wrong, as every failed request answers it:
 /// `{"error": {"code": "...", "message": "one line"}}`.
@@ -432,45 +432,7 @@ mod cids {
 pub struct LedgerAnswer {
     /// Whose ledger it is.
     pub node: PeerId,
-    /// Entries in the chain.
-    pub entries: u64,
-    /// The newest entry's CID (none for an empty ledger).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "phase_protocol::serde_helpers::opt_cid"
-    )]
-    pub newest: Option<Cid>,
-    /// Over every peer.
-    pub total: Totals,
-    /// Per peer, in peer id order.
-    pub peers: Vec<PeerLedger>,
-}
-
-/// One peer in [`LedgerAnswer`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PeerLedger {
-    /// The peer.
-    pub peer: PeerId,
-    /// What the ledger says of it.
+    /// Its entries and totals.
     #[serde(flatten)]
-    pub totals: Totals,
-}
-
-impl LedgerAnswer {
-    /// The answer of `node`'s ledger, from its summary.
-    #[must_use]
-    pub fn of(node: PeerId, summary: Summary) -> Self {
-        Self {
-            node,
-            entries: summary.entries,
-            newest: summary.newest,
-            total: summary.total,
-            peers: summary
-                .peers
-                .into_iter()
-                .map(|(peer, totals)| PeerLedger { peer, totals })
-                .collect(),
-        }
-    }
+    pub ledger: Summary,
 }

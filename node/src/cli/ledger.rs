@@ -81,7 +81,10 @@ async fn read(global: &GlobalArgs) -> anyhow::Result<LedgerAnswer> {
     tokio::task::spawn_blocking(move || -> anyhow::Result<LedgerAnswer> {
         let summary = store.state_blocking()?.ledger_summary()?;
         let key = crate::identity::load_or_create(&root)?;
-        Ok(LedgerAnswer::of(key.public().to_peer_id(), summary))
+        Ok(LedgerAnswer {
+            node: key.public().to_peer_id(),
+            ledger: summary,
+        })
     })
     .await?
 }
@@ -99,19 +102,20 @@ async fn show(global: &GlobalArgs, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn print_totals(out: &mut impl Write, answer: &LedgerAnswer) -> std::io::Result<()> {
-    match answer.newest {
+    let ledger = &answer.ledger;
+    match ledger.newest {
         Some(newest) => writeln!(
             out,
             "ledger of {}: {} entries, newest {newest}",
-            answer.node, answer.entries
+            answer.node, ledger.entries
         )?,
         None => writeln!(out, "ledger of {}: no entries yet", answer.node)?,
     }
-    for peer in &answer.peers {
+    for peer in &ledger.peers {
         writeln!(out, "{}  {}", peer.peer, totals_line(&peer.totals))?;
     }
-    if answer.peers.len() > 1 {
-        writeln!(out, "total  {}", totals_line(&answer.total))?;
+    if ledger.peers.len() > 1 {
+        writeln!(out, "total  {}", totals_line(&ledger.total))?;
     }
     Ok(())
 }
@@ -208,7 +212,10 @@ async fn verify(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let answer = LedgerAnswer::of(verified.node, Summary::of_entries(&verified.entries));
+    let answer = LedgerAnswer {
+        node: verified.node,
+        ledger: Summary::of_entries(&verified.entries),
+    };
     let mut out = std::io::stdout().lock();
     if json {
         serde_json::to_writer_pretty(
@@ -223,7 +230,7 @@ async fn verify(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
         writeln!(
             out,
             "ok: the head is signed by {} and its {} entries, their links and receipts verify",
-            answer.node, answer.entries
+            answer.node, answer.ledger.entries
         )?;
         print_totals(&mut out, &answer)?;
     }

@@ -158,6 +158,16 @@ impl Totals {
     }
 }
 
+/// What the ledger says of one peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerTotals {
+    /// The peer.
+    pub peer: PeerId,
+    /// Its totals.
+    #[serde(flatten)]
+    pub totals: Totals,
+}
+
 /// The ledger's totals: per peer, and over all of them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
@@ -172,8 +182,8 @@ pub struct Summary {
     pub newest: Option<Cid>,
     /// Over every peer.
     pub total: Totals,
-    /// Per peer, in peer id order.
-    pub peers: BTreeMap<PeerId, Totals>,
+    /// Per peer, in the order of their PeerIds' bytes.
+    pub peers: Vec<PeerTotals>,
 }
 
 impl Summary {
@@ -186,11 +196,30 @@ impl Summary {
             newest: entries.last().map(Entry::cid),
             ..Self::default()
         };
+        let mut peers: BTreeMap<Vec<u8>, PeerTotals> = BTreeMap::new();
         for entry in entries {
-            summary.peers.entry(entry.peer).or_default().count(entry);
+            peers
+                .entry(entry.peer.to_bytes())
+                .or_insert(PeerTotals {
+                    peer: entry.peer,
+                    totals: Totals::default(),
+                })
+                .totals
+                .count(entry);
             summary.total.count(entry);
         }
+        summary.peers = peers.into_values().collect();
         summary
+    }
+
+    /// What it says of `peer` (all zero if nothing).
+    #[must_use]
+    pub fn of(&self, peer: &PeerId) -> Totals {
+        self.peers
+            .iter()
+            .find(|p| p.peer == *peer)
+            .map(|p| p.totals)
+            .unwrap_or_default()
     }
 }
 
@@ -272,7 +301,7 @@ pub(super) fn summary(txn: &redb::ReadTransaction) -> Result<Summary, StateError
         let peer = PeerId::from_bytes(k.value()).map_err(|_| StateError::Row)?;
         let totals: Totals = serde_json::from_slice(v.value()).map_err(StateError::Record)?;
         summary.total.sum(&totals);
-        summary.peers.insert(peer, totals);
+        summary.peers.push(PeerTotals { peer, totals });
     }
     Ok(summary)
 }

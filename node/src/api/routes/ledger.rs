@@ -15,7 +15,10 @@ pub(super) async fn totals(State(s): State<ApiState>) -> ApiResult<LedgerAnswer>
         s.node.ledger().await.map_err(|e| internal(&e))
     })
     .await?;
-    Ok(Json(LedgerAnswer::of(s.node.peer_id(), summary)))
+    Ok(Json(LedgerAnswer {
+        node: s.node.peer_id(),
+        ledger: summary,
+    }))
 }
 
 pub(super) async fn export(State(s): State<ApiState>) -> Result<Response, ApiError> {
