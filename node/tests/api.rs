@@ -527,3 +527,136 @@ fn guest_states_are_listed_read_and_compared_over_the_api() {
         assert!(message.contains(says), "{path}: {message}");
     }
 }
+
+#[test]
+fn a_job_in_json_runs_in_the_background_and_its_result_carries_outputs_and_signed_bytes() {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let dir = tempfile::tempdir().unwrap();
+    let worker = Daemon::start(&dir.path().join("worker"), &[], None);
+    let requester = Daemon::start(
+        &dir.path().join("requester"),
+        &["--no-worker", "--bootstrap", &worker.addr],
+        None,
+    );
+    let out = requester.cli(&["peers", "--wait", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let socket = requester.socket();
+    // A client uploads the module, then gives the job in JSON.
+    let module = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../wasm-examples/out/hello.wasm"),
+    )
+    .unwrap();
+    let (status, body) = http_bytes(&socket, "POST", "/api/v1/add", &module);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let added: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let module = added["cid"].as_str().unwrap().to_owned();
+    let submit = |job: serde_json::Value| {
+        let request = serde_json::json!({"job": job, "timeout": "2m", "wait": false});
+        http(&socket, "POST", "/api/v1/jobs", &request.to_string())
+    };
+    let (status, body) = submit(serde_json::json!({
+        "module": module,
+        "stdin": {"text": "Hello, World"},
+        "limits": {"memory": "64MiB", "timeout": "10s"},
+        "deterministic": true,
+    }));
+    assert_eq!(status, 202, "{body}");
+    let job = serde_json::from_str::<serde_json::Value>(&body).unwrap()["job"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The client asks until it is done (as a client in any language would).
+    let started = std::time::Instant::now();
+    let answer = loop {
+        let (status, body) = http(&socket, "GET", &format!("/api/v1/jobs/{job}/result"), "");
+        assert_eq!(status, 200, "{body}");
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+        match answer["state"].as_str().unwrap() {
+            "done" => break answer,
+            "submitting" | "running" => {}
+            other => panic!("{other}: {answer}"),
+        }
+        assert!(started.elapsed() < DEADLINE, "not done: {answer}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(answer["stdout"], "dlroW ,olleH\n", "{answer}");
+    assert_eq!(answer["stderr"], "", "{answer}");
+    assert_eq!(answer["exit_code"], 0, "{answer}");
+    assert_eq!(answer["status"], "exited with code 0", "{answer}");
+    assert_eq!(answer["worker"], worker.peer_id(), "{answer}");
+    assert_eq!(answer["stdout_truncated"], false, "{answer}");
+    assert_eq!(
+        answer["receipt"]["receipt"]["job"],
+        job.as_str(),
+        "{answer}"
+    );
+    // The signature holds over the bytes given, with the key given, and
+    // the key is the one the worker's PeerId holds.
+    let signed = b64
+        .decode(answer["signed_bytes"].as_str().unwrap())
+        .unwrap();
+    let signature = b64.decode(answer["signature"].as_str().unwrap()).unwrap();
+    let key = b64.decode(answer["public_key"].as_str().unwrap()).unwrap();
+    assert!(signed.starts_with(b"phase-receipt-v1"));
+    let key = libp2p::identity::ed25519::PublicKey::try_from_bytes(&key).unwrap();
+    assert_eq!(
+        libp2p::identity::PublicKey::from(key.clone())
+            .to_peer_id()
+            .to_string(),
+        worker.peer_id()
+    );
+    assert!(key.verify(&signed, &signature));
+    let mut tampered = signed.clone();
+    *tampered.last_mut().unwrap() ^= 1;
+    assert!(!key.verify(&tampered, &signature));
+
+    // Bad jobs are refused at once, naming the field.
+    let missing = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy";
+    for (job, says) in [
+        (
+            serde_json::json!({"module": missing}),
+            "job.module: bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy is not in this node's store",
+        ),
+        (
+            serde_json::json!({"module": {"path": "/etc/passwd"}}),
+            "job.module: the daemon reads no paths",
+        ),
+        (
+            serde_json::json!({"module": module, "limits": {"memory": "1000TiB"}}),
+            "job.limits",
+        ),
+        (
+            serde_json::json!({"module": module, "color": "red"}),
+            "color",
+        ),
+    ] {
+        let (status, body) = submit(job);
+        assert_eq!(status, 400, "{body}");
+        let (code, message) = error_of(&body);
+        assert_eq!(code, "bad_request");
+        assert!(message.contains(says), "{message}");
+    }
+    let (status, body) = http(
+        &socket,
+        "POST",
+        "/api/v1/jobs",
+        r#"{"job": "not-a-cid", "timeout": "1m"}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        error_of(&body).1.contains("job: `not-a-cid` is not a CID"),
+        "{body}"
+    );
+    let (status, body) = http(
+        &socket,
+        "GET",
+        &format!("/api/v1/jobs/{missing}/result"),
+        "",
+    );
+    assert_eq!(status, 404, "{body}");
+}

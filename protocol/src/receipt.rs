@@ -280,6 +280,26 @@ impl SignedReceipt {
         &self.signature
     }
 
+    /// The exact bytes the worker signed: [`RECEIPT_DOMAIN`], then the
+    /// receipt's canonical DAG-CBOR (for clients that check the signature
+    /// themselves).
+    #[must_use]
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        self.receipt.signing_bytes()
+    }
+
+    /// The worker's ed25519 public key (32 bytes), as its PeerId holds it.
+    ///
+    /// # Errors
+    /// When the worker's PeerId holds no ed25519 key (a verified receipt's
+    /// always does).
+    pub fn worker_key(&self) -> Result<[u8; 32], VerifyError> {
+        let key = signer_key(&self.receipt.worker)?;
+        key.try_into_ed25519()
+            .map(|k| k.to_bytes())
+            .map_err(|_| VerifyError::UnsupportedKey(self.receipt.worker))
+    }
+
     /// Canonical DAG-CBOR of the signed receipt: the bytes of its block.
     #[must_use]
     pub fn to_cbor(&self) -> Vec<u8> {

@@ -48,7 +48,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
 pub use self::client::{ApiClient, ClientError};
-use self::routes::ApiState;
+use self::routes::{ApiState, BACKGROUND_SUBMITS};
 pub use self::routes::{
     FETCH_DEADLINE, MAX_JSON_BODY, MAX_SUBMIT_DEADLINE, MAX_UPLOAD, REQUEST_DEADLINE,
 };
@@ -167,7 +167,8 @@ pub async fn serve(
         cancel: cancel.clone(),
         in_flight: node.metrics().api_in_flight.clone(),
     };
-    let router = router(ApiState { node }, stopping);
+    let background = Arc::new(Semaphore::new(BACKGROUND_SUBMITS));
+    let router = router(ApiState { node, background }, stopping);
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut tasks = JoinSet::new();
     let span = tracing::Span::current();

@@ -218,12 +218,30 @@ pub struct GcAnswer {
     pub removed: usize,
 }
 
-/// `POST /api/v1/jobs`: the spec is the block `job` in the daemon's store.
+/// The job `POST /api/v1/jobs` submits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum JobRef {
+    /// The job id: the CID of a spec block in the daemon's store.
+    Id(String),
+    /// The job in JSON: the fields of `job.json`, with CIDs (of blocks in
+    /// the daemon's store, uploaded with `POST /api/v1/add`) for the
+    /// module, stdin and input; stdin may be `{"text": "…"}`. The daemon
+    /// builds the canonical spec.
+    File(serde_json::Map<String, serde_json::Value>),
+}
+
+/// `POST /api/v1/jobs`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
-    /// The job id: the CID of the spec block.
-    pub job: JobId,
+    /// The job: its id, or the job in JSON.
+    pub job: JobRef,
+    /// Stream stages, then the verified report (NDJSON); `false`: answer
+    /// `202 {"job": ID}` at once and go on in the background
+    /// (`GET /api/v1/jobs/{id}/result` says when it is done).
+    #[serde(default = "yes")]
+    pub wait: bool,
     /// Only this worker.
     #[serde(default)]
     pub worker: Option<PeerId>,
@@ -436,3 +454,82 @@ pub struct LedgerAnswer {
     #[serde(flatten)]
     pub ledger: Summary,
 }
+
+/// `POST /api/v1/jobs` with `"wait": false`: the job, recorded and under
+/// way.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmittedAnswer {
+    /// The job id.
+    pub job: JobId,
+}
+
+/// Where a submitted job is, in [`JobResultAnswer`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResultState {
+    /// Recorded; no worker has accepted it yet.
+    Submitting,
+    /// A worker runs it.
+    Running,
+    /// Its receipt verified and its result fetched.
+    Done,
+    /// The submission failed (`error` says why).
+    Failed,
+}
+
+/// `GET /api/v1/jobs/{id}/result`: a job this node submitted, and once it
+/// is done what it gave.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobResultAnswer {
+    /// The job id.
+    pub job: JobId,
+    /// Where it is.
+    pub state: ResultState,
+    /// Why the submission failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What it gave, once done.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub done: Option<Box<FinishedJob>>,
+}
+
+/// What a finished job gave, for clients: the outputs inline (up to
+/// [`MAX_INLINE_OUTPUT`] each), the signed receipt, and what a client needs
+/// to check its signature itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FinishedJob {
+    /// The worker that ran it.
+    pub worker: PeerId,
+    /// How it ended, one line (`exited with code 0`).
+    pub status: String,
+    /// Its exit code, if it exited.
+    pub exit_code: Option<i32>,
+    /// The result package (stdout, stderr, output/).
+    #[serde(with = "cid_string")]
+    pub result: Cid,
+    /// stdout (as UTF-8, invalid sequences replaced), its first
+    /// [`MAX_INLINE_OUTPUT`] bytes.
+    pub stdout: String,
+    /// stdout is longer than what is inline (`GET /api/v1/cat/{result}/…`).
+    pub stdout_truncated: bool,
+    /// stderr, as stdout.
+    pub stderr: String,
+    /// stderr is longer than what is inline.
+    pub stderr_truncated: bool,
+    /// The signed receipt's CID.
+    #[serde(with = "cid_string")]
+    pub receipt_cid: Cid,
+    /// The signed receipt (`{"receipt": {…}, "signature": "hex"}`).
+    pub receipt: SignedReceipt,
+    /// The exact bytes the worker signed (`phase-receipt-v1` then the
+    /// receipt's canonical DAG-CBOR), base64.
+    pub signed_bytes: String,
+    /// The ed25519 signature over `signed_bytes`, base64.
+    pub signature: String,
+    /// The worker's ed25519 public key (32 bytes, the one its PeerId
+    /// holds), base64.
+    pub public_key: String,
+}
+
+/// Most bytes of stdout and of stderr a job's result answer carries inline.
+pub const MAX_INLINE_OUTPUT: u64 = 1 << 20;

@@ -21,7 +21,7 @@ use super::pins::Pins;
 use super::run::exit_code;
 use crate::api::types::ErrorCode;
 use crate::api::types::{
-    JobEntry, JobRole, JobStatusAnswer, JobsAnswer, ReceiptAnswer, SubmitRequest,
+    JobEntry, JobRef, JobRole, JobStatusAnswer, JobsAnswer, ReceiptAnswer, SubmitRequest,
 };
 use crate::api::{ApiClient, ClientError, client};
 use crate::identity;
@@ -230,7 +230,8 @@ impl SubmitArgs {
             Some(daemon) => {
                 store.put(job.0, Bytes::from(spec.encode())).await?;
                 let request = SubmitRequest {
-                    job,
+                    job: JobRef::Id(job.to_string()),
+                    wait: true,
                     worker: options.worker,
                     replicas: options.replicas,
                     attempts: options.attempts,

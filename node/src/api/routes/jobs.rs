@@ -4,6 +4,7 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -13,16 +14,28 @@ use phase_protocol::{JobSpec, Message};
 
 use super::super::extract::{CidPath, J, Q, internal, unavailable};
 use super::super::types::{
-    ApiError, ErrorCode, JobQuery, JobStatusAnswer, JobsAnswer, ReceiptAnswer, SubmitRequest,
+    ApiError, ErrorCode, JobQuery, JobRef, JobStatusAnswer, JobsAnswer, ReceiptAnswer,
+    SubmitRequest, SubmittedAnswer,
 };
 use super::{
-    ApiResult, ApiState, MAX_SUBMIT_DEADLINE, PROGRESS_QUEUE, REQUEST_DEADLINE, ndjson, within,
+    ApiResult, ApiState, BACKGROUND_SUBMITS, MAX_SUBMIT_DEADLINE, PROGRESS_QUEUE, REQUEST_DEADLINE,
+    ndjson, within,
 };
 use crate::error_line;
-use crate::requester::SubmitOptions;
+use crate::requester::{JobRecord, SubmitOptions};
 
 pub(super) async fn submit(State(s): State<ApiState>, J(request): J<SubmitRequest>) -> Response {
-    let spec = match load_spec(&s, request.job).await {
+    let spec = match &request.job {
+        JobRef::Id(text) => match text.parse::<JobId>() {
+            Ok(job) => load_spec(&s, job).await,
+            Err(_) => Err(ApiError::new(
+                ErrorCode::BadRequest,
+                format!("job: `{text}` is not a CID (give a job id, or the job as an object)"),
+            )),
+        },
+        JobRef::File(file) => super::job_json::spec_from_json(&s, file.clone()).await,
+    };
+    let spec = match spec {
         Ok(spec) => spec,
         Err(e) => return e.into_response(),
     };
@@ -44,6 +57,13 @@ pub(super) async fn submit(State(s): State<ApiState>, J(request): J<SubmitReques
         ..SubmitOptions::default()
     };
     let deadline = request.timeout.min(MAX_SUBMIT_DEADLINE);
+    if !request.wait {
+        return in_background(s, spec, options, deadline)
+            .await
+            .map_or_else(IntoResponse::into_response, |answer| {
+                (StatusCode::ACCEPTED, Json(answer)).into_response()
+            });
+    }
     let work = async move {
         let progress = move |stage| {
             let _ = tx.try_send(stage);
@@ -62,6 +82,45 @@ pub(super) async fn submit(State(s): State<ApiState>, J(request): J<SubmitReques
         Ok(report)
     };
     ndjson(rx, work)
+}
+
+/// Records `spec` and submits it in the background (bounded: at most
+/// [`BACKGROUND_SUBMITS`] at once, then busy); a daemon stopped meanwhile
+/// resumes it from its record when it starts again.
+async fn in_background(
+    s: ApiState,
+    spec: JobSpec,
+    options: SubmitOptions,
+    deadline: std::time::Duration,
+) -> Result<SubmittedAnswer, ApiError> {
+    let job = spec.id();
+    let permit = s.background.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            ErrorCode::Unavailable,
+            format!("{BACKGROUND_SUBMITS} submissions are under way; try again when some end"),
+        )
+    })?;
+    let records = s.node.requester().records();
+    if records.get(job).await.map_err(|e| internal(&e))?.is_none() {
+        let mut record = JobRecord::new(&spec, options.replicas.max(1), options.worker);
+        records.put(&mut record).await.map_err(|e| internal(&e))?;
+    }
+    tokio::spawn(async move {
+        let _permit = permit;
+        let requester = s.node.requester();
+        match tokio::time::timeout(deadline, requester.submit(&spec, &options, &|_| {})).await {
+            Ok(Ok(_)) => {
+                s.node.metrics().jobs.submitted.inc();
+            }
+            Ok(Err(e)) => {
+                tracing::info!(%job, error = %error_line(&e), "a job submitted in the background failed");
+            }
+            Err(_) => {
+                tracing::info!(%job, "a job submitted in the background got no result in time");
+            }
+        }
+    });
+    Ok(SubmittedAnswer { job })
 }
 
 /// The spec of `job`: its block in the store, else the requester's record

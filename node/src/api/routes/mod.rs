@@ -25,6 +25,7 @@ use super::types::{
     IdAnswer, PeersAnswer, PeersQuery, PinAnswer, PinsAnswer, StreamLine,
 };
 mod dht;
+mod job_json;
 mod jobs;
 mod ledger;
 mod state;
@@ -63,7 +64,12 @@ const PIPE_BYTES: usize = 256 * 1024;
 #[derive(Clone, Debug)]
 pub(crate) struct ApiState {
     pub(crate) node: NodeHandle,
+    /// Room for submissions answered at once and run in the background.
+    pub(crate) background: std::sync::Arc<tokio::sync::Semaphore>,
 }
+
+/// Submissions (`"wait": false`) under way in the background at most.
+pub(crate) const BACKGROUND_SUBMITS: usize = 1024;
 
 /// One route: method, path (axum's and OpenAPI's `{param}` syntax), handler.
 #[derive(Debug)]
@@ -110,6 +116,11 @@ pub(crate) fn routes() -> Vec<Route> {
         r(Method::GET, "/api/v1/jobs", get(list_jobs)),
         r(Method::GET, "/api/v1/jobs/{id}", get(job_status)),
         r(Method::GET, "/api/v1/jobs/{id}/receipt", get(job_receipt)),
+        r(
+            Method::GET,
+            "/api/v1/jobs/{id}/result",
+            get(job_json::result),
+        ),
         r(Method::GET, "/api/v1/submitted/{id}", get(submitted)),
         r(Method::GET, "/api/v1/ledger", get(ledger::totals)),
         r(Method::GET, "/api/v1/ledger/export", get(ledger::export)),
