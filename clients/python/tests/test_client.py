@@ -1,0 +1,65 @@
+"""The Python client against real daemons: a job in, its verified result
+out; a tampered receipt refused; bad jobs reported with the daemon's line."""
+
+import base64
+import dataclasses
+
+import pytest
+
+from phase_node import Client, PhaseNodeError, ReceiptError
+
+
+def test_hello_runs_and_its_receipt_verifies(network, hello):
+    worker, requester = network
+    client = Client(socket=requester.socket)
+    result = client.create_job(hello).with_memory(64).with_timeout(30).submit("Hello, World")
+    assert result.stdout == "dlroW ,olleH\n"
+    assert result.stderr == ""
+    assert result.exit_code == 0
+    assert result.status == "exited with code 0"
+    assert result.result_cid.startswith("bafy")
+    assert result.worker == Client(socket=worker.socket).request("GET", "/api/v1/id")[1]["peer_id"]
+    assert result.receipt.verify() is True
+    assert result.receipt.job == result.job
+    assert result.receipt.result == result.result_cid
+
+
+def test_a_tampered_receipt_is_refused(network, hello):
+    _, requester = network
+    client = Client(socket=requester.socket)
+    receipt = client.create_job(hello).submit("tamper with me").receipt
+    assert receipt.verify()
+    # One byte of what was signed changed: the signature no longer holds.
+    flipped = bytearray(receipt.signed_bytes)
+    flipped[-1] ^= 1
+    with pytest.raises(ReceiptError, match="signature does not hold"):
+        dataclasses.replace(receipt, signed_bytes=bytes(flipped)).verify()
+    # The daemon's report changed (another result): the signed bytes say otherwise.
+    other = dict(receipt.fields, result="bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy")
+    with pytest.raises(ReceiptError, match="another result"):
+        dataclasses.replace(receipt, fields=other).verify()
+    # Another key than the worker's.
+    with pytest.raises(ReceiptError, match="not the one worker"):
+        dataclasses.replace(receipt, public_key=bytes(32)).verify()
+    # A bad signature.
+    with pytest.raises(ReceiptError):
+        dataclasses.replace(receipt, signature=base64.b64decode("AA" * 43 + "==")).verify()
+
+
+def test_bad_jobs_are_reported_with_the_daemons_line(network, hello):
+    _, requester = network
+    client = Client(socket=requester.socket)
+    missing = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+    with pytest.raises(PhaseNodeError, match=f"job.module: {missing} is not in this node's store") as e:
+        client.create_job(missing).submit("x")
+    assert e.value.code == "bad_request"
+    with pytest.raises(PhaseNodeError, match="job.limits") as e:
+        client.create_job(hello).with_memory(1 << 30).submit("x")
+    assert e.value.code == "bad_request"
+
+
+def test_an_unreachable_daemon_is_one_error(tmp_path):
+    client = Client(socket=str(tmp_path / "nobody.sock"))
+    with pytest.raises(PhaseNodeError, match="cannot reach the daemon") as e:
+        client.peers()
+    assert e.value.code == "unreachable"

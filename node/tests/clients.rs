@@ -1,0 +1,45 @@
+//! The clients in other languages, tested against real daemons: the Python
+//! client's pytest suite (clients/python/tests) runs with this build's
+//! binary. Its virtualenv (pytest, cryptography) is made by the test
+//! command (scripts/test.sh).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+mod common;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+#[test]
+fn the_python_client_submits_verifies_and_refuses_against_real_daemons() {
+    let py = root().join("clients/python");
+    let python = py.join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "no {} — run scripts/test.sh, which makes it",
+        python.display()
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let child = Command::new(&python)
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"])
+        .current_dir(&py)
+        .env("PHASE_NODE", env!("CARGO_BIN_EXE_phase-node"))
+        .env("PYTHONPATH", &py)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("TMPDIR", tmp.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = common::finish_within(child, std::time::Duration::from_secs(600));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("4 passed"), "{said}");
+}
