@@ -61,6 +61,18 @@ pub enum IdentityError {
 /// # Errors
 /// See [`IdentityError`]: never a silent new key over an unreadable one.
 pub fn load_or_create(data_dir: &Path) -> Result<Keypair, IdentityError> {
+    match load(data_dir)? {
+        Some(key) => Ok(key),
+        None => create(&data_dir.join(KEY_FILE)),
+    }
+}
+
+/// Loads the key from `data_dir`, or `None` when no node has made one
+/// there: for commands that read and must not write.
+///
+/// # Errors
+/// See [`IdentityError`].
+pub fn load(data_dir: &Path) -> Result<Option<Keypair>, IdentityError> {
     let path = data_dir.join(KEY_FILE);
     match std::fs::read(&path) {
         Ok(bytes) => {
@@ -76,11 +88,11 @@ pub fn load_or_create(data_dir: &Path) -> Result<Keypair, IdentityError> {
                 return Err(IdentityError::Permissions { path, mode });
             }
             match Keypair::from_protobuf_encoding(&bytes) {
-                Ok(key) if key.key_type() == libp2p::identity::KeyType::Ed25519 => Ok(key),
+                Ok(key) if key.key_type() == libp2p::identity::KeyType::Ed25519 => Ok(Some(key)),
                 _ => Err(IdentityError::Malformed { path }),
             }
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(&path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(IdentityError::Read { path, source }),
     }
 }
@@ -126,6 +138,8 @@ mod tests {
     #[test]
     fn the_key_is_created_once_and_kept() {
         let dir = tempfile::tempdir().unwrap();
+        assert!(load(dir.path()).unwrap().is_none(), "reading makes no key");
+        assert!(!dir.path().join(KEY_FILE).exists());
         let first = load_or_create(dir.path()).unwrap();
         let again = load_or_create(dir.path()).unwrap();
         assert_eq!(first.public().to_peer_id(), again.public().to_peer_id());

@@ -278,6 +278,18 @@ impl JobFile {
         Ok(spec)
     }
 
+    /// Whether the spec these CIDs would make is valid, without making it.
+    pub fn check(
+        &self,
+        module: Cid,
+        stdin: Option<Cid>,
+        input: Option<Cid>,
+    ) -> Result<(), JobFileError> {
+        self.spec_with(module, stdin, input, 0)
+            .validate()
+            .map_err(spec_error)
+    }
+
     fn spec_with(
         &self,
         module: Cid,

@@ -610,7 +610,10 @@ fn a_job_in_json_runs_in_the_background_and_its_result_carries_outputs_and_signe
     *tampered.last_mut().unwrap() ^= 1;
     assert!(!key.verify(&tampered, &signature));
 
-    // Bad jobs are refused at once, naming the field.
+    // Bad jobs are refused at once, naming the field, and leave nothing
+    // pinned behind (a stdin text is stored only once all else is checked).
+    let (status, pins_before) = http(&socket, "GET", "/api/v1/pins", "");
+    assert_eq!(status, 200, "{pins_before}");
     let missing = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy";
     for (job, says) in [
         (
@@ -620,6 +623,18 @@ fn a_job_in_json_runs_in_the_background_and_its_result_carries_outputs_and_signe
         (
             serde_json::json!({"module": {"path": "/etc/passwd"}}),
             "job.module: the daemon reads no paths",
+        ),
+        (
+            serde_json::json!({"module": module, "stdin": {"text": "left behind?"}, "input": missing}),
+            "job.input: bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy is not in this node's store",
+        ),
+        (
+            serde_json::json!({"module": module, "stdin": {"text": "left behind?"}, "limits": {"memory": "1000TiB"}}),
+            "job.limits",
+        ),
+        (
+            serde_json::json!({"module": "not-a-cid"}),
+            "upload the file with POST /api/v1/add and give its CID",
         ),
         (
             serde_json::json!({"module": module, "limits": {"memory": "1000TiB"}}),
@@ -636,6 +651,9 @@ fn a_job_in_json_runs_in_the_background_and_its_result_carries_outputs_and_signe
         assert_eq!(code, "bad_request");
         assert!(message.contains(says), "{message}");
     }
+    let (status, pins_after) = http(&socket, "GET", "/api/v1/pins", "");
+    assert_eq!(status, 200, "{pins_after}");
+    assert_eq!(pins_before, pins_after, "a refused job pinned something");
     let (status, body) = http(
         &socket,
         "POST",

@@ -852,3 +852,26 @@ fn submit_audit_takes_a_chance_for_a_deterministic_job_only() {
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }
+
+#[test]
+fn ledger_of_a_data_dir_no_node_used_says_so_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = dir.path().join("fresh");
+    let out = common::phase_in(&fresh, &["ledger"], b"");
+    assert_eq!(out.status.code(), Some(1), "{}", diagnosis(&out));
+    assert!(
+        diagnosis(&out).contains("no node has started in"),
+        "{}",
+        diagnosis(&out)
+    );
+    assert_eq!(
+        text(&out.stderr).trim().lines().count(),
+        1,
+        "{}",
+        diagnosis(&out)
+    );
+    assert!(
+        !fresh.join("identity.key").exists(),
+        "reading the ledger made an identity"
+    );
+}

@@ -76,17 +76,30 @@ async fn read(global: &GlobalArgs) -> anyhow::Result<LedgerAnswer> {
     if let Some(daemon) = ApiClient::find(data_dir.root()).await {
         return Ok(daemon.get("/api/v1/ledger").await?);
     }
+    // Before the store is opened: a data dir no node has used stays as it
+    // was.
+    let key = identity(data_dir.root())?;
     let store = global.store().await?;
-    let root = data_dir.root().to_owned();
     tokio::task::spawn_blocking(move || -> anyhow::Result<LedgerAnswer> {
         let summary = store.state_blocking()?.ledger_summary()?;
-        let key = crate::identity::load_or_create(&root)?;
         Ok(LedgerAnswer {
             node: key.public().to_peer_id(),
             ledger: summary,
         })
     })
     .await?
+}
+
+/// The node's key, read without making one: a data dir no node has
+/// started in has no ledger to show.
+fn identity(root: &std::path::Path) -> anyhow::Result<libp2p::identity::Keypair> {
+    crate::identity::load(root)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "no node has started in {} yet (no {}): it has no ledger",
+            root.display(),
+            crate::identity::KEY_FILE
+        )
+    })
 }
 
 async fn show(global: &GlobalArgs, json: bool) -> anyhow::Result<ExitCode> {
@@ -153,10 +166,9 @@ async fn export(global: &GlobalArgs, output: &Path) -> anyhow::Result<ExitCode> 
         daemon.download("/api/v1/ledger/export", &mut file).await?;
         file.sync_all().await?;
     } else {
+        let key = identity(data_dir.root())?;
         let store = global.store().await?;
-        let root = data_dir.root().to_owned();
         let car = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<u8>> {
-            let key = crate::identity::load_or_create(&root)?;
             Ok(store.ledger_export_blocking(&key)?)
         })
         .await??;

@@ -39,17 +39,27 @@ pub(super) async fn spec_from_json(
         } else {
             e.field.clone()
         };
+        // The parser's hint for a CID that does not parse is the CLI's
+        // (a local path); a client uploads first.
+        let message = match e.message.split_once("; for a local file write") {
+            Some((what, _)) => {
+                format!("{what}; upload the file with POST /api/v1/add and give its CID")
+            }
+            None => e.message,
+        };
         ApiError::new(
             ErrorCode::BadRequest,
             format!(
-                "job{}{field}: {}",
+                "job{}{field}: {message}",
                 if field.is_empty() { "" } else { "." },
-                e.message
             ),
         )
     })?;
     let store = s.node.store();
+    // Everything is checked before anything is written: a refused job
+    // leaves nothing behind in the store.
     let mut cids = [None, None, None];
+    let mut text = None;
     for (i, (field, source)) in [
         ("module", Some(&file.module)),
         ("stdin", file.stdin.as_ref()),
@@ -58,38 +68,51 @@ pub(super) async fn spec_from_json(
     .into_iter()
     .enumerate()
     {
-        let cid = match source {
-            None => continue,
-            Some(Source::Cid(cid)) => *cid,
+        match source {
+            None => {}
+            Some(Source::Cid(cid)) => {
+                if !store.has(cid).await.map_err(|e| internal(&e))? {
+                    return Err(bad(
+                        field,
+                        format!(
+                            "{cid} is not in this node's store (upload it with POST /api/v1/add)"
+                        ),
+                    ));
+                }
+                cids[i] = Some(*cid);
+            }
             Some(Source::Path(_)) => {
                 return Err(bad(
                     field,
                     "the daemon reads no paths: upload the file with POST /api/v1/add and give its CID".into(),
                 ));
             }
-            Some(Source::Text(text)) => {
-                let root = files::add_bytes(store, Bytes::from(text.clone().into_bytes()))
-                    .await
-                    .map_err(|e| internal(&e))?;
-                store.pin(&root.cid).await.map_err(|e| internal(&e))?;
-                root.cid
-            }
-        };
-        if !store.has(&cid).await.map_err(|e| internal(&e))? {
-            return Err(bad(
-                field,
-                format!("{cid} is not in this node's store (upload it with POST /api/v1/add)"),
-            ));
+            Some(Source::Text(t)) => text = Some((i, t.clone())),
         }
-        cids[i] = Some(cid);
     }
     if let Some(root) = file.state
         && !store.has(&root).await.map_err(|e| internal(&e))?
     {
         return Err(bad("state", format!("{root} is not in this node's store")));
     }
-    let [module, stdin, input] = cids;
-    let module = module.ok_or_else(|| bad("module", "missing".into()))?;
+    let [module, _, _] = cids;
+    let module = module.ok_or_else(|| bad("module", "give the CID of the module".into()))?;
+    // Validation looks at which fields are set, not at their CIDs: the
+    // module's CID stands in for a text not stored yet.
+    let mut standin = cids;
+    if let Some((i, _)) = &text {
+        standin[*i] = Some(module);
+    }
+    file.check(module, standin[1], standin[2])
+        .map_err(|e| bad(&e.field, e.message))?;
+    if let Some((i, t)) = text {
+        let root = files::add_bytes(store, Bytes::from(t.into_bytes()))
+            .await
+            .map_err(|e| internal(&e))?;
+        store.pin(&root.cid).await.map_err(|e| internal(&e))?;
+        cids[i] = Some(root.cid);
+    }
+    let [_, stdin, input] = cids;
     let spec = file
         .into_spec(module, stdin, input, rand::random())
         .map_err(|e| bad(&e.field, e.message))?;
