@@ -377,6 +377,13 @@ pub struct WorkerConfig {
     pub max_fuel: u64,
     /// Most linear memory a job may ask for.
     pub max_memory: ByteSize,
+    /// Most memory all running jobs may ask for together (the sum of their
+    /// `limits.memory`): a job whose memory does not fit beside the running
+    /// ones waits in the queue. 0 (the default): no cap beyond
+    /// `slots × max_memory`. A job may ask for at most this much.
+    pub max_memory_total: ByteSize,
+    /// Start paused: take no job until `phase-node resume` (or the API).
+    pub paused: bool,
     /// Longest wall time a job may ask for.
     #[serde(with = "humantime_serde")]
     pub max_timeout: Duration,
@@ -438,6 +445,8 @@ impl Default for WorkerConfig {
             queue: 64,
             max_fuel: 1_000_000_000_000,
             max_memory: ByteSize(1 << 30),
+            max_memory_total: ByteSize(0),
+            paused: false,
             max_timeout: Duration::from_secs(600),
             max_output: ByteSize(64 << 20),
             max_input: ByteSize(1 << 30),
@@ -461,9 +470,19 @@ impl WorkerConfig {
     pub fn max_limits(&self) -> Limits {
         Limits {
             fuel: self.max_fuel,
-            memory: self.max_memory,
+            memory: ByteSize(self.max_memory.0.min(self.memory_total())),
             timeout: self.max_timeout,
             max_output: self.max_output,
+        }
+    }
+
+    /// Most memory running jobs may ask for together (`max_memory_total`,
+    /// where 0 is no cap).
+    #[must_use]
+    pub fn memory_total(&self) -> u64 {
+        match self.max_memory_total.0 {
+            0 => u64::MAX,
+            n => n,
         }
     }
 
@@ -592,6 +611,21 @@ mod tests {
                 _ => out.push(path),
             }
         }
+    }
+
+    #[test]
+    fn the_memory_cap_across_jobs_caps_one_job_too() {
+        let mut worker = WorkerConfig {
+            max_memory: ByteSize(1 << 30),
+            ..WorkerConfig::default()
+        };
+        assert_eq!(worker.memory_total(), u64::MAX, "0 is no cap");
+        assert_eq!(worker.max_limits().memory, ByteSize(1 << 30));
+        worker.max_memory_total = ByteSize(256 << 20);
+        assert_eq!(worker.memory_total(), 256 << 20);
+        assert_eq!(worker.max_limits().memory, ByteSize(256 << 20));
+        worker.max_memory_total = ByteSize(4 << 30);
+        assert_eq!(worker.max_limits().memory, ByteSize(1 << 30));
     }
 
     #[test]

@@ -29,6 +29,7 @@ impl RejectLabels {
             Rejection::UnsupportedCapability { .. } => "unsupported_capability",
             Rejection::Malformed { .. } => "malformed",
             Rejection::Denied => "denied",
+            Rejection::Paused => "paused",
             Rejection::LowOnDisk { .. } => "low_on_disk",
         };
         Self { reason }

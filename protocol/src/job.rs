@@ -587,6 +587,9 @@ pub enum Rejection {
     },
     /// This worker does not take jobs from this requester.
     Denied,
+    /// This worker's volunteer has paused it: it finishes the jobs it has
+    /// and takes no new one until resumed.
+    Paused,
     /// This worker's disk is below its free-space reserve: it takes no new
     /// job until it has room again.
     LowOnDisk {
@@ -614,6 +617,9 @@ impl fmt::Display for Rejection {
             }
             Rejection::Malformed { message } => write!(f, "malformed job: {message}"),
             Rejection::Denied => f.write_str("worker does not accept jobs from this requester"),
+            Rejection::Paused => f.write_str(
+                "worker is paused by its volunteer: it finishes the jobs it has and takes no new ones",
+            ),
             Rejection::LowOnDisk { free, reserve } => write!(
                 f,
                 "worker is low on disk: {} free, below its reserve of {}",
@@ -677,6 +683,11 @@ pub struct WorkerInfo {
     pub free_slots: u32,
     /// Software and runtime version, e.g. `phase-node/0.1.0 wasmtime/48.0.8`.
     pub runtime: String,
+    /// Paused by its volunteer: it takes no new job (then `free_slots` is
+    /// 0). Left out of the encoding when false, so a running worker's answer
+    /// is what it was before this field.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
 }
 
 /// A request on `/phase/job/1.0.0`.

@@ -209,6 +209,7 @@ fn arb_rejection() -> impl Strategy<Value = Rejection> {
         arb_capability().prop_map(|capability| Rejection::UnsupportedCapability { capability }),
         ".{0,20}".prop_map(|message| Rejection::Malformed { message }),
         Just(Rejection::Denied),
+        Just(Rejection::Paused),
     ]
 }
 
@@ -237,14 +238,16 @@ fn arb_response() -> impl Strategy<Value = JobResponse> {
         any::<u32>(),
         any::<u32>(),
         ".{0,20}",
+        any::<bool>(),
     )
         .prop_map(
-            |(capabilities, max_limits, slots, free_slots, runtime)| WorkerInfo {
+            |(capabilities, max_limits, slots, free_slots, runtime, paused)| WorkerInfo {
                 capabilities,
                 max_limits,
                 slots,
                 free_slots,
                 runtime,
+                paused,
             },
         );
     prop_oneof![

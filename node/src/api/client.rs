@@ -136,6 +136,18 @@ impl ApiClient {
         self.call(Method::POST, path, body).await
     }
 
+    /// `PATCH path` with a JSON body, its JSON answer.
+    ///
+    /// # Errors
+    /// See [`ClientError`].
+    pub async fn patch<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.call(Method::PATCH, path, Some(body)).await
+    }
+
     /// `DELETE path`, its JSON answer.
     ///
     /// # Errors

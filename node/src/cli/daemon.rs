@@ -116,6 +116,10 @@ pub(super) struct StartArgs {
     /// Do not run jobs for others (and do not advertise capabilities).
     #[arg(long)]
     no_worker: bool,
+    /// Start paused: take no job until `phase-node resume` (the config's
+    /// `worker.paused`).
+    #[arg(long)]
+    paused: bool,
     /// Also serve the HTTP API on this loopback address, e.g.
     /// 127.0.0.1:5001 (requests need `Authorization: Bearer` with the token
     /// in <data-dir>/api.token). The Unix socket <data-dir>/api.sock is
@@ -135,6 +139,9 @@ impl StartArgs {
         }
         if self.no_worker {
             config.worker.enabled = false;
+        }
+        if self.paused {
+            config.worker.paused = true;
         }
         if self.api.is_some() {
             config.api.listen = self.api;

@@ -12,6 +12,7 @@ mod pins;
 mod run;
 mod state;
 mod verify;
+mod volunteer;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -177,6 +178,9 @@ enum Command {
     #[command(subcommand)]
     State(state::StateCommand),
     Ledger(ledger::LedgerArgs),
+    Pause(volunteer::PauseArgs),
+    Resume(volunteer::ResumeArgs),
+    Worker(volunteer::WorkerArgs),
 }
 
 impl Cli {
@@ -237,6 +241,9 @@ impl Cli {
             Command::Jobs(args) => args.execute(global).await,
             Command::State(cmd) => cmd.execute(global).await,
             Command::Ledger(args) => args.execute(global).await,
+            Command::Pause(args) => args.execute(global).await,
+            Command::Resume(args) => args.execute(global).await,
+            Command::Worker(args) => args.execute(global).await,
         }
     }
 }

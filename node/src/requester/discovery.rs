@@ -211,7 +211,9 @@ fn fits(spec: &JobSpec, info: &WorkerInfo) -> bool {
     if spec.deterministic {
         needed.insert(Capability::DETERMINISTIC);
     }
-    needed.is_subset(&info.capabilities) && spec.limits.first_exceeding(&info.max_limits).is_none()
+    !info.paused
+        && needed.is_subset(&info.capabilities)
+        && spec.limits.first_exceeding(&info.max_limits).is_none()
 }
 
 #[cfg(test)]
@@ -230,6 +232,7 @@ mod tests {
             slots: 4,
             free_slots,
             runtime: "test".into(),
+            paused: false,
         }
     }
 
@@ -240,6 +243,11 @@ mod tests {
         assert_eq!(search_capability(&spec), Capability::DETERMINISTIC);
         assert!(fits(&spec, &offer(1, 1 << 30)));
         assert!(!fits(&spec, &offer(1, 1 << 20)), "too little memory");
+        let paused = WorkerInfo {
+            paused: true,
+            ..offer(1, 1 << 30)
+        };
+        assert!(!fits(&spec, &paused), "a paused worker is not asked");
         spec.capabilities.insert(Capability::WASI_P2);
         assert!(!fits(&spec, &offer(1, 1 << 30)), "no wasi-p2");
         let (a, b, c) = (PeerId::random(), PeerId::random(), PeerId::random());

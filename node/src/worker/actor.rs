@@ -22,7 +22,7 @@ use super::record;
 use super::table::JobTable;
 use super::task::{self, JobDone, Outcome, Recorded, Task};
 use super::workdirs::{self, WorkDirs};
-use super::{Command, runtime_version, worker_capabilities};
+use super::{Command, Preferences, Standing, runtime_version, worker_capabilities};
 use crate::config::WorkerConfig;
 use crate::error_line;
 use crate::executor::ExecError;
@@ -52,10 +52,15 @@ pub(super) struct Actor {
     slots: usize,
     dirs: WorkDirs,
     tasks: JoinSet<Task>,
-    /// The job (and its requester) each running job's task runs: one entry
-    /// per busy slot, and a task that panics still gives back its slot and
-    /// fails its job.
-    job_tasks: HashMap<tokio::task::Id, (JobId, PeerId)>,
+    /// The job (its requester and the memory it asked for) each running
+    /// job's task runs: one entry per busy slot, and a task that panics
+    /// still gives back its slot and memory and fails its job.
+    job_tasks: HashMap<tokio::task::Id, (JobId, PeerId, u64)>,
+    /// Memory the running jobs asked for, together (at most
+    /// `config.memory_total()`, or one job's when it alone is over).
+    memory_running: u64,
+    /// Paused by the volunteer: new jobs are refused.
+    paused: bool,
     /// Receipt deliveries under way (at most [`MAX_DELIVERIES`]).
     delivering: usize,
 }
@@ -81,6 +86,7 @@ impl Actor {
         cancel: CancellationToken,
     ) -> std::io::Result<Self> {
         let slots = config.slots.max(1) as usize;
+        let paused = config.paused;
         Ok(Self {
             ctx,
             commands,
@@ -95,6 +101,8 @@ impl Actor {
             dirs: WorkDirs::new(work_dir, slots)?,
             tasks: JoinSet::new(),
             job_tasks: HashMap::new(),
+            memory_running: 0,
+            paused,
             delivering: 0,
         })
     }
@@ -194,6 +202,54 @@ impl Actor {
             Command::Info { reply } => {
                 let _ = reply.send(self.info());
             }
+            Command::Volunteer { change, reply } => {
+                self.on_volunteer(change);
+                let _ = reply.send(self.standing());
+            }
+        }
+    }
+
+    /// Takes the volunteer's changed preferences: more slots or memory start
+    /// queued jobs now; fewer let running jobs finish.
+    fn on_volunteer(&mut self, change: Preferences) {
+        if let Some(paused) = change.paused
+            && paused != self.paused
+        {
+            self.paused = paused;
+            info!(
+                paused,
+                "worker {}",
+                if paused { "paused" } else { "resumed" }
+            );
+        }
+        if change.slots.is_none() && change.max_memory_total.is_none() {
+            return;
+        }
+        if let Some(slots) = change.slots {
+            self.config.slots = slots.max(1);
+            self.slots = self.config.slots as usize;
+            self.dirs.keep(self.slots);
+        }
+        if let Some(total) = change.max_memory_total {
+            self.config.max_memory_total = total;
+        }
+        info!(slots = self.slots, max_memory_total = %self.config.max_memory_total, "worker preferences changed");
+        self.admission.update(self.config.clone());
+        if !self.cancel.is_cancelled() {
+            self.start_queued();
+        }
+    }
+
+    fn standing(&self) -> Standing {
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Standing {
+            paused: self.paused,
+            slots: count(self.slots),
+            running: count(self.job_tasks.len()),
+            queued: count(self.queue.len()),
+            max_memory_total: self.config.max_memory_total,
+            memory_running: phase_protocol::ByteSize(self.memory_running),
+            max_memory: self.config.max_limits().memory,
         }
     }
 
@@ -228,9 +284,13 @@ impl Actor {
             capabilities: worker_capabilities(&self.config).into_iter().collect(),
             max_limits: self.config.max_limits(),
             slots: u32::try_from(self.slots).unwrap_or(u32::MAX),
-            free_slots: u32::try_from(self.slots.saturating_sub(self.job_tasks.len()))
-                .unwrap_or(u32::MAX),
+            free_slots: if self.paused {
+                0
+            } else {
+                u32::try_from(self.slots.saturating_sub(self.job_tasks.len())).unwrap_or(u32::MAX)
+            },
             runtime: runtime_version(),
+            paused: self.paused,
         }
     }
 
@@ -245,6 +305,10 @@ impl Actor {
         // A repeated submission (a requester resuming) takes no new room.
         if self.table.contains(&id) {
             return Ok(None);
+        }
+        if self.paused {
+            debug!(%peer, "job refused: the worker is paused");
+            return Err(Rejection::Paused);
         }
         // A job writes its inputs, output and result: none below the
         // reserve, which is kept for the records and receipts of the jobs
@@ -272,12 +336,26 @@ impl Actor {
         }))
     }
 
-    /// Starts queued jobs while slots are free.
+    /// Starts queued jobs, in order, while slots are free and the next
+    /// one's memory fits beside the running jobs' (`max_memory_total`; a job
+    /// alone always starts, so a cap lowered below a queued job's memory
+    /// delays it but never strands it).
     fn start_queued(&mut self) {
         while self.job_tasks.len() < self.slots {
+            let Some(next) = self.queue.front() else {
+                break;
+            };
+            let memory = next.spec.limits.memory.0;
+            if !self.job_tasks.is_empty()
+                && self.memory_running.saturating_add(memory) > self.config.memory_total()
+            {
+                debug!(job = %next.id, memory, running = self.memory_running, "job waits for memory");
+                break;
+            }
             let Some(job) = self.queue.pop_front() else {
                 break;
             };
+            self.memory_running += memory;
             let dir = self.dirs.take();
             let ctx = Arc::clone(&self.ctx);
             let cancel = self.cancel.child_token();
@@ -286,7 +364,7 @@ impl Actor {
             let handle = self
                 .tasks
                 .spawn(task::job(ctx, job, dir, cancel).instrument(span));
-            self.job_tasks.insert(handle.id(), (id, requester));
+            self.job_tasks.insert(handle.id(), (id, requester, memory));
         }
         let metrics = &self.ctx.metrics;
         metrics
@@ -306,14 +384,17 @@ impl Actor {
     fn on_task(&mut self, done: Result<(tokio::task::Id, Task), tokio::task::JoinError>) {
         let task = match done {
             Ok((task_id, task)) => {
-                self.job_tasks.remove(&task_id);
+                if let Some((_, _, memory)) = self.job_tasks.remove(&task_id) {
+                    self.memory_running -= memory;
+                }
                 task
             }
             Err(e) => {
                 warn!(error = %e, "worker task ended abnormally");
                 // A job's task gives back its slot and fails its job; for
                 // any other task nothing waits on it.
-                if let Some((id, requester)) = self.job_tasks.remove(&e.id()) {
+                if let Some((id, requester, memory)) = self.job_tasks.remove(&e.id()) {
+                    self.memory_running -= memory;
                     let outcome = if e.is_cancelled() {
                         Outcome::Abandoned
                     } else {

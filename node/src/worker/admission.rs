@@ -40,6 +40,12 @@ impl Admission {
         }
     }
 
+    /// Takes a volunteer's changed preferences (slots, the memory cap).
+    pub(super) fn update(&mut self, config: WorkerConfig) {
+        self.capacity = config.slots.max(1) as usize + config.queue as usize;
+        self.config = config;
+    }
+
     /// Whether `spec` from `peer` may run here at all (room aside).
     ///
     /// # Errors

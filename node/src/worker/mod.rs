@@ -43,7 +43,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use phase_protocol::job::{JobId, JobState, Rejection, WorkerInfo};
-use phase_protocol::{Capability, JobSpec, SignedReceipt};
+use phase_protocol::{ByteSize, Capability, JobSpec, SignedReceipt};
+use serde::{Deserialize, Serialize};
 
 pub use self::answer::{announce_capabilities, answer, overloaded};
 pub use self::pipeline::{FETCH_DEADLINE, MAX_JOB_STDIN, MAX_MODULE_SIZE};
@@ -106,6 +107,43 @@ enum Command {
     Info {
         reply: oneshot::Sender<WorkerInfo>,
     },
+    Volunteer {
+        change: Preferences,
+        reply: oneshot::Sender<Standing>,
+    },
+}
+
+/// What a volunteer may change while the worker runs (each field left out
+/// stays as it is).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Preferences {
+    /// Jobs run at once (at least 1).
+    pub slots: Option<u32>,
+    /// Most memory running jobs may ask for together; 0: no cap beyond
+    /// `slots × max_memory`.
+    pub max_memory_total: Option<ByteSize>,
+    /// Take no new job (running and queued ones finish), or take them again.
+    pub paused: Option<bool>,
+}
+
+/// Where a worker stands: its volunteer's preferences and its load.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Standing {
+    /// Paused by its volunteer: new jobs are refused as `paused`.
+    pub paused: bool,
+    /// Jobs run at once.
+    pub slots: u32,
+    /// Jobs running now.
+    pub running: u32,
+    /// Admitted jobs waiting for a slot (or for memory).
+    pub queued: u32,
+    /// Most memory running jobs may ask for together, in bytes (0: no cap).
+    pub max_memory_total: ByteSize,
+    /// Memory the running jobs asked for, together, in bytes.
+    pub memory_running: ByteSize,
+    /// The highest memory one job may ask for now, in bytes.
+    pub max_memory: ByteSize,
 }
 
 /// What a worker runs with: the node's identity (it signs receipts), its
@@ -200,6 +238,14 @@ impl Worker {
     /// What this worker offers now; `None` once it has stopped.
     pub async fn info(&self) -> Option<WorkerInfo> {
         self.call(|reply| Command::Info { reply }).await
+    }
+
+    /// Changes the volunteer's preferences (`Preferences::default()`
+    /// changes nothing) and says where the worker stands; `None` once it
+    /// has stopped.
+    pub async fn volunteer(&self, change: Preferences) -> Option<Standing> {
+        self.call(|reply| Command::Volunteer { change, reply })
+            .await
     }
 
     /// A job's state here, if this worker knows it.

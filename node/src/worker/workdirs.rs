@@ -45,6 +45,12 @@ impl WorkDirs {
         })
     }
 
+    /// Keeps `keep` spares from now on (the slots changed).
+    pub(super) fn keep(&mut self, keep: usize) {
+        self.keep = keep;
+        self.spare.truncate(keep);
+    }
+
     /// A clean directory: a spare one, or the name of a new one.
     pub(super) fn take(&mut self) -> WorkDir {
         if let Some(path) = self.spare.pop() {

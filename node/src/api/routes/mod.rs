@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{Method, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, delete, get, post};
+use axum::routing::{MethodRouter, delete, get, patch, post};
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::Serialize;
@@ -29,6 +29,7 @@ mod job_json;
 mod jobs;
 mod ledger;
 mod state;
+mod worker;
 
 use self::jobs::{job_receipt, job_status, list_jobs, submit, submitted};
 use crate::blocks::{self, FetchOptions};
@@ -124,6 +125,14 @@ pub(crate) fn routes() -> Vec<Route> {
         r(Method::GET, "/api/v1/submitted/{id}", get(submitted)),
         r(Method::GET, "/api/v1/ledger", get(ledger::totals)),
         r(Method::GET, "/api/v1/ledger/export", get(ledger::export)),
+        r(Method::GET, "/api/v1/worker", get(worker::standing)),
+        r(
+            Method::PATCH,
+            "/api/v1/worker",
+            patch(worker::change).layer(json_limit()),
+        ),
+        r(Method::POST, "/api/v1/worker/pause", post(worker::pause)),
+        r(Method::POST, "/api/v1/worker/resume", post(worker::resume)),
         r(Method::GET, "/metrics", get(metrics)),
     ]
 }
