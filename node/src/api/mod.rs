@@ -23,6 +23,7 @@
 //!   `JoinSet`: [`ApiServer::shutdown`] ends them.
 
 pub mod client;
+mod dashboard;
 mod extract;
 mod routes;
 pub mod types;
@@ -175,7 +176,7 @@ pub async fn serve(
     tasks.spawn(
         accept_loop(
             Listener::Unix(unix),
-            router.clone(),
+            dashboard::with_dashboard(router.clone()),
             Arc::clone(&limit),
             cancel.clone(),
         )
@@ -191,10 +192,10 @@ pub async fn serve(
         let listener = TcpListener::bind(addr).await.map_err(io(&addr))?;
         let local = listener.local_addr().map_err(io(&addr))?;
         info!(addr = %local, "API listening on TCP (bearer token required)");
-        let authed = router.layer(middleware::from_fn_with_state(
+        let authed = dashboard::with_dashboard(router.layer(middleware::from_fn_with_state(
             Arc::new(token),
             require_token,
-        ));
+        )));
         let tcp_limit = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
         tasks.spawn(
             accept_loop(Listener::Tcp(listener), authed, tcp_limit, cancel.clone())

@@ -455,6 +455,15 @@ pub struct LedgerAnswer {
     pub ledger: Summary,
 }
 
+/// `GET /api/v1/ledger/entries`: the newest entries of the work ledger.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LedgerEntries {
+    /// Whose ledger it is.
+    pub node: PeerId,
+    /// Newest first.
+    pub entries: Vec<phase_protocol::ledger::Entry>,
+}
+
 /// `POST /api/v1/jobs` with `"wait": false`: the job, recorded and under
 /// way.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -158,7 +158,7 @@ impl StartArgs {
             .await?;
         if let Some(addr) = node.api().and_then(api::ApiServer::tcp_addr) {
             eprintln!(
-                "API on http://{addr}/api/v1/ (token in {})",
+                "API on http://{addr}/api/v1/ (token in {}); dashboard: http://{addr}/#token=…",
                 data_dir.root().join(api::TOKEN_FILE).display()
             );
         }

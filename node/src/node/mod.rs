@@ -204,6 +204,19 @@ impl NodeHandle {
         tokio::task::spawn_blocking(move || Ok(store.state_blocking()?.ledger_summary()?)).await?
     }
 
+    /// The newest `limit` entries of the work ledger, newest first.
+    ///
+    /// # Errors
+    /// The state database failed.
+    pub async fn ledger_recent(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<phase_protocol::ledger::Entry>, crate::store::StoreError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || Ok(store.state_blocking()?.ledger_recent(limit)?))
+            .await?
+    }
+
     /// The work ledger as a CAR file, its head signed by this node.
     ///
     /// # Errors

@@ -326,6 +326,17 @@ pub(super) fn entries(txn: &redb::ReadTransaction) -> Result<Vec<Entry>, StateEr
     Ok(out)
 }
 
+/// The newest `limit` entries, newest first, read in `txn`.
+pub(super) fn recent(txn: &redb::ReadTransaction, limit: usize) -> Result<Vec<Entry>, StateError> {
+    let chain = txn.open_table(LEDGER).map_err(db_error)?;
+    let mut out = Vec::with_capacity(limit.min(1024));
+    for row in chain.iter().map_err(db_error)?.rev().take(limit) {
+        let (_, v) = row.map_err(db_error)?;
+        out.push(Entry::decode(v.value()).map_err(|_| StateError::Row)?);
+    }
+    Ok(out)
+}
+
 /// The receipts the ledger names (it holds them pinned), read in `txn`.
 pub(super) fn receipts(txn: &redb::ReadTransaction) -> Result<Vec<Cid>, StateError> {
     let index = txn.open_table(LEDGER_RECEIPTS).map_err(db_error)?;
@@ -472,6 +483,10 @@ mod tests {
             assert_eq!(e.seq, i as u64);
             assert_eq!(e.prev, i.checked_sub(1).map(|p| entries[p].cid()));
         }
+        let recent = db.ledger_recent(4).unwrap();
+        let newest: Vec<_> = entries.iter().rev().take(4).cloned().collect();
+        assert_eq!(recent, newest, "the newest four, newest first");
+        assert_eq!(db.ledger_recent(100).unwrap().len(), 6);
         let summary = db.ledger_summary().unwrap();
         assert_eq!(summary.entries, 6);
         assert_eq!(summary.newest, Some(entries[5].cid()));

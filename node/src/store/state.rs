@@ -389,6 +389,14 @@ impl StateDb {
         ledger::entries(&self.db.begin_read().map_err(db_error)?)
     }
 
+    /// The newest `limit` ledger entries, newest first.
+    ///
+    /// # Errors
+    /// A database error, or an entry that does not decode.
+    pub fn ledger_recent(&self, limit: usize) -> Result<Vec<Entry>, StateError> {
+        ledger::recent(&self.db.begin_read().map_err(db_error)?, limit)
+    }
+
     /// Writes a requester record as earlier versions did: a bare report,
     /// no pins (the migration of their JSON files, and tests).
     pub(crate) fn put_submitted_legacy<T: Serialize>(

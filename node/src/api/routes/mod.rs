@@ -125,6 +125,7 @@ pub(crate) fn routes() -> Vec<Route> {
         r(Method::GET, "/api/v1/submitted/{id}", get(submitted)),
         r(Method::GET, "/api/v1/ledger", get(ledger::totals)),
         r(Method::GET, "/api/v1/ledger/export", get(ledger::export)),
+        r(Method::GET, "/api/v1/ledger/entries", get(ledger::entries)),
         r(Method::GET, "/api/v1/worker", get(worker::standing)),
         r(
             Method::PATCH,
