@@ -1,5 +1,6 @@
 //! The clients in other languages, tested against real daemons: the Python
-//! client's pytest suite (clients/python/tests) and the PHP client's
+//! client's pytest suite (clients/python/tests, which also checks every
+//! route of node/openapi.json against the daemons) and the PHP client's
 //! PHPUnit suite (clients/php/tests) run with this build's binary. The test
 //! command (scripts/test.sh) makes what they need: the Python virtualenv
 //! (pytest, cryptography), PHP with curl and sodium, Composer and PHPUnit
@@ -43,7 +44,7 @@ fn the_python_client_submits_verifies_and_refuses_against_real_daemons() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "{said}");
-    assert!(said.contains("5 passed"), "{said}");
+    assert!(said.contains("6 passed"), "{said}");
 }
 
 #[test]
