@@ -142,6 +142,33 @@ final class Client
         return $this->uploaded[$key];
     }
 
+    /**
+     * Uploads a directory (its regular files, as a tar archive the daemon
+     * makes a UnixFS directory of; pinned) and returns its CID. Empty
+     * folders are left out.
+     */
+    public function addDirectory(string $path): string
+    {
+        if (!is_dir($path)) {
+            throw new PhaseNodeException("$path is not a directory", 'bad_request');
+        }
+        $tar = tempnam(sys_get_temp_dir(), 'phase-') ?: throw new PhaseNodeException('cannot make a temporary file');
+        unlink($tar);
+        $tar .= '.tar';
+        try {
+            (new \PharData($tar))->buildFromDirectory($path);
+            $bytes = file_get_contents($tar);
+            if ($bytes === false) {
+                throw new PhaseNodeException("cannot read $tar");
+            }
+            return (string) $this->request('POST', '/api/v1/add?format=tar', null, $bytes)['cid'];
+        } catch (\UnexpectedValueException | \PharException $e) {
+            throw new PhaseNodeException("cannot pack $path: {$e->getMessage()}", 'bad_request', 0, $e);
+        } finally {
+            @unlink($tar);
+        }
+    }
+
     /** A job running `$module`: a `.wasm` file (uploaded on submit) or the CID of one in the daemon's store. */
     public function createJob(string $module): Job
     {

@@ -48,10 +48,10 @@ final class Job
         return $this;
     }
 
-    /** The directory mounted at /input: the CID of a directory in the daemon's store (`phase-node add DIR`). */
-    public function withInput(string $cid): self
+    /** The directory mounted at /input: a local directory (uploaded on submit) or the CID of one in the daemon's store. */
+    public function withInput(string $directory): self
     {
-        $this->input = $cid;
+        $this->input = $directory;
         return $this;
     }
 
@@ -95,7 +95,7 @@ final class Job
             $job['stdin'] = ['text' => $stdin];
         }
         if ($this->input !== null) {
-            $job['input'] = $this->input;
+            $job['input'] = is_dir($this->input) ? $this->client->addDirectory($this->input) : $this->input;
         }
         if ($this->args !== []) {
             $job['args'] = $this->args;

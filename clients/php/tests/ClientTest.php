@@ -53,6 +53,22 @@ final class ClientTest extends TestCase
         $this->assertSame($result->resultCid(), $result->receipt()->result());
     }
 
+    public function testALocalDirectoryIsTheJobsInput(): void
+    {
+        $dir = sys_get_temp_dir() . '/phase-texts-' . bin2hex(random_bytes(4));
+        mkdir("$dir/sub", 0700, true);
+        file_put_contents("$dir/a.txt", 'one two three');
+        file_put_contents("$dir/sub/b.txt", "four\nfive");
+        try {
+            $wordcount = dirname(Network::hello()) . '/wordcount.wasm';
+            $result = self::client()->createJob($wordcount)->withInput($dir)->submit();
+            $this->assertSame("3 a.txt\n2 sub/b.txt\nTOTAL 5\n", $result->stdout(), $result->stderr());
+            $this->assertTrue($result->receipt()->verify());
+        } finally {
+            exec('rm -rf ' . escapeshellarg($dir));
+        }
+    }
+
     public function testATamperedReceiptIsRefused(): void
     {
         $r = self::client()->createJob(Network::hello())->submit('tamper with me')->receipt();

@@ -7,6 +7,8 @@ import http.client
 import json
 import os
 import socket as _socket
+import tarfile
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,11 +75,14 @@ class Client:
         assert self._url is not None
         return http.client.HTTPConnection(self._url.hostname, self._url.port or 80, timeout=self._timeout)
 
-    def request(self, method: str, path: str, body: Any = None, raw: Optional[bytes] = None) -> tuple[int, Any]:
-        """One API call: its status and JSON answer. An error answer raises
+    def request(self, method: str, path: str, body: Any = None, raw: Any = None) -> tuple[int, Any]:
+        """One API call: its status and JSON answer. `raw` is a body sent as
+        it is (bytes, or a file opened for reading). An error answer raises
         `PhaseNodeError` with the daemon's message."""
         headers = {"Host": "localhost"}
         data = raw
+        if raw is not None and not isinstance(raw, (bytes, bytearray)):
+            headers["Content-Length"] = str(os.fstat(raw.fileno()).st_size - raw.tell())
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
@@ -112,6 +117,19 @@ class Client:
             _, answer = self.request("POST", "/api/v1/add", raw=p.read_bytes())
             self._uploaded[key] = answer["cid"]
         return self._uploaded[key]
+
+    def add_dir(self, path: str) -> str:
+        """Uploads a directory (its regular files and folders, as a tar
+        archive the daemon makes a UnixFS directory of; pinned); its CID.
+        A symlink or special file in it is refused with the daemon's line."""
+        if not os.path.isdir(path):
+            raise PhaseNodeError(f"{path} is not a directory", "bad_request")
+        with tempfile.TemporaryFile() as tmp:
+            with tarfile.open(fileobj=tmp, mode="w", format=tarfile.PAX_FORMAT) as tar:
+                tar.add(path, arcname=".", recursive=True)
+            tmp.seek(0)
+            _, answer = self.request("POST", "/api/v1/add?format=tar", raw=tmp)
+        return answer["cid"]
 
     def create_job(self, module: str) -> "Job":
         """A job running `module` (a `.wasm` file, uploaded on submit, or the
@@ -188,10 +206,10 @@ class Job:
         self._env = {str(k): str(v) for k, v in env.items()}
         return self
 
-    def with_input(self, cid: str) -> "Job":
-        """The directory mounted at /input: the CID of a directory in the
-        daemon's store (`phase-node add DIR`)."""
-        self._input = cid
+    def with_input(self, directory: str) -> "Job":
+        """The directory mounted at /input: a local directory (uploaded on
+        submit), or the CID of a directory in the daemon's store."""
+        self._input = directory
         return self
 
     def nondeterministic(self) -> "Job":
@@ -208,7 +226,8 @@ class Job:
         if stdin is not None:
             job["stdin"] = {"text": stdin}
         if self._input:
-            job["input"] = self._input
+            directory = self._input
+            job["input"] = self._client.add_dir(directory) if os.path.isdir(directory) else directory
         if self._args:
             job["args"] = self._args
         if self._env:

@@ -3,6 +3,7 @@ out; a tampered receipt refused; bad jobs reported with the daemon's line."""
 
 import base64
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +23,23 @@ def test_hello_runs_and_its_receipt_verifies(network, hello):
     assert result.receipt.verify() is True
     assert result.receipt.job == result.job
     assert result.receipt.result == result.result_cid
+
+
+def test_a_local_directory_is_the_jobs_input(network, hello, tmp_path):
+    _, requester = network
+    client = Client(socket=requester.socket)
+    (tmp_path / "texts" / "sub").mkdir(parents=True)
+    (tmp_path / "texts" / "a.txt").write_text("one two three")
+    (tmp_path / "texts" / "sub" / "b.txt").write_text("four\nfive")
+    wordcount = str(Path(hello).with_name("wordcount.wasm"))
+    result = client.create_job(wordcount).with_input(str(tmp_path / "texts")).submit()
+    assert result.stdout == "3 a.txt\n2 sub/b.txt\nTOTAL 5\n", result.stderr
+    assert result.receipt.verify()
+    # A symlink in it is refused with the daemon's line.
+    (tmp_path / "texts" / "link").symlink_to("/etc/passwd")
+    with pytest.raises(PhaseNodeError, match="is not a regular file or a directory") as e:
+        client.create_job(wordcount).with_input(str(tmp_path / "texts")).submit()
+    assert e.value.code == "bad_request"
 
 
 def test_a_tampered_receipt_is_refused(network, hello):

@@ -172,6 +172,22 @@ pub struct AddQuery {
     /// Pin the root (default) and announce it.
     #[serde(default = "yes")]
     pub pin: bool,
+    /// What the body is: one file (the default), or a tar archive made a
+    /// directory.
+    #[serde(default)]
+    pub format: AddFormat,
+}
+
+/// The body of `POST /api/v1/add`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AddFormat {
+    /// The bytes of one file.
+    #[default]
+    File,
+    /// A tar archive (ustar, GNU or pax) of regular files and directories:
+    /// imported as a UnixFS directory (a job's input).
+    Tar,
 }
 
 fn yes() -> bool {

@@ -51,6 +51,11 @@ pub enum FilesError {
     /// Symlinks and special files are not imported.
     #[error("{0} is a symlink or special file; only regular files and directories are added")]
     NotRegular(PathBuf),
+    /// An uploaded tar archive that cannot be a directory: malformed, an
+    /// entry that is not a file or a directory, a path that leaves the
+    /// archive, a name given twice, too many entries or too deep.
+    #[error("tar upload: {0}")]
+    Tar(String),
     /// A local name that is not valid UTF-8 or not a valid entry name.
     #[error("{0} has a name that cannot be a directory entry")]
     BadName(PathBuf),
@@ -285,6 +290,123 @@ fn add_entry(
         cid: root.cid,
         size: root.filesize,
     });
+    Ok(root)
+}
+
+/// Entries a tar upload may hold at most (as many as a job's input may).
+pub const MAX_TAR_ENTRIES: u64 = super::untrusted::MAX_ENTRIES;
+
+/// A directory being built from a tar archive.
+#[derive(Default)]
+struct TarDir(std::collections::BTreeMap<String, TarNode>);
+
+enum TarNode {
+    File(Root),
+    Dir(TarDir),
+}
+
+/// Imports a tar archive (ustar, GNU or pax; read from `reader`, entry by
+/// entry, nothing written outside the store) as a UnixFS directory: its
+/// regular files and directories, at the paths the archive gives (a
+/// leading `./` is fine); its root. Refuses links, devices, absolute paths
+/// and `..`, a name given twice, more than [`MAX_TAR_ENTRIES`] entries and
+/// paths deeper than the store allows; the caller caps the bytes read.
+///
+/// # Errors
+/// [`FilesError::Tar`] for such an archive, or the store's error.
+pub fn add_tar_blocking(store: &BlockStore, reader: impl Read) -> Result<Root, FilesError> {
+    let bad = |m: String| FilesError::Tar(m);
+    let mut archive = tar::Archive::new(reader);
+    let mut top = TarDir::default();
+    let mut batch = Batch::new(store);
+    let mut count = 0u64;
+    for entry in archive.entries().map_err(|e| bad(e.to_string()))? {
+        let mut entry = entry.map_err(|e| bad(e.to_string()))?;
+        count += 1;
+        if count > MAX_TAR_ENTRIES {
+            return Err(bad(format!("more than {MAX_TAR_ENTRIES} entries")));
+        }
+        let path = entry.path().map_err(|e| bad(e.to_string()))?.into_owned();
+        let shown = path.display().to_string();
+        let mut names = Vec::new();
+        for part in path.components() {
+            match part {
+                std::path::Component::Normal(name) => {
+                    let name = name
+                        .to_str()
+                        .filter(|n| unixfs::check_name(n).is_ok())
+                        .ok_or_else(|| {
+                            bad(format!(
+                                "`{shown}` has a name that cannot be a directory entry"
+                            ))
+                        })?;
+                    names.push(name.to_owned());
+                }
+                std::path::Component::CurDir => {}
+                _ => return Err(bad(format!("`{shown}` leaves the archive"))),
+            }
+        }
+        if names.len() > MAX_DEPTH {
+            return Err(bad(format!("`{shown}` is deeper than {MAX_DEPTH} folders")));
+        }
+        let kind = entry.header().entry_type();
+        let node = if kind.is_file() {
+            Some(TarNode::File(import_file(&mut batch, &mut entry, &path)?))
+        } else if kind.is_dir() {
+            None
+        } else {
+            return Err(bad(format!(
+                "`{shown}` is not a regular file or a directory"
+            )));
+        };
+        let Some((last, parents)) = names.split_last() else {
+            if node.is_some() {
+                return Err(bad(format!("`{shown}` is not a file name")));
+            }
+            continue; // `./` itself
+        };
+        let mut dir = &mut top;
+        for name in parents {
+            let child = dir
+                .0
+                .entry(name.clone())
+                .or_insert_with(|| TarNode::Dir(TarDir::default()));
+            dir = match child {
+                TarNode::Dir(d) => d,
+                TarNode::File(_) => return Err(bad(format!("`{shown}`: {name} is a file"))),
+            };
+        }
+        match (node, dir.0.get(last)) {
+            (Some(file), None) => {
+                dir.0.insert(last.clone(), file);
+            }
+            (None, None) => {
+                dir.0.insert(last.clone(), TarNode::Dir(TarDir::default()));
+            }
+            (None, Some(TarNode::Dir(_))) => {}
+            _ => return Err(bad(format!("`{shown}` is in the archive twice"))),
+        }
+    }
+    let root = tar_directory(&mut batch, top, "")?;
+    batch.flush()?;
+    Ok(root)
+}
+
+fn tar_directory(batch: &mut Batch, dir: TarDir, path: &str) -> Result<Root, FilesError> {
+    let mut entries = Vec::with_capacity(dir.0.len());
+    for (name, node) in dir.0 {
+        let root = match node {
+            TarNode::File(root) => root,
+            TarNode::Dir(sub) => tar_directory(batch, sub, &format!("{path}/{name}"))?,
+        };
+        entries.push((name, root));
+    }
+    let (mut blocks, root) =
+        unixfs::directory(entries).map_err(|source| FilesError::Directory {
+            path: PathBuf::from(if path.is_empty() { "/" } else { path }),
+            source,
+        })?;
+    batch.add(&mut blocks)?;
     Ok(root)
 }
 

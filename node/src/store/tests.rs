@@ -34,6 +34,7 @@ both_backends!(
     car_round_trips_and_refuses_damage,
     hostile_dags_are_refused,
     large_files_are_read_ahead_and_every_failure_still_reported,
+    tar_uploads_are_the_same_directories_and_refuse_what_leaves_them,
 );
 
 fn pattern(len: usize, seed: usize) -> Vec<u8> {
@@ -190,6 +191,106 @@ async fn directories_round_trip(store: BlockStore) {
         files::add_path(&store, src.path().join("root"), false).await,
         Err(FilesError::IsADirectory(_))
     ));
+}
+
+/// A tar archive of `entries` (name bytes as given, unchecked: so it can
+/// hold what a hostile client sends).
+fn raw_tar(entries: &[(&[u8], tar::EntryType, &[u8])]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, kind, data) in entries {
+        let mut header = tar::Header::new_old();
+        header.as_old_mut().name[..name.len()].copy_from_slice(name);
+        header.set_entry_type(*kind);
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append(&header, *data).unwrap();
+    }
+    builder.into_inner().unwrap()
+}
+
+async fn add_tar(store: &BlockStore, tar: Vec<u8>) -> Result<unixfs::Root, FilesError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || files::add_tar_blocking(&store, &tar[..]))
+        .await
+        .unwrap()
+}
+
+async fn tar_uploads_are_the_same_directories_and_refuse_what_leaves_them(store: BlockStore) {
+    let src = tempfile::tempdir().unwrap();
+    write_tree(&src.path().join("root"));
+    let mut builder = tar::Builder::new(Vec::new());
+    builder
+        .append_dir_all(".", src.path().join("root"))
+        .unwrap();
+    let tar = builder.into_inner().unwrap();
+    let root = add_tar(&store, tar).await.unwrap();
+    // The same CID as `add -r` of the folder.
+    assert_eq!(
+        root.cid.to_string(),
+        "bafybeihqi6tba55jgy4e5nuu2btuiayjzpmzm5av76iyhy7mxhfnrmzynq"
+    );
+    // Files whose folders the archive never names, and an empty archive.
+    let implied = raw_tar(&[(b"x/y/z.txt", tar::EntryType::Regular, b"deep")]);
+    let root = add_tar(&store, implied).await.unwrap();
+    let out = tempfile::tempdir().unwrap();
+    files::get(&store, root.cid, out.path().join("t"))
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(out.path().join("t/x/y/z.txt")).unwrap(),
+        b"deep"
+    );
+    let empty = add_tar(&store, tar::Builder::new(Vec::new()).into_inner().unwrap()).await;
+    assert!(empty.is_ok(), "{empty:?}");
+
+    use tar::EntryType::{Directory, Regular, Symlink};
+    for (entries, says) in [
+        (
+            vec![(&b"../up.txt"[..], Regular, &b"x"[..])],
+            "leaves the archive",
+        ),
+        (
+            vec![(&b"/etc/cron.d/x"[..], Regular, &b"x"[..])],
+            "leaves the archive",
+        ),
+        (
+            vec![(&b"a/../../b"[..], Regular, &b"x"[..])],
+            "leaves the archive",
+        ),
+        (
+            vec![(&b"link"[..], Symlink, &b""[..])],
+            "not a regular file or a directory",
+        ),
+        (
+            vec![
+                (&b"a.txt"[..], Regular, &b"1"[..]),
+                (&b"a.txt"[..], Regular, &b"2"[..]),
+            ],
+            "twice",
+        ),
+        (
+            vec![
+                (&b"a"[..], Regular, &b"1"[..]),
+                (&b"a/b"[..], Regular, &b"2"[..]),
+            ],
+            "a is a file",
+        ),
+        (
+            vec![
+                (&b"d/"[..], Directory, &b""[..]),
+                (&b"d"[..], Regular, &b"2"[..]),
+            ],
+            "twice",
+        ),
+    ] {
+        match add_tar(&store, raw_tar(&entries)).await {
+            Err(FilesError::Tar(message)) => assert!(message.contains(says), "{message}"),
+            other => panic!("{says}: {other:?}"),
+        }
+    }
+    let garbage = add_tar(&store, vec![7u8; 1536]).await;
+    assert!(matches!(garbage, Err(FilesError::Tar(_))), "{garbage:?}");
 }
 
 async fn gc_keeps_exactly_the_pinned_dags(store: BlockStore) {

@@ -21,8 +21,8 @@ use phase_protocol::Cid;
 
 use super::extract::{CidPath, Q, internal, unavailable};
 use super::types::{
-    AddAnswer, AddQuery, ApiError, ConnectAnswer, ConnectQuery, ErrorCode, FetchAnswer, GcAnswer,
-    IdAnswer, PeersAnswer, PeersQuery, PinAnswer, PinsAnswer, StreamLine,
+    AddAnswer, AddFormat, AddQuery, ApiError, ConnectAnswer, ConnectQuery, ErrorCode, FetchAnswer,
+    GcAnswer, IdAnswer, PeersAnswer, PeersQuery, PinAnswer, PinsAnswer, StreamLine,
 };
 mod dht;
 mod job_json;
@@ -253,7 +253,12 @@ async fn add(State(s): State<ApiState>, Q(query): Q<AddQuery>, body: Body) -> Ap
             inner: std::io::Read::take(SyncIoBridge::new(reader), MAX_UPLOAD + 1),
             n: 0,
         };
-        let root = files::add_reader_blocking(&store, &mut counted, std::path::Path::new("upload"));
+        let root = match query.format {
+            AddFormat::File => {
+                files::add_reader_blocking(&store, &mut counted, std::path::Path::new("upload"))
+            }
+            AddFormat::Tar => files::add_tar_blocking(&store, &mut counted),
+        };
         (root, counted.n)
     })
     .await
