@@ -70,6 +70,15 @@ fi
 if ! cargo deb --version 2>/dev/null | grep -q '^3\.8\.0$'; then
   cargo install --locked cargo-deb --version 3.8.0
 fi
+# The README's install command as a user runs it, with --debug (no release
+# build in the test suite) into a folder of its own; before the tests, so
+# no test runs the binary while cargo links it anew.
+install_root="$(mktemp -d)"
+cargo install --locked --debug --quiet --path node --root "$install_root" \
+  --target-dir "${CARGO_TARGET_DIR:-$root/target}"
+"$install_root/bin/phase-node" --version
+rm -rf "$install_root"
+
 # nextest does not run doctests: they run first, so the last line of the
 # run is the test runner's summary with the real count.
 # Every decoder a peer reaches, fuzzed 10 s a target (the long run is

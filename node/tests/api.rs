@@ -7,7 +7,6 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::Command;
-use std::sync::mpsc;
 
 mod common;
 
@@ -168,19 +167,7 @@ fn garbage_idle_and_abandoned_clients_do_not_stop_the_daemon_answering() {
 #[test]
 fn tcp_needs_the_bearer_token() {
     let dir = tempfile::tempdir().unwrap();
-    let (tx, rx) = mpsc::channel();
-    let _daemon = Daemon::start(
-        dir.path(),
-        &["--api", "127.0.0.1:0"],
-        Some(Box::new(move |line: &str| {
-            if let Some(rest) = line.strip_prefix("API on http://") {
-                let _ = tx.send(rest.split('/').next().unwrap().to_owned());
-            }
-        })),
-    );
-    let addr = rx
-        .recv_timeout(DEADLINE)
-        .expect("the daemon says where the API is");
+    let (_daemon, addr) = Daemon::start_with_tcp_api(dir.path(), &[]);
     let token = std::fs::read_to_string(dir.path().join("api.token")).unwrap();
     {
         use std::os::unix::fs::PermissionsExt;

@@ -15,6 +15,29 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// Runs a client's test suite (`command`, set up by the caller, in its
+/// folder) against this build's binary, with temp files of its own; it
+/// must pass and its summary must say `expected`.
+fn run_suite(mut command: Command, expected: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let child = command
+        .env("PHASE_NODE", env!("CARGO_BIN_EXE_phase-node"))
+        .env("TMPDIR", tmp.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the client's test runner starts (scripts/test.sh installs it)");
+    let out = common::finish_within(child, std::time::Duration::from_secs(600));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains(expected), "{said}");
+}
+
 #[test]
 fn the_python_client_submits_verifies_and_refuses_against_real_daemons() {
     let py = root().join("clients/python");
@@ -24,27 +47,13 @@ fn the_python_client_submits_verifies_and_refuses_against_real_daemons() {
         "no {} — run scripts/test.sh, which makes it",
         python.display()
     );
-    let tmp = tempfile::tempdir().unwrap();
-    let child = Command::new(&python)
+    let mut pytest = Command::new(&python);
+    pytest
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"])
         .current_dir(&py)
-        .env("PHASE_NODE", env!("CARGO_BIN_EXE_phase-node"))
         .env("PYTHONPATH", &py)
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("TMPDIR", tmp.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = common::finish_within(child, std::time::Duration::from_secs(600));
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{said}");
-    assert!(said.contains("7 passed"), "{said}");
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    run_suite(pytest, "7 passed");
 }
 
 #[test]
@@ -55,22 +64,7 @@ fn the_php_client_submits_verifies_and_refuses_against_real_daemons() {
         "no clients/php/vendor/autoload.php — run scripts/test.sh, which installs PHP, \
          Composer and PHPUnit and runs composer dump-autoload"
     );
-    let tmp = tempfile::tempdir().unwrap();
-    let child = Command::new("phpunit")
-        .current_dir(&php)
-        .env("PHASE_NODE", env!("CARGO_BIN_EXE_phase-node"))
-        .env("TMPDIR", tmp.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("phpunit runs (scripts/test.sh installs it)");
-    let out = common::finish_within(child, std::time::Duration::from_secs(600));
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{said}");
-    assert!(said.contains("OK (6 tests"), "{said}");
+    let mut phpunit = Command::new("phpunit");
+    phpunit.current_dir(&php);
+    run_suite(phpunit, "OK (6 tests");
 }

@@ -4,7 +4,6 @@
 //! ledger as the API says them.
 
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 
 use serde_json::Value;
 
@@ -82,19 +81,7 @@ fn dump_dom(url: &str) -> String {
 #[test]
 fn the_dashboard_shows_the_jobs_peers_worker_and_ledger_the_api_says() {
     let dir = tempfile::tempdir().unwrap();
-    let (tx, rx) = mpsc::channel();
-    let worker = Daemon::start(
-        &dir.path().join("w"),
-        &["--api", "127.0.0.1:0"],
-        Some(Box::new(move |line: &str| {
-            if let Some(rest) = line.strip_prefix("API on http://") {
-                let _ = tx.send(rest.split('/').next().unwrap().to_owned());
-            }
-        })),
-    );
-    let addr = rx
-        .recv_timeout(DEADLINE)
-        .expect("the daemon says where the API is");
+    let (worker, addr) = Daemon::start_with_tcp_api(&dir.path().join("w"), &[]);
     let requester = Daemon::start(
         &dir.path().join("r"),
         &["--no-worker", "--bootstrap", &worker.addr],

@@ -183,29 +183,3 @@ fn the_deb_installs_a_stripped_phase_node_and_its_unit_and_purges_clean() {
         "purge left the data dir"
     );
 }
-
-#[test]
-fn cargo_install_as_the_readme_says_gives_a_phase_node_that_runs() {
-    // The README's `cargo install --locked --path node`, with --debug (no
-    // release build inside the test suite) into a folder of its own; it
-    // shares this build's target dir, so only phase-node itself compiles.
-    let dest = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO"))
-        .args(["install", "--locked", "--debug", "--path", "node", "--root"])
-        .arg(dest.path())
-        .current_dir(root())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("cargo runs");
-    assert!(out.status.success(), "{}", said(&out));
-    let installed = dest.path().join("bin/phase-node");
-    let out = run(installed.to_str().unwrap(), &["--version"]);
-    assert!(out.status.success(), "{}", said(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).starts_with("phase-node "),
-        "{}",
-        said(&out)
-    );
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    assert!(readme.contains("cargo install --locked --path node"));
-}

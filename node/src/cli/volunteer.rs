@@ -49,24 +49,20 @@ pub(super) struct WorkerArgs {
 
 impl PauseArgs {
     pub(super) async fn execute(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-        let standing: Standing = global
-            .daemon()
-            .await?
-            .post("/api/v1/worker/pause", None::<&()>)
-            .await?;
-        show(&standing, self.json)
+        post(global, "/api/v1/worker/pause", self.json).await
     }
 }
 
 impl ResumeArgs {
     pub(super) async fn execute(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-        let standing: Standing = global
-            .daemon()
-            .await?
-            .post("/api/v1/worker/resume", None::<&()>)
-            .await?;
-        show(&standing, self.json)
+        post(global, "/api/v1/worker/resume", self.json).await
     }
+}
+
+/// `POST path` to the daemon; where its worker stands then.
+async fn post(global: &GlobalArgs, path: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let standing: Standing = global.daemon().await?.post(path, None::<&()>).await?;
+    show(&standing, json)
 }
 
 impl WorkerArgs {

@@ -108,6 +108,27 @@ impl Daemon {
         })
     }
 
+    /// [`Daemon::start`] with the API also on a free loopback port
+    /// (`--api 127.0.0.1:0`); the daemon and that port's `host:port`.
+    pub(crate) fn start_with_tcp_api(dir: &Path, extra: &[&str]) -> (Self, String) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut flags = vec!["--api", "127.0.0.1:0"];
+        flags.extend_from_slice(extra);
+        let daemon = Self::start(
+            dir,
+            &flags,
+            Some(Box::new(move |line: &str| {
+                if let Some(rest) = line.strip_prefix("API on http://") {
+                    let _ = tx.send(rest.split('/').next().unwrap_or_default().to_owned());
+                }
+            })),
+        );
+        let addr = rx
+            .recv_timeout(DEADLINE)
+            .expect("the daemon says where the API is");
+        (daemon, addr)
+    }
+
     /// [`Daemon::start`], keeping every line it logs.
     pub(crate) fn start_logged(
         dir: &Path,
