@@ -56,10 +56,10 @@ final class Client
      * PhaseNodeException with the daemon's message and code.
      *
      * @param array<mixed>|null $json a body sent as JSON
-     * @param string|null $raw a body sent as it is
+     * @param string|resource|null $raw a body sent as it is: bytes, or an open file streamed from where it is
      * @return array<mixed>
      */
-    public function request(string $method, string $path, ?array $json = null, ?string $raw = null): array
+    public function request(string $method, string $path, ?array $json = null, mixed $raw = null): array
     {
         $headers = [];
         $body = $raw;
@@ -87,7 +87,14 @@ final class Client
         if ($this->socket !== null) {
             $options[CURLOPT_UNIX_SOCKET_PATH] = $this->socket;
         }
-        if ($body !== null) {
+        if (is_resource($body)) {
+            $stat = fstat($body);
+            $headers[] = 'Content-Type: application/octet-stream';
+            $options[CURLOPT_HTTPHEADER] = $headers;
+            $options[CURLOPT_UPLOAD] = true;
+            $options[CURLOPT_INFILE] = $body;
+            $options[CURLOPT_INFILESIZE] = $stat === false ? -1 : $stat['size'] - ftell($body);
+        } elseif ($body !== null) {
             $options[CURLOPT_POSTFIELDS] = $body;
         }
         curl_setopt_array($curl, $options);
@@ -157,11 +164,13 @@ final class Client
         $tar .= '.tar';
         try {
             (new \PharData($tar))->buildFromDirectory($path);
-            $bytes = file_get_contents($tar);
-            if ($bytes === false) {
-                throw new PhaseNodeException("cannot read $tar");
+            $file = fopen($tar, 'rb') ?: throw new PhaseNodeException("cannot read $tar");
+            try {
+                // Streamed from the file, not read into memory first.
+                return (string) $this->request('POST', '/api/v1/add?format=tar', null, $file)['cid'];
+            } finally {
+                fclose($file);
             }
-            return (string) $this->request('POST', '/api/v1/add?format=tar', null, $bytes)['cid'];
         } catch (\UnexpectedValueException | \PharException $e) {
             throw new PhaseNodeException("cannot pack $path: {$e->getMessage()}", 'bad_request', 0, $e);
         } finally {
