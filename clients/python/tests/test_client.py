@@ -35,8 +35,10 @@ def test_a_local_directory_is_the_jobs_input(network, hello, tmp_path):
     result = client.create_job(wordcount).with_input(str(tmp_path / "texts")).submit()
     assert result.stdout == "3 a.txt\n2 sub/b.txt\nTOTAL 5\n", result.stderr
     assert result.receipt.verify()
-    # A symlink in it is refused with the daemon's line.
-    (tmp_path / "texts" / "link").symlink_to("/etc/passwd")
+    # A symlink in it is refused with the daemon's line, even when it comes
+    # first and megabytes follow (the daemon reads them before answering).
+    (tmp_path / "texts" / "0-link").symlink_to("/etc/passwd")
+    (tmp_path / "texts" / "zz.bin").write_bytes(bytes(range(256)) * 16384)
     with pytest.raises(PhaseNodeError, match="is not a regular file or a directory") as e:
         client.create_job(wordcount).with_input(str(tmp_path / "texts")).submit()
     assert e.value.code == "bad_request"

@@ -259,6 +259,11 @@ async fn add(State(s): State<ApiState>, Q(query): Q<AddQuery>, body: Body) -> Ap
             }
             AddFormat::Tar => files::add_tar_blocking(&store, &mut counted),
         };
+        // What the import left unread (a tar's padding after its end, or
+        // the rest of one refused part way) is read and dropped, within the
+        // upload cap and its idle deadline: a connection closed with bytes
+        // unread is reset, and the client would see that, not the answer.
+        let _ = std::io::copy(&mut counted, &mut std::io::sink());
         (root, counted.n)
     })
     .await
