@@ -99,7 +99,9 @@ async fn provider_records_expire_unless_announced_again() {
     net.nodes.remove(1).shutdown().await;
     let found = within(async {
         loop {
-            // Answers are reused for 10 s; a lookup after that is new.
+            // A record's expiry has no event to wait on: ask again every
+            // 2 s (answers are reused for 10 s; a lookup after that is
+            // new), within the deadline `within` sets.
             tokio::time::sleep(Duration::from_secs(2)).await;
             let found = net.nodes[1].network().find_providers(root).await.unwrap();
             if !found.contains(&one) {
