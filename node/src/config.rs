@@ -147,12 +147,18 @@ pub struct StoreConfig {
     /// below it they are refused, and the node still has room for what it
     /// must write (failure receipts, job records). 0 turns it off.
     pub reserve: ByteSize,
+    /// Re-hash every block read from the store (what the node serves,
+    /// exports and runs), not only what enters it. Off: the node's own disk
+    /// is trusted and every fetcher verifies what it receives; `store
+    /// verify` finds a block corrupted on disk either way.
+    pub hash_on_read: bool,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             reserve: DEFAULT_RESERVE,
+            hash_on_read: false,
         }
     }
 }

@@ -249,7 +249,8 @@ async fn open_store(dir: &DataDir, config: &NodeConfig) -> Result<BlockStore, No
             path: path.clone(),
             source: Box::new(source),
         })?
-        .with_reserve(config.store.reserve.0);
+        .with_reserve(config.store.reserve.0)
+        .with_hash_on_read(config.store.hash_on_read);
     let cleared = store.clear_tmp().await;
     if cleared > 0 {
         info!(files = cleared, "temp files of an earlier crash removed");

@@ -2,9 +2,13 @@
 //!
 //! - [`BlockStore`] is a cheap-to-clone handle over a backend: [`fs`] (one
 //!   file per block under the data dir, sharded, written temp file + fsync +
-//!   rename) or [`mem`] (for tests). Both check on `put` that the bytes hash
-//!   to the CID, and re-hash on `get`: a corrupt block is reported, never
-//!   returned.
+//!   rename) or [`mem`] (for tests). A block is hashed once, when it enters
+//!   the node (`put` checks that the bytes hash to the CID); reads trust the
+//!   node's own disk, as Kubo's `Datastore.HashOnRead = false` does (every
+//!   fetcher verifies what a provider serves). `store.hash_on_read`
+//!   ([`BlockStore::with_hash_on_read`]) re-hashes on every read, and
+//!   [`BlockStore::verify`] (`phase-node store verify`) always does: a
+//!   corrupt block is then reported, never returned.
 //! - [`files`] imports files and directories as UnixFS DAGs (streaming, in
 //!   bounded memory) and reads them back, [`dirs`] plain or sharded ones.
 //! - Pins name the roots to keep; [`BlockStore::gc`] deletes every block not
@@ -190,6 +194,8 @@ pub struct BlockStore {
     /// Set while the ballast is being written, so that calls to
     /// [`BlockStore::keep_ballast`] in the meantime start no second writer.
     making_ballast: Arc<std::sync::atomic::AtomicBool>,
+    /// Whether reads re-hash what they read (`store.hash_on_read`).
+    hash_on_read: bool,
 }
 
 impl BlockStore {
@@ -206,6 +212,7 @@ impl BlockStore {
             held_until: Arc::default(),
             reserve: 0,
             making_ballast: Arc::default(),
+            hash_on_read: false,
         }
     }
 
@@ -227,6 +234,7 @@ impl BlockStore {
             held_until: Arc::default(),
             reserve: 0,
             making_ballast: Arc::default(),
+            hash_on_read: false,
         })
     }
 
@@ -290,6 +298,16 @@ impl BlockStore {
                 other => return other,
             }
         }
+    }
+
+    /// This handle (and its clones) re-hashes every block it reads when
+    /// `on` (`store.hash_on_read`): a block corrupted on disk is then
+    /// [`StoreError::Corrupt`] instead of its bytes. Off by default: a block
+    /// is hashed when it enters the node.
+    #[must_use]
+    pub fn with_hash_on_read(mut self, on: bool) -> Self {
+        self.hash_on_read = on;
+        self
     }
 
     /// This handle (and its clones) opens the state database for each use
@@ -367,7 +385,7 @@ impl BlockStore {
         }
     }
 
-    /// Reads many blocks (each re-hashed) in one blocking task, in order.
+    /// Reads many blocks in one blocking task, in order.
     ///
     /// # Errors
     /// Only when the blocking task itself fails; per-block errors are in the list.
@@ -402,10 +420,12 @@ impl BlockStore {
         }
     }
 
-    /// The block's bytes, re-hashed; `None` if absent.
+    /// The block's bytes (re-hashed only with `hash_on_read`); `None` if
+    /// absent.
     ///
     /// # Errors
-    /// [`StoreError::Corrupt`] when the stored bytes no longer match, or I/O.
+    /// [`StoreError::Corrupt`] when re-hashing finds the stored bytes no
+    /// longer match, or I/O.
     pub async fn get(&self, cid: &Cid) -> Result<Option<Bytes>, StoreError> {
         let cid = *cid;
         self.blocking(move |s| s.get_blocking(&cid)).await
@@ -416,12 +436,17 @@ impl BlockStore {
     /// # Errors
     /// As `get`.
     pub fn get_blocking(&self, cid: &Cid) -> Result<Option<Bytes>, StoreError> {
+        self.read_blocking(cid, self.hash_on_read)
+    }
+
+    /// The block's bytes, re-hashed if `hash`.
+    fn read_blocking(&self, cid: &Cid, hash: bool) -> Result<Option<Bytes>, StoreError> {
         let data = match self.backend.as_ref() {
             Backend::Mem(m) => m.get(cid),
             Backend::Fs(f) => f.get(cid)?,
         };
         match data {
-            Some(data) if !cid::matches(cid, &data) => {
+            Some(data) if hash && !cid::matches(cid, &data) => {
                 warn!(%cid, "corrupt block in the store");
                 Err(StoreError::Corrupt { cid: *cid })
             }

@@ -54,10 +54,18 @@ async fn blocks_are_checked_on_put_and_get(store: BlockStore) {
     ));
     assert!(!store.has(&wrong).await.unwrap());
     store.corrupt_for_test(&cid, b"blocc");
+    // Hashed once, on the way in: a read trusts the node's own disk...
+    assert_eq!(
+        store.get(&cid).await.unwrap(),
+        Some(Bytes::from_static(b"blocc"))
+    );
+    // ...unless asked to re-hash, and `verify` always does.
+    let paranoid = store.clone().with_hash_on_read(true);
     assert!(matches!(
-        store.get(&cid).await,
+        paranoid.get(&cid).await,
         Err(StoreError::Corrupt { .. })
     ));
+    assert_eq!(store.verify(vec![cid]).await.unwrap().corrupt, vec![cid]);
     assert!(store.delete(&cid).await.unwrap());
     assert_eq!(store.get(&cid).await.unwrap(), None);
 }

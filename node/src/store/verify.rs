@@ -62,7 +62,7 @@ impl BlockStore {
         };
         let mut corrupt = HashSet::new();
         for cid in &all {
-            match self.get_blocking(cid) {
+            match self.read_blocking(cid, true) {
                 Ok(_) => {}
                 Err(StoreError::Corrupt { .. }) => {
                     corrupt.insert(*cid);
@@ -76,7 +76,7 @@ impl BlockStore {
             if depth > MAX_DEPTH || !seen.insert(cid) || corrupt.contains(&cid) {
                 continue;
             }
-            match self.get_blocking(&cid) {
+            match self.read_blocking(&cid, true) {
                 Ok(Some(data)) => {
                     if let Ok(links) = unixfs::links(&cid, &data) {
                         stack.extend(links.into_iter().map(|c| (c, depth + 1)));
