@@ -112,7 +112,16 @@ pub struct RequesterConfig {
     /// replication, as BOINC does it). 0 turns it off. An explicit
     /// `submit --audit` is always used as given.
     pub trust_after: u32,
+    /// How long what workers answered to a capability query ranks the next
+    /// jobs before it is asked again, in the background; answers older than
+    /// six times this are not used (the job asks for itself). 0: every job
+    /// asks.
+    #[serde(with = "humantime_serde")]
+    pub offer_cache: Duration,
 }
+
+/// Default `[requester] offer_cache`.
+pub const DEFAULT_OFFER_CACHE: Duration = Duration::from_secs(5);
 
 impl Default for RequesterConfig {
     fn default() -> Self {
@@ -120,6 +129,7 @@ impl Default for RequesterConfig {
             audit: 0.0,
             skip_failed_audits: true,
             trust_after: 10,
+            offer_cache: DEFAULT_OFFER_CACHE,
         }
     }
 }

@@ -59,6 +59,9 @@ pub struct JobMetrics {
     pub cache_misses: Counter,
     /// Jobs this node submitted and got verified results for.
     pub submitted: Counter,
+    /// Capability queries the worker answered (what requesters' discovery
+    /// costs it).
+    pub capability_answers: Counter,
 }
 
 /// What the network counts.
@@ -208,6 +211,7 @@ impl Metrics {
             cache_hits: Counter::default(),
             cache_misses: Counter::default(),
             submitted: Counter::default(),
+            capability_answers: Counter::default(),
         };
         phase.register(
             "jobs_admitted",
@@ -246,6 +250,11 @@ impl Metrics {
             "jobs_submitted",
             "Jobs submitted from this node with verified results",
             jobs.submitted.clone(),
+        );
+        phase.register(
+            "capability_answers",
+            "Capability queries the worker answered",
+            jobs.capability_answers.clone(),
         );
         let blocks = BlockMetrics {
             served_blocks: Counter::default(),

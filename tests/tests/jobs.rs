@@ -121,6 +121,57 @@ async fn hello_runs_on_a_worker_and_the_receipt_names_it() {
     net.shutdown().await;
 }
 
+/// Capability queries the workers of `net` answered, all told.
+fn capability_answers(net: &TestNet) -> u64 {
+    net.nodes
+        .iter()
+        .map(|n| n.metrics().jobs.capability_answers.get())
+        .sum()
+}
+
+/// The first job asks every worker what it offers; the next ones, on the
+/// now warm network, ask none: the requester ranks from what they offered
+/// (kept current by what it sent them) and the job costs one submission to
+/// one worker. Spread over the workers all the same, by free slots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_on_a_warm_network_ask_no_worker_what_it_offers() {
+    let mut requester_config = loopback_config();
+    // No background refresh within the test, however slow the machine.
+    requester_config.requester.offer_cache = Duration::from_secs(3600);
+    let net = TestNet::with_configs(vec![
+        worker_config(2, 4),
+        worker_config(2, 4),
+        worker_config(2, 4),
+        requester_config,
+    ])
+    .await;
+    net.converge().await;
+    let c = requester(&net);
+    let first = submit(c, &hello_spec(c, 1).await).await;
+    let cold = capability_answers(&net);
+    assert_eq!(cold, 3, "the first job asks each worker once");
+    let mut ran_on: HashSet<PeerId> = [first.results[0].worker].into();
+    // Three at once: each takes a free slot from what is remembered.
+    let specs = [
+        hello_spec(c, 2).await,
+        hello_spec(c, 3).await,
+        hello_spec(c, 4).await,
+    ];
+    let options = SubmitOptions::default();
+    let reports = within(futures::future::join_all(
+        specs
+            .iter()
+            .map(|spec| c.requester().submit(spec, &options, &|_| {})),
+    ))
+    .await;
+    for report in reports {
+        ran_on.insert(report.unwrap().results[0].worker);
+    }
+    assert_eq!(capability_answers(&net), cold, "warm: no worker was asked");
+    assert!(ran_on.len() >= 2, "spread by free slots: {ran_on:?}");
+    net.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_out_of_fuel_gets_a_signed_receipt_that_says_so() {
     let net = net(vec![worker_config(1, 4)]).await;

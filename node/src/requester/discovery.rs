@@ -5,7 +5,9 @@
 //! scan of the routing table), at most [`MAX_CANDIDATES`] of them picked at
 //! random, each asked what it offers (limits, free slots), kept if the
 //! offer covers the job, and ranked by free slots, then round-trip time in
-//! 50 ms steps, ties in random order. While nobody answers, discovery is
+//! 50 ms steps, ties in random order. What they offer is remembered
+//! ([`super::offers`]): the next job is ranked from it, and a round runs
+//! again in the background when it is due. While nobody answers, discovery is
 //! tried again every [`RETRY`] until the caller's wait is over; then (or at
 //! once when workers answered and none fits) the error says what was tried
 //! ([`Tried`]).
@@ -21,6 +23,7 @@ use phase_protocol::job::{JobRequest, JobResponse, WorkerInfo};
 use phase_protocol::{Capability, JobSpec};
 
 use super::SubmitError;
+use super::offers::{Offer, Offers};
 use crate::network::{NetworkClient, NetworkError};
 
 /// Deadline of one status or capability query.
@@ -94,23 +97,61 @@ impl std::fmt::Display for Tried {
     }
 }
 
+/// Whether a discovery may answer from the requester's cache of offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Asking {
+    /// Ranked from what workers offered lately when that fits the job
+    /// (refreshed in the background when due): a job on a warm network
+    /// asks nobody before its submission.
+    Cached,
+    /// A round of its own: the provider lookup and the candidates asked
+    /// (when every worker found before has failed the job).
+    Fresh,
+}
+
 /// Workers able to run `spec`, best first, trying again every [`RETRY`]
-/// for up to `wait` while nobody answers.
+/// for up to `wait` while nobody answers. What they answer is remembered
+/// in `offers`.
 ///
 /// # Errors
 /// [`SubmitError::NoWorkers`] saying what was tried, or the network is
 /// gone.
 pub async fn find_workers(
     network: &NetworkClient,
+    offers: &Offers,
     spec: &JobSpec,
     wait: Duration,
+    asking: Asking,
 ) -> Result<Vec<PeerId>, SubmitError> {
     let capability = search_capability(spec);
+    if asking == Asking::Cached
+        && let Some(cached) = offers.cached(&capability)
+    {
+        if cached.refresh {
+            refresh_in_background(network, offers, &capability);
+        }
+        let fit: Vec<Offer> = cached
+            .offers
+            .into_iter()
+            .filter(|o| fits(spec, &o.info))
+            .collect();
+        if !fit.is_empty() {
+            debug!(%capability, workers = fit.len(), "workers ranked from cached offers");
+            return Ok(rank(fit));
+        }
+    }
     let started = Instant::now();
     loop {
-        let (found, mut tried) = discover(network, spec, &capability).await?;
-        if !found.is_empty() {
-            return Ok(found);
+        let (answers, mut tried) = round(network, &capability).await?;
+        if !answers.is_empty() {
+            offers.record(&capability, &answers);
+        }
+        let fit: Vec<Offer> = answers
+            .into_iter()
+            .filter(|o| fits(spec, &o.info))
+            .collect();
+        if !fit.is_empty() {
+            return Ok(rank(fit));
         }
         let waited = started.elapsed();
         // Workers that answered and do not fit will not fit in a second
@@ -123,13 +164,24 @@ pub async fn find_workers(
     }
 }
 
-/// One round of discovery: the workers that fit, best first, and what was
-/// tried.
-async fn discover(
+/// Runs a round for `capability` on its own task, remembering what it
+/// finds (the cache marked it as running: it ends one way or the other).
+fn refresh_in_background(network: &NetworkClient, offers: &Offers, capability: &Capability) {
+    let (network, offers, capability) = (network.clone(), offers.clone(), capability.clone());
+    tokio::spawn(async move {
+        match round(&network, &capability).await {
+            Ok((answers, _)) if !answers.is_empty() => offers.record(&capability, &answers),
+            _ => offers.refresh_failed(&capability),
+        }
+    });
+}
+
+/// One round of discovery: what the candidates found for `capability`
+/// offered (fitting a job or not), and what was tried.
+async fn round(
     network: &NetworkClient,
-    spec: &JobSpec,
     capability: &Capability,
-) -> Result<(Vec<PeerId>, Tried), NetworkError> {
+) -> Result<(Vec<Offer>, Tried), NetworkError> {
     let me = network.peer_id();
     let connected = network.job_peers().await?;
     let providers = network.find_capability(capability).await?;
@@ -161,24 +213,24 @@ async fn discover(
         )
         .await;
         match answer {
-            Ok(Ok(JobResponse::Capabilities(info))) => Some((peer, info, started.elapsed())),
+            Ok(Ok(JobResponse::Capabilities(info))) => Some(Offer {
+                peer,
+                info,
+                rtt: started.elapsed(),
+            }),
             other => {
                 debug!(%peer, ?other, "no capability answer");
                 None
             }
         }
     });
-    let offers: Vec<_> = futures::future::join_all(queries)
+    let answers: Vec<Offer> = futures::future::join_all(queries)
         .await
         .into_iter()
         .flatten()
         .collect();
-    tried.answered = offers.len();
-    let fit: Vec<_> = offers
-        .into_iter()
-        .filter(|(_, info, _)| fits(spec, info))
-        .collect();
-    Ok((rank(fit), tried))
+    tried.answered = answers.len();
+    Ok((answers, tried))
 }
 
 /// Round trips within one step of this count as equal: on one LAN (or
@@ -191,18 +243,18 @@ const RTT_STEP: Duration = Duration::from_millis(50);
 /// pick the same few workers); workers equal on both in random order, so
 /// one requester's jobs spread over the idle workers instead of piling on
 /// whichever answered first.
-fn rank(mut offers: Vec<(PeerId, WorkerInfo, Duration)>) -> Vec<PeerId> {
-    let fastest = offers
-        .iter()
-        .map(|(_, _, rtt)| *rtt)
-        .min()
-        .unwrap_or_default();
+fn rank(mut offers: Vec<Offer>) -> Vec<PeerId> {
+    let fastest = offers.iter().map(|o| o.rtt).min().unwrap_or_default();
     let step = RTT_STEP.max(fastest * 2).as_millis().max(1);
     // A stable sort keeps the shuffled order among ties.
     offers.shuffle(&mut rand::rng());
-    offers
-        .sort_by_key(|(_, info, rtt)| (std::cmp::Reverse(info.free_slots), rtt.as_millis() / step));
-    offers.into_iter().map(|(peer, _, _)| peer).collect()
+    offers.sort_by_key(|o| {
+        (
+            std::cmp::Reverse(o.info.free_slots),
+            o.rtt.as_millis() / step,
+        )
+    });
+    offers.into_iter().map(|o| o.peer).collect()
 }
 
 /// Whether a worker's offer covers the job.
@@ -236,6 +288,10 @@ mod tests {
         }
     }
 
+    fn answer(peer: PeerId, info: WorkerInfo, rtt: Duration) -> Offer {
+        Offer { peer, info, rtt }
+    }
+
     #[test]
     fn offers_that_fit_are_ranked_by_free_slots_then_speed() {
         let mut spec = JobSpec::new(raw_cid(b"m"));
@@ -253,18 +309,26 @@ mod tests {
         let (a, b, c) = (PeerId::random(), PeerId::random(), PeerId::random());
         let ms = Duration::from_millis;
         let ranked = rank(vec![
-            (a, offer(2, 0), ms(300)),
-            (b, offer(1, 0), ms(1)),
-            (c, offer(2, 0), ms(3)),
+            answer(a, offer(2, 0), ms(300)),
+            answer(b, offer(1, 0), ms(1)),
+            answer(c, offer(2, 0), ms(3)),
         ]);
         assert_eq!(ranked, vec![c, a, b], "slots first, then a far round trip");
         // Everyone slow (a loaded machine): within twice the fastest is
         // equal, so both orders come up.
         let firsts: BTreeSet<PeerId> = (0..64)
-            .map(|_| rank(vec![(a, offer(2, 0), ms(400)), (c, offer(2, 0), ms(700))])[0])
+            .map(|_| {
+                rank(vec![
+                    answer(a, offer(2, 0), ms(400)),
+                    answer(c, offer(2, 0), ms(700)),
+                ])[0]
+            })
             .collect();
         assert_eq!(firsts.len(), 2, "400 ms and 700 ms are equal");
-        let ranked = rank(vec![(a, offer(2, 0), ms(900)), (c, offer(2, 0), ms(400))]);
+        let ranked = rank(vec![
+            answer(a, offer(2, 0), ms(900)),
+            answer(c, offer(2, 0), ms(400)),
+        ]);
         assert_eq!(ranked, vec![c, a], "past twice the fastest is farther");
     }
 
@@ -278,7 +342,7 @@ mod tests {
                 let offers = peers
                     .iter()
                     .enumerate()
-                    .map(|(n, p)| (*p, offer(2, 0), ms((n as u64 * 7 + i) % 40)))
+                    .map(|(n, p)| answer(*p, offer(2, 0), ms((n as u64 * 7 + i) % 40)))
                     .collect();
                 rank(offers)[0]
             })

@@ -23,6 +23,7 @@
 mod attempt;
 mod deliveries;
 mod discovery;
+pub mod offers;
 mod records;
 mod replicas;
 mod report;
@@ -42,7 +43,7 @@ pub use self::attempt::MAX_MISSED_POLLS;
 use self::deliveries::Deliveries;
 pub use self::deliveries::MAX_PENDING_DELIVERIES;
 pub use self::discovery::{
-    MAX_CANDIDATES, QUERY_DEADLINE, RETRY, Tried, find_workers, search_capability,
+    Asking, MAX_CANDIDATES, QUERY_DEADLINE, RETRY, Tried, find_workers, search_capability,
 };
 pub use self::records::{JobRecord, Progress, RecordError, Records};
 pub use self::report::{Agreement, Attempt, Audit, ReplicaResult, SubmitReport, agreement};
@@ -245,6 +246,8 @@ pub struct Requester {
     trust: RequesterConfig,
     /// Runs jobs here for local audits.
     local: LocalRuns,
+    /// What workers offered lately (`[requester] offer_cache`).
+    offers: offers::Offers,
 }
 
 /// The executor local audits rerun jobs with: the worker's when the node
@@ -293,6 +296,7 @@ impl Requester {
             deliveries: Deliveries::default(),
             trust: RequesterConfig::default(),
             local: LocalRuns::lazy(ExecutorConfig::default()),
+            offers: offers::Offers::new(crate::config::DEFAULT_OFFER_CACHE),
         }
     }
 
@@ -312,6 +316,7 @@ impl Requester {
     pub fn with_config(mut self, config: &RequesterConfig) -> Self {
         self.trust = config.clone();
         self.trust.audit = config.audit.clamp(0.0, 1.0);
+        self.offers = offers::Offers::new(config.offer_cache);
         self
     }
 
@@ -464,7 +469,15 @@ impl Requester {
             None if candidates.len() >= replicas => {}
             None => {
                 progress(Stage::FindingWorkers);
-                for found in find_workers(&self.network, spec, options.discovery_wait).await? {
+                for found in find_workers(
+                    &self.network,
+                    &self.offers,
+                    spec,
+                    options.discovery_wait,
+                    Asking::Cached,
+                )
+                .await?
+                {
                     if !candidates.contains(&found) {
                         candidates.push(found);
                     }
@@ -569,7 +582,15 @@ impl Requester {
         let ran: Vec<PeerId> = report.results.iter().map(|r| r.worker).collect();
         let mut others: Vec<PeerId> = found.into_iter().filter(|w| !ran.contains(w)).collect();
         if others.is_empty() {
-            match find_workers(&self.network, spec, options.discovery_wait).await {
+            match find_workers(
+                &self.network,
+                &self.offers,
+                spec,
+                options.discovery_wait,
+                Asking::Cached,
+            )
+            .await
+            {
                 Ok(workers) => others = workers.into_iter().filter(|w| !ran.contains(w)).collect(),
                 Err(e) => {
                     let reason = crate::error_line(&e);

@@ -16,6 +16,7 @@ use tracing::warn;
 use phase_protocol::{Cid, JobSpec, SignedReceipt};
 
 use super::attempt::{self, Outcome};
+use super::offers::Offers;
 use super::records::{self, JobRecord};
 use super::report::{Attempt, ReplicaResult, SubmitReport, agreement};
 use super::verify::check_receipt;
@@ -136,6 +137,7 @@ impl<'a> Driver<'a> {
                     self.start(replica, st, &mut in_flight)?;
                 }
                 Step::Accepted { worker, delivered } => {
+                    self.requester.offers.taken(&worker);
                     if !self.record.accepted.contains(&worker) {
                         self.record.accepted.push(worker);
                     }
@@ -151,51 +153,54 @@ impl<'a> Driver<'a> {
                         (replica, Step::Attempted { worker, outcome })
                     }));
                 }
-                Step::Attempted { worker, outcome } => match outcome {
-                    Outcome::Busy => {
-                        st.last = Some(AttemptError::Busy(worker).to_string());
-                        self.pool.push_back(worker);
-                        st.busy += 1;
-                        let pause = backoff(st.busy);
-                        in_flight.push(Box::pin(async move {
-                            tokio::time::sleep(pause).await;
-                            (replica, Step::Woke)
-                        }));
-                    }
-                    Outcome::Failed(message) => {
-                        return Err(SubmitError::Failed { worker, message });
-                    }
-                    Outcome::TooComplex(message) => {
-                        return Err(SubmitError::ModuleTooComplex { worker, message });
-                    }
-                    Outcome::Rejected(rejection) => {
-                        self.fail(st, AttemptError::Rejected(worker, rejection));
-                        self.start(replica, st, &mut in_flight)?;
-                    }
-                    Outcome::Lost(lost) => {
-                        self.fail(st, AttemptError::Lost(worker, lost));
-                        self.start(replica, st, &mut in_flight)?;
-                    }
-                    Outcome::Done(receipt) => {
-                        let me = self.requester.network.peer_id();
-                        if let Err(e) = check_receipt(&receipt, worker, self.spec, me) {
-                            self.fail(st, AttemptError::Receipt(worker, e));
-                            self.start(replica, st, &mut in_flight)?;
-                            continue;
+                Step::Attempted { worker, outcome } => {
+                    note(&self.requester.offers, &worker, &outcome);
+                    match outcome {
+                        Outcome::Busy => {
+                            st.last = Some(AttemptError::Busy(worker).to_string());
+                            self.pool.push_back(worker);
+                            st.busy += 1;
+                            let pause = backoff(st.busy);
+                            in_flight.push(Box::pin(async move {
+                                tokio::time::sleep(pause).await;
+                                (replica, Step::Woke)
+                            }));
                         }
-                        (self.progress)(Stage::FetchingResult { worker });
-                        let (requester, spec) = (self.requester, self.spec);
-                        in_flight.push(Box::pin(async move {
-                            let result = fetch_result(requester, worker, spec, &receipt).await;
-                            let step = Step::Fetched {
-                                worker,
-                                receipt,
-                                result,
-                            };
-                            (replica, step)
-                        }));
+                        Outcome::Failed(message) => {
+                            return Err(SubmitError::Failed { worker, message });
+                        }
+                        Outcome::TooComplex(message) => {
+                            return Err(SubmitError::ModuleTooComplex { worker, message });
+                        }
+                        Outcome::Rejected(rejection) => {
+                            self.fail(st, AttemptError::Rejected(worker, rejection));
+                            self.start(replica, st, &mut in_flight)?;
+                        }
+                        Outcome::Lost(lost) => {
+                            self.fail(st, AttemptError::Lost(worker, lost));
+                            self.start(replica, st, &mut in_flight)?;
+                        }
+                        Outcome::Done(receipt) => {
+                            let me = self.requester.network.peer_id();
+                            if let Err(e) = check_receipt(&receipt, worker, self.spec, me) {
+                                self.fail(st, AttemptError::Receipt(worker, e));
+                                self.start(replica, st, &mut in_flight)?;
+                                continue;
+                            }
+                            (self.progress)(Stage::FetchingResult { worker });
+                            let (requester, spec) = (self.requester, self.spec);
+                            in_flight.push(Box::pin(async move {
+                                let result = fetch_result(requester, worker, spec, &receipt).await;
+                                let step = Step::Fetched {
+                                    worker,
+                                    receipt,
+                                    result,
+                                };
+                                (replica, step)
+                            }));
+                        }
                     }
-                },
+                }
                 Step::Fetched {
                     worker,
                     receipt,
@@ -248,12 +253,19 @@ impl<'a> Driver<'a> {
                 return Err(gave_up());
             }
             self.rediscoveries -= 1;
-            let (network, spec) = (&self.requester.network, self.spec);
+            let (network, offers, spec) =
+                (&self.requester.network, &self.requester.offers, self.spec);
             in_flight.push(Box::pin(async move {
                 tokio::time::sleep(REDISCOVERY_PAUSE).await;
-                let found = super::find_workers(network, spec, Duration::ZERO)
-                    .await
-                    .unwrap_or_default();
+                let found = super::find_workers(
+                    network,
+                    offers,
+                    spec,
+                    Duration::ZERO,
+                    super::Asking::Fresh,
+                )
+                .await
+                .unwrap_or_default();
                 (replica, Step::Rediscovered(found))
             }));
             return Ok(());
@@ -289,6 +301,19 @@ impl<'a> Driver<'a> {
         });
         st.failures += 1;
         st.last = Some(reason);
+    }
+}
+
+/// Keeps the cached offer of `worker` current with what an attempt found:
+/// its slot back when the job ended (also after a refusal the submission
+/// itself got; the count never passes the worker's slots, and the next
+/// round corrects it), none when it was busy, and a worker that refused
+/// or was lost is not offered again until a round finds it.
+fn note(offers: &Offers, worker: &PeerId, outcome: &Outcome) {
+    match outcome {
+        Outcome::Busy => offers.busy(worker),
+        Outcome::Rejected(_) | Outcome::Lost(_) => offers.forget(worker),
+        Outcome::Failed(_) | Outcome::TooComplex(_) | Outcome::Done(_) => offers.released(worker),
     }
 }
 

@@ -200,6 +200,7 @@ impl Actor {
                 let _ = reply.send(self.table.receipt(&id).cloned());
             }
             Command::Info { reply } => {
+                self.ctx.metrics.capability_answers.inc();
                 let _ = reply.send(self.info());
             }
             Command::Volunteer { change, reply } => {
