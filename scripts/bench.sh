@@ -2,7 +2,9 @@
 # Benchmarks of the executor (criterion), of `phase-node run` as a whole
 # process (hyperfine), next to `wasmtime run` when a wasmtime CLI is on PATH,
 # of jobs over the network (examples/bench_jobs.rs) and of the block path
-# (examples/bench_fetch.rs; end to end through daemons: bench-fetch.sh).
+# (examples/bench_fetch.rs; end to end through daemons: bench-fetch.sh,
+# beside iroh: bench-vs-iroh.sh), Bitswap beside Kubo (bench-bitswap.sh) and
+# jobs per second at 10, 30 and 100 nodes (bench-scale.sh).
 # Release builds: run by hand, never from the test suite. Numbers go in
 # README.md, "Performance".
 set -euo pipefail
@@ -34,8 +36,10 @@ hyperfine --warmup 5 --runs 100 --input "$input" -N "${cmds[@]}"
 
 # Jobs over the network, in process on loopback QUIC: latency of the hello
 # job from submit to verified result (p50/p99 over 1,000 jobs), then small
-# jobs per second on one worker; on disk, then with in-memory stores.
+# jobs per second on one worker; stores on disk (the temp dir), on tmpfs
+# (/dev/shm), then in memory.
 cargo run --quiet --release -p phase-examples --example bench_jobs -- 1000
+TMPDIR=/dev/shm cargo run --quiet --release -p phase-examples --example bench_jobs -- 1000
 cargo run --quiet --release -p phase-examples --example bench_jobs -- 1000 --mem
 cargo run --quiet --release -p phase-examples --example bench_jobs -- 1000 --mem --audit 0.1
 
@@ -45,4 +49,11 @@ for flags in "" "--mem" "--tcp" "--tcp --mem"; do
   # shellcheck disable=SC2086 # the flags are words
   cargo run --quiet --release -p phase-examples --example bench_fetch -- 1024 $flags
 done
-# End to end through real daemons: scripts/bench-fetch.sh
+# Side by side, in this one invocation: a 1 GiB fetch from one peer,
+# phase-node's two daemons next to iroh + iroh-blobs' two processes
+# (alternating, 3 runs each, medians and the ratio); Bitswap against Kubo;
+# jobs per second as the network grows.
+PHASE_NODE_BIN="$bin" "$root/scripts/bench-vs-iroh.sh" 1024 3
+PHASE_NODE_BIN="$bin" "$root/scripts/bench-fetch.sh" 1024
+PHASE_NODE="$bin" "$root/scripts/bench-bitswap.sh"
+PHASE_NODE="$bin" "$root/scripts/bench-scale.sh" 10 30 100

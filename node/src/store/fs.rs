@@ -108,7 +108,9 @@ impl FsStore {
                 });
             written.push(tmp.map(|tmp| Some((*cid, tmp, path, data.len()))));
         }
-        if let Err(e) = self.sync_all() {
+        // Blocks that were all stored already need no sync.
+        let new = written.iter().any(|w| matches!(w, Ok(Some(_))));
+        if let Err(e) = if new { self.sync_all() } else { Ok(()) } {
             let reason = e.to_string();
             return written
                 .into_iter()

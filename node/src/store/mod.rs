@@ -40,7 +40,7 @@ use bytes::Bytes;
 use tracing::warn;
 
 use phase_protocol::cid::{self, Cid, SHA2_256};
-use phase_protocol::unixfs::UnixfsError;
+use phase_protocol::unixfs::{self, UnixfsError};
 use phase_protocol::wire::MAX_BLOCK_SIZE;
 
 use self::state::{StateDb, StateError};
@@ -367,6 +367,22 @@ impl BlockStore {
                 .collect()
         })
         .await?)
+    }
+
+    /// Stores blocks this node built itself ([`unixfs::FileBuilder`],
+    /// [`unixfs::directory`]: a worker's result package), in one blocking
+    /// task and one filesystem sync. Their CIDs were computed from their
+    /// bytes as they were built: they are not hashed again.
+    ///
+    /// # Errors
+    /// The first block that could not be stored.
+    pub async fn put_built(&self, blocks: Vec<unixfs::Block>) -> Result<(), StoreError> {
+        self.blocking(move |s| {
+            s.put_hashed_batch(blocks.iter().map(|b| (&b.cid, &b.data[..])))
+                .into_iter()
+                .collect()
+        })
+        .await
     }
 
     /// Stores blocks an importer just hashed, with one filesystem sync.

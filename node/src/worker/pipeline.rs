@@ -609,19 +609,18 @@ async fn kept_output(dir: PathBuf, max_output: u64) -> Result<Kept, Cut> {
 }
 
 /// The result package: a UnixFS directory of `stdout`, `stderr` and
-/// `output/` (and, when the output was cut, `output-cut` saying why).
+/// `output/` (and, when the output was cut, `output-cut` saying why). Its
+/// blocks (but those of `output/`, imported from the run's folder) are
+/// built in memory and stored together, with one filesystem sync.
 async fn package(
     store: &BlockStore,
     stdout: &Bytes,
     stderr: &Bytes,
     output: Kept,
 ) -> Result<Root, JobError> {
-    let out = files::add_bytes(store, stdout.clone())
-        .await
-        .map_err(JobError::Output)?;
-    let err = files::add_bytes(store, stderr.clone())
-        .await
-        .map_err(JobError::Output)?;
+    let mut blocks = Vec::new();
+    let out = file_blocks(stdout, &mut blocks);
+    let err = file_blocks(stderr, &mut blocks);
     let mut entries = vec![("stdout".into(), out), ("stderr".into(), err)];
     match output {
         Kept::All(dir) => {
@@ -631,30 +630,36 @@ async fn package(
             entries.push(("output".into(), output));
         }
         Kept::Cut(note) => {
-            let empty = put_directory(store, Vec::new(), out.cid).await?;
+            let empty = directory_blocks(Vec::new(), out.cid, &mut blocks)?;
             entries.push(("output".into(), empty));
-            let note = files::add_bytes(store, Bytes::from(format!("{note}\n")))
-                .await
-                .map_err(JobError::Output)?;
+            let note = file_blocks(format!("{note}\n").as_bytes(), &mut blocks);
             entries.push((OUTPUT_CUT.into(), note));
         }
     }
-    put_directory(store, entries, out.cid).await
+    let root = directory_blocks(entries, out.cid, &mut blocks)?;
+    store.put_built(blocks).await?;
+    Ok(root)
 }
 
-/// Stores the directory over `entries`; `near` names a CID in errors.
-async fn put_directory(
-    store: &BlockStore,
+/// The blocks of a file of `bytes` (appended to `blocks`); its root.
+fn file_blocks(bytes: &[u8], blocks: &mut Vec<unixfs::Block>) -> Root {
+    let mut file = unixfs::FileBuilder::new();
+    file.write(bytes, blocks);
+    file.finish(blocks)
+}
+
+/// The blocks of the directory over `entries` (appended to `blocks`); its
+/// root. `near` names a CID in errors.
+fn directory_blocks(
     entries: Vec<(String, Root)>,
     near: Cid,
+    blocks: &mut Vec<unixfs::Block>,
 ) -> Result<Root, JobError> {
-    let (blocks, root) = unixfs::directory(entries).map_err(|e| StoreError::Unixfs {
+    let (dir, root) = unixfs::directory(entries).map_err(|e| StoreError::Unixfs {
         cid: near,
         source: Box::new(e),
     })?;
-    for block in blocks {
-        store.put(block.cid, Bytes::from(block.data)).await?;
-    }
+    blocks.extend(dir);
     Ok(root)
 }
 
