@@ -554,7 +554,7 @@ pub(crate) fn new(
             yamux_config,
         )
         .map_err(|e| setup(e.into()))?
-        .with_quic()
+        .with_quic_config(|c| c.mtu_upper_bound(QUIC_MTU_UPPER_BOUND))
         .with_relay_client(noise::Config::new, yamux_config)
         .map_err(|e| setup(e.into()))?
         .with_bandwidth_metrics(registry)
@@ -613,6 +613,13 @@ pub(crate) fn new(
         bitswap: parts,
     })
 }
+
+/// Largest UDP payload QUIC's path MTU discovery probes for (quinn's
+/// default is 1,452, Ethernet's): a path that carries more (loopback, a
+/// LAN with jumbo frames) then moves the same bytes in fewer datagrams, and
+/// one that does not costs only a few lost probes (quinn: "safe to use an
+/// arbitrarily high upper bound"). Below IPv4's 65,507 maximum.
+const QUIC_MTU_UPPER_BOUND: u16 = 65_000;
 
 /// Yamux streams per connection at most (yamux's default).
 const YAMUX_STREAMS: usize = 512;

@@ -130,10 +130,13 @@ pub async fn find_workers(
         if cached.refresh {
             refresh_in_background(network, offers, &capability);
         }
+        // Only workers still connected: one that went away since its
+        // answer is not sent the job (a round finds who is there).
+        let connected: HashSet<PeerId> = network.job_peers().await?.into_iter().collect();
         let fit: Vec<Offer> = cached
             .offers
             .into_iter()
-            .filter(|o| fits(spec, &o.info))
+            .filter(|o| connected.contains(&o.peer) && fits(spec, &o.info))
             .collect();
         if !fit.is_empty() {
             debug!(%capability, workers = fit.len(), "workers ranked from cached offers");

@@ -5,7 +5,8 @@
 //! A discovery round (one provider lookup of a capability key, and the
 //! candidates it found asked what they offer) is remembered per capability
 //! key. A job whose key was searched less than `refresh` ago is ranked from
-//! what is remembered; older than that, it still is, and one round runs in
+//! what is remembered (of the workers still connected: discovery checks);
+//! older than that, it still is, and one round runs in
 //! the background to refresh it (never two at once for one key). Offers
 //! older than [`STALE_AFTER`] `× refresh` are not used: that job waits for a
 //! round of its own, as the first job does. Free slots are kept current
