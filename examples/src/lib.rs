@@ -49,7 +49,8 @@ impl NodePair {
             Ok(if mem {
                 BlockStore::memory()
             } else {
-                BlockStore::open(dir.path().join(name)).await?
+                // Each node's store is its own, as a daemon's is.
+                BlockStore::open(dir.path().join(name)).await?.held_alone()
             })
         };
         let first = Node::builder(first)

@@ -239,8 +239,9 @@ impl NodeBuilder {
     }
 }
 
-/// The data dir's store, with the reserve, its crash leftovers cleared and
-/// the earlier version's records moved in.
+/// The data dir's store (a daemon's: it holds the data dir alone), with
+/// the reserve, its crash leftovers cleared and the earlier version's
+/// records moved in.
 async fn open_store(dir: &DataDir, config: &NodeConfig) -> Result<BlockStore, NodeError> {
     let path = dir.store();
     let store = BlockStore::open(path.clone())
@@ -250,7 +251,8 @@ async fn open_store(dir: &DataDir, config: &NodeConfig) -> Result<BlockStore, No
             source: Box::new(source),
         })?
         .with_reserve(config.store.reserve.0)
-        .with_hash_on_read(config.store.hash_on_read);
+        .with_hash_on_read(config.store.hash_on_read)
+        .held_alone();
     let cleared = store.clear_tmp().await;
     if cleared > 0 {
         info!(files = cleared, "temp files of an earlier crash removed");

@@ -32,6 +32,10 @@ pub struct FsStore {
     /// Pins as files, as earlier versions kept them (moved into the state
     /// database on first use).
     old_pins: PathBuf,
+    /// Whether a write that finds its block stored touches it: only a
+    /// process whose `gc` may run in another process needs to (see
+    /// `leases`); the data dir's exclusive holder turns it off.
+    touch_existing: std::sync::atomic::AtomicBool,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -47,6 +51,7 @@ impl FsStore {
             blocks: root.join("blocks"),
             tmp: root.join("tmp"),
             old_pins: root.join("pins"),
+            touch_existing: std::sync::atomic::AtomicBool::new(true),
         };
         for dir in [&store.blocks, &store.tmp] {
             std::fs::create_dir_all(dir).map_err(io(dir))?;
@@ -66,6 +71,24 @@ impl FsStore {
         removed
     }
 
+    /// Stops touching blocks a write finds stored: for the data dir's
+    /// exclusive holder, whose own `gc` waits for its writers and which no
+    /// other process's `gc` can run beside.
+    pub(super) fn no_touch(&self) {
+        self.touch_existing
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Marks a stored block as written now, if this process must.
+    fn reuse(&self, path: &Path) {
+        if self
+            .touch_existing
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            touch(path);
+        }
+    }
+
     fn path(&self, cid: &Cid) -> PathBuf {
         let name = cid.to_string();
         let shard = &name[name.len() - 3..name.len() - 1];
@@ -75,7 +98,7 @@ impl FsStore {
     pub(super) fn put(&self, cid: &Cid, data: &[u8]) -> Result<(), StoreError> {
         let path = self.path(cid);
         if path.exists() {
-            touch(&path);
+            self.reuse(&path);
             return Ok(());
         }
         let mut tmp = tempfile::NamedTempFile::new_in(&self.tmp).map_err(io(&self.tmp))?;
@@ -96,7 +119,7 @@ impl FsStore {
         for (cid, data) in blocks {
             let path = self.path(cid);
             if path.exists() {
-                touch(&path);
+                self.reuse(&path);
                 written.push(Ok(None));
                 continue;
             }

@@ -300,6 +300,18 @@ impl BlockStore {
         }
     }
 
+    /// Tells the store that this process holds its data dir alone (a
+    /// daemon): no other process's `gc` can run beside it and its own waits
+    /// for its writers, so a write that finds its block stored leaves the
+    /// file untouched instead of marking it written now (see `leases`).
+    #[must_use]
+    pub fn held_alone(self) -> Self {
+        if let Backend::Fs(f) = self.backend.as_ref() {
+            f.no_touch();
+        }
+        self
+    }
+
     /// This handle (and its clones) re-hashes every block it reads when
     /// `on` (`store.hash_on_read`): a block corrupted on disk is then
     /// [`StoreError::Corrupt`] instead of its bytes. Off by default: a block
