@@ -37,7 +37,7 @@ if [ -z "${BENCH_IN_NETNS:-}" ]; then
 fi
 
 ip link set lo up
-phase="$PHASE_NODE_BIN"
+bin="$PHASE_NODE_BIN"
 iroh="$IROH_BENCH_BIN"
 work="$(mktemp -d -t bench-vs-iroh.XXXXXX)"
 pids=()
@@ -49,34 +49,25 @@ cleanup() {
 trap cleanup EXIT
 bytes=$((size_mib * 1024 * 1024))
 head -c "$bytes" /dev/urandom >"$work/file"
-echo "# $("$phase" --version); iroh-bench: $iroh; $size_mib MiB, $runs runs each, alternating"
+echo "# $("$bin" --version); iroh-bench: $iroh; $size_mib MiB, $runs runs each, alternating"
 
 # The peak RSS (KiB) of a process still running.
 hwm() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 
-start() { # name [bootstrap]; sets $addr and $pid
-  local fifo="$work/$1.out" args=(--data-dir "$work/$1" start --listen /ip4/127.0.0.1/udp/0/quic-v1 --no-mdns --dht-mode server)
-  mkfifo "$fifo"
-  [ -n "${2:-}" ] && args+=(--bootstrap "$2")
-  "$phase" "${args[@]}" >"$fifo" 2>"$work/$1.log" &
-  pid=$!
-  pids+=("$pid")
-  local fd
-  exec {fd}<"$fifo"
-  read -r -t 60 -u "$fd" addr
-}
+# shellcheck source=bench-daemons.sh
+. "$root/scripts/bench-daemons.sh"
 
 stop() { kill -TERM "$@"; wait "$@" 2>/dev/null || true; }
 
 phase_run() { # run number; prints "MB/s provider-KiB fetcher-KiB"
   start "p$1"; local p=$pid first="$addr"
   local cid
-  cid="$("$phase" --data-dir "$work/p$1" add "$work/file")"
+  cid="$("$bin" --data-dir "$work/p$1" add "$work/file")"
   start "f$1" "$first"; local f=$pid
-  "$phase" --data-dir "$work/f$1" peers --wait 1 >/dev/null
+  "$bin" --data-dir "$work/f$1" peers --wait 1 >/dev/null
   local t0 t1
   t0=$(date +%s.%N)
-  "$phase" --data-dir "$work/f$1" get "$cid" -o "$work/got" 2>/dev/null
+  "$bin" --data-dir "$work/f$1" get "$cid" -o "$work/got" 2>/dev/null
   t1=$(date +%s.%N)
   cmp "$work/file" "$work/got"
   local prss frss
