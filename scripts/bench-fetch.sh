@@ -15,14 +15,6 @@ else
   (cd "$root" && cargo build --quiet --release -p phase-node)
   bin="${CARGO_TARGET_DIR:-$root/target}/release/phase-node"
 fi
-work="$(mktemp -d -t phase-bench.XXXXXX)"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
 
 # shellcheck source=bench-daemons.sh
 . "$root/scripts/bench-daemons.sh"

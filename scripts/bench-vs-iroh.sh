@@ -39,23 +39,14 @@ fi
 ip link set lo up
 bin="$PHASE_NODE_BIN"
 iroh="$IROH_BENCH_BIN"
-work="$(mktemp -d -t bench-vs-iroh.XXXXXX)"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=bench-daemons.sh
+. "$root/scripts/bench-daemons.sh"
 bytes=$((size_mib * 1024 * 1024))
 head -c "$bytes" /dev/urandom >"$work/file"
 echo "# $("$bin" --version); iroh-bench: $iroh; $size_mib MiB, $runs runs each, alternating"
 
 # The peak RSS (KiB) of a process still running.
 hwm() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
-
-# shellcheck source=bench-daemons.sh
-. "$root/scripts/bench-daemons.sh"
 
 stop() { kill -TERM "$@"; wait "$@" 2>/dev/null || true; }
 
