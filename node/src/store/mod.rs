@@ -382,19 +382,17 @@ impl BlockStore {
     }
 
     /// Stores blocks this node built itself ([`unixfs::FileBuilder`],
-    /// [`unixfs::directory`]: a worker's result package), in one blocking
-    /// task and one filesystem sync. Their CIDs were computed from their
-    /// bytes as they were built: they are not hashed again.
+    /// [`unixfs::directory`]: a worker's result package), with one
+    /// filesystem sync, on the caller's (blocking) thread. Their CIDs were
+    /// computed from their bytes as they were built: they are not hashed
+    /// again.
     ///
     /// # Errors
     /// The first block that could not be stored.
-    pub async fn put_built(&self, blocks: Vec<unixfs::Block>) -> Result<(), StoreError> {
-        self.blocking(move |s| {
-            s.put_hashed_batch(blocks.iter().map(|b| (&b.cid, &b.data[..])))
-                .into_iter()
-                .collect()
-        })
-        .await
+    pub fn put_built_blocking(&self, blocks: &[unixfs::Block]) -> Result<(), StoreError> {
+        self.put_hashed_batch(blocks.iter().map(|b| (&b.cid, &b.data[..])))
+            .into_iter()
+            .collect()
     }
 
     /// Stores blocks an importer just hashed, with one filesystem sync.

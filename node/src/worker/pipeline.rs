@@ -611,34 +611,44 @@ async fn kept_output(dir: PathBuf, max_output: u64) -> Result<Kept, Cut> {
 /// The result package: a UnixFS directory of `stdout`, `stderr` and
 /// `output/` (and, when the output was cut, `output-cut` saying why). Its
 /// blocks (but those of `output/`, imported from the run's folder) are
-/// built in memory and stored together, with one filesystem sync.
+/// built on the blocking pool (hashing up to `max_output` of stdout) and
+/// stored together, with one filesystem sync.
 async fn package(
     store: &BlockStore,
     stdout: &Bytes,
     stderr: &Bytes,
     output: Kept,
 ) -> Result<Root, JobError> {
-    let mut blocks = Vec::new();
-    let out = file_blocks(stdout, &mut blocks);
-    let err = file_blocks(stderr, &mut blocks);
-    let mut entries = vec![("stdout".into(), out), ("stderr".into(), err)];
-    match output {
+    let output = match output {
         Kept::All(dir) => {
             let (output, _) = files::add_path(store, dir, true)
                 .await
                 .map_err(JobError::Output)?;
-            entries.push(("output".into(), output));
+            Ok(output)
         }
-        Kept::Cut(note) => {
-            let empty = directory_blocks(Vec::new(), out.cid, &mut blocks)?;
-            entries.push(("output".into(), empty));
-            let note = file_blocks(format!("{note}\n").as_bytes(), &mut blocks);
-            entries.push((OUTPUT_CUT.into(), note));
+        Kept::Cut(note) => Err(note),
+    };
+    let (store, stdout, stderr) = (store.clone(), stdout.clone(), stderr.clone());
+    tokio::task::spawn_blocking(move || {
+        let mut blocks = Vec::new();
+        let out = file_blocks(&stdout, &mut blocks);
+        let err = file_blocks(&stderr, &mut blocks);
+        let mut entries = vec![("stdout".into(), out), ("stderr".into(), err)];
+        match output {
+            Ok(output) => entries.push(("output".into(), output)),
+            Err(note) => {
+                let empty = directory_blocks(Vec::new(), out.cid, &mut blocks)?;
+                entries.push(("output".into(), empty));
+                let note = file_blocks(format!("{note}\n").as_bytes(), &mut blocks);
+                entries.push((OUTPUT_CUT.into(), note));
+            }
         }
-    }
-    let root = directory_blocks(entries, out.cid, &mut blocks)?;
-    store.put_built(blocks).await?;
-    Ok(root)
+        let root = directory_blocks(entries, out.cid, &mut blocks)?;
+        store.put_built_blocking(&blocks)?;
+        Ok(root)
+    })
+    .await
+    .map_err(StoreError::from)?
 }
 
 /// The blocks of a file of `bytes` (appended to `blocks`); its root.
