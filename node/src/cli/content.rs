@@ -292,6 +292,10 @@ impl CarCommand {
         let store = global.store().await?;
         match self {
             CarCommand::Export { cid, output } => {
+                // A daemon may hold the DAG's small blocks in its database:
+                // asked to fetch it, it writes them out (and fetches what is
+                // missing).
+                fetch_through_daemon(global, cid).await?;
                 let n = car::export(&store, cid, output.clone())
                     .await
                     .with_context(|| format!("cannot export {cid}"))?;
@@ -344,7 +348,7 @@ impl PinCommand {
         let mut out = std::io::stdout().lock();
         match self {
             PinCommand::Add { cid } => {
-                if !store.has(&cid).await? {
+                if !store.has(&cid).await? && !fetch_through_daemon(global, cid).await? {
                     bail!("{cid} is not in the local store");
                 }
                 pins.pin(cid).await?;

@@ -108,7 +108,7 @@ impl SubmitArgs {
         // until the daemon has pinned or recorded it.
         let _lease = store.lease().await?;
         let spec = match (&self.job, self.resume) {
-            (_, Some(job)) => recorded_spec(data_dir.root(), &store, job).await?,
+            (_, Some(job)) => recorded_spec(global, &store, job).await?,
             (Some(path), None) => {
                 let mut file = read_job_file(path).await?;
                 if self.state.is_some() {
@@ -117,6 +117,7 @@ impl SubmitArgs {
                 // The worker reads the state's blocks from here.
                 if let Some(root) = file.state
                     && !store.has(&root).await?
+                    && !super::content::fetch_through_daemon(global, root).await?
                 {
                     bail!("state {root} is not in the local store");
                 }
@@ -152,7 +153,7 @@ impl SubmitArgs {
             && let Some(report) = read_record(data_dir.root(), &store, &job).await?
         {
             // It ended meanwhile: its recorded result.
-            return self.finish(&store, &spec, &report).await;
+            return self.finish(global, &store, &spec, &report).await;
         }
         // Without a daemon this process is the requester: the job is
         // recorded before its id is shown (a daemon records it when asked).
@@ -290,12 +291,13 @@ impl SubmitArgs {
                 result?
             }
         };
-        self.finish(store, spec, &report).await
+        self.finish(global, store, spec, &report).await
     }
 
     /// Prints (or writes) the result and picks the exit code.
     async fn finish(
         &self,
+        global: &GlobalArgs,
         store: &BlockStore,
         spec: &JobSpec,
         report: &SubmitReport,
@@ -319,6 +321,7 @@ impl SubmitArgs {
             serde_json::to_writer_pretty(&mut out, report)?;
             writeln!(out)?;
         } else if let Some(dir) = &self.output {
+            readable(global, result).await?;
             // The worker's result is untrusted: write no more than an honest
             // result of this job can hold.
             let limit = untrusted::Limit {
@@ -331,6 +334,7 @@ impl SubmitArgs {
                 .await
                 .with_context(|| format!("cannot write the result to {}", dir.display()))?;
         } else {
+            readable(global, result).await?;
             let max = spec.limits.max_output.0;
             let stdout = read_entry(store, result, "stdout", max).await?;
             let errout = read_entry(store, result, "stderr", max).await?;
@@ -528,6 +532,15 @@ fn check_daemon_report(
     Ok(report)
 }
 
+/// Makes the DAG under `cid` readable from this command's store when a
+/// daemon runs on the data dir: the daemon keeps small blocks (a receipt,
+/// a small result) in its state database, which only it can open, and
+/// writes a DAG's out when asked to fetch it.
+async fn readable(global: &GlobalArgs, cid: Cid) -> anyhow::Result<()> {
+    super::content::fetch_through_daemon(global, cid).await?;
+    Ok(())
+}
+
 async fn load_receipt(store: &BlockStore, cid: Cid) -> anyhow::Result<SignedReceipt> {
     let bytes = store
         .get(&cid)
@@ -623,11 +636,21 @@ async fn submitted_entry(
 /// The spec of a job submitted from this data dir, to resume it: from the
 /// requester's record, else (a daemon holds the records) its block in the
 /// store, which `submit` put there.
-async fn recorded_spec(data_dir: &Path, store: &BlockStore, job: JobId) -> anyhow::Result<JobSpec> {
-    if ApiClient::find(data_dir).await.is_none()
-        && let Some(record) = Records::new(store.clone()).get(job).await?
-    {
-        return Ok(record.spec);
+async fn recorded_spec(
+    global: &GlobalArgs,
+    store: &BlockStore,
+    job: JobId,
+) -> anyhow::Result<JobSpec> {
+    let data_dir = global.data_dir()?;
+    let data_dir = data_dir.root();
+    if ApiClient::find(data_dir).await.is_none() {
+        if let Some(record) = Records::new(store.clone()).get(job).await? {
+            return Ok(record.spec);
+        }
+    } else if !store.has(&job.0).await? {
+        // Submitted through the daemon's API: its block may be in the
+        // daemon's database; asked for, the daemon writes it out.
+        let _ = super::content::fetch_through_daemon(global, job.0).await;
     }
     let bytes = store.get(&job.0).await?.with_context(|| {
         format!(
@@ -765,6 +788,7 @@ impl ReceiptArgs {
                 answer.cid
             }
         };
+        readable(global, cid).await?;
         let receipt = load_receipt(&store, cid).await?;
         if receipt.receipt().job != self.query.job {
             bail!(

@@ -399,7 +399,10 @@ async fn state_input(
     let store = global.store().await?;
     let root = match root {
         Some(root) => {
-            if !store.has(&root).await? {
+            // A daemon beside this command may hold some of its blocks in
+            // its database: asked to fetch it, the daemon writes them out.
+            let here = store.has(&root).await?;
+            if !super::content::fetch_through_daemon(global, root).await? && !here {
                 bail!("--state {root} is not in the local store");
             }
             root

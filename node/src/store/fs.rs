@@ -95,6 +95,17 @@ impl FsStore {
         self.blocks.join(shard).join(name)
     }
 
+    /// Whether the block's file exists (reused, as a write finding it
+    /// would).
+    pub(super) fn reuse_if_stored(&self, cid: &Cid) -> bool {
+        let path = self.path(cid);
+        let stored = path.exists();
+        if stored {
+            self.reuse(&path);
+        }
+        stored
+    }
+
     pub(super) fn put(&self, cid: &Cid, data: &[u8]) -> Result<(), StoreError> {
         let path = self.path(cid);
         if path.exists() {

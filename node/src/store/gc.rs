@@ -11,7 +11,7 @@ use phase_protocol::unixfs;
 use tracing::warn;
 
 use super::leases::{self, Lease};
-use super::{Backend, BlockStore, MAX_DEPTH, StoreError};
+use super::{Backend, BlockStore, MAX_DEPTH, StoreError, inline};
 
 /// Roots held until a deadline at most; past it the soonest to expire goes.
 const MAX_HELD_UNTIL: usize = 4096;
@@ -125,12 +125,7 @@ impl BlockStore {
         // `writing`); another process's writes are kept through its lease.
         let _alone = self.gc_lock.write().await;
         let started = std::time::SystemTime::now();
-        let all = self
-            .blocking(|s| match s.backend.as_ref() {
-                Backend::Mem(m) => Ok(m.cids()),
-                Backend::Fs(f) => f.cids(),
-            })
-            .await?;
+        let all = self.blocking(BlockStore::cids_blocking).await?;
         // Held roots first, pins after: work lets go of a root only once
         // the record that pins it is committed, so a root let go of after
         // this snapshot is in it, and one let go of before is pinned by the
@@ -186,8 +181,18 @@ impl BlockStore {
             };
             let mut since = kept_since(root);
             let mut removed = 0;
-            let garbage = all.into_iter().filter(|c| !live.contains(c));
-            for (i, cid) in garbage.enumerate() {
+            let garbage: Vec<Cid> = all.into_iter().filter(|c| !live.contains(c)).collect();
+            // Inline blocks are added only by the process holding the state
+            // database (this one, or no other: `inline`), so no lease
+            // applies to them; removed in one commit per thousand.
+            let mut inline_gone = HashSet::new();
+            if let (Backend::Fs(_), Some(db)) = (s.backend.as_ref(), s.inline_db(false)?) {
+                for chunk in garbage.chunks(1024) {
+                    let gone = inline::delete(&db, chunk)?;
+                    inline_gone.extend(chunk.iter().zip(gone).filter(|(_, g)| *g).map(|(c, _)| *c));
+                }
+            }
+            for (i, cid) in garbage.into_iter().enumerate() {
                 if i % 256 == 255 {
                     since = match (kept_since(root), since) {
                         (Some(now), Some(before)) => Some(now.min(before)),
@@ -199,7 +204,7 @@ impl BlockStore {
                     (Backend::Fs(f), None) => f.delete(&cid)?,
                     (Backend::Fs(f), Some(since)) => f.delete_if_older(&cid, since)?,
                 };
-                removed += usize::from(gone);
+                removed += usize::from(gone || inline_gone.contains(&cid));
             }
             Ok(removed)
         })

@@ -20,6 +20,7 @@ pub mod files;
 pub mod fs;
 mod gc;
 pub mod guest_state;
+mod inline;
 mod leases;
 pub mod ledger;
 pub mod mem;
@@ -29,6 +30,7 @@ pub mod untrusted;
 mod verify;
 
 pub use self::gc::Held;
+pub use self::inline::INLINE_MAX;
 pub use self::leases::Lease;
 pub use self::verify::Verified;
 
@@ -134,6 +136,18 @@ pub const STATE_FILE: &str = "state.redb";
 /// rather than walked (a crafted chain of 10,000 nodes, say).
 pub const MAX_DEPTH: usize = 256;
 
+/// A copy of a store error for each of many results it failed (the
+/// source of an I/O error becomes its message).
+fn one_of(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Io { path, source } => StoreError::Io {
+            path: path.clone(),
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        },
+        other => StoreError::State(StateError::Inline(crate::error_line(other))),
+    }
+}
+
 /// Checks that `data` is an acceptable block for `cid`.
 fn check_block(cid: &Cid, data: &[u8]) -> Result<(), StoreError> {
     if cid.hash().code() != SHA2_256 {
@@ -196,6 +210,8 @@ pub struct BlockStore {
     making_ballast: Arc<std::sync::atomic::AtomicBool>,
     /// Whether reads re-hash what they read (`store.hash_on_read`).
     hash_on_read: bool,
+    /// Groups the commits of small blocks kept in the state database.
+    inline: Arc<inline::InlineWriter>,
 }
 
 impl BlockStore {
@@ -213,6 +229,7 @@ impl BlockStore {
             reserve: 0,
             making_ballast: Arc::default(),
             hash_on_read: false,
+            inline: Arc::default(),
         }
     }
 
@@ -235,6 +252,7 @@ impl BlockStore {
             reserve: 0,
             making_ballast: Arc::default(),
             hash_on_read: false,
+            inline: Arc::default(),
         })
     }
 
@@ -395,20 +413,174 @@ impl BlockStore {
             .collect()
     }
 
-    /// Stores blocks an importer just hashed, with one filesystem sync.
+    /// Stores blocks an importer just hashed: the small ones in one commit
+    /// of the state database (when this process holds it: [`inline`]), the
+    /// others with one filesystem sync. One result per block, in order.
     fn put_hashed_batch<'a>(
         &self,
         blocks: impl Iterator<Item = (&'a Cid, &'a [u8])>,
     ) -> Vec<Result<(), StoreError>> {
-        match self.backend.as_ref() {
-            Backend::Mem(m) => blocks
-                .map(|(cid, data)| {
-                    m.put(*cid, Bytes::copy_from_slice(data));
-                    Ok(())
-                })
-                .collect(),
-            Backend::Fs(f) => f.put_batch(blocks),
+        let f = match self.backend.as_ref() {
+            Backend::Mem(m) => {
+                return blocks
+                    .map(|(cid, data)| {
+                        m.put(*cid, Bytes::copy_from_slice(data));
+                        Ok(())
+                    })
+                    .collect();
+            }
+            Backend::Fs(f) => f,
+        };
+        let blocks: Vec<_> = blocks.collect();
+        let db = match self.inline_db(true) {
+            Ok(db) => db,
+            Err(e) => return blocks.iter().map(|_| Err(one_of(&e))).collect(),
+        };
+        let Some(db) = db.filter(|_| blocks.iter().any(|(_, d)| d.len() <= INLINE_MAX)) else {
+            return f.put_batch(blocks);
+        };
+        let mut small = Vec::new();
+        let mut large = Vec::new();
+        let mut results: Vec<Option<Result<(), StoreError>>> = Vec::with_capacity(blocks.len());
+        for (cid, data) in &blocks {
+            if data.len() > INLINE_MAX {
+                large.push((*cid, *data));
+                results.push(None);
+                continue;
+            }
+            match self.stored_small(&db, f, cid) {
+                Ok(true) => results.push(Some(Ok(()))),
+                Ok(false) => {
+                    small.push((**cid, Bytes::copy_from_slice(data)));
+                    results.push(Some(Ok(())));
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
         }
+        if !small.is_empty()
+            && let Err(e) = self.inline.put(&db, small)
+        {
+            let e = StoreError::from(e);
+            for r in results.iter_mut().flatten() {
+                if r.is_ok() {
+                    *r = Err(one_of(&e));
+                }
+            }
+        }
+        let mut stored = f.put_batch(large).into_iter();
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| stored.next().unwrap_or(Ok(()))))
+            .collect()
+    }
+
+    /// Whether a small block is stored already, inline or as a file (a
+    /// file found is reused as [`fs::FsStore::put`] would).
+    fn stored_small(&self, db: &StateDb, f: &fs::FsStore, cid: &Cid) -> Result<bool, StoreError> {
+        Ok(inline::has(db, cid)? || f.reuse_if_stored(cid))
+    }
+
+    /// The state database, when small blocks may be in it: held by this
+    /// process (`None` when another holds it), or, for a command's
+    /// transient handle, opened for a read or a removal if no daemon holds
+    /// it. A command never adds blocks inline (`adding`): it takes turns on
+    /// the database with other commands, and a daemon may start beside it.
+    fn inline_db(&self, adding: bool) -> Result<Option<StateDb>, StoreError> {
+        let Some(path) = self.state_path.as_deref() else {
+            return Ok(None);
+        };
+        if self.keep_state {
+            return match self.state_blocking() {
+                Ok(db) => Ok(Some(db)),
+                Err(StoreError::State(StateError::InUse)) => Ok(None),
+                Err(e) => Err(e),
+            };
+        }
+        if adding || !path.exists() {
+            return Ok(None);
+        }
+        match StateDb::open(path) {
+            Ok(db) => Ok(Some(db)),
+            Err(StateError::InUse) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every block's CID, inline or in a file (blocking).
+    fn cids_blocking(&self) -> Result<Vec<Cid>, StoreError> {
+        match self.backend.as_ref() {
+            Backend::Mem(m) => Ok(m.cids()),
+            Backend::Fs(f) => {
+                let mut cids = f.cids()?;
+                if let Some(db) = self.inline_db(false)? {
+                    let files: std::collections::HashSet<Cid> = cids.iter().copied().collect();
+                    cids.extend(
+                        inline::cids(&db)?
+                            .into_iter()
+                            .filter(|c| !files.contains(c)),
+                    );
+                }
+                Ok(cids)
+            }
+        }
+    }
+
+    /// [`BlockStore::export_inline_blocking`] on the blocking pool.
+    ///
+    /// # Errors
+    /// As `export_inline_blocking`.
+    pub async fn export_inline(&self, root: Cid) -> Result<usize, StoreError> {
+        self.blocking(move |s| s.export_inline_blocking(&root))
+            .await
+    }
+
+    /// Writes the inline blocks of the DAG under `root` out as files, so
+    /// that a command beside this process (which cannot open its state
+    /// database) reads the whole DAG; how many. Only dag-pb nodes are
+    /// read to find links. Blocking.
+    ///
+    /// # Errors
+    /// I/O or the database; a block missing from the DAG is skipped.
+    pub fn export_inline_blocking(&self, root: &Cid) -> Result<usize, StoreError> {
+        let (Backend::Fs(f), Some(db)) = (self.backend.as_ref(), self.inline_db(false)?) else {
+            return Ok(0);
+        };
+        let mut seen = std::collections::HashSet::new();
+        let mut stack = vec![(*root, 0usize)];
+        let mut out: Vec<(Cid, Bytes)> = Vec::new();
+        let mut written = 0;
+        while let Some((cid, depth)) = stack.pop() {
+            if depth > MAX_DEPTH || !seen.insert(cid) {
+                continue;
+            }
+            let inline = inline::get(&db, &cid)?;
+            if let Some(data) = &inline
+                && !f.has(&cid)
+            {
+                out.push((cid, data.clone()));
+            }
+            if cid.codec() == cid::DAG_PB {
+                let data = match inline {
+                    Some(data) => Some(data),
+                    None => f.get(&cid)?,
+                };
+                if let Some(links) = data.and_then(|d| unixfs::links(&cid, &d).ok()) {
+                    stack.extend(links.into_iter().map(|c| (c, depth + 1)));
+                }
+            }
+            if out.len() >= 256 {
+                written += out.len();
+                f.put_batch(out.iter().map(|(c, d)| (c, &d[..])))
+                    .into_iter()
+                    .collect::<Result<(), _>>()?;
+                out.clear();
+            }
+        }
+        written += out.len();
+        f.put_batch(out.iter().map(|(c, d)| (c, &d[..])))
+            .into_iter()
+            .collect::<Result<(), _>>()?;
+        Ok(written)
     }
 
     /// Reads many blocks in one blocking task, in order.
@@ -442,7 +614,16 @@ impl BlockStore {
                 m.put(*cid, Bytes::copy_from_slice(data));
                 Ok(())
             }
-            Backend::Fs(f) => f.put(cid, data),
+            Backend::Fs(f) => match self.inline_db(true)? {
+                Some(db) if data.len() <= INLINE_MAX => {
+                    if !self.stored_small(&db, f, cid)? {
+                        self.inline
+                            .put(&db, vec![(*cid, Bytes::copy_from_slice(data))])?;
+                    }
+                    Ok(())
+                }
+                _ => f.put(cid, data),
+            },
         }
     }
 
@@ -469,7 +650,13 @@ impl BlockStore {
     fn read_blocking(&self, cid: &Cid, hash: bool) -> Result<Option<Bytes>, StoreError> {
         let data = match self.backend.as_ref() {
             Backend::Mem(m) => m.get(cid),
-            Backend::Fs(f) => f.get(cid)?,
+            Backend::Fs(f) => match self.inline_db(false)? {
+                Some(db) => match inline::get(&db, cid)? {
+                    Some(data) => Some(data),
+                    None => f.get(cid)?,
+                },
+                None => f.get(cid)?,
+            },
         };
         match data {
             Some(data) if hash && !cid::matches(cid, &data) => {
@@ -495,13 +682,24 @@ impl BlockStore {
     /// I/O.
     pub async fn has(&self, cid: &Cid) -> Result<bool, StoreError> {
         let cid = *cid;
-        self.blocking(move |s| {
-            Ok(match s.backend.as_ref() {
-                Backend::Mem(m) => m.has(&cid),
-                Backend::Fs(f) => f.has(&cid),
-            })
+        self.blocking(move |s| s.has_blocking(&cid)).await
+    }
+
+    /// [`BlockStore::has`] on the caller's (blocking) thread.
+    ///
+    /// # Errors
+    /// I/O or the state database.
+    pub fn has_blocking(&self, cid: &Cid) -> Result<bool, StoreError> {
+        Ok(match self.backend.as_ref() {
+            Backend::Mem(m) => m.has(cid),
+            Backend::Fs(f) => {
+                f.has(cid)
+                    || match self.inline_db(false)? {
+                        Some(db) => inline::has(&db, cid)?,
+                        None => false,
+                    }
+            }
         })
-        .await
     }
 
     /// Removes a block; returns whether it was there.
@@ -512,7 +710,14 @@ impl BlockStore {
         let cid = *cid;
         self.blocking(move |s| match s.backend.as_ref() {
             Backend::Mem(m) => Ok(m.delete(&cid)),
-            Backend::Fs(f) => f.delete(&cid),
+            Backend::Fs(f) => {
+                let file = f.delete(&cid)?;
+                let inline = match s.inline_db(false)? {
+                    Some(db) => inline::delete(&db, &[cid])?[0],
+                    None => false,
+                };
+                Ok(file || inline)
+            }
         })
         .await
     }
@@ -522,11 +727,7 @@ impl BlockStore {
     /// # Errors
     /// I/O.
     pub async fn cids(&self) -> Result<Vec<Cid>, StoreError> {
-        self.blocking(|s| match s.backend.as_ref() {
-            Backend::Mem(m) => Ok(m.cids()),
-            Backend::Fs(f) => f.cids(),
-        })
-        .await
+        self.blocking(Self::cids_blocking).await
     }
 
     /// Pins a root: it and everything it links to survive [`BlockStore::gc`].
@@ -570,7 +771,10 @@ impl BlockStore {
     pub(crate) fn corrupt_for_test(&self, cid: &Cid, data: &[u8]) {
         match self.backend.as_ref() {
             Backend::Mem(m) => m.corrupt(cid, Bytes::copy_from_slice(data)),
-            Backend::Fs(f) => f.corrupt(cid, data),
+            Backend::Fs(f) => match self.inline_db(false).unwrap() {
+                Some(db) if inline::has(&db, cid).unwrap() => inline::corrupt(&db, cid, data),
+                _ => f.corrupt(cid, data),
+            },
         }
     }
 }

@@ -71,9 +71,13 @@ pub enum StateError {
     /// A stored CID does not decode.
     #[error("a stored CID does not decode")]
     Cid(#[source] cid::Error),
+    /// The commit of small blocks this write joined failed (the first
+    /// writer of the group has the cause; here it is one line).
+    #[error("cannot store small blocks in the state database: {0}")]
+    Inline(String),
 }
 
-fn db_error(e: impl Into<redb::Error>) -> StateError {
+pub(super) fn db_error(e: impl Into<redb::Error>) -> StateError {
     StateError::Db(e.into())
 }
 
@@ -172,8 +176,15 @@ impl StateDb {
         txn.open_table(ledger::LEDGER).map_err(db_error)?;
         txn.open_table(ledger::LEDGER_RECEIPTS).map_err(db_error)?;
         txn.open_table(ledger::LEDGER_PEERS).map_err(db_error)?;
+        txn.open_table(super::inline::INLINE_BLOCKS)
+            .map_err(db_error)?;
         txn.commit().map_err(db_error)?;
         Ok(Self { db: Arc::new(db) })
+    }
+
+    /// The database, for the store's own tables ([`super::inline`]).
+    pub(super) fn raw(&self) -> &Database {
+        &self.db
     }
 
     /// Pins `cid` for the user (again is a no-op).

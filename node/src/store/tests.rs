@@ -8,7 +8,9 @@ use super::files::{self, FilesError};
 use super::untrusted;
 use super::{BlockStore, StoreError, car};
 
-/// Runs one test body against the memory and the filesystem backend.
+/// Runs one test body against the memory backend, the filesystem backend
+/// of a daemon (small blocks inline in the state database) and of a command
+/// (every block a file).
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod mem_backend {
@@ -18,6 +20,17 @@ macro_rules! both_backends {
             $(#[tokio::test] async fn $name() {
                 let dir = tempfile::tempdir().unwrap();
                 let store = super::BlockStore::open(dir.path().join("store")).await.unwrap();
+                super::$name(store).await;
+            })*
+        }
+        // A command's handle: every block a file (small ones too).
+        mod fs_files_only {
+            $(#[tokio::test] async fn $name() {
+                let dir = tempfile::tempdir().unwrap();
+                let store = super::BlockStore::open(dir.path().join("store"))
+                    .await
+                    .unwrap()
+                    .with_transient_state();
                 super::$name(store).await;
             })*
         }
@@ -605,4 +618,80 @@ async fn untrusted_trees_and_files_are_bounded_by_what_they_expand_to(store: Blo
             .unwrap(),
         pattern(3 * CHUNK_SIZE, 4)
     );
+}
+
+/// The files under `store/blocks`.
+fn block_files(root: &Path) -> usize {
+    walkdir(&root.join("blocks"))
+}
+
+fn walkdir(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .map(|e| {
+                if e.path().is_dir() {
+                    walkdir(&e.path())
+                } else {
+                    1
+                }
+            })
+            .sum()
+    })
+}
+
+#[tokio::test]
+async fn small_blocks_of_the_database_holder_are_rows_and_every_process_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let daemon = BlockStore::open(root.clone()).await.unwrap().held_alone();
+    // A small file and a directory: inline; a 1 MiB file's leaves: files.
+    let small = files::add_bytes(&daemon, Bytes::from_static(b"result"))
+        .await
+        .unwrap();
+    let big = files::add_bytes(&daemon, Bytes::from(pattern(4 * CHUNK_SIZE, 5)))
+        .await
+        .unwrap();
+    assert_eq!(
+        block_files(&root),
+        4,
+        "the four 256 KiB leaves, not the rest"
+    );
+    assert!(daemon.has(&small.cid).await.unwrap());
+    assert_eq!(daemon.cids().await.unwrap().len(), 6);
+    assert_eq!(
+        files::cat_to_vec(&daemon, big.cid).await.unwrap(),
+        pattern(4 * CHUNK_SIZE, 5)
+    );
+    // A command beside the daemon cannot open its database: the inline
+    // blocks are not there for it until the daemon writes them out.
+    let command = BlockStore::open(root.clone())
+        .await
+        .unwrap()
+        .with_transient_state();
+    assert!(!command.has(&small.cid).await.unwrap());
+    assert_eq!(daemon.export_inline_blocking(&big.cid).unwrap(), 1);
+    assert_eq!(daemon.export_inline_blocking(&big.cid).unwrap(), 0, "once");
+    assert_eq!(
+        files::cat_to_vec(&command, big.cid).await.unwrap(),
+        pattern(4 * CHUNK_SIZE, 5)
+    );
+    // A command writes files, small ones too.
+    let note = files::add_bytes(&command, Bytes::from_static(b"note"))
+        .await
+        .unwrap();
+    assert_eq!(block_files(&root), 6);
+    assert!(daemon.has(&note.cid).await.unwrap());
+    // Once the daemon is gone, a command reads its inline blocks itself.
+    drop(daemon);
+    assert_eq!(
+        files::cat_to_vec(&command, small.cid).await.unwrap(),
+        b"result"
+    );
+    // gc and delete clear both places: the file of the root the daemon
+    // wrote out and its row.
+    assert_eq!(command.gc().await.unwrap(), 7);
+    assert_eq!(block_files(&root), 0);
+    let again = BlockStore::open(root).await.unwrap();
+    assert!(again.cids().await.unwrap().is_empty());
 }

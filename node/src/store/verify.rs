@@ -10,7 +10,7 @@ use serde::Serialize;
 use phase_protocol::Cid;
 use phase_protocol::unixfs;
 
-use super::{Backend, BlockStore, MAX_DEPTH, StoreError};
+use super::{BlockStore, MAX_DEPTH, StoreError};
 
 /// What [`BlockStore::verify`] found.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -51,10 +51,7 @@ impl BlockStore {
     }
 
     fn verify_blocking(&self, pins: &[Cid]) -> Result<Verified, StoreError> {
-        let all = match self.backend.as_ref() {
-            Backend::Mem(m) => m.cids(),
-            Backend::Fs(f) => f.cids()?,
-        };
+        let all = self.cids_blocking()?;
         let mut found = Verified {
             blocks: all.len(),
             roots: pins.len(),

@@ -440,8 +440,15 @@ async fn fetch(State(s): State<ApiState>, CidPath(cid): CidPath) -> Response {
             )
             .await
             .map_err(|e| ApiError::new(ErrorCode::NotFound, error_line(&e)))?;
-            // The client reads it next, from the store: gc keeps it a while.
+            // The client reads it next, from the store: gc keeps it a
+            // while, and what the daemon keeps in its database (small
+            // blocks) is written out where a command can read it.
             s.node.store().hold_for([cid], FETCHED_HOLD);
+            s.node
+                .store()
+                .export_inline(cid)
+                .await
+                .map_err(|e| internal(&e))?;
             Ok(FetchAnswer { blocks })
         })
         .await
