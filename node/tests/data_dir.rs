@@ -46,6 +46,17 @@ fn a_second_start_refuses_in_one_line_and_gc_keeps_a_running_jobs_inputs() {
     );
     ok(&requester.cli(&["peers", "--wait", "1"]));
     let (module, job) = counting_job(dir.path(), 400_000_000);
+    // A module over 16 KiB (a custom section of padding): a block the
+    // worker keeps as a file, where this test can see it beside the daemon
+    // (smaller blocks are rows of the daemon's database).
+    let mut padded = std::fs::read(&module).unwrap();
+    let pad = 20_000usize;
+    padded.push(0); // a custom section,
+    padded.extend([0xa6, 0x9c, 0x01]); // 20,006 bytes long (LEB128),
+    padded.extend([5, b'p', b'a', b'd', b'd', b'd']); // named "paddd",
+    padded.extend(std::iter::repeat_n(0u8, pad)); // of zeros
+    assert_eq!(20_006, 0x26 | (0x1c << 7) | (1 << 14));
+    std::fs::write(&module, padded).unwrap();
     let module_cid = ok(&phase_in(
         &dir.path().join("scratch"),
         &["add", module.to_str().unwrap()],

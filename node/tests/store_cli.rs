@@ -175,7 +175,12 @@ async fn verify_reads_a_receipt_from_the_store_by_cid() {
         network: None,
     };
     let signed = SignedReceipt::sign(receipt_of(&spec), &worker).unwrap();
-    let store = BlockStore::open(data.path().join("store")).await.unwrap();
+    // As another command would: blocks as files, the state database not
+    // held.
+    let store = BlockStore::open(data.path().join("store"))
+        .await
+        .unwrap()
+        .with_transient_state();
     store
         .put(signed.cid(), signed.to_cbor().into())
         .await

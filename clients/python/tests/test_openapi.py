@@ -90,6 +90,7 @@ def test_every_documented_route_answers_as_documented(network, hello):
         (client, "POST", "/api/v1/pins/{cid}", f"/api/v1/pins/{module}", None, None),
         (client, "DELETE", "/api/v1/pins/{cid}", f"/api/v1/pins/{MISSING}", None, None),
         (client, "POST", "/api/v1/gc", "/api/v1/gc", None, None),
+        (client, "POST", "/api/v1/store/verify", "/api/v1/store/verify", None, None),
         # No guest state in this network: a state that is not there, and a
         # malformed one.
         (client, "GET", "/api/v1/state/{cid}", f"/api/v1/state/{MISSING}", None, None),
@@ -129,5 +130,6 @@ def test_every_documented_route_answers_as_documented(network, hello):
     # The calls meant to succeed did.
     for op in [("GET", "/api/v1/id"), ("POST", "/api/v1/add"), ("GET", "/api/v1/jobs/{id}/result"),
                ("GET", "/api/v1/worker"), ("GET", "/api/v1/ledger/entries"), ("POST", "/api/v1/jobs"),
-               ("PATCH", "/api/v1/worker"), ("GET", "/api/v1/get/{cid}")]:
+               ("PATCH", "/api/v1/worker"), ("GET", "/api/v1/get/{cid}"),
+               ("POST", "/api/v1/store/verify")]:
         assert statuses[op] & {200, 202}, f"{op}: {statuses[op]}"

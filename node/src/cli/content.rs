@@ -15,7 +15,7 @@ use super::pins::Pins;
 use crate::api::types::FetchAnswer;
 use crate::api::{ApiClient, client};
 use crate::store::files::FilesError;
-use crate::store::{BlockStore, StoreError, car, files, untrusted};
+use crate::store::{BlockStore, StoreError, Verified, car, files, untrusted};
 
 /// Whether an error means "a block is not here" (so a daemon could fetch it).
 fn is_missing(e: &FilesError) -> bool {
@@ -405,9 +405,16 @@ impl StoreCommand {
     pub(super) async fn execute(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         let Self::Verify { json } = self;
         let data_dir = global.data_dir()?;
-        let store = global.store().await?;
-        let pins = Pins::of(data_dir.root(), &store).await.list().await?;
-        let found = store.verify(pins).await?;
+        let found: Verified = match ApiClient::find(data_dir.root()).await {
+            // The daemon keeps small blocks in its state database, which
+            // only it can read: it verifies.
+            Some(daemon) => daemon.post::<(), _>("/api/v1/store/verify", None).await?,
+            None => {
+                let store = global.store().await?;
+                let pins = Pins::of(data_dir.root(), &store).await.list().await?;
+                store.verify(pins).await?
+            }
+        };
         let mut out = std::io::stdout().lock();
         if json {
             serde_json::to_writer_pretty(&mut out, &found)?;

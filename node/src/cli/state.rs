@@ -92,8 +92,23 @@ fn parse_pair(s: &str) -> Result<(KeyBytes, KeyBytes), String> {
 }
 
 impl StateCommand {
+    /// The states this command reads.
+    fn roots(&self) -> Vec<phase_protocol::Cid> {
+        match self {
+            StateCommand::Get { root, .. } | StateCommand::Ls { root, .. } => vec![*root],
+            StateCommand::Diff { a, b, .. } => vec![*a, *b],
+            StateCommand::Set { root, .. } => root.iter().copied().collect(),
+        }
+    }
+
     pub(super) async fn execute(self, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         let store = global.store().await?;
+        // A daemon beside this command keeps small blocks (most of a
+        // state's) in its database: asked to fetch a state, it writes them
+        // out where this command reads them.
+        for root in self.roots() {
+            super::content::fetch_through_daemon(global, root).await?;
+        }
         match self {
             StateCommand::Get {
                 root,

@@ -52,6 +52,11 @@ impl VerifyArgs {
         let bytes = match as_cid {
             Some(cid) if !self.receipt.exists() => {
                 let store = global.store().await?;
+                // A daemon beside this command may keep it in its database:
+                // asked to fetch it, the daemon writes it out.
+                if !store.has(&cid).await? {
+                    let _ = fetch_through_daemon(global, cid).await;
+                }
                 store
                     .get(&cid)
                     .await

@@ -10,18 +10,14 @@
 //! every block a command writes beside a daemon, stay files. A block can
 //! be in both places; reads look in both, `gc` and `delete` clear both.
 //!
-//! Writes are grouped: every block put while a commit runs joins the next
-//! one ([`InlineWriter::put`]), so many jobs ending at once pay one commit
-//! (one fsync) between them. A commit is atomic: after a SIGKILL a block
-//! is whole or absent.
+//! Writes join the state database's group commit ([`super::group`]): many
+//! jobs ending at once pay one commit (one fsync) between them. A commit is
+//! atomic: after a SIGKILL a block is whole or absent.
 //!
 //! A command beside a daemon cannot open the database (redb is one
 //! process's); it reads a DAG the daemon holds inline after asking the
 //! daemon to fetch it, which writes the DAG's inline blocks out as files
 //! ([`super::BlockStore::export_inline`]).
-
-use std::collections::BTreeMap;
-use std::sync::{Condvar, Mutex, PoisonError};
 
 use bytes::Bytes;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
@@ -37,85 +33,25 @@ pub const INLINE_MAX: usize = 16 * 1024;
 pub(super) const INLINE_BLOCKS: TableDefinition<&[u8], &[u8]> =
     TableDefinition::new("inline_blocks");
 
-/// Failed commits remembered for the writers that wait on them.
-const FAILURES_KEPT: usize = 64;
-
-/// The group committer of inline blocks; one per store (its clones share it).
-#[derive(Debug, Default)]
-pub(super) struct InlineWriter {
-    queue: Mutex<Queue>,
-    committed: Condvar,
+/// Stores `blocks` (already checked against their CIDs), durable when
+/// this returns, in the group commit of `db` (with whatever else is
+/// written meanwhile). Blocking.
+pub(super) fn put(db: &StateDb, blocks: Vec<(Cid, Bytes)>) -> Result<(), StateError> {
+    let n = blocks.len();
+    db.grouped(Box::new(move |txn| insert(txn, &blocks)))?;
+    tracing::trace!(blocks = n, "stored small blocks");
+    Ok(())
 }
 
-#[derive(Debug, Default)]
-struct Queue {
-    /// Blocks waiting for the next commit.
-    pending: Vec<(Cid, Bytes)>,
-    /// The number of the commit `pending` goes into.
-    next: u64,
-    /// Commits ended (committed or failed): 1..=done.
-    done: u64,
-    /// Whether a writer is committing now.
-    committing: bool,
-    /// Why recent commits failed, by number.
-    failures: BTreeMap<u64, String>,
-}
-
-impl InlineWriter {
-    /// Stores `blocks` (already checked against their CIDs) in `db`,
-    /// durable when this returns: the caller commits them with every block
-    /// queued meanwhile, or waits for the writer committing them.
-    /// Blocking.
-    pub(super) fn put(&self, db: &StateDb, blocks: Vec<(Cid, Bytes)>) -> Result<(), StateError> {
-        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        queue.pending.extend(blocks);
-        let mine = queue.next + 1;
-        loop {
-            if queue.done >= mine {
-                return match queue.failures.get(&mine) {
-                    None => Ok(()),
-                    Some(reason) => Err(StateError::Inline(reason.clone())),
-                };
-            }
-            if queue.committing {
-                queue = self
-                    .committed
-                    .wait(queue)
-                    .unwrap_or_else(PoisonError::into_inner);
-                continue;
-            }
-            queue.committing = true;
-            queue.next += 1;
-            let number = queue.next;
-            let batch = std::mem::take(&mut queue.pending);
-            drop(queue);
-            let result = write(db, &batch);
-            queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-            queue.committing = false;
-            queue.done = number;
-            if let Err(e) = result {
-                queue.failures.insert(number, crate::error_line(&e));
-                while queue.failures.len() > FAILURES_KEPT {
-                    queue.failures.pop_first();
-                }
-            }
-            self.committed.notify_all();
-        }
+/// Inserts `blocks` in `txn`.
+fn insert(txn: &redb::WriteTransaction, blocks: &[(Cid, Bytes)]) -> Result<(), StateError> {
+    let mut table = txn.open_table(INLINE_BLOCKS).map_err(db_error)?;
+    for (cid, data) in blocks {
+        table
+            .insert(cid.to_bytes().as_slice(), &data[..])
+            .map_err(db_error)?;
     }
-}
-
-/// One transaction with every block of `batch`.
-fn write(db: &StateDb, batch: &[(Cid, Bytes)]) -> Result<(), StateError> {
-    let txn = db.raw().begin_write().map_err(db_error)?;
-    {
-        let mut table = txn.open_table(INLINE_BLOCKS).map_err(db_error)?;
-        for (cid, data) in batch {
-            table
-                .insert(cid.to_bytes().as_slice(), &data[..])
-                .map_err(db_error)?;
-        }
-    }
-    txn.commit().map_err(db_error)
+    Ok(())
 }
 
 /// The block, if it is inline.
@@ -173,7 +109,7 @@ pub(super) fn delete(db: &StateDb, cids: &[Cid]) -> Result<Vec<bool>, StateError
 /// Overwrites an inline block without any check (tests of corruption).
 #[cfg(test)]
 pub(super) fn corrupt(db: &StateDb, cid: &Cid, data: &[u8]) {
-    write(db, &[(*cid, Bytes::copy_from_slice(data))]).unwrap();
+    put(db, vec![(*cid, Bytes::copy_from_slice(data))]).unwrap();
 }
 
 #[cfg(test)]
@@ -181,21 +117,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn writers_at_once_share_commits_and_each_finds_its_block() {
+    fn blocks_are_put_listed_read_and_deleted() {
         let db = StateDb::memory().unwrap();
-        let writer = std::sync::Arc::new(InlineWriter::default());
-        let blocks: Vec<(Cid, Bytes)> = (0..64u32)
+        let blocks: Vec<(Cid, Bytes)> = (0..8u32)
             .map(|i| {
                 let data = Bytes::from(i.to_le_bytes().to_vec());
                 (phase_protocol::cid::raw_cid(&data), data)
             })
             .collect();
-        std::thread::scope(|s| {
-            for chunk in blocks.chunks(4) {
-                let (db, writer) = (&db, &writer);
-                s.spawn(move || writer.put(db, chunk.to_vec()).unwrap());
-            }
-        });
+        put(&db, blocks.clone()).unwrap();
         for (cid, data) in &blocks {
             assert_eq!(get(&db, cid).unwrap().as_ref(), Some(data));
         }
@@ -204,14 +134,6 @@ mod tests {
         let mut expected: Vec<Cid> = blocks.iter().map(|(c, _)| *c).collect();
         expected.sort();
         assert_eq!(all, expected);
-        let queue = writer.queue.lock().unwrap();
-        assert!(queue.pending.is_empty() && !queue.committing);
-        assert!(
-            queue.done >= 1 && queue.done <= 16,
-            "{} commits",
-            queue.done
-        );
-        drop(queue);
         assert_eq!(
             delete(&db, &[blocks[0].0, blocks[0].0]).unwrap(),
             [true, false]

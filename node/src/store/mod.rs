@@ -19,6 +19,7 @@ pub mod dirs;
 pub mod files;
 pub mod fs;
 mod gc;
+mod group;
 pub mod guest_state;
 mod inline;
 mod leases;
@@ -144,7 +145,7 @@ fn one_of(e: &StoreError) -> StoreError {
             path: path.clone(),
             source: std::io::Error::new(source.kind(), source.to_string()),
         },
-        other => StoreError::State(StateError::Inline(crate::error_line(other))),
+        other => StoreError::State(StateError::Group(crate::error_line(other))),
     }
 }
 
@@ -210,8 +211,6 @@ pub struct BlockStore {
     making_ballast: Arc<std::sync::atomic::AtomicBool>,
     /// Whether reads re-hash what they read (`store.hash_on_read`).
     hash_on_read: bool,
-    /// Groups the commits of small blocks kept in the state database.
-    inline: Arc<inline::InlineWriter>,
 }
 
 impl BlockStore {
@@ -229,7 +228,6 @@ impl BlockStore {
             reserve: 0,
             making_ballast: Arc::default(),
             hash_on_read: false,
-            inline: Arc::default(),
         }
     }
 
@@ -252,7 +250,6 @@ impl BlockStore {
             reserve: 0,
             making_ballast: Arc::default(),
             hash_on_read: false,
-            inline: Arc::default(),
         })
     }
 
@@ -458,7 +455,7 @@ impl BlockStore {
             }
         }
         if !small.is_empty()
-            && let Err(e) = self.inline.put(&db, small)
+            && let Err(e) = inline::put(&db, small)
         {
             let e = StoreError::from(e);
             for r in results.iter_mut().flatten() {
@@ -617,8 +614,7 @@ impl BlockStore {
             Backend::Fs(f) => match self.inline_db(true)? {
                 Some(db) if data.len() <= INLINE_MAX => {
                     if !self.stored_small(&db, f, cid)? {
-                        self.inline
-                            .put(&db, vec![(*cid, Bytes::copy_from_slice(data))])?;
+                        inline::put(&db, vec![(*cid, Bytes::copy_from_slice(data))])?;
                     }
                     Ok(())
                 }

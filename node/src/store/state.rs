@@ -71,14 +71,43 @@ pub enum StateError {
     /// A stored CID does not decode.
     #[error("a stored CID does not decode")]
     Cid(#[source] cid::Error),
-    /// The commit of small blocks this write joined failed (the first
-    /// writer of the group has the cause; here it is one line).
-    #[error("cannot store small blocks in the state database: {0}")]
-    Inline(String),
+    /// The group commit this write joined failed (`super::group`; the
+    /// cause, one line).
+    #[error("state database commit failed: {0}")]
+    Group(String),
 }
 
 pub(super) fn db_error(e: impl Into<redb::Error>) -> StateError {
     StateError::Db(e.into())
+}
+
+/// Applies the worker's `writes` in `txn`, with the ledger entries they
+/// carry.
+fn apply_job_writes(txn: &redb::WriteTransaction, writes: &[JobWrite]) -> Result<(), StateError> {
+    let mut drafts = Vec::new();
+    {
+        let mut jobs = txn.open_table(WORKER_JOBS).map_err(db_error)?;
+        for write in writes {
+            match write {
+                JobWrite::Put {
+                    id,
+                    record,
+                    roots,
+                    ledger,
+                } => {
+                    drafts.extend(ledger.as_deref().cloned());
+                    let value = encode_job(roots, record);
+                    jobs.insert(id.0.to_bytes().as_slice(), value.as_slice())
+                        .map_err(db_error)?;
+                }
+                JobWrite::Forget(id) => {
+                    jobs.remove(id.0.to_bytes().as_slice()).map_err(db_error)?;
+                }
+            }
+        }
+    }
+    ledger::append(txn, &drafts)?;
+    Ok(())
 }
 
 /// One change to the worker's job records.
@@ -104,6 +133,8 @@ pub enum JobWrite {
 #[derive(Clone)]
 pub struct StateDb {
     db: Arc<Database>,
+    /// Groups the writes of this process's threads into shared commits.
+    group: Arc<super::group::GroupCommit>,
 }
 
 impl std::fmt::Debug for StateDb {
@@ -166,8 +197,31 @@ impl StateDb {
         Self::init(db)
     }
 
-    /// Creates the tables, so reads never meet a missing one.
+    /// Creates the tables, so reads never meet a missing one (no commit,
+    /// and no fsync, when they all exist: a command opens the database for
+    /// each use).
     fn init(db: Database) -> Result<Self, StateError> {
+        use redb::TableHandle;
+        let names = [
+            PINS.name(),
+            WORKER_JOBS.name(),
+            SUBMITTED.name(),
+            REQUESTER_JOBS.name(),
+            ledger::LEDGER.name(),
+            ledger::LEDGER_RECEIPTS.name(),
+            ledger::LEDGER_PEERS.name(),
+            super::inline::INLINE_BLOCKS.name(),
+        ];
+        let existing: Vec<String> = db
+            .begin_read()
+            .map_err(db_error)?
+            .list_tables()
+            .map_err(db_error)?
+            .map(|t| t.name().to_owned())
+            .collect();
+        if names.iter().all(|n| existing.iter().any(|e| e == n)) {
+            return Ok(Self::with(db));
+        }
         let txn = db.begin_write().map_err(db_error)?;
         txn.open_table(PINS).map_err(db_error)?;
         txn.open_table(WORKER_JOBS).map_err(db_error)?;
@@ -179,7 +233,23 @@ impl StateDb {
         txn.open_table(super::inline::INLINE_BLOCKS)
             .map_err(db_error)?;
         txn.commit().map_err(db_error)?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self::with(db))
+    }
+
+    fn with(db: Database) -> Self {
+        Self {
+            db: Arc::new(db),
+            group: Arc::default(),
+        }
+    }
+
+    /// Applies `write` in the next group commit ([`super::group`]),
+    /// durable when this returns. Blocking.
+    ///
+    /// # Errors
+    /// The group's commit failed (then none of its writes is applied).
+    pub(super) fn grouped(&self, write: super::group::Write) -> Result<(), StateError> {
+        self.group.write(&self.db, write)
     }
 
     /// The database, for the store's own tables ([`super::inline`]).
@@ -290,31 +360,8 @@ impl StateDb {
     /// # Errors
     /// A database error; then none of them is applied.
     pub fn write_jobs(&self, writes: &[JobWrite]) -> Result<(), StateError> {
-        let txn = self.db.begin_write().map_err(db_error)?;
-        let mut drafts = Vec::new();
-        {
-            let mut jobs = txn.open_table(WORKER_JOBS).map_err(db_error)?;
-            for write in writes {
-                match write {
-                    JobWrite::Put {
-                        id,
-                        record,
-                        roots,
-                        ledger,
-                    } => {
-                        drafts.extend(ledger.as_deref().cloned());
-                        let value = encode_job(roots, record);
-                        jobs.insert(id.0.to_bytes().as_slice(), value.as_slice())
-                            .map_err(db_error)?;
-                    }
-                    JobWrite::Forget(id) => {
-                        jobs.remove(id.0.to_bytes().as_slice()).map_err(db_error)?;
-                    }
-                }
-            }
-        }
-        ledger::append(&txn, &drafts)?;
-        txn.commit().map_err(db_error)
+        let writes = writes.to_vec();
+        self.grouped(Box::new(move |txn| apply_job_writes(txn, &writes)))
     }
 
     /// Every worker job record.
@@ -351,17 +398,19 @@ impl StateDb {
     ) -> Result<(), StateError> {
         let record = serde_json::to_vec(record).map_err(StateError::Record)?;
         let value = encode_job(roots, &record);
-        let txn = self.db.begin_write().map_err(db_error)?;
-        {
-            let mut table = txn.open_table(REQUESTER_JOBS).map_err(db_error)?;
-            table
-                .insert(id.0.to_bytes().as_slice(), value.as_slice())
-                .map_err(db_error)?;
-            let mut old = txn.open_table(SUBMITTED).map_err(db_error)?;
-            old.remove(id.0.to_bytes().as_slice()).map_err(db_error)?;
-        }
-        ledger::append(&txn, entries)?;
-        txn.commit().map_err(db_error)
+        let (key, entries) = (id.0.to_bytes(), entries.to_vec());
+        self.grouped(Box::new(move |txn| {
+            {
+                let mut table = txn.open_table(REQUESTER_JOBS).map_err(db_error)?;
+                table
+                    .insert(key.as_slice(), value.as_slice())
+                    .map_err(db_error)?;
+                let mut old = txn.open_table(SUBMITTED).map_err(db_error)?;
+                old.remove(key.as_slice()).map_err(db_error)?;
+            }
+            ledger::append(txn, &entries)?;
+            Ok(())
+        }))
     }
 
     /// Appends the ledger's entries of receipts not in it yet (a worker's

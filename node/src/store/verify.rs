@@ -5,25 +5,26 @@
 
 use std::collections::HashSet;
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use phase_protocol::Cid;
 use phase_protocol::unixfs;
 
 use super::{BlockStore, MAX_DEPTH, StoreError};
 
-/// What [`BlockStore::verify`] found.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+/// What [`BlockStore::verify`] found (and `POST /api/v1/store/verify`
+/// answers).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verified {
     /// Blocks read and hashed.
     pub blocks: usize,
     /// Pinned roots walked.
     pub roots: usize,
     /// Blocks whose bytes do not hash to their CID.
-    #[serde(serialize_with = "strings")]
+    #[serde(serialize_with = "strings", deserialize_with = "parsed")]
     pub corrupt: Vec<Cid>,
     /// Blocks a pinned DAG links to that the store lacks.
-    #[serde(serialize_with = "strings")]
+    #[serde(serialize_with = "strings", deserialize_with = "parsed")]
     pub missing: Vec<Cid>,
 }
 
@@ -33,6 +34,13 @@ impl Verified {
     pub fn intact(&self) -> bool {
         self.corrupt.is_empty() && self.missing.is_empty()
     }
+}
+
+fn parsed<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Cid>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| s.parse().map_err(serde::de::Error::custom))
+        .collect()
 }
 
 fn strings<S: serde::Serializer>(cids: &[Cid], s: S) -> Result<S::Ok, S::Error> {

@@ -106,6 +106,7 @@ pub(crate) fn routes() -> Vec<Route> {
         r(Method::POST, "/api/v1/pins/{cid}", post(pin)),
         r(Method::DELETE, "/api/v1/pins/{cid}", delete(unpin)),
         r(Method::POST, "/api/v1/gc", post(gc)),
+        r(Method::POST, "/api/v1/store/verify", post(store_verify)),
         r(Method::GET, "/api/v1/state/{cid}", get(state::listing)),
         r(Method::GET, "/api/v1/state/{cid}/value", get(state::value)),
         r(Method::GET, "/api/v1/state/{cid}/diff", get(state::diff)),
@@ -483,6 +484,15 @@ async fn unpin(State(s): State<ApiState>, CidPath(cid): CidPath) -> ApiResult<Pi
 async fn gc(State(s): State<ApiState>) -> ApiResult<GcAnswer> {
     let removed = s.node.store().gc().await.map_err(|e| internal(&e))?;
     Ok(Json(GcAnswer { removed }))
+}
+
+/// `phase-node store verify` beside a daemon: only the daemon can read
+/// the blocks it keeps in its state database.
+async fn store_verify(State(s): State<ApiState>) -> ApiResult<crate::store::Verified> {
+    let store = s.node.store();
+    let pins = store.pins().await.map_err(|e| internal(&e))?;
+    let found = store.verify(pins).await.map_err(|e| internal(&e))?;
+    Ok(Json(found))
 }
 
 async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiError> {
