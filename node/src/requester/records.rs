@@ -212,17 +212,22 @@ impl Records {
         // killed), and a `gc` in between lost it (the hour-long chaos run
         // found 2 specs of 31,163 pinned roots missing this way).
         let _writing = self.store.writing().await;
-        if !self.store.has(&record.job.0).await? {
-            self.store
-                .put(record.job.0, bytes::Bytes::from(record.spec.encode()))
-                .await?;
+        // The spec's block and each receipt's go in the record's own commit
+        // where the store keeps small blocks inline (one fsync for all).
+        let mut blocks = vec![(record.job.0, bytes::Bytes::from(record.spec.encode()))];
+        if let Some(report) = record.report() {
+            blocks.extend(
+                report
+                    .runs()
+                    .map(|r| (r.receipt.cid(), bytes::Bytes::from(r.receipt.to_cbor()))),
+            );
         }
         let (roots, entries) = (record.roots(), record.ledger());
         let (store, record) = (self.store.clone(), record.clone());
-        tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
-            Ok(store
-                .state_blocking()?
-                .put_submitted(&record.job, &record, &roots, &entries)?)
+        tokio::task::spawn_blocking(move || {
+            store.put_with_state_blocking(blocks, |db, blocks| {
+                db.put_submitted(&record.job, &record, &roots, &entries, blocks)
+            })
         })
         .await
         .map_err(StoreError::from)??;

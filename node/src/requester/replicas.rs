@@ -322,8 +322,10 @@ fn note(offers: &Offers, worker: &PeerId, outcome: &Outcome) {
 const MAX_STATE_FETCH: u64 = crate::executor::DEFAULT_MAX_STATE + (4 << 20);
 
 /// Fetches the result DAG: from the worker first, then any provider; never
-/// more than an honest result of `spec` can hold. Then stores the receipt.
-/// Both are held against `gc` from the start until the guard is dropped.
+/// more than an honest result of `spec` can hold. It and the receipt are
+/// held against `gc` from the start until the guard is dropped; the
+/// receipt's block is stored with the record that pins it
+/// ([`super::Records::put`]).
 async fn fetch_result(
     requester: &Requester,
     worker: PeerId,
@@ -368,9 +370,6 @@ async fn fetch_result(
         };
         blocks::fetch(network, store, root, from_worker, |_| {}).await?;
     }
-    store
-        .put(receipt.cid(), bytes::Bytes::from(receipt.to_cbor()))
-        .await?;
     Ok(held)
 }
 

@@ -44,7 +44,10 @@ pub(super) fn put(db: &StateDb, blocks: Vec<(Cid, Bytes)>) -> Result<(), StateEr
 }
 
 /// Inserts `blocks` in `txn`.
-fn insert(txn: &redb::WriteTransaction, blocks: &[(Cid, Bytes)]) -> Result<(), StateError> {
+pub(super) fn insert(
+    txn: &redb::WriteTransaction,
+    blocks: &[(Cid, Bytes)],
+) -> Result<(), StateError> {
     let mut table = txn.open_table(INLINE_BLOCKS).map_err(db_error)?;
     for (cid, data) in blocks {
         table

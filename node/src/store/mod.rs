@@ -471,6 +471,34 @@ impl BlockStore {
             .collect()
     }
 
+    /// Stores `blocks` with a write to the state database: the small ones
+    /// this store keeps inline go to `write` (for the same commit: one
+    /// fsync for both), the others are stored first, as files. Blocks
+    /// already stored are skipped. Blocking.
+    ///
+    /// # Errors
+    /// A block that does not hash to its CID, I/O, or the database.
+    pub fn put_with_state_blocking(
+        &self,
+        blocks: Vec<(Cid, Bytes)>,
+        write: impl FnOnce(&StateDb, Vec<(Cid, Bytes)>) -> Result<(), StateError>,
+    ) -> Result<(), StoreError> {
+        let db = self.inline_db(true)?;
+        let mut inline = Vec::new();
+        for (cid, data) in blocks {
+            check_block(&cid, &data)?;
+            match (&db, self.backend.as_ref()) {
+                (Some(db), Backend::Fs(f)) if data.len() <= INLINE_MAX => {
+                    if !self.stored_small(db, f, &cid)? {
+                        inline.push((cid, data));
+                    }
+                }
+                _ => self.put_blocking(&cid, &data)?,
+            }
+        }
+        Ok(write(&self.state_blocking()?, inline)?)
+    }
+
     /// Whether a small block is stored already, inline or as a file (a
     /// file found is reused as [`fs::FsStore::put`] would).
     fn stored_small(&self, db: &StateDb, f: &fs::FsStore, cid: &Cid) -> Result<bool, StoreError> {

@@ -385,7 +385,8 @@ impl StateDb {
     /// Writes the requester's `record` of job `id` and, in the same
     /// transaction, pins `roots` for it (instead of what it pinned before)
     /// and appends the ledger's entries of the receipts it holds (those not
-    /// in the ledger yet).
+    /// in the ledger yet), and stores `blocks` (small ones, checked: the
+    /// spec and receipts the record pins) as inline blocks.
     ///
     /// # Errors
     /// A database error.
@@ -395,6 +396,7 @@ impl StateDb {
         record: &T,
         roots: &[Cid],
         entries: &[Draft],
+        blocks: Vec<(Cid, bytes::Bytes)>,
     ) -> Result<(), StateError> {
         let record = serde_json::to_vec(record).map_err(StateError::Record)?;
         let value = encode_job(roots, &record);
@@ -409,7 +411,7 @@ impl StateDb {
                 old.remove(key.as_slice()).map_err(db_error)?;
             }
             ledger::append(txn, &entries)?;
-            Ok(())
+            super::inline::insert(txn, &blocks)
         }))
     }
 
@@ -608,7 +610,7 @@ mod tests {
         {
             let db = StateDb::open(&path).unwrap();
             db.put_job(&job(1), &"running", &[]).unwrap();
-            db.put_submitted(&job(2), &"report", &[raw_cid(b"r")], &[])
+            db.put_submitted(&job(2), &"report", &[raw_cid(b"r")], &[], Vec::new())
                 .unwrap();
             db.pin(&raw_cid(b"x")).unwrap();
             assert!(matches!(StateDb::open(&path), Err(StateError::InUse)));
