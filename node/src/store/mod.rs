@@ -561,8 +561,8 @@ impl BlockStore {
 
     /// Writes the inline blocks of the DAG under `root` out as files, so
     /// that a command beside this process (which cannot open its state
-    /// database) reads the whole DAG; how many. Only dag-pb nodes are
-    /// read to find links. Blocking.
+    /// database) reads the whole DAG (a UnixFS tree, a guest state); how
+    /// many. Raw leaves are not read. Blocking.
     ///
     /// # Errors
     /// I/O or the database; a block missing from the DAG is skipped.
@@ -584,7 +584,9 @@ impl BlockStore {
             {
                 out.push((cid, data.clone()));
             }
-            if cid.codec() == cid::DAG_PB {
+            // Raw leaves link nowhere; dag-pb nodes and guest state nodes
+            // (dag-cbor) are read for their links.
+            if cid.codec() != cid::RAW {
                 let data = match inline {
                     Some(data) => Some(data),
                     None => f.get(&cid)?,

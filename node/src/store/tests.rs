@@ -676,11 +676,35 @@ async fn small_blocks_of_the_database_holder_are_rows_and_every_process_reads_th
         files::cat_to_vec(&command, big.cid).await.unwrap(),
         pattern(4 * CHUNK_SIZE, 5)
     );
+    // A guest state: its root and its value blocks (dag-cbor links) go
+    // out with it.
+    let state = daemon.clone();
+    let state_root = tokio::task::spawn_blocking(move || {
+        let (empty, bytes) = phase_protocol::guest_state::empty();
+        state.put_blocking(&empty, &bytes).unwrap();
+        let mut guest =
+            phase_protocol::guest_state::GuestState::open(state.clone(), &empty).unwrap();
+        guest.set(b"big".to_vec(), vec![7; 2000]).unwrap();
+        let (summary, blocks) = guest.commit();
+        for (cid, data) in blocks {
+            state.put_blocking(&cid, &data).unwrap();
+        }
+        summary.root
+    })
+    .await
+    .unwrap();
+    assert_eq!(block_files(&root), 5, "the state is inline");
+    assert_eq!(
+        daemon.export_inline_blocking(&state_root).unwrap(),
+        2,
+        "root and value"
+    );
+    assert_eq!(block_files(&root), 7);
     // A command writes files, small ones too.
     let note = files::add_bytes(&command, Bytes::from_static(b"note"))
         .await
         .unwrap();
-    assert_eq!(block_files(&root), 6);
+    assert_eq!(block_files(&root), 8);
     assert!(daemon.has(&note.cid).await.unwrap());
     // Once the daemon is gone, a command reads its inline blocks itself.
     drop(daemon);
@@ -690,7 +714,7 @@ async fn small_blocks_of_the_database_holder_are_rows_and_every_process_reads_th
     );
     // gc and delete clear both places: the file of the root the daemon
     // wrote out and its row.
-    assert_eq!(command.gc().await.unwrap(), 7);
+    assert_eq!(command.gc().await.unwrap(), 10);
     assert_eq!(block_files(&root), 0);
     let again = BlockStore::open(root).await.unwrap();
     assert!(again.cids().await.unwrap().is_empty());
