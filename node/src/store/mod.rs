@@ -676,12 +676,23 @@ impl BlockStore {
     fn read_blocking(&self, cid: &Cid, hash: bool) -> Result<Option<Bytes>, StoreError> {
         let data = match self.backend.as_ref() {
             Backend::Mem(m) => m.get(cid),
-            Backend::Fs(f) => match self.inline_db(false)? {
+            // The holder of the database looks there first (an open table);
+            // a command's handle opens the database for each look, so it
+            // looks for a file first and opens it only for a block that
+            // has none.
+            Backend::Fs(f) if self.keep_state => match self.inline_db(false)? {
                 Some(db) => match inline::get(&db, cid)? {
                     Some(data) => Some(data),
                     None => f.get(cid)?,
                 },
                 None => f.get(cid)?,
+            },
+            Backend::Fs(f) => match f.get(cid)? {
+                Some(data) => Some(data),
+                None => match self.inline_db(false)? {
+                    Some(db) => inline::get(&db, cid)?,
+                    None => None,
+                },
             },
         };
         match data {
